@@ -1,0 +1,293 @@
+/*
+ * http.c: see http.h. Every request goes through the multi handle, one at a
+ * time or many at once, so both paths share the connection cache; the share
+ * handle adds the DNS and TLS session caches.
+ */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct slot {
+  CURL *easy;
+  struct curl_slist *headers;
+  char *buf;
+  size_t len, cap, max;
+  int too_large, oom, busy;
+  size_t index;
+  char err[CURL_ERROR_SIZE];
+} slot;
+
+struct ctv_http {
+  CURLM *multi;
+  CURLSH *share;
+  slot *slots;
+  int nslots;
+  ctv_opts o;
+  char *line;                 /* scratch for "Name: value" */
+  size_t linecap;
+};
+
+int ctv_http_global_init(void) {
+  static int done = 0;
+  if (!done && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) done = 1;
+  return done ? 0 : -1;
+}
+
+/* Counts the body while it streams in; past max the transfer is aborted,
+ * so memory never holds more than max bytes. */
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
+  slot *s = ud;
+  size_t n = size * nmemb;
+  if (n > s->max - s->len) {
+    s->too_large = 1;
+    return 0;
+  }
+  if (s->len + n > s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 16384;
+    char *b;
+    while (cap < s->len + n) cap *= 2;
+    if (cap > s->max) cap = s->max;
+    if ((b = realloc(s->buf, cap)) == NULL) {
+      s->oom = 1;
+      return 0;
+    }
+    s->buf = b;
+    s->cap = cap;
+  }
+  memcpy(s->buf + s->len, p, n);
+  s->len += n;
+  return n;
+}
+
+static const char *kind_of(const slot *s, CURLcode rc) {
+  if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
+  switch (rc) {
+  case CURLE_OPERATION_TIMEDOUT:
+    return "timeout";
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    return "tls";
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    return "invalid";
+  default:
+    return "connect";
+  }
+}
+
+/* Options that stay the same for every request of this handle. */
+static int setup(ctv_http *h, slot *s) {
+  CURL *e = s->easy = curl_easy_init();
+  if (!e) return -1;
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)s);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->err);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->o.timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->o.connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->o.max_body);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, h->o.insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->o.insecure ? 0L : 2L);
+  if (h->o.ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, h->o.ca_file);
+  s->max = h->o.max_body;
+  return 0;
+}
+
+ctv_http *ctv_http_new(const ctv_opts *o) {
+  ctv_http *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  h->o = *o;
+  h->o.ca_file = NULL;
+  if (o->ca_file && (h->o.ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
+    strcpy((char *)h->o.ca_file, o->ca_file);
+  h->multi = curl_multi_init();
+  h->share = curl_share_init();
+  if (!h->multi || !h->share || (o->ca_file && !h->o.ca_file)) {
+    ctv_http_free(h);
+    return NULL;
+  }
+  curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  return h;
+}
+
+/* Takes back every transfer still in the multi handle (a run that was
+ * stopped, or left by a Lua error raised in a done callback). */
+static void abandon(ctv_http *h) {
+  int i;
+  for (i = 0; i < h->nslots; i++) {
+    if (h->slots[i].busy) {
+      curl_multi_remove_handle(h->multi, h->slots[i].easy);
+      h->slots[i].busy = 0;
+    }
+  }
+}
+
+void ctv_http_free(ctv_http *h) {
+  int i;
+  if (!h) return;
+  abandon(h);
+  for (i = 0; i < h->nslots; i++) {
+    curl_easy_cleanup(h->slots[i].easy);
+    curl_slist_free_all(h->slots[i].headers);
+    free(h->slots[i].buf);
+  }
+  if (h->multi) curl_multi_cleanup(h->multi);
+  if (h->share) curl_share_cleanup(h->share);
+  free((char *)h->o.ca_file);
+  free(h->slots);
+  free(h->line);
+  free(h);
+}
+
+static int grow_slots(ctv_http *h, int n) {
+  slot *s;
+  if (n <= h->nslots) return 0;
+  if ((s = realloc(h->slots, (size_t)n * sizeof *s)) == NULL) return -1;
+  h->slots = s;
+  for (; h->nslots < n; h->nslots++) {
+    memset(&s[h->nslots], 0, sizeof *s);
+    if (setup(h, &s[h->nslots]) != 0) return -1;
+  }
+  return 0;
+}
+
+static int has_crlf(const char *p, size_t n) {
+  return memchr(p, '\r', n) || memchr(p, '\n', n) || memchr(p, '\0', n);
+}
+
+/* "Name: value" lists; a line break in either would smuggle a header. */
+static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
+  size_t i;
+  curl_slist_free_all(s->headers);
+  s->headers = NULL;
+  for (i = 0; i < r->nheaders; i++) {
+    const ctv_header *hd = &r->headers[i];
+    size_t need = hd->namelen + hd->valuelen + 3;
+    struct curl_slist *l;
+    if (has_crlf(hd->name, hd->namelen) || has_crlf(hd->value, hd->valuelen)
+        || hd->namelen == 0 || memchr(hd->name, ':', hd->namelen))
+      return "invalid";
+    if (need > h->linecap) {
+      char *b = realloc(h->line, need);
+      if (!b) return "oom";
+      h->line = b;
+      h->linecap = need;
+    }
+    memcpy(h->line, hd->name, hd->namelen);
+    memcpy(h->line + hd->namelen, ": ", 2);
+    memcpy(h->line + hd->namelen + 2, hd->value, hd->valuelen);
+    h->line[need - 1] = '\0';
+    if ((l = curl_slist_append(s->headers, h->line)) == NULL) return "oom";
+    s->headers = l;
+  }
+  return NULL;
+}
+
+/* Starts r on s; NULL, or why it could not start. */
+static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
+  CURL *e = s->easy;
+  const char *why = set_headers(h, s, r);
+  s->len = 0;
+  s->too_large = s->oom = 0;
+  s->err[0] = '\0';
+  s->index = i;
+  if (why) return why;
+  curl_easy_setopt(e, CURLOPT_URL, r->url);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  if (strcmp(r->method, "GET") == 0) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)(r->body ? r->bodylen : 0));
+    if (strcmp(r->method, "POST") != 0)
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+  }
+  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) return "oom";
+  s->busy = 1;
+  return NULL;
+}
+
+static void finish(slot *s, CURLcode rc, ctv_res *res) {
+  memset(res, 0, sizeof *res);
+  if (rc == CURLE_OK) {
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &res->status);
+    res->body = s->len ? s->buf : "";
+    res->len = s->len;
+  } else if (s->oom) {
+    res->kind = "connect";
+    res->msg = "out of memory while reading the answer";
+  } else {
+    res->kind = kind_of(s, rc);
+    res->msg = s->too_large ? "answer exceeds max_body"
+             : s->err[0] ? s->err : curl_easy_strerror(rc);
+  }
+}
+
+int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
+                 ctv_done done, void *ud) {
+  size_t next = 0, finished = 0;
+  int i, running, stop = 0;
+  abandon(h);
+  if (concurrency < 1) concurrency = 1;
+  if ((size_t)concurrency > n) concurrency = (int)n;
+  if (grow_slots(h, concurrency) != 0) return -1;
+  while (finished < n && !stop) {
+    CURLMsg *m;
+    int left, collected = 0;
+    for (i = 0; i < concurrency && next < n && !stop; i++) {
+      slot *s = &h->slots[i];
+      const char *why;
+      if (s->busy) continue;
+      if ((why = start(h, s, &reqs[next], next)) != NULL) {
+        ctv_res res;
+        if (strcmp(why, "oom") == 0) { abandon(h); return -1; }
+        memset(&res, 0, sizeof res);
+        res.kind = "invalid";
+        res.msg = "a header name or value is empty or has a line break";
+        finished++;
+        stop = done(ud, next, &res);
+      }
+      next++;
+    }
+    if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
+      abandon(h);
+      return -1;
+    }
+    while (!stop && (m = curl_multi_info_read(h->multi, &left)) != NULL) {
+      char *priv = NULL;
+      slot *s;
+      ctv_res res;
+      if (m->msg != CURLMSG_DONE) continue;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+      s = (slot *)(void *)priv;
+      finish(s, m->data.result, &res);
+      curl_multi_remove_handle(h->multi, s->easy);
+      s->busy = 0;
+      finished++;
+      collected = 1;
+      stop = done(ud, s->index, &res);
+    }
+    if (!collected && running && !stop)
+      curl_multi_poll(h->multi, NULL, 0, 1000, NULL);
+  }
+  abandon(h);
+  return stop ? 1 : 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * http.h: the libcurl transport, no Lua. One ctv_http owns a multi handle,
+ * a share handle (DNS, TLS sessions, connections) and a pool of reusable
+ * easy handles, so sequential and parallel requests reuse connections.
+ */
+#ifndef CTVNC_HTTP_H
+#define CTVNC_HTTP_H
+
+#include <stddef.h>
+
+typedef struct ctv_header {
+  const char *name, *value;
+  size_t namelen, valuelen;
+} ctv_header;
+
+/* A request; the strings must live until ctv_http_run returns. */
+typedef struct ctv_req {
+  const char *method;        /* "GET", "POST", ... */
+  const char *url;
+  const char *body;          /* NULL: none */
+  size_t bodylen;
+  const ctv_header *headers;
+  size_t nheaders;
+} ctv_req;
+
+/* An answer, or a failure when kind is not NULL. Valid during the done
+ * callback only. */
+typedef struct ctv_res {
+  long status;
+  const char *body;
+  size_t len;
+  const char *kind;          /* "connect", "timeout", "tls", "too_large" */
+  const char *msg;           /* libcurl's explanation; never has headers */
+} ctv_res;
+
+typedef struct ctv_opts {
+  long timeout_ms, connect_timeout_ms;
+  int insecure;
+  const char *ca_file;       /* copied; NULL: system store */
+  size_t max_body;
+} ctv_opts;
+
+typedef struct ctv_http ctv_http;
+
+/* Process-wide libcurl initialisation, done once; 0 on success. */
+int ctv_http_global_init(void);
+
+/* NULL when out of memory or libcurl refuses. */
+ctv_http *ctv_http_new(const ctv_opts *o);
+void ctv_http_free(ctv_http *h);
+
+/* Called as each request finishes, in completion order; return nonzero
+ * to abandon the rest. */
+typedef int (*ctv_done)(void *ud, size_t i, const ctv_res *res);
+
+/* Runs reqs[0..n) with at most `concurrency` in flight, each with its own
+ * timeouts. Returns 0 when all ran, 1 when `done` stopped it, -1 when out
+ * of memory or libcurl failed as a whole. */
+int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
+                 ctv_done done, void *ud);
+
+#endif

@@ -1,0 +1,39 @@
+rockspec_format = "3.0"
+package = "ctvnc"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/ctvnc/ctvnc.git",
+}
+description = {
+  summary = "noVNC console URLs for SmartX CloudTower virtual machines",
+  detailed = [[
+    Fetches VNC credentials from CloudTower's GraphQL API with libcurl and
+    builds the websocket URLs that noVNC opens, direct to the cluster or
+    through CloudTower's proxy; batch generation and proxy fallback included.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+external_dependencies = {
+  -- Debian keeps curl/curl.h in a multiarch folder LuaRocks does not
+  -- search; the compiler finds it on its own, the library is what we check.
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["ctvnc.core"] = {
+      sources = { "csrc/url.c", "csrc/http.c", "csrc/probe.c", "csrc/lctvnc.c" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    ["ctvnc"] = "lua/ctvnc/init.lua",
+  },
+}
+test = {
+  type = "busted",
+}
