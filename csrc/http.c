@@ -22,7 +22,7 @@ typedef struct slot {
 struct ctv_http {
   CURLM *multi;
   CURLSH *share;
-  slot *slots;
+  slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
   ctv_opts o;
   char *line;                 /* scratch for "Name: value" */
@@ -131,9 +131,9 @@ ctv_http *ctv_http_new(const ctv_opts *o) {
 static void abandon(ctv_http *h) {
   int i;
   for (i = 0; i < h->nslots; i++) {
-    if (h->slots[i].busy) {
-      curl_multi_remove_handle(h->multi, h->slots[i].easy);
-      h->slots[i].busy = 0;
+    if (h->slots[i]->busy) {
+      curl_multi_remove_handle(h->multi, h->slots[i]->easy);
+      h->slots[i]->busy = 0;
     }
   }
 }
@@ -143,9 +143,10 @@ void ctv_http_free(ctv_http *h) {
   if (!h) return;
   abandon(h);
   for (i = 0; i < h->nslots; i++) {
-    curl_easy_cleanup(h->slots[i].easy);
-    curl_slist_free_all(h->slots[i].headers);
-    free(h->slots[i].buf);
+    curl_easy_cleanup(h->slots[i]->easy);
+    curl_slist_free_all(h->slots[i]->headers);
+    free(h->slots[i]->buf);
+    free(h->slots[i]);
   }
   if (h->multi) curl_multi_cleanup(h->multi);
   if (h->share) curl_share_cleanup(h->share);
@@ -156,13 +157,15 @@ void ctv_http_free(ctv_http *h) {
 }
 
 static int grow_slots(ctv_http *h, int n) {
-  slot *s;
+  slot **s;
   if (n <= h->nslots) return 0;
   if ((s = realloc(h->slots, (size_t)n * sizeof *s)) == NULL) return -1;
   h->slots = s;
-  for (; h->nslots < n; h->nslots++) {
-    memset(&s[h->nslots], 0, sizeof *s);
-    if (setup(h, &s[h->nslots]) != 0) return -1;
+  while (h->nslots < n) {
+    slot *one = calloc(1, sizeof *one);
+    if (!one) return -1;
+    s[h->nslots++] = one;
+    if (setup(h, one) != 0) return -1;
   }
   return 0;
 }
@@ -253,7 +256,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
     CURLMsg *m;
     int left, collected = 0;
     for (i = 0; i < concurrency && next < n && !stop; i++) {
-      slot *s = &h->slots[i];
+      slot *s = h->slots[i];
       const char *why;
       if (s->busy) continue;
       if ((why = start(h, s, &reqs[next], next)) != NULL) {

@@ -5,9 +5,12 @@
  * Messages never quote tokens, passwords or the endpoint (it may carry a
  * password in user info).
  */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "compat.h"
 #include "http.h"
@@ -463,12 +466,72 @@ static const luaL_Reg session_meta[] = {
   {NULL, NULL}
 };
 
+/* core.endpoint(s) -> {scheme=, host=, port=, prefix=, ipv6=}
+ *                   | nil, message, "invalid" */
+static int l_endpoint(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n), *err;
+  ctv_endpoint ep;
+  if ((err = ctv_parse_endpoint(s, n, &ep)) != NULL)
+    return fail(L, "invalid", "%s", err);
+  lua_createtable(L, 0, 5);
+  if (ep.scheme != CTV_SCHEME_NONE) {
+    lua_pushstring(L, ep.scheme == CTV_SCHEME_HTTP ? "http" : "https");
+    lua_setfield(L, -2, "scheme");
+  }
+  lua_pushlstring(L, ep.host, ep.hostlen);
+  lua_setfield(L, -2, "host");
+  if (ep.port) {
+    lua_pushinteger(L, (lua_Integer)ep.port);
+    lua_setfield(L, -2, "port");
+  }
+  lua_pushlstring(L, ep.prefix, ep.prefixlen);
+  lua_setfield(L, -2, "prefix");
+  lua_pushboolean(L, ep.ipv6);
+  lua_setfield(L, -2, "ipv6");
+  return 1;
+}
+
+/* core.host_kind(s) -> "ipv4" | "ipv6" | "name" | nil */
+static int l_host_kind(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  static const char *const names[] = {NULL, "ipv4", "ipv6", "name"};
+  const char *k = names[ctv_host_kind(s, n)];
+  if (k) lua_pushstring(L, k);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* core.sleep(seconds): blocks; not for nginx workers (ctvnc.resty). */
+static int l_sleep(lua_State *L) {
+  lua_Number t = luaL_checknumber(L, 1);
+  struct timespec ts;
+  if (t <= 0) return 0;
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  return 0;
+}
+
+/* core.now() -> seconds on a monotonic clock */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"encode_uri_component", l_encode},
   {"direct_url", l_direct_url},
   {"proxy_url", l_proxy_url},
   {"session", l_session},
   {"probe", l_probe},
+  {"endpoint", l_endpoint},
+  {"host_kind", l_host_kind},
+  {"sleep", l_sleep},
+  {"now", l_now},
   {NULL, NULL}
 };
 
