@@ -32,6 +32,13 @@ build = {
       libdirs = { "$(CURL_LIBDIR)" },
     },
     ["ctvnc"] = "lua/ctvnc/init.lua",
+    ["ctvnc.client"] = "lua/ctvnc/client.lua",
+    ["ctvnc.batch"] = "lua/ctvnc/batch.lua",
+    ["ctvnc.fallback"] = "lua/ctvnc/fallback.lua",
+    ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
+  },
+  install = {
+    bin = { ctvnc = "bin/ctvnc" },
   },
 }
 test = {

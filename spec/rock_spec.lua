@@ -9,7 +9,7 @@ describe("the rockspec #novalgrind", function()
   setup(function()
     tmp = os.tmpname()
     os.remove(tmp)
-    local _, ok = helpers.run(("mkdir -p %s/src && cd %s && cp -r csrc lua *.rockspec %s/src/")
+    local _, ok = helpers.run(("mkdir -p %s/src && cd %s && cp -r csrc lua bin *.rockspec %s/src/")
       :format(tmp, helpers.ROOT, tmp))
     assert(ok)
   end)
@@ -34,5 +34,13 @@ describe("the rockspec #novalgrind", function()
       assert.matches("^ctvnc 0%.1%.0 a%%20b " .. tree:gsub("%p", "%%%0") .. "/lib/lua/" .. version
         .. "/ctvnc/core%.so", out)
     end)
+    if version == "5.4" then -- the command runs on Lua 5.4; LuaJIT is for OpenResty
+      it("installs a working ctvnc command", function()
+        local out, ok = helpers.run(("eval \"$(luarocks --lua-version=5.4 --tree %s/tree path)\" "
+          .. "&& cd / && %s/tree/bin/ctvnc --version"):format(tmp, tmp))
+        assert(ok, out)
+        assert.are.equal("ctvnc 0.1.0\n", out)
+      end)
+    end
   end
 end)

@@ -20,7 +20,7 @@ function _M.run(self, vm_ids, opts)
   opts = opts or {}
   local total = #vm_ids
   local results = {}
-  local done = 0
+  local done, failed = 0, 0
   local progress = opts.on_progress
   local function settle(positions, result)
     for _, i in ipairs(positions) do
@@ -31,10 +31,11 @@ function _M.run(self, vm_ids, opts)
   end
   local function report(n)
     done = done + n
-    if progress then progress(done, total) end
+    if progress then progress(done, total, failed) end
   end
   local function fail_all(positions, msg, kind)
     settle(positions, { ok = false, message = msg, kind = kind })
+    failed = failed + #positions
     report(#positions)
   end
 
