@@ -5,7 +5,8 @@ local core = require "ctvnc.core"
 local fallback = require "ctvnc.fallback"
 local json = require("cjson.safe").new()
 
-local type, tostring, ipairs, setmetatable, error = type, tostring, ipairs, setmetatable, error
+local type, tostring, ipairs, next, setmetatable, error = type, tostring, ipairs, next,
+  setmetatable, error
 local floor, random = math.floor, math.random
 local find, sub, gsub, format = string.find, string.sub, string.gsub, string.format
 
@@ -21,9 +22,10 @@ local Client = {}
 Client.__index = Client
 
 --- Text from a server or a caller, made safe for a one-line message:
--- printable ASCII only, at most `max` bytes.
+-- control bytes replaced, at most `max` bytes (UTF-8 text such as a zh-CN
+-- server message is kept).
 local function clean(s, max)
-  s = gsub(tostring(s), "[^\32-\126]", "?")
+  s = gsub(tostring(s), "[%z\1-\31\127]", "?")
   if #s > (max or 120) then s = sub(s, 1, max or 120) .. "..." end
   return s
 end
@@ -353,7 +355,7 @@ function Client:find_vms(name)
   local body, msg, kind = self:_call("/v2/api/get-vms", { where = { name = name } }, what)
   if not body then return nil, msg, kind end
   local doc = json.decode(body)
-  if type(doc) ~= "table" then
+  if type(doc) ~= "table" or (doc[1] == nil and next(doc) ~= nil) then
     return self:_fail(what .. ": the answer is not a JSON array", "decode")
   end
   local vms = {}

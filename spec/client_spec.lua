@@ -1,0 +1,735 @@
+-- Specs for the CloudTower client of ctvnc (API.md, "Client"), against the
+-- CloudTower simulator (spec/support/simulator) over real loopback sockets.
+--
+-- Every error kind of the contract is produced by the simulator (or by the
+-- caller's own values), checked together with the rule that a message is one
+-- line and never carries a secret. Counters of the simulator (/_sim/stats)
+-- prove retries, lazy login, re-login, redirects not followed and keep-alive.
+--
+-- Secrets never reach the output: comparisons of values that carry a token
+-- use assert.is_true(a == b, text) so that luassert prints only booleans, and
+-- messages quoted in failure texts are scrubbed first (see `scrub`).
+--
+-- Loopback only. Runs under Lua 5.4 and LuaJIT 2.1 (Lua 5.1 syntax).
+
+local ctvnc = require "ctvnc"
+local core = require "ctvnc.core"
+local helpers = require "helpers"
+
+local sim = helpers.sim()
+
+local STATIC_TOKEN = "sim-token"
+local USER, PASS = "admin", "sim-pass"
+local ALL_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
+local HEX32 = string.rep("%x", 32)
+
+-- A tag unique to this run (the flaky counters of the simulator are per id).
+local RUN_TAG = tostring(os.time()) .. "-" .. tostring(math.random(100000, 999999))
+
+--- A message made safe to quote in a failure text: known secrets, anything
+-- shaped like a raw token, a login token or a simulator base64 token is hidden.
+local function scrub(msg)
+  msg = tostring(msg)
+  for _, s in ipairs({ STATIC_TOKEN, PASS, "secret-token-XYZ", "bad-pass-Q7z" }) do
+    local i = msg:find(s, 1, true)
+    while i do
+      msg = msg:sub(1, i - 1) .. "<secret>" .. msg:sub(i + #s)
+      i = msg:find(s, 1, true)
+    end
+  end
+  msg = msg:gsub(HEX32, "<hex>")
+  msg = msg:gsub("login%-%x+", "<login>")
+  msg = msg:gsub("[%w+/=%%]+", function(w)
+    if #w >= 24 and (w:find("+", 1, true) or w:find("/", 1, true) or w:find("%", 1, true)) then
+      return "<b64>"
+    end
+    return w
+  end)
+  return msg
+end
+
+--- Asserts that `msg` is a non-empty one-line string without any of `secrets`,
+-- without the Authorization header name, and without anything shaped like a
+-- raw token (32 hex digits), a simulator token ("++//" prefix) or a login token.
+local function assert_clean(msg, secrets, label)
+  assert.is_true(type(msg) == "string", label .. ": the message is not a string")
+  assert.is_true(#msg > 0, label .. ": the message is empty")
+  assert.is_nil(msg:find("[\r\n]"), label .. ": the message is not one line")
+  for i, s in ipairs(secrets or {}) do
+    assert.is_nil(msg:find(s, 1, true), label .. ": the message carries secret #" .. i)
+  end
+  assert.is_nil(msg:lower():find("authorization", 1, true),
+    label .. ": the message names the Authorization header")
+  assert.is_nil(msg:find(HEX32), label .. ": the message carries something like a raw token")
+  assert.is_nil(msg:find("++//", 1, true), label .. ": the message carries a console token")
+  assert.is_nil(msg:find("%+%+%%2F"), label .. ": the message carries an encoded console token")
+  assert.is_nil(msg:find("login%-%x%x%x%x"), label .. ": the message carries a login token")
+end
+
+--- Asserts a failure: nil, a clean message, the expected kind.
+local function assert_fail(kind, label, secrets, res, msg, got)
+  assert.is_true(res == nil, label .. ": expected a failure, got a result")
+  assert_clean(msg, secrets, label)
+  assert.is_true(got == kind, label .. ": expected kind " .. kind .. ", got "
+    .. tostring(got) .. " (" .. scrub(msg) .. ")")
+  return msg
+end
+
+local clients = {}
+
+--- An option value that removes the option.
+local NONE = {}
+
+--- A client on the simulator's HTTP endpoint with a static token, no retry
+-- and a short retry delay; `opts` overrides (NONE removes a default).
+local function client(opts)
+  local o = {
+    endpoint = sim.http, token = STATIC_TOKEN, retries = 0, retry_delay = 0.01, timeout = 10,
+  }
+  for k, v in pairs(opts or {}) do
+    if v == NONE then o[k] = nil else o[k] = v end
+  end
+  local c, msg, kind = ctvnc.new(o)
+  assert.is_true(c ~= nil, "ctvnc.new failed: " .. scrub(msg) .. " (" .. tostring(kind) .. ")")
+  clients[#clients + 1] = c
+  return c
+end
+
+local function login_client(opts)
+  local o = { token = NONE, username = USER, password = PASS }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return client(o)
+end
+
+local function close_clients()
+  for i = #clients, 1, -1 do
+    local c = clients[i]
+    if type(c.close) == "function" then c:close() end
+    clients[i] = nil
+  end
+end
+
+--- Asserts a successful vnc answer for vm-<n> of the simulator.
+local function assert_info(info, msg, n, label)
+  assert.is_true(type(info) == "table", label .. ": vnc failed: " .. scrub(msg))
+  for _, k in ipairs(ALL_FIELDS) do
+    assert.is_true(type(info[k]) == "string" and #info[k] > 0,
+      label .. ": field " .. k .. " is not a non-empty string")
+  end
+  if n then
+    assert.are.equal(("%08x-0000-4000-8000-%012x"):format(n, n), info.vm_uuid)
+    assert.are.equal("127.0.0.1", info.host_ip)
+    assert.are.equal(n % 2 == 1 and "127.0.0.2" or "127.0.0.3", info.cluster_ip)
+  end
+  assert.is_true(#info.raw_token == 32 and info.raw_token:find("^%x+$") ~= nil,
+    label .. ": raw_token is not 32 hex digits")
+  assert.is_true(info.token:find("^[%w+/]+=*$") ~= nil, label .. ": token is not base64")
+end
+
+local function stats() return helpers.stats() end
+local function api_count(s) return s.requests["/api"] or 0 end
+local function login_count(s) return s.requests["/v2/api/login"] or 0 end
+local function vm_count(s, id) return s.vm[id] or 0 end
+
+--- A loopback TCP port with nothing listening on it.
+local function closed_port()
+  local ok, socket = pcall(require, "socket")
+  if not ok then return 1 end
+  local s = assert(socket.tcp())
+  assert(s:bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function percent_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function plain(s)
+  return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
+describe("ctvnc client", function()
+  -- a latency left behind by another spec file must not slow these down
+  setup(function() helpers.reset() end)
+  after_each(close_clients)
+
+  -------------------------------------------------------------------------
+  describe("kind invalid", function()
+    local function refused(label, opts)
+      local o = { endpoint = sim.http, token = STATIC_TOKEN }
+      for k, v in pairs(opts) do
+        if v == NONE then o[k] = nil else o[k] = v end
+      end
+      local c, msg, kind = ctvnc.new(o)
+      assert_fail("invalid", label, { STATIC_TOKEN, PASS, "pw-Q9" }, c, msg, kind)
+    end
+
+    it("refuses endpoints with user info, query, fragment or another scheme", function()
+      refused("user info", { endpoint = "http://user@127.0.0.1:" .. sim.http_port })
+      refused("user and password", { endpoint = "http://user:pw-Q9@127.0.0.1:" .. sim.http_port })
+      refused("query", { endpoint = sim.http .. "/?x=1" })
+      refused("bare query", { endpoint = sim.http .. "?x=1" })
+      refused("fragment", { endpoint = sim.http .. "#frag" })
+      refused("ftp scheme", { endpoint = "ftp://127.0.0.1:" .. sim.http_port })
+      refused("ws scheme", { endpoint = "ws://127.0.0.1:" .. sim.http_port })
+      refused("file scheme", { endpoint = "file:///etc/passwd" })
+      refused("empty endpoint", { endpoint = "" })
+    end)
+
+    it("refuses a language other than en-US and zh-CN", function()
+      refused('language "fr"', { language = "fr" })
+      refused('language "en"', { language = "en" })
+    end)
+
+    it("refuses a timeout of 0, -1 or a string", function()
+      refused("timeout 0", { timeout = 0 })
+      refused("timeout -1", { timeout = -1 })
+      refused('timeout "5"', { timeout = "5" })
+    end)
+
+    it("refuses retries of -1 or 1.5", function()
+      refused("retries -1", { retries = -1 })
+      refused("retries 1.5", { retries = 1.5 })
+    end)
+
+    it("refuses insecure = \"yes\"", function()
+      refused('insecure "yes"', { insecure = "yes" })
+    end)
+
+    it("refuses a client with neither a token nor a username and password", function()
+      refused("nothing", { token = NONE })
+      refused("password only", { token = NONE, password = PASS })
+      refused("username only", { token = NONE, username = USER })
+    end)
+
+    it("refuses an unreadable ca_file", function()
+      refused("missing ca_file", { ca_file = "/nonexistent/ctvnc-spec/ca.pem" })
+    end)
+
+    it("refuses an empty VM id without sending anything", function()
+      helpers.reset()
+      local c = client()
+      local before = api_count(stats())
+      assert_fail("invalid", "empty vm id", { STATIC_TOKEN }, c:vnc(""))
+      assert_fail("invalid", "urls empty vm id", { STATIC_TOKEN }, c:urls(""))
+      assert_fail("invalid", "console_url empty vm id", { STATIC_TOKEN },
+        c:console_url("", { mode = "direct" }))
+      assert.are.equal(before, api_count(stats()))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind connect", function()
+    it("when nothing listens on the endpoint port", function()
+      local port = closed_port()
+      local c = client({ endpoint = "http://127.0.0.1:" .. port, connect_timeout = 2 })
+      local msg = assert_fail("connect", "closed port", { STATIC_TOKEN }, c:vnc("vm-1"))
+      assert.is_truthy(msg:find("vm-1", 1, true), "the message does not name the VM id")
+    end)
+
+    it("when the connection is closed in the middle of the answer (fault-close)", function()
+      local c = client()
+      assert_fail("connect", "fault-close", { STATIC_TOKEN }, c:vnc("fault-close"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind timeout", function()
+    it("when the answer takes longer than timeout (fault-slow, timeout = 1)", function()
+      local c = client({ timeout = 1 })
+      local t0 = core.now()
+      local res, msg, kind = c:vnc("fault-slow")
+      local elapsed = core.now() - t0
+      assert_fail("timeout", "fault-slow", { STATIC_TOKEN }, res, msg, kind)
+      assert.is_true(elapsed < 2.5, ("took %.2f s, expected < 2.5 s"):format(elapsed))
+      assert.is_true(elapsed > 0.5, ("took %.2f s: too fast for a 1 s timeout"):format(elapsed))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("TLS", function()
+    it("refuses the self-signed tower by default (kind tls)", function()
+      local c = client({ endpoint = sim.https })
+      assert_fail("tls", "https without ca_file", { STATIC_TOKEN }, c:vnc("vm-1"))
+    end)
+
+    it("accepts the tower with ca_file = the simulator's certificate", function()
+      local c = client({ endpoint = sim.https, ca_file = sim.cert })
+      local info, msg = c:vnc("vm-1")
+      assert_info(info, msg, 1, "https with ca_file")
+    end)
+
+    it("accepts the tower with insecure = true", function()
+      local c = client({ endpoint = sim.https, insecure = true })
+      local info, msg = c:vnc("vm-3")
+      assert_info(info, msg, 3, "https insecure")
+    end)
+
+    it("still verifies with insecure = false and a ca_file of another certificate", function()
+      -- a bundle without the simulator's certificate: verification must fail
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write("\n")
+      f:close()
+      local c = client({ endpoint = sim.https, insecure = false, ca_file = path })
+      local res, msg, kind = c:vnc("vm-1")
+      os.remove(path)
+      assert_fail("tls", "https with an empty ca_file", { STATIC_TOKEN }, res, msg, kind)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind auth", function()
+    it("on HTTP 401 (fault-401)", function()
+      local msg = assert_fail("auth", "fault-401", { STATIC_TOKEN }, client():vnc("fault-401"))
+      assert.is_truthy(msg:find("401", 1, true), "the message does not name the status")
+    end)
+
+    it("on HTTP 403 (fault-403)", function()
+      local msg = assert_fail("auth", "fault-403", { STATIC_TOKEN }, client():vnc("fault-403"))
+      assert.is_truthy(msg:find("403", 1, true), "the message does not name the status")
+    end)
+
+    it("with a wrong token", function()
+      local c = client({ token = "wrong-token-QQ" })
+      assert_fail("auth", "wrong token", { "wrong-token-QQ" }, c:vnc("vm-1"))
+    end)
+
+    it("with a bad password (login rejected)", function()
+      local c = login_client({ password = "bad-pass-Q7z" })
+      assert_fail("auth", "bad password vnc", { "bad-pass-Q7z" }, c:vnc("vm-1"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind http", function()
+    for _, code in ipairs({ "500", "502", "503" }) do
+      it("on HTTP " .. code .. " with an HTML body (fault-" .. code .. ")", function()
+        local id = "fault-" .. code
+        local msg = assert_fail("http", id, { STATIC_TOKEN }, client():vnc(id))
+        assert.is_truthy(msg:find(code, 1, true), "the message does not name the status")
+        assert.is_truthy(msg:find(id, 1, true), "the message does not name the VM id")
+      end)
+    end
+
+    it("on HTTP 307, which is not followed (fault-307)", function()
+      helpers.reset()
+      local c = client({ retries = 0 })
+      local before = api_count(stats())
+      local msg = assert_fail("http", "fault-307", { STATIC_TOKEN }, c:vnc("fault-307"))
+      assert.is_truthy(msg:find("307", 1, true), "the message does not name the status")
+      assert.are.equal(before + 1, api_count(stats()))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind graphql", function()
+    it("carries the server's first message", function()
+      local msg = assert_fail("graphql", "fault-graphql", { STATIC_TOKEN },
+        client():vnc("fault-graphql"))
+      assert.is_truthy(msg:find("does not exist", 1, true),
+        "the message lacks the server's message: " .. scrub(msg))
+    end)
+
+    it("for an unknown VM id", function()
+      local msg = assert_fail("graphql", "unknown vm", { STATIC_TOKEN }, client():vnc("vm-0"))
+      assert.is_truthy(msg:find("does not exist", 1, true),
+        "the message lacks the server's message: " .. scrub(msg))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind not_found", function()
+    it("when data.vnc is null without errors (fault-null)", function()
+      assert_fail("not_found", "fault-null", { STATIC_TOKEN }, client():vnc("fault-null"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind decode", function()
+    it("when the answer is not JSON (fault-nonjson)", function()
+      assert_fail("decode", "fault-nonjson", { STATIC_TOKEN }, client():vnc("fault-nonjson"))
+    end)
+
+    for _, how in ipairs({ "missing", "empty", "type" }) do
+      it("when a field is " .. how .. " (each of the five)", function()
+        local c = client()
+        for _, field in ipairs(ALL_FIELDS) do
+          local id = "fault-" .. how .. "-" .. field
+          local msg = assert_fail("decode", id, { STATIC_TOKEN }, c:vnc(id))
+          assert.is_truthy(msg:find(id, 1, true), id .. ": the message does not name the VM id")
+        end
+      end)
+    end
+
+    it("when cluster_ip is not a host (fault-inject)", function()
+      assert_fail("decode", "fault-inject", { STATIC_TOKEN, "evil" },
+        client():vnc("fault-inject"))
+    end)
+
+    it("when host_ip is not a host (fault-inject-host)", function()
+      assert_fail("decode", "fault-inject-host", { STATIC_TOKEN, "stolen" },
+        client():vnc("fault-inject-host"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kind too_large", function()
+    it("for a 3 MiB answer with the default max_body (fault-huge)", function()
+      assert_fail("too_large", "fault-huge", { STATIC_TOKEN }, client():vnc("fault-huge"))
+    end)
+
+    it("for a normal answer with max_body = 100", function()
+      assert_fail("too_large", "max_body 100", { STATIC_TOKEN },
+        client({ max_body = 100 }):vnc("vm-1"))
+    end)
+
+    it("aborts an endless answer instead of buffering it (fault-endless)", function()
+      local c = client({ max_body = 65536, timeout = 15 })
+      local t0 = core.now()
+      local res, msg, kind = c:vnc("fault-endless")
+      local elapsed = core.now() - t0
+      assert_fail("too_large", "fault-endless", { STATIC_TOKEN }, res, msg, kind)
+      -- the simulator streams for 60 s: an answer buffered to the end (or to
+      -- a much larger limit) would take far longer than this
+      assert.is_true(elapsed < 3, ("took %.2f s, expected < 3 s"):format(elapsed))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("request shape", function()
+    -- the simulator answers 400 to a wrong method, header or body
+    it("is accepted by the strict simulator (en-US)", function()
+      local info, msg = client():vnc("vm-1")
+      assert_info(info, msg, 1, "vm-1")
+    end)
+
+    it("is accepted with language = zh-CN", function()
+      local info, msg = client({ language = "zh-CN" }):vnc("vm-2")
+      assert_info(info, msg, 2, "vm-2 zh-CN")
+    end)
+
+    it("carries a VM id with quotes and backslashes intact (JSON encoder)", function()
+      -- unknown id: the server quotes it back in its error message
+      local id = 'a"b\\c'
+      local msg = assert_fail("graphql", "quoted id", { STATIC_TOKEN }, client():vnc(id))
+      assert.is_truthy(msg:find("does not exist", 1, true), "not a GraphQL answer: " .. scrub(msg))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("retries", function()
+    before_each(function() helpers.reset() end)
+
+    it("makes 3 requests for HTTP 503 with retries = 2", function()
+      local c = client({ retries = 2 })
+      assert_fail("http", "fault-503 retries 2", { STATIC_TOKEN }, c:vnc("fault-503"))
+      assert.are.equal(3, vm_count(stats(), "fault-503"))
+    end)
+
+    it("makes 1 request for HTTP 503 with retries = 0", function()
+      local c = client({ retries = 0 })
+      assert_fail("http", "fault-503 retries 0", { STATIC_TOKEN }, c:vnc("fault-503"))
+      assert.are.equal(1, vm_count(stats(), "fault-503"))
+    end)
+
+    it("succeeds after one 503 with retries = 2 (flaky-1)", function()
+      local id = "flaky-1-" .. RUN_TAG
+      local info, msg = client({ retries = 2 }):vnc(id)
+      assert_info(info, msg, nil, id)
+      assert.are.equal(2, vm_count(stats(), id))
+    end)
+
+    it("uses the default of 2 retries", function()
+      local c = client({ retries = NONE })
+      assert_fail("http", "fault-502 default retries", { STATIC_TOKEN }, c:vnc("fault-502"))
+      assert.are.equal(3, vm_count(stats(), "fault-502"))
+    end)
+
+    for _, case in ipairs({
+      { "fault-401", "auth" }, { "fault-403", "auth" },
+      { "fault-graphql", "graphql" }, { "fault-307", "http" },
+    }) do
+      it("never retries " .. case[1] .. " (retries = 2)", function()
+        local c = client({ retries = 2 })
+        assert_fail(case[2], case[1], { STATIC_TOKEN }, c:vnc(case[1]))
+        assert.are.equal(1, vm_count(stats(), case[1]))
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("login", function()
+    before_each(function() helpers.reset() end)
+
+    it("is lazy and happens once for many calls", function()
+      local c = login_client()
+      assert.are.equal(0, login_count(stats()))
+      local info, msg = c:vnc("vm-1")
+      assert_info(info, msg, 1, "first vnc")
+      local s = stats()
+      assert.are.equal(1, login_count(s))
+      assert.are.equal(1, api_count(s))
+      info, msg = c:vnc("vm-3")
+      assert_info(info, msg, 3, "second vnc")
+      s = stats()
+      assert.are.equal(1, login_count(s))
+      assert.are.equal(2, api_count(s))
+    end)
+
+    it("client:login() returns a token string", function()
+      local c = login_client()
+      local token, msg = c:login()
+      assert.is_true(type(token) == "string" and #token > 0, "login failed: " .. scrub(msg))
+      assert.are.equal(1, login_count(stats()))
+      -- the token is the one used afterwards: no second login
+      local info
+      info, msg = c:vnc("vm-1")
+      assert_info(info, msg, 1, "vnc after login()")
+      assert.are.equal(1, login_count(stats()))
+    end)
+
+    it("with a bad password returns nil, message, auth without the password", function()
+      local c = login_client({ password = "bad-pass-Q7z" })
+      local res, msg, kind = c:login()
+      assert_fail("auth", "bad password", { "bad-pass-Q7z" }, res, msg, kind)
+      assert.are.equal(1, login_count(stats()))
+    end)
+
+    it("logs in again once when the login token is revoked", function()
+      local c = login_client()
+      local info, msg = c:vnc("vm-1")
+      assert_info(info, msg, 1, "before revoke")
+      assert.are.equal(1, login_count(stats()))
+      helpers.control("revoke")
+      info, msg = c:vnc("vm-1")
+      assert_info(info, msg, 1, "after revoke")
+      assert.are.equal(2, login_count(stats()))
+      info, msg = c:vnc("vm-3")
+      assert_info(info, msg, 3, "after re-login")
+      assert.are.equal(2, login_count(stats()))
+    end)
+
+    it("never logs in when a static token is refused", function()
+      local c = client({ token = "wrong", username = USER, password = PASS })
+      assert_fail("auth", "refused static token", { PASS }, c:vnc("vm-1"))
+      local c2 = client({ token = "wrong" })
+      assert_fail("auth", "refused static token only", {}, c2:vnc("vm-1"))
+      local s = stats()
+      assert.are.equal(0, login_count(s))
+      assert.are.equal(2, api_count(s))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("messages", function()
+    local FAULTS = {
+      { "fault-401", "auth" }, { "fault-403", "auth" }, { "fault-500", "http" },
+      { "fault-502", "http" }, { "fault-503", "http" }, { "fault-307", "http" },
+      { "fault-graphql", "graphql" }, { "fault-null", "not_found" },
+      { "fault-nonjson", "decode" }, { "fault-inject", "decode" },
+      { "fault-inject-host", "decode" }, { "fault-huge", "too_large" },
+      { "fault-close", "connect" },
+    }
+    for _, how in ipairs({ "missing", "empty", "type" }) do
+      for _, field in ipairs(ALL_FIELDS) do
+        FAULTS[#FAULTS + 1] = { "fault-" .. how .. "-" .. field, "decode" }
+      end
+    end
+
+    it("never carry a token, a password or the Authorization header", function()
+      local secrets = { STATIC_TOKEN, PASS }
+      -- static token
+      local c = client()
+      for _, f in ipairs(FAULTS) do
+        assert_fail(f[2], "token " .. f[1], secrets, c:vnc(f[1]))
+        assert_fail(f[2], "token urls " .. f[1], secrets, c:urls(f[1]))
+        assert_fail(f[2], "token console_url " .. f[1], secrets,
+          c:console_url(f[1], { mode = "proxy" }))
+      end
+      -- a login token, known here through login()
+      local lc = login_client()
+      local token, msg = lc:login()
+      assert.is_true(type(token) == "string", "login failed: " .. scrub(msg))
+      local with_login = { STATIC_TOKEN, PASS, token }
+      for _, f in ipairs(FAULTS) do
+        assert_fail(f[2], "login " .. f[1], with_login, lc:vnc(f[1]))
+      end
+      -- transport failures
+      assert_fail("connect", "closed port", secrets,
+        client({ endpoint = "http://127.0.0.1:" .. closed_port() }):vnc("vm-1"))
+      assert_fail("tls", "tls", secrets, client({ endpoint = sim.https }):vnc("vm-1"))
+      assert_fail("tls", "tls login", secrets,
+        login_client({ endpoint = sim.https }):vnc("vm-1"))
+      assert_fail("too_large", "max_body", secrets, client({ max_body = 100 }):vnc("vm-1"))
+      assert_fail("too_large", "max_body login", with_login,
+        login_client({ max_body = 100 }):vnc("vm-1"))
+      -- find_vms failures
+      assert_fail("auth", "find_vms wrong token", { "wrong-token-QQ" },
+        client({ token = "wrong-token-QQ" }):find_vms("web-1"))
+      assert_fail("auth", "find_vms bad password", { "bad-pass-Q7z" },
+        login_client({ password = "bad-pass-Q7z" }):find_vms("web-1"))
+    end)
+
+    it("do not carry a refused static token (fault-401)", function()
+      local c = client({ token = "secret-token-XYZ" })
+      local res, msg, kind = c:vnc("fault-401")
+      assert.is_nil(res)
+      assert.are.equal("auth", kind)
+      assert.is_nil(msg:find("secret-token-XYZ", 1, true), "the message carries the token")
+      assert.is_nil(msg:find("\n", 1, true), "the message is not one line")
+    end)
+
+    it("do not carry the password of a rejected login", function()
+      local c = login_client({ password = "bad-pass-Q7z" })
+      local res, msg, kind = c:login()
+      assert.is_nil(res)
+      assert.are.equal("auth", kind)
+      assert.is_nil(msg:find("bad-pass-Q7z", 1, true), "the message carries the password")
+      res, msg, kind = c:vnc("vm-1")
+      assert.is_nil(res)
+      assert.are.equal("auth", kind)
+      assert.is_nil(msg:find("bad-pass-Q7z", 1, true), "the message carries the password")
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("keep-alive", function()
+    it("reuses one connection for 20 sequential calls", function()
+      helpers.reset()
+      local c = client()
+      for i = 1, 20 do
+        local info, msg = c:vnc("vm-" .. i)
+        assert_info(info, msg, i, "vm-" .. i)
+      end
+      local s = stats()
+      assert.are.equal(20, api_count(s))
+      assert.are.equal(1, s.connections)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("urls()", function()
+    it("builds the direct and proxy URLs of vm-1", function()
+      local u, msg = client():urls("vm-1")
+      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      assert_info(u.info, nil, 1, "urls info")
+
+      local direct_prefix = "wss://127.0.0.2/websockify/?uuid=00000001-0000-4000-8000-000000000001"
+        .. "&token="
+      assert.is_true(u.direct:sub(1, #direct_prefix) == direct_prefix,
+        "the direct URL does not start with the expected prefix")
+      local raw, tail = u.direct:sub(#direct_prefix + 1):match("^(%x+)(.*)$")
+      assert.is_true(raw ~= nil and #raw == 32, "the direct URL token is not 32 hex digits")
+      assert.is_true(tail == "&host=127.0.0.1", "the direct URL does not end with &host=127.0.0.1")
+      assert.is_true(raw == u.info.raw_token, "the direct URL token is not info.raw_token")
+
+      local proxy_prefix = "ws://127.0.0.1:" .. sim.http_port .. "/websockify/?token="
+      assert.is_true(u.proxy:sub(1, #proxy_prefix) == proxy_prefix,
+        "the proxy URL does not start with the expected prefix")
+      local enc, rest = u.proxy:sub(#proxy_prefix + 1):match("^([^&]+)(.*)$")
+      assert.is_true(enc ~= nil, "the proxy URL has no token")
+      assert.is_nil(enc:find("[+/=]"), "the proxy URL token is not percent-encoded")
+      assert.is_true(percent_decode(enc) == u.info.token,
+        "the proxy URL token does not decode to info.token")
+      assert.are.equal("&uuid=00000001-0000-4000-8000-000000000001&host=127.0.0.1", rest)
+    end)
+
+    it("builds URLs from an https endpoint and with ws scheme / port options", function()
+      local u, msg = client({ endpoint = sim.https, ca_file = sim.cert })
+        :urls("vm-1", { scheme = "ws", port = sim.cluster_port })
+      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      local dp = "ws://127.0.0.2:" .. sim.cluster_port .. "/websockify/?uuid="
+      assert.is_true(u.direct:sub(1, #dp) == dp, "the direct URL prefix is wrong")
+      local pp = "ws://127.0.0.1:" .. sim.https_port .. "/websockify/?token="
+      assert.is_true(u.proxy:sub(1, #pp) == pp, "the proxy URL prefix is wrong")
+
+      u, msg = client({ endpoint = sim.https, ca_file = sim.cert }):urls("vm-1")
+      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      pp = "wss://127.0.0.1:" .. sim.https_port .. "/websockify/?token="
+      assert.is_true(u.proxy:sub(1, #pp) == pp, "the https proxy URL prefix is wrong")
+    end)
+
+    it("brackets an IPv6 cluster (vm6-1)", function()
+      local u, msg = client():urls("vm6-1")
+      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      assert.are.equal("::1", u.info.cluster_ip)
+      local dp = "wss://[::1]/websockify/?uuid="
+      assert.is_true(u.direct:sub(1, #dp) == dp, "the direct URL does not start with wss://[::1]/")
+      assert.is_truthy(u.direct:find("&host=" .. plain("%3A%3A1") .. "$"),
+        "the direct URL does not end with the encoded IPv6 host")
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("console_url()", function()
+    it("returns the direct URL and \"direct\" in mode direct", function()
+      local url, mode = client():console_url("vm-1", { mode = "direct" })
+      assert.is_true(type(url) == "string", "console_url failed: " .. scrub(mode))
+      assert.are.equal("direct", mode)
+      local p = "wss://127.0.0.2/websockify/?uuid=00000001-0000-4000-8000-000000000001&token="
+      assert.is_true(url:sub(1, #p) == p, "not the direct URL")
+    end)
+
+    it("returns the proxy URL and \"proxy\" in mode proxy", function()
+      local url, mode = client():console_url("vm-1", { mode = "proxy" })
+      assert.is_true(type(url) == "string", "console_url failed: " .. scrub(mode))
+      assert.are.equal("proxy", mode)
+      local p = "ws://127.0.0.1:" .. sim.http_port .. "/websockify/?token="
+      assert.is_true(url:sub(1, #p) == p, "not the proxy URL")
+    end)
+
+    it("refuses an unknown mode (invalid)", function()
+      assert_fail("invalid", "bad mode", { STATIC_TOKEN },
+        client():console_url("vm-1", { mode = "sideways" }))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("find_vms()", function()
+    it("finds web-3", function()
+      local vms, msg = client():find_vms("web-3")
+      assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
+      assert.are.same({ { id = "vm-3", name = "web-3", local_id = "local-3", status = "RUNNING" } },
+        vms)
+    end)
+
+    it("finds web-3 with a login client", function()
+      local vms, msg = login_client():find_vms("web-3")
+      assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
+      assert.are.equal(1, #vms)
+      assert.are.equal("vm-3", vms[1].id)
+    end)
+
+    it("returns an empty table when nothing matches", function()
+      local vms, msg = client():find_vms("nope")
+      assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
+      assert.are.same({}, vms)
+    end)
+
+    it("raises on a name that is not a string", function()
+      local c = client()
+      assert.has_error(function() c:find_vms(42) end)
+      assert.has_error(function() c:find_vms() end)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("type misuse raises", function()
+    it("ctvnc.new with a string or nothing", function()
+      assert.has_error(function() ctvnc.new("x") end)
+      assert.has_error(function() ctvnc.new() end)
+      assert.has_error(function() ctvnc.new(42) end)
+    end)
+
+    it("client:vnc with a number or nil", function()
+      local c = client()
+      assert.has_error(function() c:vnc(42) end)
+      assert.has_error(function() c:vnc(nil) end)
+      assert.has_error(function() c:vnc() end)
+      assert.has_error(function() c:vnc({}) end)
+    end)
+  end)
+end)
