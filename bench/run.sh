@@ -1,0 +1,50 @@
+#!/bin/sh
+# ctvnc benchmarks (`make bench`, from the repo root, after `make build`).
+# Starts a CloudTower simulator of its own on loopback, prints figures and
+# the issue's targets beside them, and stops the simulator on exit.
+#   1. batch of 1,000 VMs at 20 ms latency vs curl-per-VM and a LuaSocket loop
+#   2. URL building, ctvnc (C) vs plain Lua, on lua5.4 and luajit
+#   3. RSS over repeated 10,000-VM batches
+# BENCH_URL_N sets the number of URL-building calls (default 1000000).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+# loopback only: no proxy may catch the requests
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+NO_PROXY='*'
+no_proxy='*'
+export NO_PROXY no_proxy
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctvnc-bench.XXXXXX") || exit 1
+stop() {
+  bash spec/support/sim.sh stop "$tmp/sim" >/dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+if ! bash spec/support/sim.sh start "$tmp/sim" >"$tmp/sim.log" 2>&1; then
+  cat "$tmp/sim.log"
+  echo "bench: the simulator did not start" >&2
+  exit 1
+fi
+set -a
+. "$tmp/sim/env"
+set +a
+
+LUA_PATH='./?.lua;lua/?.lua;lua/?/init.lua;;'
+export LUA_PATH
+lua54() { LUA_CPATH_5_4='build/5.4/?.so;;' timeout 120 lua5.4 "$@"; }
+jit() { LUA_CPATH='build/jit/?.so;;' timeout 120 luajit "$@"; }
+
+start=$(date +%s)
+rc=0
+lua54 bench/batch.lua || rc=1
+echo
+lua54 bench/url.lua || rc=1
+jit bench/url.lua || rc=1
+echo
+lua54 bench/memory.lua || rc=1
+echo
+echo "bench: done in $(( $(date +%s) - start )) s"
+exit $rc
