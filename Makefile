@@ -14,11 +14,11 @@ PKGS = lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev \
        lua-cjson lua-busted lua-check lua-socket luarocks nginx \
        libnginx-mod-http-lua openssl cppcheck valgrind nodejs
 
-.PHONY: all build deps test lint demo bench valgrind install clean
+.PHONY: all build deps test lint demo bench valgrind asan install clean
 
 all: build
 
-build: build/5.4/ctvnc/core.so build/jit/ctvnc/core.so
+build: build/5.4/ctvnc/core.so build/jit/ctvnc/core.so build/asan/ctvnc/core.so
 
 build/5.4/ctvnc/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
@@ -27,6 +27,12 @@ build/5.4/ctvnc/core.so: $(SRC) $(HDR)
 build/jit/ctvnc/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(STRICT) $(CFLAGS) -fPIC -fvisibility=hidden -shared -I$(JIT_INC) -o $@ $(SRC) -lcurl
+
+# Lua 5.4 build with AddressSanitizer and UBSan, for `make asan`.
+build/asan/ctvnc/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(STRICT) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -fPIC -shared -I$(LUA54_INC) -o $@ $(SRC) -lcurl
 
 deps:
 	@missing=$$(for p in $(PKGS); do \
@@ -45,6 +51,9 @@ lint:
 
 valgrind: deps build
 	@SUITES=valgrind sh spec/support/test.sh
+
+asan: deps build
+	@SUITES=asan sh spec/support/test.sh
 
 demo: deps build
 	@sh examples/demo.sh

@@ -260,7 +260,7 @@ size_t ctv_url_len(const ctv_url *u) {
 }
 
 static char *put(char *dst, const char *s, size_t n) {
-  memcpy(dst, s, n);
+  if (n) memcpy(dst, s, n);     /* s may be NULL when n is 0 */
   return dst + n;
 }
 

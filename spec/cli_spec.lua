@@ -11,7 +11,7 @@ describe("the ctvnc command", function()
       .. "lua5.4 bin/ctvnc %s 2>%s/err; echo \"::rc=$?\"")
       :format(helpers.ROOT, env or ("CTVNC_ENDPOINT=" .. sim.http .. " CTVNC_TOKEN=sim-token"),
         args, sim.dir)
-    local f = assert(io.popen(cmd))
+    local f = assert(helpers.popen(cmd))
     local all = f:read("*a")
     f:close()
     local out, rc = all:match("^(.*)::rc=(%d+)%s*$")

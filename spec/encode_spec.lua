@@ -195,7 +195,7 @@ describe("ctvnc.encode_uri_component", function()
       f:close()
 
       local cmd = NODE .. " " .. shell_quote(SPEC_DIR .. "/support/encode.js") .. " " .. shell_quote(path)
-      local pipe = assert(io.popen(cmd, "r"))
+      local pipe = assert(require("helpers").popen(cmd, "r"))
       local output = pipe:read("*a")
       pipe:close()
 

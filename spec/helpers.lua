@@ -4,9 +4,16 @@ local helpers = {}
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helpers%.lua$")) or "."
 helpers.ROOT = ROOT
 
+--- io.popen for the specs' child processes. Under `make asan` the Lua
+-- process runs with the sanitizer preloaded; its children (curl, nginx,
+-- node) must not inherit it.
+function helpers.popen(cmd, mode)
+  return io.popen("unset LD_PRELOAD; " .. cmd, mode)
+end
+
 --- Runs a shell command; returns its output and whether it exited 0.
 function helpers.run(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1; echo \"::rc=$?\""))
+  local f = assert(helpers.popen(cmd .. " 2>&1; echo \"::rc=$?\""))
   local out = f:read("*a")
   f:close()
   local body, rc = out:match("^(.*)::rc=(%d+)%s*$")

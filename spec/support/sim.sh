@@ -14,8 +14,10 @@
 # Several simulators may run at once in different DIRs.
 set -u
 
-NGINX=${NGINX:-nginx}
-LUA=${LUA:-lua5.4}
+# (not $NGINX: nginx itself reads that variable as a list of inherited sockets
+# and then refuses to daemonize)
+NGINX_BIN=${SIM_NGINX:-nginx}
+LUA=${SIM_LUA:-lua5.4}
 START_TIMEOUT=5     # seconds until the HTTP port must answer
 STOP_TIMEOUT=4      # seconds of graceful quit before TERM, then KILL
 
@@ -183,7 +185,7 @@ make_cert() {
 start() {
   local d pid ports http https cluster ipv6 user_line v6api v6cluster attempt rc
   d=$(abs_dir "${1:-}") || exit 1
-  command -v "$NGINX" >/dev/null 2>&1 || die "nginx not found (apt-get install -y nginx libnginx-mod-http-lua)"
+  command -v "$NGINX_BIN" >/dev/null 2>&1 || die "nginx not found (apt-get install -y nginx libnginx-mod-http-lua)"
   command -v "$LUA" >/dev/null 2>&1 || die "$LUA not found (apt-get install -y lua5.4 lua-socket)"
   [ -r /usr/lib/nginx/modules/ngx_http_lua_module.so ] ||
     die "ngx_http_lua_module.so missing (apt-get install -y libnginx-mod-http-lua)"
@@ -218,7 +220,8 @@ start() {
       "IPV6_API_LISTEN=$v6api" "IPV6_CLUSTER_LISTEN=$v6cluster" ||
       die "could not render $d/nginx.conf"
     : >"$d/error.log"
-    "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/nginx.out" 2>&1
+    env -u NGINX "$NGINX_BIN" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" \
+      </dev/null >"$d/nginx.out" 2>&1
     rc=$?
     if [ "$rc" -eq 0 ]; then break; fi
     if grep -q "Address already in use" "$d/error.log" "$d/nginx.out" 2>/dev/null; then

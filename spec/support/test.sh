@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${CTVNC_TEST_OUT:-out/test}
-SUITES=${SUITES:-"luacheck cppcheck lua5.4 luajit valgrind"}
+SUITES=${SUITES:-"luacheck cppcheck lua5.4 luajit valgrind asan"}
 BUSTED=/usr/bin/busted
 PASSED=0
 FAILED=0
@@ -69,6 +69,12 @@ for s in $SUITES; do
     valgrind) suite valgrind env LUA_PATH="$LPATH" LUA_CPATH_5_4='build/5.4/?.so;;' \
                 CTVNC_SLOW=1 valgrind -q --error-exitcode=99 --leak-check=full \
                 --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+                lua5.4 $BUSTED --exclude-tags=novalgrind ;;
+    asan)     # the module built with ASan/UBSan, preloaded into lua5.4
+              suite asan env LUA_PATH="$LPATH" LUA_CPATH_5_4='build/asan/?.so;;' \
+                LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)" \
+                ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 lua5.4 $BUSTED --exclude-tags=novalgrind ;;
     *) echo "unknown suite $s"; tally "$s" 0 1 ;;
   esac
