@@ -98,11 +98,71 @@ end
 function helpers.stats() return helpers.control("stats") end
 function helpers.reset() return helpers.control("reset") end
 
+local socket = require "socket"
+
 --- Seconds since some fixed point, with sub-second resolution.
-local socket_ok, socket = pcall(require, "socket")
 function helpers.now()
-  if socket_ok then return socket.gettime() end
-  return os.time()
+  return socket.gettime()
 end
+
+--- A free TCP port on `host` (bound, then released).
+function helpers.free_port(host)
+  local s = assert(socket.bind(host or "127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+--- Waits (up to 5 s) until host:port accepts connections.
+function helpers.wait_port(host, port)
+  for _ = 1, 100 do
+    local c = socket.connect(host, port)
+    if c then c:close() return true end
+    socket.sleep(0.05)
+  end
+  error(("nothing listens on %s:%d"):format(host, port))
+end
+
+--- A minimal websocket client for the specs: binary frames, a zero mask
+-- (XOR with zero leaves the payload as it is; RFC 6455 allows any key).
+function helpers.websocket(host, port, path)
+  local sock = assert(socket.connect(host, port))
+  sock:settimeout(5)
+  assert(sock:send(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+    .. "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    .. "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n"):format(path, host, port)))
+  local status = assert(sock:receive("*l"))
+  assert(status:find(" 101 ", 1, true), "no websocket upgrade: " .. status)
+  repeat local line = assert(sock:receive("*l")) until line == ""
+  local ws = {}
+  function ws.send(_, data)
+    local len = #data
+    local head = len < 126 and string.char(0x82, 0x80 + len)
+      or string.char(0x82, 0x80 + 126, math.floor(len / 256), len % 256)
+    assert(sock:send(head .. "\0\0\0\0" .. data))
+  end
+  --- Reads frames until their payloads contain `needle` (or 5 s pass).
+  function ws.receive_until(_, needle)
+    local got = ""
+    while not got:find(needle, 1, true) do
+      local head = sock:receive(2)
+      if not head then break end
+      local len = head:byte(2) % 128
+      if len == 126 then
+        local b = sock:receive(2)
+        len = b:byte(1) * 256 + b:byte(2)
+      elseif len == 127 then
+        local b = sock:receive(8)
+        len = 0
+        for i = 1, 8 do len = len * 256 + b:byte(i) end
+      end
+      got = got .. (len > 0 and sock:receive(len) or "")
+    end
+    return got
+  end
+  function ws.close() sock:close() end
+  return ws
+end
+
 
 return helpers

@@ -1,0 +1,223 @@
+local helpers = require "helpers"
+local cjson = require "cjson"
+local socket = require "socket"
+
+-- The example OpenResty gateway (examples/openresty) in a real nginx with
+-- Debian's ngx_lua, one worker, the simulator as its CloudTower.
+describe("the OpenResty gateway #novalgrind", function()
+  local sim, dir, port, keys, wsdir
+
+  local function start_gateway(d, env)
+    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
+      :format(helpers.ROOT, env, d))
+    assert(ok, out)
+    return tonumber(out:match("GATEWAY_PORT=(%d+)"))
+  end
+
+  local function get(path, headers, p)
+    local h = ""
+    for k, v in pairs(headers or {}) do h = h .. (" -H '%s: %s'"):format(k, v) end
+    local out = helpers.run(("curl -s -m 20 -w '\\n%%{http_code}' %s 'http://127.0.0.1:%d%s'")
+      :format(h, p or port, path))
+    local body, status = out:match("^(.*)\n(%d+)%s*$")
+    return tonumber(status), body
+  end
+
+  setup(function()
+    sim = helpers.sim()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    keys = dir .. "/keys"
+    local f = assert(io.open(keys, "w"))
+    f:write("# key vm ids\nk-one vm-1,fault-null\nk-all *\n")
+    f:close()
+    -- a websockify standing for vm-1's cluster (127.0.0.2), in front of the
+    -- simulator's plain HTTP port: bytes through it come back as HTTP
+    wsdir = dir .. "/ws"
+    local wsport = helpers.free_port("127.0.0.2")
+    helpers.run(("mkdir -p %s && (websockify 127.0.0.2:%d 127.0.0.1:%d > %s/websockify.log 2>&1 & "
+      .. "echo $! > %s/websockify.pid)"):format(wsdir, wsport, sim.http_port, wsdir, wsdir))
+    helpers.wait_port("127.0.0.2", wsport)
+    port = start_gateway(dir .. "/gw", table.concat({
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert,
+      "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
+      "KEYS=" .. keys, "CLUSTER_PORT=" .. wsport, "SCHEME=ws", "TOWER_TIMEOUT=1s",
+    }, " "))
+  end)
+
+  teardown(function()
+    helpers.control("config", { latency_ms = 0 })
+    helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/gw; "
+      .. "kill $(cat %s/websockify.pid); rm -rf %s"):format(helpers.ROOT, dir, wsdir, dir))
+  end)
+
+  it("answers /console/<vm>/url with the URL and mode ctvnc chose", function()
+    local status, body = get("/console/vm-1/url", { ["X-API-Key"] = "k-one" })
+    assert.are.equal(200, status)
+    local doc = cjson.decode(body)
+    assert.are.equal("direct", doc.mode)
+    assert.truthy(doc.url:find("^ws://127%.0%.0%.2:%d+/websockify/%?uuid=00000001%-0000%-4000%-8000%-000000000001&token=%x+&host=127%.0%.0%.1$"))
+    status, body = get("/console/vm-2/url", { ["X-API-Key"] = "k-all" })
+    assert.are.equal(200, status)
+    doc = cjson.decode(body)
+    assert.are.equal("proxy", doc.mode)   -- nothing listens on 127.0.0.3
+    assert.truthy(doc.url:find("^ws://127%.0%.0%.1:" .. sim.https_port .. "/websockify/%?token=[%w%%]+&uuid="))
+  end)
+
+  it("serves the console page, with noVNC beside it", function()
+    local status, body = get("/console/vm-1?key=k-one")
+    assert.are.equal(200, status)
+    assert.truthy(body:find('import RFB from "/novnc/core/rfb.js"', 1, true))
+    assert.truthy(body:find('const vm = "vm-1";', 1, true))
+    local s2, js = get("/novnc/core/rfb.js")
+    assert.are.equal(200, s2)
+    assert.truthy(js:find("export default class RFB", 1, true))
+  end)
+
+  it("escapes the VM id in the page", function()
+    local status, body = get("/console/a%22b%3Cscript%3E?key=k-all")
+    assert.are.equal(200, status)
+    assert.truthy(body:find('const vm = "a\\"b<script>";', 1, true))
+  end)
+
+  it("maps each error kind to its HTTP status, with no secret in the body", function()
+    local cases = {
+      { "fault-null", 404, "not_found" }, { "fault-401", 502, "auth" },
+      { "fault-500", 502, "http" }, { "fault-graphql", 502, "graphql" },
+      { "fault-nonjson", 502, "decode" }, { "fault-slow", 504, "timeout" },
+      { "fault-huge", 502, "too_large" }, { "fault-endless", 502, "too_large" },
+    }
+    for _, c in ipairs(cases) do
+      local status, body = get("/console/" .. c[1] .. "/url", { ["X-API-Key"] = "k-all" })
+      assert.are.equal(c[2], status, c[1])
+      local doc = cjson.decode(body)
+      assert.are.equal(c[3], doc.kind, c[1])
+      assert.is_nil(body:find("sim-token", 1, true))
+      assert.is_nil(body:find("Authorization", 1, true))
+    end
+    local status = get("/console//url", { ["X-API-Key"] = "k-all" })
+    assert.are.equal(400, status)
+  end)
+
+  it("denies a wrong key, a key for another VM, and no key", function()
+    assert.are.equal(403, (get("/console/vm-1/url", { ["X-API-Key"] = "nope" })))
+    assert.are.equal(403, (get("/console/vm-2/url", { ["X-API-Key"] = "k-one" })))
+    assert.are.equal(403, (get("/console/vm-1/url")))
+    assert.are.equal(403, (get("/console/vm-1?key=wrong")))
+  end)
+
+  it("denies everything when no authorize hook is configured", function()
+    local p = start_gateway(dir .. "/nohook", table.concat({
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert,
+      "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
+    }, " "))
+    local s1 = get("/console/vm-1/url", { ["X-API-Key"] = "k-all" }, p)
+    local s2 = get("/console/vm-1?key=k-all", nil, p)
+    helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/nohook"):format(helpers.ROOT, dir))
+    assert.are.same({ 403, 403 }, { s1, s2 })
+  end)
+
+  it("does not block its one worker: 50 requests at 300 ms latency overlap", function()
+    helpers.control("config", { latency_ms = 300 })
+    local urls = {}
+    for i = 1, 50 do
+      urls[i] = ("-o /dev/null -w '%%{http_code}\\n' 'http://127.0.0.1:%d/console/vm-%d/url'")
+        :format(port, i)
+    end
+    local t0 = socket.gettime()
+    local out = helpers.run("curl -s -m 20 -Z --parallel-max 50 -H 'X-API-Key: k-all' "
+      .. table.concat(urls, " "))
+    local elapsed = socket.gettime() - t0
+    helpers.control("config", { latency_ms = 0 })
+    local _, n200 = out:gsub("200\n", "")
+    assert.are.equal(50, n200, out)
+    assert.is_true(elapsed < 3 * 0.3, ("50 requests took %.2f s"):format(elapsed))
+  end)
+
+  it("runs client:batch over nginx subrequests in parallel", function()
+    helpers.control("config", { latency_ms = 300 })
+    local ids = { "vm-2", "vm-3", "fault-null", "vm-1" }
+    for i = 5, 16 do ids[i] = "vm-" .. (i + 10) end
+    local t0 = socket.gettime()
+    local out = helpers.run(("curl -s -m 20 -H 'X-API-Key: k-one' -d '%s' http://127.0.0.1:%d/console/batch")
+      :format(cjson.encode(ids), port))
+    local elapsed = socket.gettime() - t0
+    local results = cjson.decode(out)
+    assert.are.equal(16, #results)
+    assert.are.same({ "vm-2", false, "denied" }, { results[1].vm_id, results[1].ok, results[1].kind })
+    assert.are.same({ "fault-null", false, "not_found" }, { results[3].vm_id, results[3].ok, results[3].kind })
+    assert.are.same({ "vm-1", true, "direct" }, { results[4].vm_id, results[4].ok, results[4].mode })
+    assert.is_true(elapsed < 3 * 0.3, ("two answered VMs took %.2f s"):format(elapsed))
+    -- the same with a key for every VM: 15 fetches at once
+    t0 = socket.gettime()
+    out = helpers.run(("curl -s -m 20 -H 'X-API-Key: k-all' -d '%s' http://127.0.0.1:%d/console/batch")
+      :format(cjson.encode(ids), port))
+    elapsed = socket.gettime() - t0
+    results = cjson.decode(out)
+    helpers.control("config", { latency_ms = 0 })
+    local ok = 0
+    for _, r in ipairs(results) do if r.ok then ok = ok + 1 end end
+    assert.are.equal(15, ok)
+    assert.are.equal("proxy", results[1].mode)
+    assert.is_true(elapsed < 3 * 0.3, ("16 VMs took %.2f s"):format(elapsed))
+  end)
+
+  it("carries the console websocket to the target ctvnc chose", function()
+    local ws = helpers.websocket("127.0.0.1", port, "/console/vm-1/ws?key=k-one")
+    ws:send("GET /_sim/stats HTTP/1.0\r\nHost: x\r\n\r\n")
+    local got = ws:receive_until("in_flight_max")
+    ws:close()
+    assert.truthy(got:find("^HTTP/1%.1 200"), got:sub(1, 80))
+  end)
+end)
+
+-- ctvnc.core built for LuaJIT, loaded by nginx's LuaJIT, builds the same
+-- URLs as under Lua 5.4.
+describe("ctvnc.core in nginx #novalgrind", function()
+  it("gives the same URLs as Lua 5.4", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local p = helpers.free_port("127.0.0.1")
+    local script = [[
+      local ctvnc = require "ctvnc"
+      local vectors = {
+        { cluster_ip = "192.168.5.2", host_ip = "192.168.5.4", vm_uuid = "00000000-0000-0000-0000-000000000000",
+          raw_token = "1a2bc3d4567e89f0a1b2c3d4e5f6a7b8", token = "MTIzNDU2Nzg5YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo=" },
+        { cluster_ip = "fd00::1", host_ip = "::1", vm_uuid = "a b/c", raw_token = "é+/=", token = "+/=\0" },
+      }
+      local out = {}
+      for _, info in ipairs(vectors) do
+        out[#out + 1] = ctvnc.direct_url(info, { port = 8443 })
+        out[#out + 1] = ctvnc.proxy_url("https://gw.example.com/ct/", info)
+        out[#out + 1] = ctvnc.encode_uri_component(info.token)
+      end
+      return table.concat(out, "\n")
+    ]]
+    local f = assert(io.open(dir .. ".lua", "w"))
+    f:write(script)
+    f:close()
+    local conf = ([[
+worker_processes 1; daemon on; pid %s/nginx.pid; error_log %s/error.log;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+events {}
+http {
+  access_log off; client_body_temp_path %s/tmp; proxy_temp_path %s/tmp;
+  fastcgi_temp_path %s/tmp; uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
+  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
+  lua_package_cpath "%s/build/jit/?.so;;";
+  server { listen 127.0.0.1:%d; location / { content_by_lua_block { ngx.print(dofile("%s.lua")) } } }
+}]]):format(dir, dir, dir, dir, dir, dir, dir, helpers.ROOT, helpers.ROOT, helpers.ROOT, p, dir)
+    assert(os.execute("mkdir -p " .. dir .. "/tmp"))
+    f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    local out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && sleep 0.3 && curl -s -m 5 http://127.0.0.1:%d/; "
+      .. "kill -QUIT $(cat %s/nginx.pid)"):format(dir, dir, p, dir))
+    assert(ok, out)
+    local expected = load(script)()
+    helpers.run("rm -rf " .. dir .. " " .. dir .. ".lua")
+    assert.are.equal(expected, out)
+  end)
+end)
