@@ -36,6 +36,7 @@ build = {
     ["ctvnc.batch"] = "lua/ctvnc/batch.lua",
     ["ctvnc.fallback"] = "lua/ctvnc/fallback.lua",
     ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
+    ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },

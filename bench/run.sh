@@ -5,6 +5,7 @@
 #   1. batch of 1,000 VMs at 20 ms latency vs curl-per-VM and a LuaSocket loop
 #   2. URL building, ctvnc (C) vs plain Lua, on lua5.4 and luajit
 #   3. RSS over repeated 10,000-VM batches
+#   4. the OpenResty gateway under wrk, beside a static location
 # BENCH_URL_N sets the number of URL-building calls (default 1000000).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -45,6 +46,8 @@ lua54 bench/url.lua || rc=1
 jit bench/url.lua || rc=1
 echo
 lua54 bench/memory.lua || rc=1
+echo
+sh bench/gateway.sh "$tmp" || rc=1
 echo
 echo "bench: done in $(( $(date +%s) - start )) s"
 exit $rc
