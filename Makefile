@@ -12,9 +12,10 @@ HDR        = $(wildcard csrc/*.h)
 # Debian packages the build, the suites, the simulator and the demo use.
 PKGS = lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev \
        lua-cjson lua-busted lua-check lua-socket luarocks nginx \
-       libnginx-mod-http-lua openssl cppcheck valgrind nodejs
+       libnginx-mod-http-lua openssl cppcheck valgrind nodejs \
+       clang novnc websockify wrk curl
 
-.PHONY: all build deps test lint demo bench valgrind asan install clean
+.PHONY: all build deps test lint demo bench valgrind asan fuzz install clean
 
 all: build
 
@@ -54,6 +55,11 @@ valgrind: deps build
 
 asan: deps build
 	@SUITES=asan sh spec/support/test.sh
+
+# libFuzzer over the pure C parts (csrc/url.c), FUZZ_SECONDS per harness.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@sh fuzz/run.sh $(FUZZ_SECONDS)
 
 demo: deps build
 	@sh examples/demo.sh

@@ -110,30 +110,40 @@ static int is_ipv6(const char *s, size_t n) {
   return elided ? groups <= 7 : groups == 8;
 }
 
+/* A label that WHATWG URL parsers (browsers, Node) read as a number:
+ * decimal digits, or "0x"/"0X" and hex digits. */
+static int numeric_label(const char *s, size_t n) {
+  size_t i = 0;
+  if (n >= 2 && s[0] == '0' && (s[1] | 32) == 'x') {
+    for (i = 2; i < n; i++)
+      if (!isxdigit_(s[i])) return 0;
+    return 1;
+  }
+  for (; i < n; i++)
+    if (!isdigit_(s[i])) return 0;
+  return 1;
+}
+
 /* RFC 1123 host name: dot-separated labels of letters, digits and
  * hyphens, 1-63 bytes, no hyphen at either end, 253 bytes in all. A name
- * whose last label is all digits would be read as an IPv4 address by
- * browsers, so it is refused unless it is one. */
+ * whose last label is a number would be read as an IPv4 address by
+ * browsers ("1.2.3.0x4" is 1.2.3.4 to them), so it is refused unless it is
+ * one. */
 static int is_hostname(const char *s, size_t n) {
-  size_t i = 0;
-  int numeric = 0;
+  size_t i = 0, start = 0;
   if (n == 0 || n > 253) return 0;
   while (i < n) {
-    size_t start = i;
-    numeric = 1;
+    start = i;
     while (i < n && s[i] != '.') {
       int c = (unsigned char)s[i];
-      if (!isdigit_(c)) {
-        numeric = 0;
-        if (!isalpha_(c) && c != '-') return 0;
-      }
+      if (!isdigit_(c) && !isalpha_(c) && c != '-') return 0;
       i++;
     }
     if (i == start || i - start > 63 || s[start] == '-' || s[i - 1] == '-')
       return 0;
     if (i < n && ++i == n) return 0;      /* empty last label ("a.") */
   }
-  return !numeric;
+  return !numeric_label(s + start, n - start);
 }
 
 enum ctv_host ctv_host_kind(const char *s, size_t n) {

@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${CTVNC_TEST_OUT:-out/test}
-SUITES=${SUITES:-"luacheck cppcheck lua5.4 luajit valgrind asan"}
+SUITES=${SUITES:-"luacheck cppcheck lua5.4 luajit valgrind asan fuzz"}
 BUSTED=/usr/bin/busted
 PASSED=0
 FAILED=0
@@ -76,6 +76,7 @@ for s in $SUITES; do
                 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 lua5.4 $BUSTED --exclude-tags=novalgrind ;;
+    fuzz)     check fuzz sh fuzz/run.sh 5 ;;
     *) echo "unknown suite $s"; tally "$s" 0 1 ;;
   esac
 done

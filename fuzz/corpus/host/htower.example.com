@@ -1,0 +1,1 @@
+tower.example.com
