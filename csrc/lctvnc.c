@@ -108,23 +108,21 @@ static const char *param(lua_State *L, int t, ctv_url *u, const char *name,
   return NULL;
 }
 
-/* uuid, token and host parameters in the order of `names`, host checked. */
+/* The three parameters in the order of `names`, the last being the host
+ * (checked to be one), then the options, then the URL. */
 static int build(lua_State *L, const char *fn, int info, int opts, ctv_url *u,
                  const char *const names[3][2]) {
   int i;
   const char *bad, *err;
+  const ctv_param *host = &u->params[2];
   for (i = 0; i < 3; i++) {
     if ((bad = param(L, info, u, names[i][0], names[i][1])) != NULL)
       return fail(L, "invalid", "%s: info.%s must be a non-empty string", fn,
                   bad);
   }
-  for (i = 0; i < 3; i++) {
-    const ctv_param *p = &u->params[i];
-    if (strcmp(p->name, "host") == 0
-        && ctv_host_kind(p->value, p->valuelen) == CTV_HOST_BAD)
-      return fail(L, "invalid", "%s: info.host_ip is not a valid IPv4, IPv6 "
-                  "or host name", fn);
-  }
+  if (ctv_host_kind(host->value, host->valuelen) == CTV_HOST_BAD)
+    return fail(L, "invalid", "%s: info.host_ip is not a valid IPv4, IPv6 "
+                "or host name", fn);
   if ((err = options(L, opts, u)) != NULL) return fail(L, "invalid", err, fn);
   return push_url(L, u);
 }
