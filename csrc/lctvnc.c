@@ -176,14 +176,7 @@ static int l_proxy_url(lua_State *L) {
   luaL_checkstack(L, 8, NULL);
   if ((err = ctv_parse_endpoint(s, n, &ep)) != NULL)
     return fail(L, "invalid", "proxy_url: %s", err);
-  memset(&u, 0, sizeof u);
-  u.scheme = ep.scheme == CTV_SCHEME_HTTP ? "ws" : "wss";
-  u.host = ep.host;
-  u.hostlen = ep.hostlen;
-  u.ipv6 = ep.ipv6;
-  u.port = ep.port;
-  u.prefix = ep.prefix;
-  u.prefixlen = ep.prefixlen;
+  ctv_url_from_endpoint(&u, &ep);
   return build(L, "proxy_url", 2, 3, &u, PROXY);
 }
 

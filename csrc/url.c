@@ -250,6 +250,17 @@ const char *ctv_parse_endpoint(const char *s, size_t n, ctv_endpoint *ep) {
   return NULL;
 }
 
+void ctv_url_from_endpoint(ctv_url *u, const ctv_endpoint *ep) {
+  memset(u, 0, sizeof *u);
+  u->scheme = ep->scheme == CTV_SCHEME_HTTP ? "ws" : "wss";
+  u->host = ep->host;
+  u->hostlen = ep->hostlen;
+  u->ipv6 = ep->ipv6;
+  u->port = ep->port;
+  u->prefix = ep->prefix;
+  u->prefixlen = ep->prefixlen;
+}
+
 static size_t ndigits(unsigned v) {
   size_t d = 1;
   while (v >= 10) { v /= 10; d++; }

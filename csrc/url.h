@@ -74,6 +74,10 @@ typedef struct ctv_url {
   int nparams;
 } ctv_url;
 
+/* The URL through an endpoint: its host, port and prefix, and the scheme
+ * it implies (http -> ws, https or none -> wss); no parameters yet. */
+void ctv_url_from_endpoint(ctv_url *u, const ctv_endpoint *ep);
+
 size_t ctv_url_len(const ctv_url *u);
 /* Writes exactly ctv_url_len(u) bytes (no NUL); returns the end. */
 char *ctv_url_write(char *dst, const ctv_url *u);

@@ -182,13 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {                        /* as l_proxy_url */
     ctv_endpoint ep;
     if (ctv_parse_endpoint(f[0], fl[0], &ep) != NULL) return 0;
-    u.scheme = ep.scheme == CTV_SCHEME_HTTP ? "ws" : "wss";
-    u.host = ep.host;
-    u.hostlen = ep.hostlen;
-    u.ipv6 = ep.ipv6;
-    u.port = ep.port;
-    u.prefix = ep.prefix;
-    u.prefixlen = ep.prefixlen;
+    ctv_url_from_endpoint(&u, &ep);
   }
   if (opt & 2) u.scheme = "ws";
   if (opt & 4) u.scheme = "wss";

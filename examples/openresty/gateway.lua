@@ -134,12 +134,18 @@ local function choose(vm_id)
   return url, mode
 end
 
-function _M.url(vm_id)
+--- The URL for the VM of this request's path, or an error reply (nil).
+local function resolve(vm_id)
   vm_id = ngx.unescape_uri(vm_id)
   if not allowed(vm_id) then return reply(403, { error = "denied", vm_id = vm_id }) end
   local url, mode, kind = choose(vm_id)
   if not url then return fail(vm_id, mode, kind) end
-  return reply(200, { url = url, mode = mode })
+  return url, mode
+end
+
+function _M.url(vm_id)
+  local url, mode = resolve(vm_id)
+  if url then return reply(200, { url = url, mode = mode }) end
 end
 
 --- POST /console/batch with a JSON array of VM ids (at most 100): the
@@ -169,12 +175,9 @@ end
 
 --- access_by_lua of the websocket location: sets $ctvnc_target.
 function _M.ws(vm_id)
-  vm_id = ngx.unescape_uri(vm_id)
-  if not allowed(vm_id) then return reply(403, { error = "denied", vm_id = vm_id }) end
-  local url, mode, kind = choose(vm_id)
-  if not url then return fail(vm_id, mode, kind) end
+  local url = resolve(vm_id)
   -- nginx proxies websockets over http(s): wss -> https, ws -> http
-  ngx.var.ctvnc_target = url:gsub("^ws", "http", 1)
+  if url then ngx.var.ctvnc_target = (url:gsub("^ws", "http", 1)) end
 end
 
 local PAGE = [[

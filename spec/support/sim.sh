@@ -5,6 +5,8 @@
 #                                   prints (and writes to DIR/env) shell lines:
 #                                   SIM_HTTP_PORT SIM_HTTPS_PORT SIM_CLUSTER_PORT
 #                                   SIM_CERT SIM_DIR SIM_PID SIM_IPV6
+#                                   SIM_WRONGNAME_PORT SIM_WRONGNAME_CERT
+#                                   SIM_EXPIRED_PORT SIM_EXPIRED_CA
 #   spec/support/sim.sh stop DIR    stop it (idempotent)
 #
 # Listeners: API over HTTP on 127.0.0.1:SIM_HTTP_PORT and over TLS on
@@ -116,8 +118,9 @@ local function pick(host)
   error("no free port on " .. host)
 end
 local http, https, cluster = pick("127.0.0.1"), pick("127.0.0.1"), pick("127.0.0.2")
+local wrongname, expired = pick("127.0.0.1"), pick("127.0.0.1")
 for _, s in ipairs(held) do s:close() end
-io.write(http, " ", https, " ", cluster, " ", ipv6 and 1 or 0, "\n")
+io.write(http, " ", https, " ", cluster, " ", ipv6 and 1 or 0, " ", wrongname, " ", expired, "\n")
 LUA
 }
 
@@ -182,8 +185,55 @@ make_cert() {
   chmod 600 "$d/key.pem"
 }
 
+# make_hostile_certs DIR: for the hostile TLS listeners, a certificate for
+# other.example only (wrongname.pem/.key) and one for localhost/127.0.0.1/::1
+# valid on 2020-01-01 only (expired.pem/.key), signed by expired-ca.pem
+make_hostile_certs() {
+  local d=$1 ca="$1/expired-ca"
+  if [ -s "$d/wrongname.pem" ] && [ -s "$d/expired.pem" ] && [ -s "$d/expired-ca.pem" ] &&
+     openssl x509 -in "$d/wrongname.pem" -noout -checkend 3600 >/dev/null 2>&1 &&
+     openssl x509 -in "$d/expired-ca.pem" -noout -checkend 3600 >/dev/null 2>&1; then
+    return 0
+  fi
+  rm -rf "$ca"
+  mkdir -p "$ca" || die "cannot create $ca"
+  : >"$ca/index.txt"
+  echo 01 >"$ca/serial"
+  cat >"$ca/ca.cnf" <<CNF
+[ ca ]
+default_ca = sim_ca
+[ sim_ca ]
+database = $ca/index.txt
+new_certs_dir = $ca
+serial = $ca/serial
+default_md = sha256
+policy = sim_policy
+unique_subject = no
+x509_extensions = sim_leaf
+[ sim_policy ]
+commonName = supplied
+[ sim_leaf ]
+basicConstraints = CA:FALSE
+subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1
+CNF
+  {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -keyout "$d/wrongname.key" -out "$d/wrongname.pem" -subj "/CN=other.example" \
+      -addext "subjectAltName=DNS:other.example" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -keyout "$ca/ca.key" -out "$d/expired-ca.pem" -subj "/CN=cloudtower-sim expired CA" &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$d/expired.key" -out "$ca/leaf.csr" -subj "/CN=localhost" &&
+    openssl ca -batch -notext -config "$ca/ca.cnf" -cert "$d/expired-ca.pem" \
+      -keyfile "$ca/ca.key" -startdate 20200101000000Z -enddate 20200102000000Z \
+      -in "$ca/leaf.csr" -out "$d/expired.pem"
+  } >"$d/openssl-hostile.log" 2>&1 ||
+    { cat "$d/openssl-hostile.log" >&2; die "openssl could not make the hostile certificates"; }
+  chmod 600 "$d/wrongname.key" "$d/expired.key" "$ca/ca.key"
+}
+
 start() {
-  local d pid ports http https cluster ipv6 user_line v6api v6cluster attempt rc
+  local d pid ports http https cluster ipv6 wrongname expired user_line v6api v6cluster attempt rc
   d=$(abs_dir "${1:-}") || exit 1
   command -v "$NGINX_BIN" >/dev/null 2>&1 || die "nginx not found (apt-get install -y nginx libnginx-mod-http-lua)"
   command -v "$LUA" >/dev/null 2>&1 || die "$LUA not found (apt-get install -y lua5.4 lua-socket)"
@@ -201,6 +251,7 @@ start() {
 
   mkdir -p "$d/tmp" || die "cannot create $d/tmp"
   make_cert "$d"
+  make_hostile_certs "$d"
   rm -f "$d/env"
 
   user_line=""
@@ -208,7 +259,7 @@ start() {
 
   for attempt in 1 2 3 4 5; do
     ports=$(pick_ports) || die "could not pick free loopback ports"
-    read -r http https cluster ipv6 <<<"$ports"
+    read -r http https cluster ipv6 wrongname expired <<<"$ports"
     v6api="" v6cluster=""
     if [ "$ipv6" = 1 ]; then
       v6api="listen [::1]:$http; listen [::1]:$https ssl;"
@@ -217,7 +268,8 @@ start() {
     render "$simdir/nginx.conf.in" "$d/nginx.conf" \
       "DIR=$d" "SIMDIR=$simdir" "USER_LINE=$user_line" \
       "HTTP_PORT=$http" "HTTPS_PORT=$https" "CLUSTER_PORT=$cluster" \
-      "IPV6_API_LISTEN=$v6api" "IPV6_CLUSTER_LISTEN=$v6cluster" ||
+      "IPV6_API_LISTEN=$v6api" "IPV6_CLUSTER_LISTEN=$v6cluster" \
+      "WRONGNAME_PORT=$wrongname" "EXPIRED_PORT=$expired" ||
       die "could not render $d/nginx.conf"
     : >"$d/error.log"
     env -u NGINX "$NGINX_BIN" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" \
@@ -249,6 +301,10 @@ start() {
     echo "SIM_DIR=$d"
     echo "SIM_PID=$pid"
     echo "SIM_IPV6=$ipv6"
+    echo "SIM_WRONGNAME_PORT=$wrongname"
+    echo "SIM_WRONGNAME_CERT=$d/wrongname.pem"
+    echo "SIM_EXPIRED_PORT=$expired"
+    echo "SIM_EXPIRED_CA=$d/expired-ca.pem"
   } >"$d/env.tmp" || die "cannot write $d/env.tmp"
   mv "$d/env.tmp" "$d/env" || die "cannot write $d/env"
   cat "$d/env"

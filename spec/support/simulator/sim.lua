@@ -252,6 +252,259 @@ local faults = {
   ["fault-close"] = fault_close,
 }
 
+---------------------------------------------------------------------------
+-- hostile answers (spec/hostile_spec.lua): lying framing, endless or
+-- dribbling answers, odd JSON. The raw ones take the downstream socket
+-- (the request body is already read) and write status line and headers
+-- themselves, so nginx adds nothing.
+---------------------------------------------------------------------------
+
+local hostile = {}
+
+local JSON_HEAD = "Content-Type: application/json\r\n"
+
+-- writes the pieces of `parts` raw (a number is a pause in seconds), then
+-- closes the connection
+local function raw_answer(what, parts)
+  local sock, err = ngx.req.socket(true)
+  if not sock then
+    ngx.log(ngx.WARN, "sim: ", what, ": no raw socket: ", err)
+    return exit(444)
+  end
+  for _, p in ipairs(parts) do
+    if type(p) == "number" then sleep(p)
+    else
+      local ok, e = sock:send(p)
+      if not ok then
+        ngx.log(ngx.INFO, "sim: ", what, " stopped: ", e)
+        break
+      end
+    end
+  end
+  return exit(444)
+end
+
+local function vnc_body(id)
+  return encode({ data = { vnc = fresh_info(1, id) } })
+end
+
+-- a valid JSON object text with `fields` (raw JSON texts, in this order)
+local function vnc_raw(fields)
+  return '{"data":{"vnc":{' .. concat(fields, ",") .. "}}}"
+end
+
+local function info_fields(id, replace)
+  local info = fresh_info(1, id)
+  local out = {}
+  for _, k in ipairs({ "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }) do
+    out[#out + 1] = format('"%s":%s', k, replace and replace[k] or encode(info[k]))
+  end
+  return out
+end
+
+-- one byte a second after the headers, for two minutes or until the client leaves
+hostile["fault-dribble"] = function()
+  ngx.status = 200
+  ngx.header["Content-Type"] = "application/json"
+  local deadline = ngx.now() + 120
+  local ok, err = print_("{")
+  if ok then ok, err = flush(true) end
+  while ok and ngx.now() < deadline do
+    sleep(1)
+    ok, err = print_(" ")
+    if ok then ok, err = flush(true) end
+  end
+  if not ok then ngx.log(ngx.INFO, "sim: fault-dribble stopped: ", err) end
+  return exit(444)
+end
+
+-- the status line, then one byte of an endless header a second
+hostile["fault-dribble-head"] = function()
+  local parts = { "HTTP/1.1 200 OK\r\nX-Pad: " }
+  for i = 1, 120 do parts[2 * i], parts[2 * i + 1] = 1, "a" end
+  return raw_answer("fault-dribble-head", parts)
+end
+
+-- headers without end: 1000-byte header lines as fast as the client reads
+-- them, for 60 s at most
+hostile["fault-headers-endless"] = function()
+  local sock, err = ngx.req.socket(true)
+  if not sock then
+    ngx.log(ngx.WARN, "sim: fault-headers-endless: no raw socket: ", err)
+    return exit(444)
+  end
+  local line = "X-Pad: " .. rep("h", 991) .. "\r\n"
+  local block = rep(line, 64)
+  local deadline = ngx.now() + 60
+  local ok = sock:send("HTTP/1.1 200 OK\r\n" .. JSON_HEAD)
+  while ok and ngx.now() < deadline do
+    ok = sock:send(block)
+    if ok then sleep(0.001) end
+  end
+  return exit(444)
+end
+
+-- one header line of 1 MiB
+hostile["fault-header-huge"] = function()
+  return raw_answer("fault-header-huge", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "X-Pad: "
+    .. rep("h", 1048576) .. "\r\nContent-Length: 2\r\n\r\n{}" })
+end
+
+-- HTTP/1.0, no Content-Length: the body ends when the connection does
+hostile["fault-http10"] = function(id)
+  return raw_answer("fault-http10", { "HTTP/1.0 200 OK\r\n" .. JSON_HEAD .. "\r\n" .. vnc_body(id) })
+end
+
+hostile["fault-http10-trunc"] = function(id)
+  local body = vnc_body(id)
+  return raw_answer("fault-http10-trunc", { "HTTP/1.0 200 OK\r\n" .. JSON_HEAD .. "\r\n"
+    .. sub(body, 1, #body - 40) })
+end
+
+local CHUNKED = "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Transfer-Encoding: chunked\r\n\r\n"
+
+-- a chunk announced 1000 bytes longer than what comes (a complete JSON answer)
+hostile["fault-chunk-short"] = function(id)
+  local body = vnc_body(id)
+  return raw_answer("fault-chunk-short", { CHUNKED .. format("%x\r\n", #body + 1000) .. body })
+end
+
+-- a complete JSON answer in one chunk, then the connection closes without
+-- the last chunk
+hostile["fault-chunk-noend"] = function(id)
+  local body = vnc_body(id)
+  return raw_answer("fault-chunk-noend", { CHUNKED .. format("%x\r\n", #body) .. body .. "\r\n" })
+end
+
+-- a chunk size that is not hexadecimal
+hostile["fault-chunk-bad"] = function(id)
+  local body = vnc_body(id)
+  return raw_answer("fault-chunk-bad", { CHUNKED .. "zz\r\n" .. body .. "\r\n0\r\n\r\n" })
+end
+
+-- a chunk size of 2^80 - 1
+hostile["fault-chunk-overflow"] = function(id)
+  local body = vnc_body(id)
+  return raw_answer("fault-chunk-overflow", { CHUNKED .. rep("f", 20) .. "\r\n" .. body .. "\r\n0\r\n\r\n" })
+end
+
+-- Content-Length: 2 GiB, a few bytes, then silence for 10 s
+hostile["fault-length-2g"] = function()
+  return raw_answer("fault-length-2g", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD
+    .. "Content-Length: 2147483648\r\n\r\n{\"data\":{\"vnc\":", 10 })
+end
+
+-- Content-Length larger than 2^64, a complete answer, then close
+hostile["fault-length-overflow"] = function(id)
+  local body = vnc_body(id)
+  return raw_answer("fault-length-overflow", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD
+    .. "Content-Length: 99999999999999999999999\r\n\r\n" .. body })
+end
+
+-- Content-Length: 2 for "{}", then a second answer nobody asked for (an
+-- injected vnc answer for VM 999) on the same connection, at once or 0.1 s
+-- later; the connection stays open 3 s
+local function smuggle(what, pause)
+  local evil = encode({ data = { vnc = {
+    vm_uuid = "000003e7-0000-4000-8000-0000000003e7", host_ip = "127.0.0.1",
+    cluster_ip = "smuggled.example", raw_token = rep("e", 32), token = "c211Z2dsZWQ=",
+  } } })
+  local second = "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Content-Length: " .. #evil .. "\r\n\r\n"
+    .. evil
+  local first = "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Content-Length: 2\r\n\r\n{}"
+  if pause then return raw_answer(what, { first, pause, second, 3 }) end
+  return raw_answer(what, { first .. second, 3 })
+end
+hostile["fault-smuggle"] = function() return smuggle("fault-smuggle") end
+hostile["fault-smuggle-late"] = function() return smuggle("fault-smuggle-late", 0.1) end
+
+-- invalid UTF-8 (and a NUL) inside the strings of a well-formed answer
+hostile["fault-badutf8"] = function(id)
+  local info = fresh_info(1, id)
+  info.raw_token = "\255\254" .. info.raw_token .. "\192\128\237\160\128"
+  info.token = "\128" .. info.token .. "\0\244\144\128\128"
+  info.vm_uuid = "\226\130" .. info.vm_uuid
+  return answer_vnc(info)
+end
+
+-- invalid UTF-8 in the host fields
+hostile["fault-badutf8-host"] = function(id)
+  local info = fresh_info(1, id)
+  info.cluster_ip = "127.0.0.2\255"
+  return answer_vnc(info)
+end
+
+-- a GraphQL error whose message has invalid UTF-8, a line break and 8 KiB
+hostile["fault-badutf8-graphql"] = function()
+  return send_json(200, { data = cjson.null, errors = { {
+    message = "VM \255\254\192\128 does not exist\r\nsecond line " .. rep("\200", 8192),
+    extensions = { code = "VM_NOT_FOUND" },
+  } } })
+end
+
+-- a long GraphQL error message in Chinese (3 bytes a character)
+hostile["fault-zh-graphql"] = function()
+  return send_json(200, { data = cjson.null, errors = { {
+    message = rep("\232\153\154\230\139\159\230\156\186\228\184\141\229\173\152\229\156\168", 40),
+    extensions = { code = "VM_NOT_FOUND" },
+  } } })
+end
+
+-- an HTTP 500 whose JSON message is one ASCII byte, then long Chinese text
+hostile["fault-zh-500"] = function()
+  return send_json(500, { message = "x" .. rep("\230\156\141\229\138\161\229\153\168", 80) })
+end
+
+-- JSON nested 100,000 deep (arrays), and objects 100,000 deep in a 500
+hostile["fault-deep"] = function()
+  return send(200, '{"data":{"vnc":' .. rep("[", 100000) .. rep("]", 100000) .. "}}")
+end
+hostile["fault-deep-500"] = function()
+  return send(500, rep('{"a":', 100000) .. "1" .. rep("}", 100000))
+end
+
+-- duplicate keys in data.vnc: the injection last, or first
+hostile["fault-dupkey"] = function(id)
+  local f = info_fields(id)
+  f[#f + 1] = '"cluster_ip":"evil.example/x?y=1#"'
+  return send(200, vnc_raw(f))
+end
+hostile["fault-dupkey-first"] = function(id)
+  local f = info_fields(id)
+  table.insert(f, 1, '"cluster_ip":"evil.example/x?y=1#"')
+  return send(200, vnc_raw(f))
+end
+-- two data.vnc objects: the second has an injected host_ip
+hostile["fault-dupkey-vnc"] = function(id)
+  local good = concat(info_fields(id), ",")
+  local evil = concat(info_fields(id, { host_ip = '"127.0.0.1&token=stolen"' }), ",")
+  return send(200, '{"data":{"vnc":{' .. good .. '},"vnc":{' .. evil .. "}}}")
+end
+
+-- hosts that only JSON escapes can carry: a NUL, an escaped "/"
+hostile["fault-nul-host"] = function(id)
+  return send(200, vnc_raw(info_fields(id, { cluster_ip = '"127.0.0.2\\u0000.evil.example"' })))
+end
+hostile["fault-escaped-host"] = function(id)
+  return send(200, vnc_raw(info_fields(id, { host_ip = '"127.0.0.1\\u002fevil\\u003fx"' })))
+end
+
+-- a non-string token: {}, [], 1e309, true, null
+for name, text in pairs({ object = "{}", array = '["a"]', bignum = "1e309", ["true"] = "true",
+                          null = "null" }) do
+  hostile["fault-token-" .. name] = function(id)
+    return send(200, vnc_raw(info_fields(id, { token = text })))
+  end
+end
+
+-- data.vnc of the wrong type, data of the wrong type
+hostile["fault-vnc-string"] = function() return send(200, '{"data":{"vnc":"x"}}') end
+hostile["fault-vnc-array"] = function() return send(200, '{"data":{"vnc":[1,2]}}') end
+hostile["fault-data-array"] = function() return send(200, '{"data":[]}') end
+hostile["fault-toplevel-string"] = function() return send(200, '"{}"') end
+
+for k, f in pairs(hostile) do faults[k] = f end
+
 local function dispatch_vnc(id)
   local n = match(id, "^vm%-(%d+)$")
   local v6 = false
@@ -479,6 +732,101 @@ function _M.revoke()
     if sub(key, 1, 6) == "login:" then sim:delete(key) end
   end
   return send_json(200, { ok = true })
+end
+
+---------------------------------------------------------------------------
+-- the console desktop (spec/e2e_spec.lua): CloudTower's /websockify/ proxy
+-- and the token check of the cluster's websockify, both leading to the one
+-- VNC desktop the spec runs
+---------------------------------------------------------------------------
+
+-- POST /_sim/desktop {"ws":"http://127.0.0.1:<port>","vnc":"127.0.0.1:<port>"}
+-- registers it: "ws" is a plain websockify in front of the desktop (where
+-- /websockify/ carries the console websocket), "vnc" the desktop's VNC
+-- address (what GET /_sim/desktop/<raw_token> tells the cluster's websockify).
+-- A field left out is unregistered ({} clears both). Loopback only.
+local function desktop_ws_ok(s)
+  return type(s) == "string"
+    and (match(s, "^http://127%.%d+%.%d+%.%d+:%d+$") or match(s, "^http://%[::1%]:%d+$")) ~= nil
+end
+
+function _M.desktop()
+  if not need("POST") then return end
+  local body = read_body()
+  local obj = decode_object((body == nil or body == "") and "{}" or body)
+  if not obj then return bad("body must be a JSON object") end
+  local ws, vnc = obj.ws, obj.vnc
+  local host, port
+  if vnc ~= nil then
+    host, port = match(type(vnc) == "string" and vnc or "", "^(127%.%d+%.%d+%.%d+):(%d+)$")
+    port = tonumber(port)
+    if not host or port < 1 or port > 65535 then
+      return bad('"vnc" must be "127.x.y.z:<port>"')
+    end
+  end
+  if ws ~= nil and not desktop_ws_ok(ws) then
+    return bad('"ws" must be "http://127.x.y.z:<port>" or "http://[::1]:<port>"')
+  end
+  local sim = dict("sim")
+  if ws then sim:set("desktop:ws", ws) else sim:delete("desktop:ws") end
+  if host then sim:set("desktop:vnc", host .. ":" .. port) else sim:delete("desktop:vnc") end
+  return send_json(200, { ok = true })
+end
+
+-- GET /_sim/desktop/<raw_token>: the cluster's websockify asks this
+-- (--token-plugin JSONTokenApi) where the raw token of the query leads:
+-- {"host":..,"port":..} for a raw token handed out in the last 60 s, else 404.
+function _M.desktop_token()
+  if not need("GET") then return end
+  local raw = sub(ngx.var.uri, #"/_sim/desktop/" + 1)
+  local vnc = dict("sim"):get("desktop:vnc")
+  if raw == "" or not vnc or not dict("sim_vnc"):get("raw:" .. raw) then
+    return send_json(404, { message = "unknown raw token or no desktop" })
+  end
+  local host, port = match(vnc, "^(.*):(%d+)$")
+  return send_json(200, { host = host, port = tonumber(port) })
+end
+
+-- The token as websockify 0.10 reads it (websocketproxy.py get_target:
+-- parse_qs(urlparse(path).query)["token"][0].rstrip("\n")): the query split
+-- on "&"; a part without "=" or with an empty value is skipped; in name and
+-- value "+" becomes a space, then %XX is decoded (urllib's unquote: a bad
+-- sequence stays as it is; bytes that are not UTF-8 become U+FFFD there,
+-- and stay bytes here, which matches no issued token either way); the first
+-- "token" wins.
+local function py_unquote_plus(s)
+  s = s:gsub("%+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function websockify_token(args)
+  if not args or args == "" then return nil end
+  for part in (args .. "&"):gmatch("([^&]*)&") do
+    local name, value = match(part, "^([^=]*)=(.*)$")
+    if name and value ~= "" and py_unquote_plus(name) == "token" then
+      return (py_unquote_plus(value):gsub("\n+$", ""))
+    end
+  end
+  return nil
+end
+
+local function deny(status, msg)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(encode({ message = msg }))
+  return exit(status)
+end
+
+-- access_by_lua of /websockify/ (CloudTower's proxy): the base64 token of
+-- the query must be one handed out in the last 60 s (401 none, 403 unknown);
+-- then $sim_ws_target is the registered desktop websockify (503 none).
+function _M.websockify_access()
+  local token = websockify_token(ngx.var.args)
+  if not token then return deny(401, "no token") end
+  if not dict("sim_vnc"):get("tok:" .. token) then return deny(403, "unknown token") end
+  local target = dict("sim"):get("desktop:ws")
+  if not target then return deny(503, "no desktop registered (POST /_sim/desktop)") end
+  ngx.var.sim_ws_target = target
 end
 
 return _M
