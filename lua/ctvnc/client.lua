@@ -8,7 +8,9 @@ local json = require("cjson.safe").new()
 local type, tostring, ipairs, next, setmetatable, error = type, tostring, ipairs, next,
   setmetatable, error
 local floor, random = math.floor, math.random
-local find, sub, gsub, format = string.find, string.sub, string.gsub, string.format
+local byte, find, sub, gsub, format = string.byte, string.find, string.sub, string.gsub,
+  string.format
+local concat = table.concat
 
 json.decode_max_depth(64)
 
@@ -22,12 +24,39 @@ local Client = {}
 Client.__index = Client
 
 --- Text from a server or a caller, made safe for a one-line message:
--- control bytes replaced, at most `max` bytes (UTF-8 text such as a zh-CN
--- server message is kept).
+-- valid UTF-8 (a zh-CN tower's errors) is kept, control bytes and invalid
+-- sequences become "?", and it is cut at a character boundary after at
+-- most `max` bytes.
 local function clean(s, max)
-  s = gsub(tostring(s), "[%z\1-\31\127]", "?")
-  if #s > (max or 120) then s = sub(s, 1, max or 120) .. "..." end
-  return s
+  s = tostring(s)
+  max = max or 120
+  local out, n, i, len = {}, 0, 1, #s
+  while i <= len do
+    local c = byte(s, i)
+    local size = c < 0x80 and 1 or c >= 0xC2 and c <= 0xDF and 2
+      or c >= 0xE0 and c <= 0xEF and 3 or c >= 0xF0 and c <= 0xF4 and 4 or 0
+    local ok = size > 0 and i + size - 1 <= len
+    for k = i + 1, i + size - 1 do
+      local b = ok and byte(s, k)
+      if not b or b < 0x80 or b > 0xBF then ok = false end
+    end
+    if ok and size == 3 then      -- no overlong forms, no surrogates
+      local b = byte(s, i + 1)
+      ok = not (c == 0xE0 and b < 0xA0) and not (c == 0xED and b > 0x9F)
+    elseif ok and size == 4 then  -- no overlong forms, nothing past U+10FFFF
+      local b = byte(s, i + 1)
+      ok = not (c == 0xF0 and b < 0x90) and not (c == 0xF4 and b > 0x8F)
+    end
+    local piece = (not ok or c < 32 or c == 127) and "?" or sub(s, i, i + size - 1)
+    if n + #piece > max then
+      out[#out + 1] = "..."
+      break
+    end
+    out[#out + 1] = piece
+    n = n + #piece
+    i = i + (ok and size or 1)
+  end
+  return concat(out)
 end
 _M.clean = clean
 
@@ -250,7 +279,9 @@ local function read_vnc(what, body)
       or "no message"
     return nil, what .. ": GraphQL error: " .. clean(m, 200), "graphql"
   end
-  if type(doc.data) ~= "table" then return nil, what .. ": the answer has no data", "decode" end
+  if type(doc.data) ~= "table" or doc.data[1] ~= nil then
+    return nil, what .. ": the answer has no data object", "decode"
+  end
   local vnc = doc.data.vnc
   if vnc == nil or vnc == json.null then return nil, what .. ": no such VM", "not_found" end
   if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
