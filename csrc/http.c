@@ -3,18 +3,27 @@
  * time or many at once, so both paths share the connection cache; the share
  * handle adds the DNS and TLS session caches.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "http.h"
 
 #include <curl/curl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+struct ctv_http;
 
 typedef struct slot {
+  struct ctv_http *h;
   CURL *easy;
   struct curl_slist *headers;
   char *buf;
   size_t len, cap, max;
   int too_large, oom, busy;
+  int stale;                  /* a reused connection had unasked-for bytes */
   size_t index;
   char err[CURL_ERROR_SIZE];
 } slot;
@@ -27,7 +36,51 @@ struct ctv_http {
   ctv_opts o;
   char *line;                 /* scratch for "Name: value" */
   size_t linecap;
+  curl_socket_t *socks;       /* sockets libcurl opened and still holds */
+  size_t nsocks, capsocks;
 };
+
+/* libcurl tells nobody which socket a reused connection has before the
+ * request is sent, so the sockets it opens are tracked here. */
+static curl_socket_t on_open(void *ud, curlsocktype purpose,
+                             struct curl_sockaddr *a) {
+  struct ctv_http *h = ud;
+  curl_socket_t fd;
+  (void)purpose;
+  if (h->nsocks == h->capsocks) {
+    size_t cap = h->capsocks ? h->capsocks * 2 : 16;
+    curl_socket_t *n = realloc(h->socks, cap * sizeof *n);
+    if (!n) return CURL_SOCKET_BAD;
+    h->socks = n;
+    h->capsocks = cap;
+  }
+  fd = socket(a->family, a->socktype, a->protocol);
+  if (fd != CURL_SOCKET_BAD) h->socks[h->nsocks++] = fd;
+  return fd;
+}
+
+static int on_close(void *ud, curl_socket_t fd) {
+  struct ctv_http *h = ud;
+  size_t i;
+  for (i = 0; i < h->nsocks; i++) {
+    if (h->socks[i] == fd) {
+      h->socks[i] = h->socks[--h->nsocks];
+      break;
+    }
+  }
+  return close(fd);
+}
+
+static unsigned local_port(curl_socket_t fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
+  if (ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+  return 0;
+}
 
 int ctv_http_global_init(void) {
   static int done = 0;
@@ -61,6 +114,34 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+/* Before a request goes out on a reused connection: bytes already waiting
+ * there were sent by the server unasked (a late second answer after the
+ * last one's Content-Length). Reading them as this request's answer would
+ * hand one VM's credentials out as another's, so the request is stopped
+ * and run again on a fresh connection. */
+static int on_prereq(void *ud, char *ip, char *local_ip, int port,
+                     int lport) {
+  slot *s = ud;
+  long fresh = 0;
+  size_t i;
+  (void)ip; (void)local_ip; (void)port;
+  if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &fresh) != CURLE_OK
+      || fresh > 0)
+    return CURL_PREREQFUNC_OK;
+  for (i = 0; i < s->h->nsocks; i++) {
+    struct pollfd p;
+    if (local_port(s->h->socks[i]) != (unsigned)lport) continue;
+    p.fd = s->h->socks[i];
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, 0) > 0) {
+      s->stale = 1;
+      return CURL_PREREQFUNC_ABORT;
+    }
+  }
+  return CURL_PREREQFUNC_OK;
+}
+
 static const char *kind_of(const slot *s, CURLcode rc) {
   if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
   switch (rc) {
@@ -87,6 +168,7 @@ static const char *kind_of(const slot *s, CURLcode rc) {
 /* Options that stay the same for every request of this handle. */
 static int setup(ctv_http *h, slot *s) {
   CURL *e = s->easy = curl_easy_init();
+  s->h = h;
   if (!e) return -1;
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_SHARE, h->share);
@@ -95,6 +177,12 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)s);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)h);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, (void *)h);
 #if LIBCURL_VERSION_NUM >= 0x075500
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
@@ -151,6 +239,7 @@ void ctv_http_free(ctv_http *h) {
   if (h->multi) curl_multi_cleanup(h->multi);
   if (h->share) curl_share_cleanup(h->share);
   free((char *)h->o.ca_file);
+  free(h->socks);             /* after the cleanups, which close them */
   free(h->slots);
   free(h->line);
   free(h);
@@ -207,10 +296,11 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   CURL *e = s->easy;
   const char *why = set_headers(h, s, r);
   s->len = 0;
-  s->too_large = s->oom = 0;
+  s->too_large = s->oom = s->stale = 0;
   s->err[0] = '\0';
   s->index = i;
   if (why) return why;
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
@@ -281,9 +371,19 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       if (m->msg != CURLMSG_DONE) continue;
       curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
       s = (slot *)(void *)priv;
-      finish(s, m->data.result, &res);
       curl_multi_remove_handle(h->multi, s->easy);
       s->busy = 0;
+      if (s->stale && m->data.result == CURLE_ABORTED_BY_CALLBACK) {
+        s->stale = 0;             /* once more, on a new connection */
+        curl_easy_setopt(s->easy, CURLOPT_FRESH_CONNECT, 1L);
+        if (curl_multi_add_handle(h->multi, s->easy) != CURLM_OK) {
+          abandon(h);
+          return -1;
+        }
+        s->busy = 1;
+        continue;
+      }
+      finish(s, m->data.result, &res);
       finished++;
       collected = 1;
       stop = done(ud, s->index, &res);

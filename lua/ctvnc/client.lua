@@ -283,7 +283,8 @@ local function read_vnc(what, body)
     return nil, what .. ": the answer has no data object", "decode"
   end
   local vnc = doc.data.vnc
-  if vnc == nil or vnc == json.null then return nil, what .. ": no such VM", "not_found" end
+  if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
+  if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
   if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
   local info = {}
   for _, k in ipairs(INFO_FIELDS) do
