@@ -13,6 +13,9 @@
 # 127.0.0.1:SIM_HTTPS_PORT (also on [::1] with the same ports when SIM_IPV6=1),
 # a reachable "cluster" on 127.0.0.2:SIM_CLUSTER_PORT (and [::1] when
 # SIM_IPV6=1). 127.0.0.3 is the unreachable cluster: nothing listens there.
+# Hostile TLS (spec/hostile_spec.lua): the API on 127.0.0.1:SIM_WRONGNAME_PORT
+# with a certificate for other.example only, and on 127.0.0.1:SIM_EXPIRED_PORT
+# with one that expired in 2020 (CA: SIM_EXPIRED_CA).
 # Several simulators may run at once in different DIRs.
 set -u
 

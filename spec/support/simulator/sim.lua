@@ -263,22 +263,44 @@ local hostile = {}
 
 local JSON_HEAD = "Content-Type: application/json\r\n"
 
+-- The in-flight count of /_sim/stats is for real answers: a hostile one,
+-- which may linger for seconds, leaves it at once.
+local function leave_in_flight()
+  if ngx.ctx.in_flight then
+    ngx.ctx.in_flight = nil
+    dict("sim"):incr("in_flight", -1, 0)
+  end
+end
+
+-- waits `seconds` on the raw socket: false as soon as the client leaves
+local function linger(sock, seconds)
+  local deadline = ngx.now() + seconds
+  while true do
+    local left = deadline - ngx.now()
+    if left <= 0 then return true end
+    sock:settimeout(math.max(1, math.floor(left * 1000)))
+    local _, err = sock:receive(1)
+    -- a byte is a request nobody answers: wait on
+    if err and err ~= "timeout" then return false end
+  end
+end
+
 -- writes the pieces of `parts` raw (a number is a pause in seconds), then
--- closes the connection
+-- closes the connection; stops when the client leaves
 local function raw_answer(what, parts)
+  leave_in_flight()
   local sock, err = ngx.req.socket(true)
   if not sock then
     ngx.log(ngx.WARN, "sim: ", what, ": no raw socket: ", err)
     return exit(444)
   end
   for _, p in ipairs(parts) do
-    if type(p) == "number" then sleep(p)
-    else
-      local ok, e = sock:send(p)
-      if not ok then
-        ngx.log(ngx.INFO, "sim: ", what, " stopped: ", e)
-        break
-      end
+    local ok, e
+    if type(p) == "number" then ok, e = linger(sock, p), "the client left"
+    else ok, e = sock:send(p) end
+    if not ok then
+      ngx.log(ngx.INFO, "sim: ", what, " stopped: ", e)
+      break
     end
   end
   return exit(444)
@@ -302,20 +324,12 @@ local function info_fields(id, replace)
   return out
 end
 
--- one byte a second after the headers, for two minutes or until the client leaves
+-- one byte a second after the headers (of 1000 announced), for two minutes
+-- or until the client leaves
 hostile["fault-dribble"] = function()
-  ngx.status = 200
-  ngx.header["Content-Type"] = "application/json"
-  local deadline = ngx.now() + 120
-  local ok, err = print_("{")
-  if ok then ok, err = flush(true) end
-  while ok and ngx.now() < deadline do
-    sleep(1)
-    ok, err = print_(" ")
-    if ok then ok, err = flush(true) end
-  end
-  if not ok then ngx.log(ngx.INFO, "sim: fault-dribble stopped: ", err) end
-  return exit(444)
+  local parts = { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Content-Length: 1000\r\n\r\n{" }
+  for i = 1, 120 do parts[2 * i], parts[2 * i + 1] = 1, " " end
+  return raw_answer("fault-dribble", parts)
 end
 
 -- the status line, then one byte of an endless header a second
@@ -328,6 +342,7 @@ end
 -- headers without end: 1000-byte header lines as fast as the client reads
 -- them, for 60 s at most
 hostile["fault-headers-endless"] = function()
+  leave_in_flight()
   local sock, err = ngx.req.socket(true)
   if not sock then
     ngx.log(ngx.WARN, "sim: fault-headers-endless: no raw socket: ", err)
@@ -388,7 +403,7 @@ hostile["fault-chunk-overflow"] = function(id)
   return raw_answer("fault-chunk-overflow", { CHUNKED .. rep("f", 20) .. "\r\n" .. body .. "\r\n0\r\n\r\n" })
 end
 
--- Content-Length: 2 GiB, a few bytes, then silence for 10 s
+-- Content-Length: 2 GiB, a few bytes, then silence for 10 s (or until the client leaves)
 hostile["fault-length-2g"] = function()
   return raw_answer("fault-length-2g", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD
     .. "Content-Length: 2147483648\r\n\r\n{\"data\":{\"vnc\":", 10 })
@@ -403,7 +418,7 @@ end
 
 -- Content-Length: 2 for "{}", then a second answer nobody asked for (an
 -- injected vnc answer for VM 999) on the same connection, at once or 0.1 s
--- later; the connection stays open 3 s
+-- later; the connection stays open 3 s (or until the client leaves)
 local function smuggle(what, pause)
   local evil = encode({ data = { vnc = {
     vm_uuid = "000003e7-0000-4000-8000-0000000003e7", host_ip = "127.0.0.1",
@@ -497,10 +512,11 @@ for name, text in pairs({ object = "{}", array = '["a"]', bignum = "1e309", ["tr
   end
 end
 
--- data.vnc of the wrong type, data of the wrong type
+-- data.vnc of the wrong type or missing, data of the wrong type
 hostile["fault-vnc-string"] = function() return send(200, '{"data":{"vnc":"x"}}') end
 hostile["fault-vnc-array"] = function() return send(200, '{"data":{"vnc":[1,2]}}') end
 hostile["fault-data-array"] = function() return send(200, '{"data":[]}') end
+hostile["fault-vnc-missing"] = function() return send(200, '{"data":{}}') end
 hostile["fault-toplevel-string"] = function() return send(200, '"{}"') end
 
 for k, f in pairs(hostile) do faults[k] = f end

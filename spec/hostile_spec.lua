@@ -1,0 +1,531 @@
+-- Specs for ctvnc against a hostile CloudTower: answers that dribble, lie
+-- about their length or framing, nest JSON without end, repeat keys, put
+-- invalid UTF-8, NULs or numbers where strings belong, and TLS listeners
+-- with a certificate for another name or an expired one. Each comes from the
+-- simulator (spec/support/simulator, "hostile answers" in sim.lua), chosen by
+-- VM id.
+--
+-- For every case: the documented kind (API.md), a message that is one line,
+-- short, valid UTF-8, names the VM id and carries nothing of the answer
+-- beyond a short server message (no token, raw token, injected host), no
+-- hang (timings are asserted), and a client that still works afterwards.
+--
+-- Secrets never reach the output: comparisons of values that carry a token
+-- use assert.is_true(a == b, text), and messages quoted in failure texts are
+-- scrubbed first (see `scrub`).
+--
+-- Loopback only. Runs under Lua 5.4 and LuaJIT 2.1 (Lua 5.1 syntax), and
+-- under valgrind and ASan (spec/support/test.sh): every case is fast, the
+-- dribbling ones take the client's timeout of 2 s.
+
+local ctvnc = require "ctvnc"
+local core = require "ctvnc.core"
+local helpers = require "helpers"
+local socket = require "socket"
+
+local sim = helpers.sim()
+
+local STATIC_TOKEN = "sim-token"
+local HEX32 = string.rep("%x", 32)
+local ALL_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
+-- what a hostile answer carries that must never reach a message
+local FORBIDDEN = { STATIC_TOKEN, "evil", "stolen", "smuggled", "c211Z2dsZWQ", "000003e7",
+  "login-" }
+-- the longest message accepted: what failed, where, and a short server message
+local MAX_MESSAGE = 400
+
+--- A value of the simulator's env: from the environment (`make test` exports
+-- DIR/env), else from the env file of the simulator helpers started.
+local function sim_env(name)
+  local v = os.getenv(name)
+  if v and v ~= "" then return v end
+  local f = sim.dir and io.open(sim.dir .. "/env")
+  if not f then return nil end
+  for line in f:lines() do
+    local k, val = line:match("^([%w_]+)=(.*)$")
+    if k == name then v = val end
+  end
+  f:close()
+  return v
+end
+
+--- A message made safe to quote in a failure text.
+local function scrub(msg)
+  msg = tostring(msg)
+  for _, s in ipairs({ STATIC_TOKEN }) do
+    local i = msg:find(s, 1, true)
+    while i do
+      msg = msg:sub(1, i - 1) .. "<secret>" .. msg:sub(i + #s)
+      i = msg:find(s, 1, true)
+    end
+  end
+  msg = msg:gsub(HEX32, "<hex>")
+  msg = msg:gsub("[%w+/=%%]+", function(w)
+    if #w >= 24 and (w:find("+", 1, true) or w:find("/", 1, true) or w:find("%", 1, true)) then
+      return "<b64>"
+    end
+    return w
+  end)
+  -- bytes that are not printable ASCII, shown as \ddd
+  msg = msg:gsub("[^\32-\126]", function(c) return "\\" .. c:byte() end)
+  return msg
+end
+
+--- Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
+local function valid_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len
+      if c >= 0xC2 and c <= 0xDF then len = 2
+      elseif c >= 0xE0 and c <= 0xEF then len = 3
+      elseif c >= 0xF0 and c <= 0xF4 then len = 4
+      else return false end
+      if i + len - 1 > n then return false end
+      local cp = c % 2 ^ (7 - len)
+      for j = 1, len - 1 do
+        local b = s:byte(i + j)
+        if b < 0x80 or b > 0xBF then return false end
+        cp = cp * 64 + (b - 0x80)
+      end
+      if (len == 3 and (cp < 0x800 or (cp >= 0xD800 and cp <= 0xDFFF)))
+        or (len == 4 and (cp < 0x10000 or cp > 0x10FFFF)) then
+        return false
+      end
+      i = i + len
+    end
+  end
+  return true
+end
+
+--- Asserts that `msg` is one short line of valid UTF-8 without anything a
+-- hostile answer could have put there (tokens, raw tokens, injected hosts).
+local function assert_clean(msg, label, extra)
+  assert.is_true(type(msg) == "string", label .. ": the message is not a string")
+  assert.is_true(#msg > 0, label .. ": the message is empty")
+  assert.is_nil(msg:find("[\r\n]"), label .. ": the message is not one line: " .. scrub(msg))
+  assert.is_nil(msg:find("%z"), label .. ": the message has a NUL byte: " .. scrub(msg))
+  assert.is_true(#msg <= MAX_MESSAGE,
+    ("%s: the message has %d bytes, more than %d: %s"):format(label, #msg, MAX_MESSAGE,
+      scrub(msg:sub(1, 200))))
+  assert.is_true(valid_utf8(msg), label .. ": the message is not valid UTF-8: " .. scrub(msg))
+  for i, s in ipairs(FORBIDDEN) do
+    assert.is_nil(msg:find(s, 1, true), label .. ": the message carries forbidden text #" .. i)
+  end
+  for i, s in ipairs(extra or {}) do
+    assert.is_nil(msg:find(s, 1, true), label .. ": the message carries extra secret #" .. i)
+  end
+  assert.is_nil(msg:lower():find("authorization", 1, true),
+    label .. ": the message names the Authorization header")
+  assert.is_nil(msg:find(HEX32), label .. ": the message carries something like a raw token")
+  assert.is_nil(msg:find("++//", 1, true), label .. ": the message carries a console token")
+  assert.is_nil(msg:find("%+%+%%2F"), label .. ": the message carries an encoded console token")
+end
+
+--- Asserts a failure: nil, a clean message that names `id`, the expected kind
+-- (a string, or a set of accepted kinds).
+local function assert_fail(kind, id, label, res, msg, got)
+  assert.is_true(res == nil, label .. ": expected a failure, got a result")
+  assert_clean(msg, label)
+  local ok
+  if type(kind) == "table" then ok = kind[got] ~= nil else ok = got == kind end
+  local want = kind
+  if type(kind) == "table" then
+    local t = {}
+    for k in pairs(kind) do t[#t + 1] = k end
+    table.sort(t)
+    want = table.concat(t, " or ")
+  end
+  assert.is_true(ok, label .. ": expected kind " .. want .. ", got " .. tostring(got)
+    .. " (" .. scrub(msg) .. ")")
+  if id then
+    assert.is_truthy(msg:find(id, 1, true), label .. ": the message does not name the VM id: "
+      .. scrub(msg))
+  end
+  return msg
+end
+
+local clients = {}
+
+--- A client on the simulator's HTTP endpoint with a static token, no retry;
+-- `opts` overrides.
+local function client(opts)
+  local o = { endpoint = sim.http, token = STATIC_TOKEN, retries = 0, retry_delay = 0.01,
+    timeout = 5, connect_timeout = 2 }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local c, msg, kind = ctvnc.new(o)
+  assert.is_true(c ~= nil, "ctvnc.new failed: " .. scrub(msg) .. " (" .. tostring(kind) .. ")")
+  clients[#clients + 1] = c
+  return c
+end
+
+local function close_clients()
+  for i = #clients, 1, -1 do
+    clients[i]:close()
+    clients[i] = nil
+  end
+end
+
+--- Asserts a good answer of the simulator for VM 1 (or `n`).
+local function assert_info(info, msg, label, n)
+  n = n or 1
+  assert.is_true(type(info) == "table", label .. ": vnc failed: " .. scrub(msg))
+  for _, k in ipairs(ALL_FIELDS) do
+    assert.is_true(type(info[k]) == "string" and #info[k] > 0,
+      label .. ": field " .. k .. " is not a non-empty string")
+  end
+  assert.are.equal(("%08x-0000-4000-8000-%012x"):format(n, n), info.vm_uuid)
+  assert.are.equal("127.0.0.1", info.host_ip)
+  assert.are.equal(n % 2 == 1 and "127.0.0.2" or "127.0.0.3", info.cluster_ip)
+  assert.is_true(#info.raw_token == 32 and info.raw_token:find("^%x+$") ~= nil,
+    label .. ": raw_token is not 32 hex digits")
+  assert.is_true(info.token:find("^%+%+//[%w+/]+=*$") ~= nil,
+    label .. ": token is not a simulator token")
+end
+
+--- The same client still works: vm-3 comes back as vm-3.
+local function assert_survives(c, label)
+  local info, msg = c:vnc("vm-3")
+  assert_info(info, msg, label .. ", then vm-3 on the same client", 3)
+end
+
+local function elapsed_of(f, ...)
+  local t0 = core.now()
+  local a, b, c = f(...)
+  return core.now() - t0, a, b, c
+end
+
+local function percent_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- The value of query parameter `name` in `url`, still encoded.
+local function param(url, name)
+  return url:match("[?&]" .. name .. "=([^&]*)")
+end
+
+-- The cases a table-driven test runs through vnc, urls, console_url and
+-- batch. `kind` is a string or a set of accepted kinds; `max` bounds the
+-- seconds one call may take.
+local CASES = {
+  -- framing
+  { id = "fault-close", kind = "connect", max = 1 },
+  { id = "fault-http10-trunc", kind = "decode", max = 1 },
+  { id = "fault-chunk-short", kind = "connect", max = 1 },
+  { id = "fault-chunk-noend", kind = "connect", max = 1 },
+  { id = "fault-chunk-bad", kind = "connect", max = 1 },
+  { id = "fault-chunk-overflow", kind = "connect", max = 1 },
+  { id = "fault-length-2g", kind = "too_large", max = 1 },
+  -- a length past 2^63: curl reads it as more than max_body
+  { id = "fault-length-overflow", kind = "too_large", max = 1 },
+  -- headers without end (libcurl stops at 300 KiB) or one header of 1 MiB:
+  -- not a body, so not too_large by the contract; connect is the transport's
+  -- catch-all
+  { id = "fault-headers-endless", kind = { connect = true, too_large = true }, max = 2 },
+  { id = "fault-header-huge", kind = { connect = true, too_large = true }, max = 1 },
+  -- JSON
+  { id = "fault-deep", kind = "decode", max = 1 },
+  { id = "fault-deep-500", kind = "http", max = 1 },
+  { id = "fault-badutf8-host", kind = "decode", max = 1 },
+  { id = "fault-badutf8-graphql", kind = "graphql", max = 1 },
+  { id = "fault-zh-graphql", kind = "graphql", max = 1 },
+  { id = "fault-zh-500", kind = "http", max = 1 },
+  { id = "fault-nul-host", kind = "decode", max = 1 },
+  { id = "fault-escaped-host", kind = "decode", max = 1 },
+  { id = "fault-token-object", kind = "decode", max = 1 },
+  { id = "fault-token-array", kind = "decode", max = 1 },
+  { id = "fault-token-bignum", kind = "decode", max = 1 },
+  { id = "fault-token-true", kind = "decode", max = 1 },
+  { id = "fault-token-null", kind = "decode", max = 1 },
+  { id = "fault-vnc-string", kind = "decode", max = 1 },
+  { id = "fault-vnc-array", kind = "decode", max = 1 },
+  { id = "fault-data-array", kind = "decode", max = 1 },
+  { id = "fault-vnc-missing", kind = "decode", max = 1 },
+  { id = "fault-toplevel-string", kind = "decode", max = 1 },
+}
+
+describe("ctvnc against a hostile CloudTower", function()
+  setup(function() helpers.reset() end)
+  after_each(close_clients)
+
+  -------------------------------------------------------------------------
+  describe("every hostile answer", function()
+    for _, case in ipairs(CASES) do
+      it(case.id .. " gives " .. (type(case.kind) == "string" and case.kind or "a failure")
+        .. " quickly, and the client survives", function()
+        local c = client()
+        local t, res, msg, kind = elapsed_of(c.vnc, c, case.id)
+        assert_fail(case.kind, case.id, case.id, res, msg, kind)
+        assert.is_true(t < case.max, ("%s: took %.2f s, expected < %g s"):format(case.id, t,
+          case.max))
+        assert_fail(case.kind, case.id, "urls " .. case.id, c:urls(case.id))
+        assert_fail(case.kind, case.id, "console_url " .. case.id,
+          c:console_url(case.id, { mode = "proxy" }))
+        assert_survives(c, case.id)
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("answers that never end", function()
+    it("one byte a second in the body is cut by the timeout (fault-dribble)", function()
+      local c = client({ timeout = 2 })
+      local t, res, msg, kind = elapsed_of(c.vnc, c, "fault-dribble")
+      assert_fail("timeout", "fault-dribble", "fault-dribble", res, msg, kind)
+      assert.is_true(t >= 1.5 and t < 4, ("took %.2f s, expected about 2 s"):format(t))
+      assert_survives(c, "fault-dribble")
+    end)
+
+    it("one byte a second in the headers is cut by the timeout (fault-dribble-head)", function()
+      local c = client({ timeout = 2 })
+      local t, res, msg, kind = elapsed_of(c.vnc, c, "fault-dribble-head")
+      assert_fail("timeout", "fault-dribble-head", "fault-dribble-head", res, msg, kind)
+      assert.is_true(t >= 1.5 and t < 4, ("took %.2f s, expected about 2 s"):format(t))
+      assert_survives(c, "fault-dribble-head")
+    end)
+
+    it("Content-Length: 2 GiB with a few bytes is too_large at once (fault-length-2g)", function()
+      -- the simulator then keeps the connection open and silent for 10 s
+      local c = client({ timeout = 5 })
+      local t, res, msg, kind = elapsed_of(c.vnc, c, "fault-length-2g")
+      assert_fail("too_large", "fault-length-2g", "fault-length-2g", res, msg, kind)
+      assert.is_true(t < 1, ("took %.2f s, expected < 1 s"):format(t))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("framing", function()
+    it("HTTP/1.0 with the body ending at close: a complete answer succeeds", function()
+      local c = client()
+      local info, msg = c:vnc("fault-http10")
+      assert_info(info, msg, "fault-http10")
+      local u
+      u, msg = c:urls("fault-http10")
+      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      assert_info(u.info, nil, "fault-http10 urls")
+      assert_survives(c, "fault-http10")
+    end)
+
+    it("a complete JSON answer in a chunked body that is cut short is not accepted", function()
+      -- fault-chunk-short and fault-chunk-noend carry a whole, valid answer:
+      -- only the framing says it is incomplete
+      local c = client()
+      for _, id in ipairs({ "fault-chunk-short", "fault-chunk-noend" }) do
+        assert_fail("connect", id, id, c:vnc(id))
+      end
+    end)
+
+    for _, id in ipairs({ "fault-smuggle", "fault-smuggle-late" }) do
+      it("a second answer after Content-Length is never read as the next one (" .. id .. ")",
+        function()
+        -- {"data"...} of VM 999 with cluster smuggled.example follows "{}" on
+        -- the same connection, at once or 0.1 s later
+        local c = client()
+        assert_fail("decode", id, id, c:vnc(id))
+        if id == "fault-smuggle-late" then socket.sleep(0.3) end
+        local info, msg = c:vnc("vm-3")
+        assert_info(info, msg, id .. ", then vm-3", 3)
+        local u
+        u, msg = c:urls("vm-1")
+        assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+        assert.is_nil(u.direct:find("smuggled", 1, true), "the smuggled answer was used")
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("strings", function()
+    it("invalid UTF-8 and a NUL in the tokens and the uuid: the URLs percent-encode the bytes",
+      function()
+      -- the contract asks for non-empty strings and valid hosts only; the
+      -- URL builders encode any byte, so the URLs are still well formed
+      local c = client()
+      local u, msg, kind = c:urls("fault-badutf8")
+      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg) .. " (" .. tostring(kind)
+        .. ")")
+      local info = u.info
+      assert.is_true(info.raw_token:sub(1, 2) == "\255\254", "raw_token lost its first bytes")
+      assert.is_true(info.token:find("\0", 1, true) ~= nil, "token lost its NUL")
+      for _, url in ipairs({ u.direct, u.proxy }) do
+        assert.is_truthy(url:find("^[%w%-_%.!~%*'%(%)%%/:?&=%[%]]+$"),
+          "a URL has a byte that is not URL-safe ASCII")
+      end
+      assert.is_true(percent_decode(param(u.direct, "token")) == info.raw_token,
+        "the direct URL token does not decode to raw_token")
+      assert.is_true(percent_decode(param(u.direct, "uuid")) == info.vm_uuid,
+        "the direct URL uuid does not decode to vm_uuid")
+      assert.is_true(percent_decode(param(u.proxy, "token")) == info.token,
+        "the proxy URL token does not decode to token")
+      assert.is_truthy(u.direct:find("^wss://127%.0%.0%.2/websockify/%?uuid=%%E2%%82"),
+        "the direct URL does not start as expected")
+      assert.is_truthy(u.direct:find("&token=%FF%FE", 1, true), "raw_token is not encoded")
+      assert.is_truthy(u.proxy:find("%00", 1, true), "the NUL of token is not encoded")
+      local url, mode = c:console_url("fault-badutf8", { mode = "direct" })
+      assert.is_true(type(url) == "string", "console_url failed: " .. scrub(mode))
+      assert_survives(c, "fault-badutf8")
+    end)
+
+    it("a GraphQL message with invalid UTF-8 and a line break is one short line", function()
+      local msg = assert_fail("graphql", "fault-badutf8-graphql", "fault-badutf8-graphql",
+        client():vnc("fault-badutf8-graphql"))
+      assert.is_truthy(msg:find("does not exist", 1, true),
+        "the message lacks the server's message: " .. scrub(msg))
+    end)
+
+    it("a long GraphQL message in Chinese is cut at a character boundary", function()
+      local msg = assert_fail("graphql", "fault-zh-graphql", "fault-zh-graphql",
+        client({ language = "zh-CN" }):vnc("fault-zh-graphql"))
+      -- the server's text is kept (the first characters, 虚拟机不存在)
+      assert.is_truthy(msg:find("\232\153\154\230\139\159\230\156\186", 1, true),
+        "the message lacks the server's message: " .. scrub(msg))
+    end)
+
+    it("a long HTTP 500 message in Chinese is cut at a character boundary", function()
+      local msg = assert_fail("http", "fault-zh-500", "fault-zh-500",
+        client():vnc("fault-zh-500"))
+      assert.is_truthy(msg:find("HTTP 500", 1, true), "the message lacks the status")
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("JSON", function()
+    it("nested 100,000 deep gives decode at once (fault-deep)", function()
+      local c = client()
+      local t, res, msg, kind = elapsed_of(c.vnc, c, "fault-deep")
+      assert_fail("decode", "fault-deep", "fault-deep", res, msg, kind)
+      assert.is_true(t < 1, ("took %.2f s, expected < 1 s"):format(t))
+    end)
+
+    -- cjson keeps the last of duplicate keys; whichever ctvnc keeps, the host
+    -- it accepts must be valid and no injected host may reach a URL
+    for _, case in ipairs({
+      { "fault-dupkey", "cluster_ip", "127.0.0.2" },
+      { "fault-dupkey-first", "cluster_ip", "127.0.0.2" },
+      { "fault-dupkey-vnc", "host_ip", "127.0.0.1" },
+    }) do
+      local id, field, good = case[1], case[2], case[3]
+      it("duplicate keys never let an injected " .. field .. " through (" .. id .. ")", function()
+        local c = client()
+        local u, msg, kind = c:urls(id)
+        if u == nil then
+          assert_fail("decode", id, id, u, msg, kind)
+        else
+          assert.are.equal(good, u.info[field])
+          for _, url in ipairs({ u.direct, u.proxy }) do
+            assert.is_nil(url:find("evil", 1, true), id .. ": an injected host reached a URL")
+            assert.is_nil(url:find("stolen", 1, true), id .. ": an injected host reached a URL")
+          end
+        end
+        local url, mode, k = c:console_url(id, { mode = "direct" })
+        if url then
+          assert.is_nil(url:find("evil", 1, true), id .. ": an injected host reached a URL")
+          assert.is_nil(url:find("stolen", 1, true), id .. ": an injected host reached a URL")
+        else
+          assert_fail("decode", id, "console_url " .. id, url, mode, k)
+        end
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("TLS", function()
+    local wrong_port = tonumber(sim_env("SIM_WRONGNAME_PORT"))
+    local expired_port = tonumber(sim_env("SIM_EXPIRED_PORT"))
+    local wrong_cert = sim_env("SIM_WRONGNAME_CERT")
+    local expired_ca = sim_env("SIM_EXPIRED_CA")
+
+    local function need()
+      assert.is_true(wrong_port ~= nil and expired_port ~= nil and wrong_cert ~= nil
+        and expired_ca ~= nil, "the simulator reports no hostile TLS listeners "
+        .. "(SIM_WRONGNAME_PORT, SIM_EXPIRED_PORT): restart it with the current sim.sh")
+    end
+
+    it("a certificate for another name gives tls, even with that certificate as ca_file",
+      function()
+      need()
+      local ep = "https://127.0.0.1:" .. wrong_port
+      local c = client({ endpoint = ep, ca_file = wrong_cert })
+      assert_fail("tls", "vm-1", "wrong name, ca_file", c:vnc("vm-1"))
+      assert_fail("tls", "vm-1", "wrong name, system store", client({ endpoint = ep }):vnc("vm-1"))
+      -- the same listener answers when verification is off: the failure was the name
+      local info, msg = client({ endpoint = ep, insecure = true }):vnc("vm-1")
+      assert_info(info, msg, "wrong name, insecure")
+    end)
+
+    it("an expired certificate gives tls with its CA as ca_file, and works insecure", function()
+      need()
+      local ep = "https://127.0.0.1:" .. expired_port
+      assert_fail("tls", "vm-1", "expired, ca_file",
+        client({ endpoint = ep, ca_file = expired_ca }):vnc("vm-1"))
+      assert_fail("tls", "vm-1", "expired, localhost, ca_file",
+        client({ endpoint = "https://localhost:" .. expired_port, ca_file = expired_ca })
+          :vnc("vm-1"))
+      assert_fail("tls", "vm-1", "expired, system store", client({ endpoint = ep }):vnc("vm-1"))
+      local info, msg = client({ endpoint = ep, insecure = true }):vnc("vm-1")
+      assert_info(info, msg, "expired, insecure")
+    end)
+
+    it("a tls failure is not retried into a hang (retries = 2)", function()
+      need()
+      local c = client({ endpoint = "https://127.0.0.1:" .. expired_port, ca_file = expired_ca,
+        retries = 2, retry_delay = 0.5 })
+      local t, res, msg, kind = elapsed_of(c.vnc, c, "vm-1")
+      assert_fail("tls", "vm-1", "expired, retries 2", res, msg, kind)
+      assert.is_true(t < 0.5, ("took %.2f s: a tls failure was retried"):format(t))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("batch", function()
+    it("keeps every hostile answer to its own VM and fetches the good ones", function()
+      local ids, want = { "vm-1" }, { ["vm-1"] = "ok" }
+      for _, case in ipairs(CASES) do
+        ids[#ids + 1] = case.id
+        want[case.id] = case.kind
+      end
+      for _, id in ipairs({ "fault-dribble", "fault-http10", "fault-smuggle", "fault-dupkey" }) do
+        ids[#ids + 1] = id
+      end
+      want["fault-dribble"] = "timeout"
+      want["fault-http10"] = "ok"
+      want["fault-smuggle"] = "decode"
+      ids[#ids + 1] = "vm-3"
+      want["vm-3"] = "ok"
+      local c = client({ timeout = 2 })
+      local t, results, summary = elapsed_of(c.batch, c, ids, { mode = "proxy", concurrency = 8 })
+      assert.are.equal(#ids, summary.total)
+      assert.is_true(t < 4, ("the batch took %.2f s, expected about 2 s"):format(t))
+      -- every result is checked; the problems are reported together
+      local problems = {}
+      for i, r in ipairs(results) do
+        local id = ids[i]
+        local ok, err = pcall(function()
+          assert.are.equal(id, r.vm_id)
+          local w = want[id]
+          if id == "fault-dupkey" then
+            if not r.ok then assert_fail("decode", id, "batch " .. id, nil, r.message, r.kind) end
+            if r.ok then assert.is_nil(r.url:find("evil", 1, true), "batch: injected host") end
+          elseif w == "ok" then
+            assert.is_true(r.ok, "batch " .. id .. " failed: " .. scrub(r.message) .. " ("
+              .. tostring(r.kind) .. ")")
+            local n = tonumber(id:match("^vm%-(%d+)$"))
+            assert_info(r.info, nil, "batch " .. id, n)
+            assert.is_nil(r.url:find("smuggled", 1, true), "batch: a smuggled answer was used")
+          else
+            assert_fail(w, id, "batch " .. id, r.ok and r or nil, r.message, r.kind)
+          end
+        end)
+        if not ok then
+          local text = type(err) == "table" and err.message or err
+          problems[#problems + 1] = tostring(text):match("[^\n]*")
+        end
+      end
+      assert.is_true(#problems == 0, #problems .. " of " .. #ids .. " results are wrong:\n"
+        .. table.concat(problems, "\n"))
+      assert_survives(c, "batch")
+    end)
+  end)
+end)
