@@ -13,7 +13,8 @@ HDR        = $(wildcard csrc/*.h)
 PKGS = lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev \
        lua-cjson lua-busted lua-check lua-socket luarocks nginx \
        libnginx-mod-http-lua openssl cppcheck valgrind nodejs \
-       clang novnc websockify wrk curl
+       clang novnc websockify python3-requests wrk curl \
+       tigervnc-standalone-server x11-xserver-utils chromium
 
 .PHONY: all build deps test lint demo bench valgrind asan fuzz install clean
 

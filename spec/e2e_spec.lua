@@ -1,0 +1,293 @@
+local helpers = require "helpers"
+local cjson = require "cjson"
+local ctvnc = require "ctvnc"
+local socket = require "socket"
+
+-- End to end: a real VNC desktop (Xvnc) behind a cluster websockify and
+-- behind the simulator's /websockify/ proxy, the console URLs ctvnc builds,
+-- and noVNC in headless Chromium opening them (spec/e2e/browse.js).
+--
+--   Chromium --direct URL--> websockify 127.0.0.2 (token plugin: asks the
+--                            simulator where the raw token leads) --> Xvnc
+--   Chromium --proxy URL---> simulator /websockify/ (resolves the base64
+--                            token) --> websockify 127.0.0.1 --> Xvnc
+--   Chromium --> gateway /console/vm-1 page --> gateway /console/vm-1/ws
+--                            --> the direct (or proxy) target ctvnc chose
+--
+-- Screenshots go to out/e2e/<page>.png. Loopback only; no URL (they hold
+-- tokens) is ever printed.
+local ROOT = helpers.ROOT
+local OUT = ROOT .. "/out/e2e"
+local COLOUR, RGB = "#2a6f97", { 42, 111, 151 }
+local PACKAGES = "tigervnc-standalone-server x11-xserver-utils chromium novnc websockify "
+  .. "python3-requests nodejs"
+
+--- Hides tokens and keys in logs shown on failure.
+local function redact(s)
+  return (s:gsub("([Tt]oken=)[^&%s'\"]*", "%1<redacted>"):gsub("(key=)[^&%s'\"]*", "%1<redacted>")
+    :gsub("Token '[^']*'", "Token '<redacted>'"):gsub("/_sim/desktop/%x+", "/_sim/desktop/<redacted>"))
+end
+
+local function sh_ok(cmd)
+  local _, ok = helpers.run(cmd)
+  return ok
+end
+
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("*a") or ""
+  f:close()
+  return not stat:match("^%d+ %b() Z")
+end
+
+local function read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+describe("the console in headless Chromium #e2e #novalgrind", function()
+  local sim, dir, keys
+  local started = {}       -- { name, pid } of every background process, in start order
+  local gateways = {}      -- gateway dirs
+  local cluster_port, gw_direct, gw_proxy
+
+  --- Starts `cmd` in the background in a session of its own (setsid: the
+  -- whole group can be stopped, websockify's per-connection children too).
+  local function spawn(name, cmd)
+    local pidfile = ("%s/%s.pid"):format(dir, name)
+    local out, ok = helpers.run(("(setsid %s > %s/%s.log 2>&1 & echo $! > %s)")
+      :format(cmd, dir, name, pidfile))
+    assert(ok, out)
+    local pid = tonumber((read_file(pidfile) or ""):match("%d+"))
+    assert(pid, "no pid for " .. name)
+    started[#started + 1] = { name = name, pid = pid }
+    return pid
+  end
+
+  local function log_tail(name)
+    local s = read_file(("%s/%s.log"):format(dir, name)) or ""
+    return redact(s:sub(-1500))
+  end
+
+  local function wait_port(host, port, name)
+    local ok, err = pcall(helpers.wait_port, host, port)
+    assert(ok, ("%s: %s\n%s"):format(name, tostring(err), log_tail(name)))
+  end
+
+  local function stop_all()
+    -- the gateways side by side (run.sh stop waits for each master)
+    local stops = {}
+    for i, d in ipairs(gateways) do
+      stops[i] = ("sh examples/openresty/run.sh stop %s &"):format(d)
+    end
+    if #stops > 0 then helpers.run(("cd %s && %s wait"):format(ROOT, table.concat(stops, " "))) end
+    gateways = {}
+    -- each started process with its group (kill -SIG -PGID: dash's kill takes no "--")
+    for i = #started, 1, -1 do
+      local p = started[i].pid
+      if alive(p) then helpers.run(("kill -TERM -%d; kill -TERM %d"):format(p, p)) end
+    end
+    for i = #started, 1, -1 do
+      local p = started[i].pid
+      for _ = 1, 40 do
+        if not alive(p) then break end
+        socket.sleep(0.05)
+      end
+      if alive(p) then helpers.run(("kill -KILL -%d; kill -KILL %d"):format(p, p)) end
+    end
+    started = {}
+    if sim then pcall(helpers.control, "desktop", { }) end
+    if dir then helpers.run("rm -rf " .. dir) end
+  end
+
+  local function start_gateway(name, env)
+    local d = dir .. "/" .. name
+    gateways[#gateways + 1] = d
+    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
+      :format(ROOT, env, d))
+    assert(ok, "gateway " .. name .. " did not start:\n" .. redact(out))
+    return tonumber(out:match("GATEWAY_PORT=(%d+)"))
+  end
+
+  local function start_all()
+    for _, bin in ipairs({ "Xvnc", "xsetroot", "websockify", "node" }) do
+      assert(sh_ok("command -v " .. bin), bin .. " is missing (apt-get install " .. PACKAGES .. ")")
+    end
+    assert(sh_ok("test -x /usr/lib/chromium/chromium || command -v chromium"),
+      "chromium is missing (apt-get install " .. PACKAGES .. ")")
+    assert(sh_ok("test -r /usr/share/novnc/core/rfb.js"), "novnc is missing")
+    assert(sh_ok("/usr/bin/python3 -c 'import requests'"),
+      "python3-requests is missing (websockify's JSONTokenApi needs it)")
+
+    sim = helpers.sim()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir .. " " .. OUT))
+    helpers.run("rm -f " .. OUT .. "/*.png")
+
+    -- the desktop: Xvnc picks a free display (-displayfd), VNC on loopback only
+    local vnc_port = helpers.free_port("127.0.0.1")
+    spawn("xvnc", ("Xvnc -displayfd 3 -rfbport %d -localhost -nolisten tcp -SecurityTypes None "
+      .. "-geometry 800x600 -depth 24 -desktop ctvnc-e2e 3> %s/display"):format(vnc_port, dir))
+    local display
+    for _ = 1, 100 do
+      display = (read_file(dir .. "/display") or ""):match("%d+")
+      if display then break end
+      socket.sleep(0.05)
+    end
+    assert(display, "Xvnc did not start:\n" .. log_tail("xvnc"))
+    wait_port("127.0.0.1", vnc_port, "xvnc")
+    local out, ok = helpers.run(("xsetroot -display :%s -solid '%s'"):format(display, COLOUR))
+    assert(ok, "xsetroot: " .. out)
+
+    -- the proxy side: a plain websockify in front of the desktop, where the
+    -- simulator's /websockify/ carries the websocket
+    local desk_port = helpers.free_port("127.0.0.1")
+    spawn("websockify-desktop", ("websockify 127.0.0.1:%d 127.0.0.1:%d"):format(desk_port, vnc_port))
+    -- the cluster (127.0.0.2, where the simulator puts vm-1): a websockify
+    -- whose token plugin asks the simulator where a raw token leads (any raw
+    -- token it handed out in the last 60 s, also the ones the gateway fetches
+    -- on its own), so a wrong raw token connects nowhere
+    cluster_port = helpers.free_port("127.0.0.2")
+    spawn("websockify-cluster", ("env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY "
+      .. "-u all_proxy -u ALL_PROXY NO_PROXY='*' websockify --token-plugin JSONTokenApi "
+      .. "--token-source '%s/_sim/desktop/%%s' 127.0.0.2:%d"):format(sim.http, cluster_port))
+    wait_port("127.0.0.1", desk_port, "websockify-desktop")
+    wait_port("127.0.0.2", cluster_port, "websockify-cluster")
+    helpers.control("desktop", { ws = "http://127.0.0.1:" .. desk_port,
+                                 vnc = "127.0.0.1:" .. vnc_port })
+
+    -- the example gateway: auto mode (vm-1's cluster answers: direct), and
+    -- one in proxy mode whose proxy URLs go to the simulator's plain port
+    keys = dir .. "/keys"
+    write_file(keys, "k-e2e vm-1\n")
+    local common = table.concat({
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "CTVNC_TOKEN=sim-token",
+      "KEYS=" .. keys, "SCHEME=ws", "CLUSTER_PORT=" .. cluster_port,
+    }, " ")
+    gw_direct = start_gateway("gw-auto", common .. " MODE=auto CTVNC_ENDPOINT=" .. sim.https)
+    gw_proxy = start_gateway("gw-proxy", common .. " MODE=proxy CTVNC_ENDPOINT=" .. sim.http)
+  end
+
+  setup(function()
+    local ok, err = pcall(start_all)
+    if not ok then
+      stop_all()
+      error(err, 0)
+    end
+  end)
+
+  teardown(stop_all)
+
+  --- Opens `pages` in one headless Chromium; returns results by page name.
+  local function browse(pages)
+    local job = dir .. "/job.json"
+    local pid_file = dir .. "/chromium.pid"
+    write_file(job, cjson.encode({ out = OUT, pages = pages, pid_file = pid_file,
+                                   colour = RGB, timeout_ms = 80000 }))
+    finally(function()
+      -- browse.js stops Chromium itself; this is for when it could not
+      local pid = tonumber((read_file(pid_file) or ""):match("%d+") or "")
+      if pid and alive(pid) then helpers.run(("kill -KILL -%d"):format(pid)) end
+      os.remove(job)
+    end)
+    local out, ok = helpers.run(("timeout -k 5 90 node %s/spec/e2e/browse.js %s 2>&1")
+      :format(ROOT, job))
+    assert(ok, "browse.js failed:\n" .. redact(out))
+    local doc = cjson.decode(out:match("{\"results\".*}"))
+    local by_name = {}
+    for _, r in ipairs(doc.results) do
+      if r.pixel == cjson.null then r.pixel = nil end
+      by_name[r.name] = r
+    end
+    return by_name
+  end
+
+  local function credentials()
+    local client = assert(ctvnc.new({ endpoint = sim.https, token = "sim-token", ca_file = sim.cert }))
+    local urls, err, kind = client:urls("vm-1", { scheme = "ws", port = cluster_port })
+    client:close()
+    assert(urls, ("client:urls: %s (%s)"):format(tostring(err), tostring(kind)))
+    -- the client asks the tower over TLS, so its proxy URL points at the TLS
+    -- port; the browser goes to the simulator's plain port, with the same
+    -- query ctvnc built
+    local proxy = assert(ctvnc.proxy_url(sim.http, urls.info, { scheme = "ws" }))
+    local same = urls.proxy:gsub(":" .. sim.https_port .. "/", ":" .. sim.http_port .. "/", 1)
+    assert.is_true(same == proxy, "the proxy URL differs from the client's beyond the port")
+    return urls.direct, proxy, urls.info
+  end
+
+  local function assert_connected(r, name)
+    assert.is_not_nil(r, name .. ": no result")
+    assert.are.equal("connected", r.title, name .. ": noVNC did not connect")
+    assert.are.same(RGB, r.pixel, name .. ": the desktop's colour is not on the canvas")
+    local png = read_file(r.screenshot)
+    assert.truthy(png and png:sub(1, 8) == "\137PNG\r\n\26\n", name .. ": no screenshot")
+  end
+
+  local function assert_not_connected(r, name)
+    assert.is_not_nil(r, name .. ": no result")
+    assert.are_not.equal("connected", r.title, name .. ": noVNC connected")
+    local shown = r.pixel and r.pixel[1] == RGB[1] and r.pixel[2] == RGB[2] and r.pixel[3] == RGB[3]
+    assert.is_falsy(shown, name .. ": the desktop is on the canvas")
+  end
+
+  local function gateway_mode(port)
+    local out = helpers.run(("curl -s -m 10 -H 'X-API-Key: k-e2e' http://127.0.0.1:%d/console/vm-1/url")
+      :format(port))
+    local doc = cjson.decode(out)
+    return doc and doc.mode
+  end
+
+  it("connects noVNC through the direct URL, the proxy URL and the gateway's console page",
+    function()
+      assert.are.equal("direct", gateway_mode(gw_direct))
+      assert.are.equal("proxy", gateway_mode(gw_proxy))
+      local direct, proxy = credentials()
+      local r = browse({
+        { name = "direct", ws = direct },
+        { name = "proxy", ws = proxy },
+        { name = "gateway", url = ("http://127.0.0.1:%d/console/vm-1?key=k-e2e"):format(gw_direct) },
+        { name = "gateway-proxy",
+          url = ("http://127.0.0.1:%d/console/vm-1?key=k-e2e"):format(gw_proxy) },
+      })
+      assert_connected(r.direct, "direct URL")
+      assert_connected(r.proxy, "proxy URL")
+      assert_connected(r.gateway, "gateway console page (direct)")
+      assert_connected(r["gateway-proxy"], "gateway console page (proxy)")
+    end)
+
+  it("needs the proxy token URI-encoded, the right raw token and the right key", function()
+    local direct, proxy, info = credentials()
+    assert.truthy(info.token:find("+", 1, true) and info.token:find("/", 1, true)
+      and info.token:find("=", 1, true), "the simulator's token lacks + / =")
+    -- the base64 token pasted as it is: websockify-style parsing turns "+"
+    -- into a space, and the proxy knows no such token
+    local unencoded = ("ws://127.0.0.1:%d/websockify/?token=%s&uuid=%s&host=%s")
+      :format(sim.http_port, info.token, info.vm_uuid, info.host_ip)
+    local wrong = assert(ctvnc.direct_url({ cluster_ip = info.cluster_ip, vm_uuid = info.vm_uuid,
+      host_ip = info.host_ip, raw_token = ("0"):rep(32) }, { scheme = "ws", port = cluster_port }))
+    local r = browse({
+      { name = "proxy-unencoded", ws = unencoded },
+      { name = "proxy-encoded", ws = proxy },        -- the same credentials, as ctvnc wrote them
+      { name = "direct-wrong-raw-token", ws = wrong },
+      { name = "direct-right-raw-token", ws = direct },
+      { name = "gateway-wrong-key", url = ("http://127.0.0.1:%d/console/vm-1?key=nope"):format(gw_direct) },
+    })
+    assert_not_connected(r["proxy-unencoded"], "unencoded proxy URL")
+    assert_connected(r["proxy-encoded"], "encoded proxy URL")
+    assert_not_connected(r["direct-wrong-raw-token"], "direct URL with a wrong raw token")
+    assert_connected(r["direct-right-raw-token"], "direct URL")
+    assert_not_connected(r["gateway-wrong-key"], "gateway page with a wrong key")
+  end)
+end)
