@@ -145,6 +145,8 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port,
 static const char *kind_of(const slot *s, CURLcode rc) {
   if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
   switch (rc) {
+  case CURLE_OUT_OF_MEMORY:   /* our own allocations set s->oom: this is */
+    return "too_large";       /* libcurl refusing oversized headers */
   case CURLE_OPERATION_TIMEDOUT:
     return "timeout";
   case CURLE_SSL_CONNECT_ERROR:
@@ -330,6 +332,7 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
   } else {
     res->kind = kind_of(s, rc);
     res->msg = s->too_large ? "answer exceeds max_body"
+             : rc == CURLE_OUT_OF_MEMORY ? "the answer's headers are too large"
              : s->err[0] ? s->err : curl_easy_strerror(rc);
   }
 }
