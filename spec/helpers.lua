@@ -165,4 +165,52 @@ function helpers.websocket(host, port, path)
 end
 
 
+local HEX32 = string.rep("%x", 32)
+
+--- Text safe to quote in a failure message: the given secrets, anything
+-- shaped like a raw token (32 hex digits), a login token or a base64
+-- console token is hidden, other bytes outside printable ASCII become \ddd.
+function helpers.scrub(msg, secrets)
+  msg = tostring(msg)
+  for _, s in ipairs(secrets or {}) do
+    local i = msg:find(s, 1, true)
+    while i do
+      msg = msg:sub(1, i - 1) .. "<secret>" .. msg:sub(i + #s)
+      i = msg:find(s, 1, true)
+    end
+  end
+  msg = msg:gsub(HEX32, "<hex>")
+  msg = msg:gsub("login%-%x+", "<login>")
+  msg = msg:gsub("[%w+/=%%]+", function(w)
+    if #w >= 24 and (w:find("+", 1, true) or w:find("/", 1, true) or w:find("%", 1, true)) then
+      return "<b64>"
+    end
+    return w
+  end)
+  return (msg:gsub("[^\32-\126]", function(c) return "\\" .. c:byte() end))
+end
+
+--- What is wrong with an error message, or nil: it must be a non-empty
+-- single line with no NUL, none of `secrets`, no Authorization header name,
+-- and nothing shaped like a raw token, a console token (the simulator's
+-- start "++//") or a login token.
+function helpers.message_problem(msg, secrets)
+  if type(msg) ~= "string" then return "the message is not a string" end
+  if msg == "" then return "the message is empty" end
+  if msg:find("[\r\n]") then return "the message is not one line" end
+  if msg:find("%z") then return "the message has a NUL byte" end
+  for i, s in ipairs(secrets or {}) do
+    if msg:find(s, 1, true) then return "the message carries secret #" .. i end
+  end
+  if msg:lower():find("authorization", 1, true) then
+    return "the message names the Authorization header"
+  end
+  if msg:find(HEX32) then return "the message carries something like a raw token" end
+  if msg:find("++//", 1, true) or msg:find("%+%+%%2F") then
+    return "the message carries a console token"
+  end
+  if msg:find("login%-%x%x%x%x") then return "the message carries a login token" end
+  return nil
+end
+
 return helpers

@@ -26,7 +26,6 @@ local socket = require "socket"
 local sim = helpers.sim()
 
 local STATIC_TOKEN = "sim-token"
-local HEX32 = string.rep("%x", 32)
 local ALL_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
 -- what a hostile answer carries that must never reach a message
 local FORBIDDEN = { STATIC_TOKEN, "evil", "stolen", "smuggled", "c211Z2dsZWQ", "000003e7",
@@ -50,26 +49,7 @@ local function sim_env(name)
 end
 
 --- A message made safe to quote in a failure text.
-local function scrub(msg)
-  msg = tostring(msg)
-  for _, s in ipairs({ STATIC_TOKEN }) do
-    local i = msg:find(s, 1, true)
-    while i do
-      msg = msg:sub(1, i - 1) .. "<secret>" .. msg:sub(i + #s)
-      i = msg:find(s, 1, true)
-    end
-  end
-  msg = msg:gsub(HEX32, "<hex>")
-  msg = msg:gsub("[%w+/=%%]+", function(w)
-    if #w >= 24 and (w:find("+", 1, true) or w:find("/", 1, true) or w:find("%", 1, true)) then
-      return "<b64>"
-    end
-    return w
-  end)
-  -- bytes that are not printable ASCII, shown as \ddd
-  msg = msg:gsub("[^\32-\126]", function(c) return "\\" .. c:byte() end)
-  return msg
-end
+local function scrub(msg) return helpers.scrub(msg, { STATIC_TOKEN }) end
 
 --- Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
 local function valid_utf8(s)
@@ -104,25 +84,16 @@ end
 --- Asserts that `msg` is one short line of valid UTF-8 without anything a
 -- hostile answer could have put there (tokens, raw tokens, injected hosts).
 local function assert_clean(msg, label, extra)
-  assert.is_true(type(msg) == "string", label .. ": the message is not a string")
-  assert.is_true(#msg > 0, label .. ": the message is empty")
-  assert.is_nil(msg:find("[\r\n]"), label .. ": the message is not one line: " .. scrub(msg))
-  assert.is_nil(msg:find("%z"), label .. ": the message has a NUL byte: " .. scrub(msg))
+  local secrets = {}
+  for _, list in ipairs({ FORBIDDEN, extra or {} }) do
+    for _, s in ipairs(list) do secrets[#secrets + 1] = s end
+  end
+  local problem = helpers.message_problem(msg, secrets)
+  assert.is_nil(problem, label .. ": " .. tostring(problem) .. ": " .. scrub(msg))
   assert.is_true(#msg <= MAX_MESSAGE,
     ("%s: the message has %d bytes, more than %d: %s"):format(label, #msg, MAX_MESSAGE,
       scrub(msg:sub(1, 200))))
   assert.is_true(valid_utf8(msg), label .. ": the message is not valid UTF-8: " .. scrub(msg))
-  for i, s in ipairs(FORBIDDEN) do
-    assert.is_nil(msg:find(s, 1, true), label .. ": the message carries forbidden text #" .. i)
-  end
-  for i, s in ipairs(extra or {}) do
-    assert.is_nil(msg:find(s, 1, true), label .. ": the message carries extra secret #" .. i)
-  end
-  assert.is_nil(msg:lower():find("authorization", 1, true),
-    label .. ": the message names the Authorization header")
-  assert.is_nil(msg:find(HEX32), label .. ": the message carries something like a raw token")
-  assert.is_nil(msg:find("++//", 1, true), label .. ": the message carries a console token")
-  assert.is_nil(msg:find("%+%+%%2F"), label .. ": the message carries an encoded console token")
 end
 
 --- Asserts a failure: nil, a clean message that names `id`, the expected kind

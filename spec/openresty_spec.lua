@@ -182,7 +182,7 @@ describe("ctvnc.core in nginx #novalgrind", function()
     local script = [[
       local ctvnc = require "ctvnc"
       local vectors = {
-        { cluster_ip = "192.168.5.2", host_ip = "192.168.5.4", vm_uuid = "00000000-0000-0000-0000-000000000000",
+        { cluster_ip = "192.168.5.2", host_ip = "192.168.5.4", vm_uuid = "00000000-0000-0000-0000-000000000000", -- URL strings only
           raw_token = "1a2bc3d4567e89f0a1b2c3d4e5f6a7b8", token = "MTIzNDU2Nzg5YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo=" },
         { cluster_ip = "fd00::1", host_ip = "::1", vm_uuid = "a b/c", raw_token = "é+/=", token = "+/=\0" },
       }
