@@ -52,10 +52,15 @@ function _M.key_file(path)
   end
 end
 
---- gateway.configure{ endpoint, token, mode, scheme, port, authorize, credential_ttl }
+--- gateway.configure{ endpoint, token (or username, password), mode, scheme,
+-- port, authorize, probe_timeout (0.5 s), probe_ttl (30 s), credential_ttl }
+-- credential_ttl caches console credentials for at most 10 s (default 0:
+-- never), since they may be single use.
 function _M.configure(c)
   conf = c
   conf.credential_ttl = conf.credential_ttl or 0
+  assert(type(conf.credential_ttl) == "number" and conf.credential_ttl >= 0
+    and conf.credential_ttl <= 10, "credential_ttl must be 0-10 seconds")
   client = assert(ctvnc.new({
     endpoint = c.endpoint, token = c.token, username = c.username, password = c.password,
     transport = resty.transport({ location = "/_ctvnc" }),

@@ -76,7 +76,7 @@ for s in $SUITES; do
                 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 lua5.4 $BUSTED --exclude-tags=novalgrind ;;
-    fuzz)     check fuzz sh fuzz/run.sh 5 ;;
+    fuzz)     check fuzz sh fuzz/run.sh 30 ;;
     *) echo "unknown suite $s"; tally "$s" 0 1 ;;
   esac
 done
