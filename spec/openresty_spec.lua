@@ -163,6 +163,36 @@ describe("the OpenResty gateway #novalgrind", function()
     assert.is_true(elapsed < 3 * 0.3, ("16 VMs took %.2f s"):format(elapsed))
   end)
 
+  it("caches probe verdicts for all workers, and credentials only when configured", function()
+    -- the cluster of vm-1 is this listener: each probe is one queued connection
+    local srv = assert(socket.bind("127.0.0.2", 0))
+    local _, cport = srv:getsockname()
+    local p = start_gateway(dir .. "/cache", table.concat({
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert,
+      "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
+      "KEYS=" .. keys, "CLUSTER_PORT=" .. cport, "SCHEME=ws", "WORKERS=2", "CREDENTIAL_TTL=5",
+    }, " "))
+    helpers.reset()
+    local modes = {}
+    for i = 1, 4 do
+      local status, body = get("/console/vm-1/url", { ["X-API-Key"] = "k-one" }, p)
+      modes[i] = status == 200 and cjson.decode(body).mode
+    end
+    helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/cache"):format(helpers.ROOT, dir))
+    srv:settimeout(0)
+    local probes = 0
+    while srv:accept() do probes = probes + 1 end
+    srv:close()
+    assert.are.same({ "direct", "direct", "direct", "direct" }, modes)
+    assert.are.equal(1, probes)
+    assert.are.equal(1, helpers.stats().vm["vm-1"])  -- credentials cached for 5 s
+    -- the default gateway (credential_ttl 0) asks CloudTower every time
+    helpers.reset()
+    get("/console/vm-1/url", { ["X-API-Key"] = "k-one" })
+    get("/console/vm-1/url", { ["X-API-Key"] = "k-one" })
+    assert.are.equal(2, helpers.stats().vm["vm-1"])
+  end)
+
   it("carries the console websocket to the target ctvnc chose", function()
     local ws = helpers.websocket("127.0.0.1", port, "/console/vm-1/ws?key=k-one")
     ws:send("GET /_sim/stats HTTP/1.0\r\nHost: x\r\n\r\n")

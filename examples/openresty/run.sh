@@ -6,7 +6,7 @@
 # CloudTower), TOWER_SCHEME (https), TOWER_CA (PEM), CTVNC_ENDPOINT,
 # CTVNC_TOKEN, MODE (auto), SCHEME (wss), CLUSTER_PORT (nil), KEYS (key
 # file; empty: no authorize hook), WORKERS (1), TOWER_TIMEOUT (10s),
-# RATE (50r/s), BURST (200).
+# RATE (50r/s), BURST (200), CREDENTIAL_TTL (0).
 set -eu
 cmd=$1
 dir=$2
@@ -48,6 +48,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@AUTHORIZE@|$authorize|g" \
     -e "s|@RATE@|${RATE:-50r/s}|g" \
     -e "s|@BURST@|${BURST:-200}|g" \
+    -e "s|@CREDENTIAL_TTL@|${CREDENTIAL_TTL:-0}|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
 i=0
