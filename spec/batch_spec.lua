@@ -99,10 +99,15 @@ describe("client:batch", function()
     assert.are.same({ 1, 1, 1 }, { vm["fault-401"], vm["fault-403"], vm["fault-307"] })
   end)
 
-  it("refuses a bad value for every VM with kind invalid", function()
+  it("refuses a bad value for every VM with kind invalid, before any request", function()
     local results, summary = client():batch({ "vm-1", "" }, { mode = "sideways" })
     assert.are.equal("invalid", results[1].kind)
     assert.are.equal(2, summary.failed)
+    for _, bad in ipairs({ { port = 0 }, { port = 1.5 }, { scheme = "http" } }) do
+      results = client():batch({ "vm-1" }, bad)
+      assert.are.equal("invalid", results[1].kind)
+    end
+    assert.is_nil(helpers.stats().vm["vm-1"])
     results = client():batch({ "vm-1", "" }, { mode = "proxy" })
     assert.is_true(results[1].ok)
     assert.are.equal("invalid", results[2].kind)

@@ -7,11 +7,18 @@ local _M = {}
 
 local MODES = { direct = true, proxy = true, auto = true }
 
---- Checks the console options shared by console_url and batch:
--- true | nil, message, "invalid".
+--- Checks the console options shared by console_url and batch, before any
+-- request: true | nil, message, "invalid".
 function _M.check(fname, opts)
   if opts.mode ~= nil and not MODES[opts.mode] then
     return nil, fname .. ': opts.mode must be "direct", "proxy" or "auto"', "invalid"
+  end
+  if opts.scheme ~= nil and opts.scheme ~= "ws" and opts.scheme ~= "wss" then
+    return nil, fname .. ': opts.scheme must be "ws" or "wss"', "invalid"
+  end
+  local port = opts.port
+  if port ~= nil and (type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0) then
+    return nil, fname .. ": opts.port must be an integer 1-65535", "invalid"
   end
   for _, k in ipairs({ "probe_timeout", "probe_ttl" }) do
     local v = opts[k]
