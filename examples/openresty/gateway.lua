@@ -126,8 +126,7 @@ local function choose(vm_id)
   local mode = conf.mode or "auto"
   if mode == "auto" then
     local port = conf.port or (conf.scheme == "ws" and 80 or 443)
-    local host = info.cluster_ip:match("^%[(.*)%]$") or info.cluster_ip
-    mode = shared_probe(host, port, conf.probe_timeout or 0.5) and "direct" or "proxy"
+    mode = shared_probe(info.cluster_ip, port, conf.probe_timeout or 0.5) and "direct" or "proxy"
   end
   local url
   if mode == "direct" then

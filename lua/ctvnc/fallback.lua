@@ -37,10 +37,6 @@ local function ws_port(opts)
   return opts.port or (opts.scheme == "ws" and 80 or 443)
 end
 
-local function bare(host)
-  return (host:match("^%[(.*)%]$")) or host
-end
-
 --- Modes for many infos at once: each distinct cluster address and port
 -- not in the cache is probed once, all in parallel. Returns an array of
 -- "direct" / "proxy" in the order of `infos`.
@@ -57,7 +53,7 @@ function _M.choose_many(client, infos, opts)
   local ttl = opts.probe_ttl or 30
   local targets, keys, seen = {}, {}, {}
   for _, info in ipairs(infos) do
-    local host = bare(info.cluster_ip)
+    local host = info.cluster_ip      -- checked by read_vnc: never bracketed
     local key = host .. " " .. port
     local hit = cache[key]
     if not seen[key] and not (hit and hit.expires > now) then
@@ -83,7 +79,7 @@ function _M.choose_many(client, infos, opts)
   end
   local modes = {}
   for i, info in ipairs(infos) do
-    modes[i] = cache[bare(info.cluster_ip) .. " " .. port].ok and "direct" or "proxy"
+    modes[i] = cache[info.cluster_ip .. " " .. port].ok and "direct" or "proxy"
   end
   return modes
 end
