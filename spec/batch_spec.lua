@@ -198,6 +198,16 @@ describe("client:console_url in auto mode", function()
     assert.are.same({ "refused", "connected" }, whys)
   end)
 
+  it("probes IPv6 too", function()
+    local core = require "ctvnc.core"
+    -- sim.sh listens on [::1] whenever the machine has it (SIM_IPV6=1)
+    if not sim.ipv6 then return pending("this machine has no ::1") end
+    local port = helpers.free_port("127.0.0.1")
+    local oks, whys = core.probe({ { "::1", sim.http_port }, { "::1", port } }, 2)
+    assert.are.same({ true, false }, oks)
+    assert.are.same({ "connected", "refused" }, whys)
+  end)
+
   it("gives up on a silent port within probe_timeout", function()
     -- a listener whose backlog is full drops new SYNs: the connect hangs
     local socket = require "socket"

@@ -38,6 +38,7 @@ local function describe_sim(env)
     https_port = tonumber(env.SIM_HTTPS_PORT),
     cluster_port = tonumber(env.SIM_CLUSTER_PORT),
     cert = env.SIM_CERT,
+    ipv6 = env.SIM_IPV6 == "1",   -- the API listens on [::1] too
   }
   sim.http = "http://127.0.0.1:" .. sim.http_port
   sim.https = "https://127.0.0.1:" .. sim.https_port
@@ -65,6 +66,7 @@ function helpers.sim()
       SIM_DIR = os.getenv("SIM_DIR"), SIM_HTTP_PORT = os.getenv("SIM_HTTP_PORT"),
       SIM_HTTPS_PORT = os.getenv("SIM_HTTPS_PORT"),
       SIM_CLUSTER_PORT = os.getenv("SIM_CLUSTER_PORT"), SIM_CERT = os.getenv("SIM_CERT"),
+      SIM_IPV6 = os.getenv("SIM_IPV6"),
     })
   else
     local dir = os.tmpname()
