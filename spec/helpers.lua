@@ -72,7 +72,10 @@ function helpers.sim()
     local dir = os.tmpname()
     os.remove(dir)
     shared = helpers.start_sim(dir)
-    local stop = function() helpers.stop_sim(shared) end
+    local stop = function()
+      helpers.stop_sim(shared)
+      helpers.run("rm -rf " .. dir)
+    end
     if newproxy then -- LuaJIT: only userdata have __gc
       guard = newproxy(true)
       getmetatable(guard).__gc = stop
