@@ -7,6 +7,7 @@
 #include "http.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,10 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
     h->capsocks = cap;
   }
   fd = socket(a->family, a->socktype, a->protocol);
-  if (fd != CURL_SOCKET_BAD) h->socks[h->nsocks++] = fd;
+  if (fd != CURL_SOCKET_BAD) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
+    h->socks[h->nsocks++] = fd;
+  }
   return fd;
 }
 
