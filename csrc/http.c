@@ -75,16 +75,6 @@ static int on_close(void *ud, curl_socket_t fd) {
   return close(fd);
 }
 
-static unsigned local_port(curl_socket_t fd) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
-  if (ss.ss_family == AF_INET)
-    return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
-  return 0;
-}
 
 int ctv_http_global_init(void) {
   static int done = 0;
@@ -123,6 +113,18 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
  * last one's Content-Length). Reading them as this request's answer would
  * hand one VM's credentials out as another's, so the request is stopped
  * and run again on a fresh connection. */
+#if LIBCURL_VERSION_NUM >= 0x075000   /* CURLOPT_PREREQFUNCTION: 7.80 */
+static unsigned local_port(curl_socket_t fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
+  if (ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+  return 0;
+}
+
 static int on_prereq(void *ud, char *ip, char *local_ip, int port,
                      int lport) {
   slot *s = ud;
@@ -145,6 +147,7 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port,
   }
   return CURL_PREREQFUNC_OK;
 }
+#endif
 
 static const char *kind_of(const slot *s, CURLcode rc) {
   if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
@@ -183,8 +186,10 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075000
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)s);
+#endif
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)h);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close);
