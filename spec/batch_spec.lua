@@ -78,6 +78,18 @@ describe("client:batch", function()
     assert.is_true(stats.connections <= 4 + 2, "connections: " .. stats.connections)
   end)
 
+  it("reuses TLS connections across single calls and batches", function()
+    local c = assert(ctvnc.new({ endpoint = sim.https, ca_file = sim.cert, token = "sim-token" }))
+    for i = 1, 10 do assert(c:vnc("vm-" .. i)) end
+    local ids = {}
+    for i = 1, 40 do ids[i] = "vm-" .. i end
+    local _, summary = c:batch(ids, { mode = "proxy", concurrency = 4 })
+    assert.are.equal(40, summary.ok)
+    local n = helpers.stats().connections
+    assert.is_true(n >= 1 and n <= 4 + 2, "connections: " .. n)
+    c:close()
+  end)
+
   it("retries each VM on its own and logs in once for the whole batch", function()
     local c = assert(ctvnc.new({ endpoint = sim.http, username = "admin", password = "sim-pass",
       retry_delay = 0.01 }))
