@@ -90,10 +90,15 @@ static const char *options(lua_State *L, int o, ctv_url *u) {
 }
 
 static int push_url(lua_State *L, const ctv_url *u) {
-  char small[SMALL], *buf;
-  size_t len = ctv_url_len(u);
-  buf = scratch(L, small, len);
-  ctv_url_write(buf, u);
+  char small[SMALL], *buf = small;
+  size_t len;
+  if (ctv_url_bound(u) <= SMALL) {            /* one pass, most URLs */
+    len = (size_t)(ctv_url_write(small, u) - small);
+  } else {
+    len = ctv_url_len(u);
+    buf = scratch(L, small, len);
+    ctv_url_write(buf, u);
+  }
   lua_pushlstring(L, buf, len);
   return 1;
 }

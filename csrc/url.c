@@ -269,16 +269,22 @@ static size_t ndigits(unsigned v) {
 
 static const char WSPATH[] = "/websockify/?";
 
-size_t ctv_url_len(const ctv_url *u) {
+/* The length, exact or (bound) assuming every value byte is encoded. */
+static size_t url_len(const ctv_url *u, int bound) {
   size_t len = strlen(u->scheme) + 3 + u->hostlen + (u->ipv6 ? 2 : 0)
              + u->prefixlen + sizeof WSPATH - 1;
   int i;
   if (u->port) len += 1 + ndigits(u->port);
-  for (i = 0; i < u->nparams; i++)
-    len += (i > 0) + strlen(u->params[i].name) + 1
-         + ctv_encode_len(u->params[i].value, u->params[i].valuelen);
+  for (i = 0; i < u->nparams; i++) {
+    const ctv_param *p = &u->params[i];
+    len += (i > 0) + strlen(p->name) + 1
+         + (bound ? 3 * p->valuelen : ctv_encode_len(p->value, p->valuelen));
+  }
   return len;
 }
+
+size_t ctv_url_len(const ctv_url *u) { return url_len(u, 0); }
+size_t ctv_url_bound(const ctv_url *u) { return url_len(u, 1); }
 
 static char *put(char *dst, const char *s, size_t n) {
   if (n) memcpy(dst, s, n);     /* s may be NULL when n is 0 */

@@ -79,6 +79,9 @@ typedef struct ctv_url {
 void ctv_url_from_endpoint(ctv_url *u, const ctv_endpoint *ep);
 
 size_t ctv_url_len(const ctv_url *u);
+/* At least ctv_url_len(u), without scanning the values: a buffer this big
+ * can be written at once. */
+size_t ctv_url_bound(const ctv_url *u);
 /* Writes exactly ctv_url_len(u) bytes (no NUL); returns the end. */
 char *ctv_url_write(char *dst, const ctv_url *u);
 

@@ -195,6 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   u.params[2] = (ctv_param){"host", f[3], fl[3]};
 
   len = ctv_url_len(&u);
+  CHECK(ctv_url_bound(&u) >= len);  /* the binding's one-pass buffer */
   buf = malloc(len);              /* exactly len: ASan sees any overrun */
   if (!buf) return 0;
   end = ctv_url_write(buf, &u);
