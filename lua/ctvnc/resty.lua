@@ -64,16 +64,14 @@ local function request(location, max_body, timeout, req)
   end)
   local guard = spawn(watch, ctx, timeout)
   local _, res = wait(fetch, guard)
-  if type(res) == "string" then
-    -- The subrequest is left to nginx: it ends with the main request.
-    if res == "too_large" then
-      return nil, "the answer exceeds " .. max_body .. " bytes", "too_large"
-    end
-    return nil, "CloudTower's answer took longer than " .. timeout .. " s", "timeout"
-  end
-  kill(guard)
+  -- When the guard won, the subrequest is left to nginx: it ends with the
+  -- main request.
+  if type(res) ~= "string" then kill(guard) end
   if ctx.ctvnc_too_large then
     return nil, "the answer exceeds " .. max_body .. " bytes", "too_large"
+  end
+  if res == "timeout" then
+    return nil, "CloudTower's answer took longer than " .. timeout .. " s", "timeout"
   end
   -- The location's header filter copies $upstream_header_time into the
   -- shared ctx: "-" or nothing means CloudTower never answered and the
