@@ -34,7 +34,8 @@ struct ctv_http {
   CURLSH *share;
   slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
-  ctv_opts o;
+  ctv_opts o;                 /* o.ca_file points to ca_file */
+  char *ca_file;              /* our own copy of the caller's */
   char *line;                 /* scratch for "Name: value" */
   size_t linecap;
   curl_socket_t *socks;       /* sockets libcurl opened and still holds */
@@ -211,12 +212,12 @@ ctv_http *ctv_http_new(const ctv_opts *o) {
   ctv_http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->o = *o;
-  h->o.ca_file = NULL;
-  if (o->ca_file && (h->o.ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
-    strcpy((char *)h->o.ca_file, o->ca_file);
+  if (o->ca_file && (h->ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
+    strcpy(h->ca_file, o->ca_file);
+  h->o.ca_file = h->ca_file;
   h->multi = curl_multi_init();
   h->share = curl_share_init();
-  if (!h->multi || !h->share || (o->ca_file && !h->o.ca_file)) {
+  if (!h->multi || !h->share || (o->ca_file && !h->ca_file)) {
     ctv_http_free(h);
     return NULL;
   }
@@ -249,7 +250,7 @@ void ctv_http_free(ctv_http *h) {
   }
   if (h->multi) curl_multi_cleanup(h->multi);
   if (h->share) curl_share_cleanup(h->share);
-  free((char *)h->o.ca_file);
+  free(h->ca_file);
   free(h->socks);             /* after the cleanups, which close them */
   free(h->slots);
   free(h->line);

@@ -31,7 +31,7 @@ local function now()
   return ngx.now()
 end
 local HTTP_POST, HTTP_GET = ngx.HTTP_POST, ngx.HTTP_GET
-local type, ipairs, error, tostring, match = type, ipairs, error, tostring, string.match
+local type, ipairs, error, tostring = type, ipairs, error, tostring
 
 local _M = {}
 
@@ -49,11 +49,10 @@ local function watch(ctx, timeout)
   return "too_large"
 end
 
---- One request through the internal location:
--- status, body | nil, message, kind.
+--- One request through the internal location, whose proxy_pass holds the
+-- tower's address and path prefix: status, body | nil, message, kind.
 local function request(location, max_body, timeout, req)
-  local path = match(req.url, "^https?://[^/]+(/.*)$")
-  if not path then return nil, "the URL has no path", "invalid" end
+  local path = req.path
   local method = METHODS[req.method]
   if not method then
     return nil, "method " .. tostring(req.method) .. " is not supported", "invalid"
@@ -148,7 +147,6 @@ function _M.transport(opts)
   local max_body = opts.max_body or 1048576
   local timeout = opts.timeout or 10
   local t = {}
-  function t.request(req) return request(location, max_body, timeout, req) end
   function t.request_many(reqs, concurrency, on_done)
     each(#reqs, concurrency, function(i)
       on_done(i, request(location, max_body, timeout, reqs[i]))
