@@ -33,7 +33,8 @@ describe("ctvnc.api.classify", function()
   }
   for _, c in ipairs(cases) do
     it(c[1], function()
-      local body, msg, kind, again = api.classify("call", "http://t/api", c[2], c[3], c[4], c[5])
+      local body, msg, kind, again = api.classify({ what = "call", login = c[5] },
+        "http://t/api", c[2], c[3], c[4])
       if c[6] == nil then
         assert.are.equal(c[3], body)
       else
@@ -46,8 +47,8 @@ describe("ctvnc.api.classify", function()
   end
 
   it("says 'rejected' for a refused login and quotes the server's message", function()
-    local _, msg = api.classify("login", "http://t/v2/api/login", 400,
-      '{"message":"bad password"}', nil, true)
+    local _, msg = api.classify({ what = "login", login = true }, "http://t/v2/api/login", 400,
+      '{"message":"bad password"}')
     assert.are.equal("login rejected: HTTP 400 from http://t/v2/api/login: bad password", msg)
   end)
 
@@ -56,8 +57,8 @@ describe("ctvnc.api.classify", function()
     -- redaction would leave "tok" behind if redaction came second
     local secret = "tok-0123456789"
     local text = ("x"):rep(117) .. secret
-    local _, msg = api.classify("vnc v", "u", 500, json.encode({ message = text }), nil, false,
-      { secret })
+    local _, msg = api.classify({ what = "vnc v" }, "u", 500, json.encode({ message = text }),
+      nil, { secret })
     assert.is_nil(msg:find("tok", 1, true))
   end)
 end)
@@ -164,9 +165,11 @@ describe("ctvnc.api calls", function()
   it("searches get-vms by exact name and reads the array", function()
     local call = api.vms_call("web")
     assert.are.equal("/v2/api/get-vms", call.path)
-    assert.are.same({ where = { name = "web" } }, json.decode(call.body))
+    assert.are.same({ where = { name = "web", in_recycle_bin = false } }, json.decode(call.body))
     assert.are.same({ { id = "a", name = "web" } },
       api.read_vms("f", '[{"id":"a","name":"web","extra":1}]'))
+    assert.are.same({ { id = "a", cluster = { id = "c", name = "cl" }, host = { name = "h" } } },
+      api.read_vms("f", '[{"id":"a","cluster":{"id":"c","name":"cl"},"host":{"name":"h"}}]'))
     local vms, _, kind = api.read_vms("f", '{"x":1}')
     assert.is_nil(vms)
     assert.are.equal("decode", kind)

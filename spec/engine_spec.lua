@@ -61,13 +61,22 @@ describe("a session's callbacks", function()
 end)
 
 describe("a batch's on_progress", function()
-  it("may close the client: the batch completes, the client is closed after", function()
+  it("may close the client: the run in flight completes, the client is closed after", function()
     local c = client()
+    assert(c:vnc("vm-1"))
     local results, summary = c:batch({ "vm-1", "vm-2", "vm-3", "vm-4" },
       { mode = "proxy", concurrency = 2, on_progress = function() c:close() end })
     assert.are.equal(4, summary.ok)
     assert.is_true(results[4].ok)
     assert.has_error(function() c:vnc("vm-1") end)
+  end)
+
+  it("may close the client mid-batch: later requests raise, nothing crashes", function()
+    local c = client()
+    local ok, err = pcall(c.batch, c, { "vm-1", "vm-2", "vm-3" },
+      { mode = "proxy", on_progress = function() c:close() end })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("session is closed", 1, true))
   end)
 
   it("may not call the client's requests: an error, not a hang", function()

@@ -3,7 +3,6 @@
 -- retries, re-login) is the client's one engine, the modes and URLs are
 -- ctvnc.console's. This file is a method of the client class.
 local core = require "ctvnc.core"
-local api = require "ctvnc.api"
 
 local type, ipairs, pairs, error = type, ipairs, pairs, error
 
@@ -60,12 +59,12 @@ return function(self, vm_ids, opts)
     end
   end
 
-  local calls = {}
-  for i, id in ipairs(ids) do calls[i] = api.vnc_call(id) end
   local infos, fetched = {}, {}
-  if #calls > 0 then
+  local function fetch(list)
+    local calls = {}
+    for i, id in ipairs(list) do calls[i] = self:_vnc_call(id) end
     self:_fetch(calls, concurrency, function(i, info, m, k)
-      local id = ids[i]
+      local id = list[i]
       if info then
         infos[id] = info
         report(#positions[id])
@@ -73,6 +72,17 @@ return function(self, vm_ids, opts)
         fail_all(positions[id], m, k)
       end
     end)
+  end
+  if #ids > 1 and self.no_token_field == nil then
+    -- learn the tower's schema from the first VM: a tower from before the
+    -- token field then costs one extra request, not one per VM
+    fetch({ ids[1] })
+    if self.no_token_field == nil then self.no_token_field = false end
+    local rest = {}
+    for i = 2, #ids do rest[i - 1] = ids[i] end
+    fetch(rest)
+  elseif #ids > 0 then
+    fetch(ids)
   end
   for _, id in ipairs(ids) do
     if infos[id] then fetched[#fetched + 1] = id end

@@ -11,7 +11,7 @@ local batch = require "ctvnc.batch"
 
 local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
 local floor, random, max = math.floor, math.random, math.max
-local format = string.format
+local find, lower, format = string.find, string.lower, string.format
 local redact = api.redact
 
 local LANGUAGES = { ["en-US"] = true, ["zh-CN"] = true }
@@ -38,6 +38,24 @@ local function check_number(opts, key, default, integer, minimum)
   return v
 end
 
+--- Headers a caller may not set, by lower-case name.
+local RESERVED = { authorization = true, ["content-type"] = true, ["content-length"] = true }
+
+--- Why a caller's extra header is refused, or nil. The value is never
+-- quoted: it may be a secret.
+local function header_problem(name, value)
+  if type(name) ~= "string" or type(value) ~= "string" then
+    return "headers must map strings to strings"
+  end
+  if name == "" or find(name, "[%c:%s]") then
+    return "header names must be non-empty, without spaces, colons or control characters"
+  end
+  if find(value, "[\r\n%z]") then
+    return "header " .. name .. ": the value has a CR, LF or NUL"
+  end
+  if RESERVED[lower(name)] then return "header " .. name .. " cannot be replaced" end
+end
+
 --- The default runtime: libcurl through ctvnc.core. Requests carry a path;
 -- the session puts the API base in front of it.
 local function curl_transport(o)
@@ -60,14 +78,20 @@ function _M.new(opts)
   if type(opts.endpoint) ~= "string" then return invalid("endpoint must be a string") end
   local ep, err = core.endpoint(opts.endpoint)
   if not ep then return invalid(err) end
-  for _, key in ipairs({ "token", "username", "password", "source", "ca_file", "language" }) do
+  for _, key in ipairs({ "token", "username", "password", "source", "ca_file", "language",
+                         "auth_config_id" }) do
     local v = opts[key]
     if v ~= nil and (type(v) ~= "string" or v == "") then
       return invalid(key .. " must be a non-empty string")
     end
   end
-  if opts.insecure ~= nil and type(opts.insecure) ~= "boolean" then
-    return invalid("insecure must be a boolean")
+  for _, key in ipairs({ "insecure", "http2" }) do
+    if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
+      return invalid(key .. " must be a boolean")
+    end
+  end
+  if opts.source == "AUTHN" and not opts.auth_config_id then
+    return invalid('source "AUTHN" needs auth_config_id')
   end
   if not opts.token and not (opts.username and opts.password) then
     return invalid("give a token, or a username and a password")
@@ -86,6 +110,7 @@ function _M.new(opts)
     username = opts.username,
     password = opts.password,
     source = opts.source or "LOCAL",
+    auth_config_id = opts.auth_config_id,
     headers = {
       ["Content-Type"] = "application/json",
       ["accept"] = "application/json",
@@ -93,10 +118,19 @@ function _M.new(opts)
     },
     probe_cache = {},
   }, Client)
+  if opts.headers ~= nil then
+    if type(opts.headers) ~= "table" then return invalid("headers must be a table") end
+    for name, value in pairs(opts.headers) do
+      local why = header_problem(name, value)
+      if why then return invalid(why) end
+      self.headers[name] = value
+    end
+  end
   local nums = {
     { "timeout", 10, false, 0.001 }, { "connect_timeout", 5, false, 0.001 },
     { "retries", 2, true, 0 }, { "concurrency", 16, true, 1 },
     { "max_body", 1048576, true, 1 }, { "retry_delay", 0.2, false, 0 },
+    { "per_request", 1, true, 1 },
   }
   for _, n in ipairs(nums) do
     local v, msg = check_number(opts, n[1], n[2], n[3], n[4])
@@ -110,6 +144,7 @@ function _M.new(opts)
     self.transport = curl_transport({
       base = self.base, timeout = self.timeout, connect_timeout = self.connect_timeout,
       insecure = opts.insecure, ca_file = opts.ca_file, max_body = self.max_body,
+      http2 = opts.http2 ~= false,
     })
   end
   return self
@@ -137,13 +172,12 @@ function Client:_token()
   return self:login()
 end
 
---- The one fetch engine. calls[i] = { path=, body=, what=, read= } where
--- read(what, body, secrets) -> value | nil, message, kind; `login = true`
--- marks the login itself (no token; every 4xx is auth). on_result(i, value)
--- or on_result(i, nil, message, kind) as each call settles, at most
--- `concurrency` in flight. A login-obtained token that is refused is
--- replaced by one new login per run; retries back off exponentially with
--- full jitter.
+--- The one fetch engine. calls[i] = { path=, body=, what=, read= } (see
+-- ctvnc.api); on_result(i, value) or on_result(i, nil, message, kind) as
+-- each call settles, at most `concurrency` in flight. A login-obtained
+-- token that is refused is replaced by one new login per run; retries back
+-- off exponentially with full jitter; a vnc answer that says the tower has
+-- no token field turns the call into its pre-token form, once per client.
 function Client:_fetch(calls, concurrency, on_result)
   local t = self.transport
   local login = calls[1] and calls[1].login
@@ -170,11 +204,14 @@ function Client:_fetch(calls, concurrency, on_result)
     t.request_many(reqs, concurrency, function(k, status, body, tkind)
       local i = pending[k]
       local c = calls[i]
-      local v, m, kd, again = api.classify(c.what, self.base .. c.path, status, body, tkind,
-        login, secrets)
+      local v, m, kd, again = api.classify(c, self.base .. c.path, status, body, tkind, secrets)
       if v then v, m, kd = c.read(c.what, v, secrets) end
       if v ~= nil then
         on_result(i, v)
+      elseif kd == "schema" then
+        self.no_token_field = true
+        calls[i] = self:_vnc_call(c.vm_id)
+        retry[#retry + 1] = i
       elseif again and (tries[i] or 0) < self.retries then
         wait = max(wait, tries[i] or 0)
         tries[i] = (tries[i] or 0) + 1
@@ -206,12 +243,20 @@ function Client:_one(call)
   return v, m, k
 end
 
---- client:login() -> token | nil, message, kind
+--- client:login() -> token | nil, message, kind. An LDAP login goes the
+-- way of the official SDKs: the tower's strategies first, then AUTHN with
+-- the LDAP strategy's id when there is one.
 function Client:login()
   if not (self.username and self.password) then
     return nil, redact("login: no username and password given", self:_secrets()), "invalid"
   end
-  local token, msg, kind = self:_one(api.login_call(self.username, self.password, self.source))
+  local source, config = self.source, self.auth_config_id
+  if source == "LDAP" and not config then
+    local id, msg, kind = self:_one(api.strategies_call())
+    if id == nil then return nil, msg, kind end
+    if id then source, config = "AUTHN", id end
+  end
+  local token, msg, kind = self:_one(api.login_call(self.username, self.password, source, config))
   self.login_token = token
   return token, msg, kind
 end
@@ -222,11 +267,21 @@ local function check_vm_id(vm_id, fname)
   return true
 end
 
+--- The vnc call for one VM, in the form this client's tower takes.
+function Client:_vnc_call(vm_id)
+  local call = api.vnc_call(vm_id, self.no_token_field)
+  call.vm_id = vm_id
+  return call
+end
+
 --- client:vnc(vm_id) -> info | nil, message, kind
 function Client:vnc(vm_id)
   local ok, msg, kind = check_vm_id(vm_id, "vnc")
   if not ok then return nil, msg, kind end
-  return self:_one(api.vnc_call(vm_id))
+  local info
+  info, msg, kind = self:_one(self:_vnc_call(vm_id))
+  if info and self.no_token_field == nil then self.no_token_field = false end
+  return info, msg, kind
 end
 
 --- client:urls(vm_id [, opts]) -> {direct=, proxy=, info=} | nil, message, kind
@@ -255,11 +310,23 @@ function Client:console_url(vm_id, opts)
   return self:console_url_for(info, opts)
 end
 
---- client:find_vms(name) -> array | nil, message, kind
-function Client:find_vms(name)
-  argcheck(type(name) == "string", 1, "find_vms", "string expected, got " .. type(name))
-  if name == "" then return nil, "find_vms: the name is empty", "invalid" end
-  return self:_one(api.vms_call(name))
+--- client:find_vms(query [, opts]) -> array | nil, message, kind
+function Client:find_vms(query, opts)
+  local tq = type(query)
+  argcheck(tq == "string" or tq == "table", 1, "find_vms", "string or table expected, got " .. tq)
+  argcheck(opts == nil or type(opts) == "table", 2, "find_vms", "table expected")
+  opts = opts or {}
+  if query == "" then return nil, "find_vms: the name is empty", "invalid" end
+  for _, k in ipairs({ "first", "skip" }) do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v < 0 or v % 1 ~= 0) then
+      return nil, "find_vms: opts." .. k .. " must be an integer >= 0", "invalid"
+    end
+  end
+  if opts.order_by ~= nil and type(opts.order_by) ~= "string" then
+    return nil, "find_vms: opts.order_by must be a string such as \"name_ASC\"", "invalid"
+  end
+  return self:_one(api.vms_call(query, opts))
 end
 
 _M.Client = Client
