@@ -211,7 +211,8 @@ static lua_Number num_opt(lua_State *L, int t, const char *key, lua_Number def) 
   return v;
 }
 
-/* core.session{timeout=, connect_timeout=, insecure=, ca_file=, max_body=} */
+/* core.session{timeout=, connect_timeout=, insecure=, ca_file=, max_body=,
+ *              http2=} */
 static int l_session(lua_State *L) {
   ctv_opts o;
   session *s;
@@ -223,6 +224,8 @@ static int l_session(lua_State *L) {
   o.max_body = (size_t)num_opt(L, 1, "max_body", 1048576);
   lua_getfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "http2");                     /* default true */
+  o.http2 = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_getfield(L, 1, "ca_file");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     return luaL_error(L, "session: ca_file must be a string");

@@ -31,10 +31,7 @@ end
 
 function _M.api()
   count_request()
-  local sim = dict("sim")
-  local now = incr(sim, "in_flight")
-  ngx.ctx.in_flight = true
-  if now > (sim:get("in_flight_max") or 0) then sim:set("in_flight_max", now) end
+  util.enter_in_flight()
 
   local body = read_body()
   local obj = decode_object(body)
@@ -127,10 +124,7 @@ function _M.not_found()
 end
 
 function _M.log()
-  if ngx.ctx.in_flight then
-    ngx.ctx.in_flight = nil
-    dict("sim"):incr("in_flight", -1, 0)
-  end
+  util.leave_in_flight()
 end
 
 -- the reachable cluster's websocket endpoint (a placeholder for now)

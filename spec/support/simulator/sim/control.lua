@@ -24,18 +24,20 @@ end
 function _M.stats()
   if not _M.need("GET") then return end
   local stats, sim = dict("sim_stats"), dict("sim")
-  local requests, vms = {}, {}
+  local requests, vms, protocols = {}, {}, {}
   for _, p in ipairs(util.COUNTED_PATHS) do requests[p] = 0 end
   for _, key in ipairs(stats:get_keys(0)) do
     local v = stats:get(key)
     if v then
       if sub(key, 1, 5) == "path:" then requests[sub(key, 6)] = v
-      elseif sub(key, 1, 3) == "vm:" then vms[sub(key, 4)] = v end
+      elseif sub(key, 1, 3) == "vm:" then vms[sub(key, 4)] = v
+      elseif sub(key, 1, 6) == "proto:" then protocols[sub(key, 7)] = v end
     end
   end
   return send(200, encode({
     requests = requests,
     vm = vms,
+    protocols = protocols,
     connections = stats:get("connections") or 0,
     in_flight = sim:get("in_flight") or 0,
     in_flight_max = sim:get("in_flight_max") or 0,
@@ -51,7 +53,11 @@ function _M.reset()
   for _, key in ipairs(sim:get_keys(0)) do
     if sub(key, 1, 6) == "flaky:" then sim:delete(key) end
   end
-  sim:set("in_flight_max", sim:get("in_flight") or 0)
+  sim:incr("epoch", 1, 0)
+  for _, key in ipairs(sim:get_keys(0)) do
+    if sub(key, 1, 10) == "in_flight:" and (sim:get(key) or 0) <= 0 then sim:delete(key) end
+  end
+  sim:set("in_flight_max", 0)
   sim:set("latency_ms", 0)
   return send_json(200, { ok = true })
 end

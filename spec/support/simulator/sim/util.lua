@@ -113,6 +113,7 @@ end
 local function count_request()
   local stats = dict("sim_stats")
   incr(stats, "path:" .. ngx.var.uri)
+  incr(stats, "proto:" .. (ngx.var.server_protocol or "?"))
   local serial = ngx.var.connection
   if serial and dict("sim_conn"):add(serial, true, 3600) then
     incr(stats, "connections")
@@ -148,12 +149,28 @@ local function only_keys(t, allowed)
 end
 
 
--- The in-flight count of /_sim/stats is for real answers: a hostile one,
--- which may linger for seconds, leaves it at once.
+-- In flight: "in_flight" counts the API requests being answered now;
+-- "in_flight:<epoch>" those of them that came after the last /_sim/reset,
+-- whose peak is "in_flight_max" (a request left over from before a reset,
+-- a slow fault say, does not count against the next spec's limit).
+function _M.enter_in_flight()
+  local sim = dict("sim")
+  local epoch = sim:get("epoch") or 0
+  ngx.ctx.in_flight = epoch
+  incr(sim, "in_flight")
+  local now = incr(sim, "in_flight:" .. epoch)
+  if now > (sim:get("in_flight_max") or 0) then sim:set("in_flight_max", now) end
+end
+
+-- Leaves the in-flight count (the log phase, or a hostile answer, which may
+-- linger for seconds, at once).
 function _M.leave_in_flight()
-  if ngx.ctx.in_flight then
+  local epoch = ngx.ctx.in_flight
+  if epoch then
     ngx.ctx.in_flight = nil
-    dict("sim"):incr("in_flight", -1, 0)
+    local sim = dict("sim")
+    sim:incr("in_flight", -1, 0)
+    sim:incr("in_flight:" .. epoch, -1, 0)
   end
 end
 
