@@ -82,7 +82,8 @@ static const char *str_opt(lua_State *L, int t, const char *key) {
 }
 
 /* core.session{timeout=, connect_timeout=, insecure=, ca_file=, max_body=,
- *              base=}: base prefixes the `path` of requests. */
+ *              http2=, base=}: base prefixes the `path` of requests; http2
+ *              (default true) allows HTTP/2 over TLS. */
 static int l_session(lua_State *L) {
   ctv_opts o;
   session *s;
@@ -96,6 +97,8 @@ static int l_session(lua_State *L) {
   o.max_body = (size_t)num_opt(L, 1, "max_body", 1048576);
   lua_getfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "http2");
+  o.http2 = lua_isnil(L, -1) || lua_toboolean(L, -1);
   o.ca_file = str_opt(L, 1, "ca_file");
   base = str_opt(L, 1, "base");
   s = (session *)lua_newuserdatauv(L, sizeof *s, 0);
