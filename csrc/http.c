@@ -143,6 +143,18 @@ static sock *find_sock(ctv_http *h, long lport, long port) {
   return NULL;
 }
 
+/* Shuts down the connection s's last answer came on, so libcurl finds it
+ * dead and never reuses it; CTV_GO_ON. */
+static int drop(slot *s) {
+  long lport = 0, port = 0;
+  sock *k;
+  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
+      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
+      && (k = find_sock(s->h, lport, port)) != NULL)
+    shutdown(k->fd, SHUT_RDWR);
+  return CTV_GO_ON;
+}
+
 /* The status line tells the connection's HTTP version, which the guard
  * below needs before the next request goes out on it. */
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
@@ -364,7 +376,7 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   s->err[0] = '\0';
   s->index = i;
   if (why) return why;
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 0L);
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
@@ -426,7 +438,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
         res.kind = "invalid";
         res.msg = "a header name or value is empty or has a line break";
         finished++;
-        stop = done(ud, next, &res);
+        stop = done(ud, next, &res) == CTV_STOP;
       }
       next++;
     }
@@ -457,6 +469,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       finished++;
       collected = 1;
       stop = done(ud, s->index, &res);
+      if (stop == CTV_DROP) stop = drop(s);
     }
     if (!collected && running && !stop)
       curl_multi_poll(h->multi, NULL, 0, 1000, NULL);

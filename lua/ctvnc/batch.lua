@@ -59,19 +59,46 @@ return function(self, vm_ids, opts)
     end
   end
 
+  local per = opts.per_request or self.per_request
+  if ok and (type(per) ~= "number" or per < 1 or per % 1 ~= 0) then
+    for _, id in ipairs(ids) do fail_all(positions[id], "batch: opts.per_request must be an "
+      .. "integer >= 1", "invalid") end
+    ids = {}
+  end
+  if self.one_per_request then per = 1 end
+
+  -- Fetch `list` in groups of `per` VMs a request. A group refused as a
+  -- whole for what only a multi-field query can cause (a GraphQL error
+  -- without a path, a 4xx) sends the client back to one VM a request for
+  -- its lifetime; the group's VMs are asked again alone.
   local infos, fetched = {}, {}
   local function fetch(list)
-    local calls = {}
-    for i, id in ipairs(list) do calls[i] = self:_vnc_call(id) end
-    self:_fetch(calls, concurrency, function(i, info, m, k)
-      local id = list[i]
-      if info then
-        infos[id] = info
-        report(#positions[id])
-      else
-        fail_all(positions[id], m, k)
+    local groups, calls = {}, {}
+    for i = 1, #list, per do
+      local g = {}
+      for j = i, math.min(i + per - 1, #list) do g[#g + 1] = list[j] end
+      groups[#groups + 1] = g
+      calls[#calls + 1] = self:_vnc_call(g)
+    end
+    local again = {}
+    self:_fetch(calls, concurrency, function(i, outs, m, k, status)
+      local g = groups[i]
+      for j, id in ipairs(g) do
+        local o = outs and outs[j]
+        if o and o.info then
+          infos[id] = o.info
+          report(#positions[id])
+        elseif not o and #g > 1 and (k == "graphql" or k == "http" and status < 500) then
+          again[#again + 1] = id
+        else
+          fail_all(positions[id], o and o.message or m, o and o.kind or k)
+        end
       end
     end)
+    if #again > 0 then
+      self.one_per_request, per = true, 1
+      fetch(again)
+    end
   end
   if #ids > 1 and self.no_token_field == nil then
     -- learn the tower's schema from the first VM: a tower from before the
@@ -106,7 +133,7 @@ return function(self, vm_ids, opts)
     end
   end
 
-  local summary = { total = total, ok = 0, failed = 0 }
+  local summary = { total = total, ok = 0, failed = 0, per_request = per }
   for i = 1, total do
     if results[i].ok then summary.ok = summary.ok + 1 else summary.failed = summary.failed + 1 end
   end
