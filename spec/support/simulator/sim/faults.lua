@@ -35,6 +35,14 @@ local conf = util.conf
 local _M = {}
 
 local VNC_TTL = 60
+
+-- the downstream socket, raw; nil and why over HTTP/2 (which ngx_lua
+-- raises on)
+local function raw_socket()
+  local ok, sock, err = pcall(ngx.req.socket, true)
+  if not ok then return nil, sock end
+  return sock, err
+end
 local FIELD_ORDER = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
 local FIELDS = { vm_uuid = true, host_ip = true, cluster_ip = true, raw_token = true, token = true }
 
@@ -194,7 +202,7 @@ end
 local function fault_close(ctx)
   -- status line + Content-Length: 1000, about 20 bytes of body, then the
   -- connection goes away (raw downstream socket, so nginx adds nothing).
-  local sock, err = ngx.req.socket(true)
+  local sock, err = raw_socket()
   if not sock then
     ngx.log(ngx.WARN, "sim: fault-close: no raw socket: ", err)
     return exit(444)
@@ -276,7 +284,7 @@ end
 -- closes the connection; stops when the client leaves
 local function raw_answer(what, parts)
   leave_in_flight()
-  local sock, err = ngx.req.socket(true)
+  local sock, err = raw_socket()
   if not sock then
     ngx.log(ngx.WARN, "sim: ", what, ": no raw socket: ", err)
     return exit(444)
@@ -312,7 +320,7 @@ end
 -- them, for 60 s at most
 whole["fault-headers-endless"] = function()
   leave_in_flight()
-  local sock, err = ngx.req.socket(true)
+  local sock, err = raw_socket()
   if not sock then
     ngx.log(ngx.WARN, "sim: fault-headers-endless: no raw socket: ", err)
     return exit(444)
@@ -473,7 +481,7 @@ local function framed(status, body, close)
 end
 
 whole["fault-late"] = function(ctx)
-  local sock = ngx.req.socket(true)
+  local sock = raw_socket()
   if not sock then return send(200, ctx.normal(), "application/json") end
   leave_in_flight()
   if not sock:send(framed(200, ctx.normal())) then return exit(444) end
