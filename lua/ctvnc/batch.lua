@@ -6,6 +6,10 @@ local core = require "ctvnc.core"
 
 local type, ipairs, pairs, error = type, ipairs, pairs, error
 
+--- Kinds of a whole group's failure that its answer gave (not the network).
+local ANSWERED = { graphql = true, http = true, decode = true, too_large = true,
+                   not_found = true }
+
 --- client:batch(vm_ids, opts) -> results, summary
 return function(self, vm_ids, opts)
   if type(vm_ids) ~= "table" then
@@ -67,10 +71,11 @@ return function(self, vm_ids, opts)
   end
   if self.one_per_request then per = 1 end
 
-  -- Fetch `list` in groups of `per` VMs a request. A group refused as a
-  -- whole for what only a multi-field query can cause (a GraphQL error
-  -- without a path, a 4xx) sends the client back to one VM a request for
-  -- its lifetime; the group's VMs are asked again alone.
+  -- Fetch `list` in groups of `per` VMs a request. When a group fails as
+  -- a whole for what its answer said, its VMs are asked again alone, so
+  -- one VM's fault never becomes its neighbours'; a 4xx there means the
+  -- tower refuses multi-field queries (validation, a cost limit): one VM a
+  -- request from then on, for the client's lifetime.
   local infos, fetched = {}, {}
   local function fetch(list)
     local groups, calls = {}, {}
@@ -80,24 +85,29 @@ return function(self, vm_ids, opts)
       groups[#groups + 1] = g
       calls[#calls + 1] = self:_vnc_call(g)
     end
-    local again = {}
+    local alone = {}
     self:_fetch(calls, concurrency, function(i, outs, m, k, status)
       local g = groups[i]
+      if not outs and #g > 1 and ANSWERED[k] then
+        if status and status >= 400 and status < 500 then self.one_per_request = true end
+        for _, id in ipairs(g) do alone[#alone + 1] = id end
+        return
+      end
       for j, id in ipairs(g) do
         local o = outs and outs[j]
         if o and o.info then
           infos[id] = o.info
           report(#positions[id])
-        elseif not o and #g > 1 and (k == "graphql" or k == "http" and status < 500) then
-          again[#again + 1] = id
         else
           fail_all(positions[id], o and o.message or m, o and o.kind or k)
         end
       end
     end)
-    if #again > 0 then
-      self.one_per_request, per = true, 1
-      fetch(again)
+    if #alone > 0 then
+      local was = per
+      per = 1
+      fetch(alone)
+      if not self.one_per_request then per = was end
     end
   end
   if #ids > 1 and self.no_token_field == nil then
