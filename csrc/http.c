@@ -366,7 +366,7 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   s->err[0] = '\0';
   s->index = i;
   if (why) return why;
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 0L);
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
@@ -401,6 +401,17 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
   }
 }
 
+/* Closes the HTTP/1.x connection s's answer came on: libcurl finds it dead
+ * when it next looks, and opens a new one. */
+static void drop(ctv_http *h, slot *s) {
+  long lport = 0, port = 0;
+  sock *k;
+  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
+      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
+      && (k = find_sock(h, lport, port)) != NULL && k->version != 2)
+    shutdown(k->fd, SHUT_RDWR);
+}
+
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
                  ctv_done done, void *ud) {
   size_t next = 0, finished = 0;
@@ -429,6 +440,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
         res.msg = "a header name or value is empty or has a line break";
         finished++;
         stop = done(ud, next, &res);
+        if (stop == CTV_DROP) stop = 0;
       }
       next++;
     }
@@ -459,6 +471,10 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       finished++;
       collected = 1;
       stop = done(ud, s->index, &res);
+      if (stop == CTV_DROP) {
+        drop(h, s);
+        stop = 0;
+      }
     }
     if (!collected && running && !stop)
       curl_multi_poll(h->multi, NULL, 0, 1000, NULL);

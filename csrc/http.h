@@ -21,6 +21,7 @@ typedef struct ctv_req {
   size_t bodylen;
   const ctv_header *headers;
   size_t nheaders;
+  int fresh;                 /* nonzero: on a new connection, not a reused one */
 } ctv_req;
 
 /* An answer, or a failure when kind is not NULL. Valid during the done
@@ -51,8 +52,12 @@ int ctv_http_global_init(void);
 ctv_http *ctv_http_new(const ctv_opts *o);
 void ctv_http_free(ctv_http *h);
 
-/* Called as each request finishes, in completion order; return nonzero
- * to abandon the rest. */
+/* Called as each request finishes, in completion order; return 0 to go on,
+ * CTV_DROP to go on but close the HTTP/1.x connection this answer came on
+ * (it was not the answer asked for: whatever else that connection holds is
+ * suspect; an HTTP/2 connection is kept, its streams cannot be mixed up),
+ * anything else to abandon the rest. */
+#define CTV_DROP 2
 typedef int (*ctv_done)(void *ud, size_t i, const ctv_res *res);
 
 /* Runs reqs[0..n) with at most `concurrency` in flight, each with its own

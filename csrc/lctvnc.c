@@ -294,6 +294,9 @@ static void read_req(lua_State *L, int t, int i, int anchor, int *k,
   r->method = str_field(L, t, "method", anchor, k, &len, i);
   r->url = str_field(L, t, "url", anchor, k, &len, i);
   r->body = str_field(L, t, "body", anchor, k, &r->bodylen, i);
+  lua_getfield(L, t, "fresh");
+  r->fresh = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   r->headers = hd;
   r->nheaders = 0;
   lua_getfield(L, t, "headers");
@@ -357,7 +360,7 @@ static int keep_res(void *ud, size_t i, const ctv_res *r) {
   return 0;
 }
 
-/* session:request{method=, url=, headers=, body=}
+/* session:request{method=, url=, headers=, body=, fresh=}
  *   -> status, body | nil, message, kind */
 static int l_request(lua_State *L) {
   session *s = check_session(L);
@@ -380,19 +383,26 @@ typedef struct many {
 } many;
 
 /* Hands one answer to the Lua callback, protected: an error stops the run
- * and is raised once libcurl is out of the way. */
+ * and is raised once libcurl is out of the way; "drop" closes the answer's
+ * connection. */
 static int on_done(void *ud, size_t i, const ctv_res *r) {
   many *m = (many *)ud;
-  int n;
+  int n, drop;
   lua_pushvalue(m->L, m->fn);
   lua_pushinteger(m->L, (lua_Integer)i + 1);
   n = push_res(m->L, r);
-  return lua_pcall(m->L, n + 1, 0, 0) != 0;
+  if (lua_pcall(m->L, n + 1, 1, 0) != 0) return 1;
+  drop = lua_type(m->L, -1) == LUA_TSTRING
+         && strcmp(lua_tostring(m->L, -1), "drop") == 0;
+  lua_pop(m->L, 1);
+  return drop ? CTV_DROP : 0;
 }
 
 /* session:request_many(reqs, concurrency, on_done)
  * on_done(i, status, body) or on_done(i, nil, message, kind), as each
- * request finishes. */
+ * request finishes; it returns "drop" to close the HTTP/1.x connection of
+ * an answer that was not the one asked for. A request with fresh = true
+ * goes out on a new connection. */
 static int l_request_many(lua_State *L) {
   session *s = check_session(L);
   int concurrency = (int)luaL_checkinteger(L, 3);
