@@ -42,7 +42,7 @@ struct ctv_http {
   slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
   ctv_opts o;                 /* o.ca_file points to ca_file */
-  char *ca_file;              /* our own copy of the caller's */
+  char *ca_file;              /* our copy */
   char *line;                 /* scratch for "Name: value" */
   size_t linecap;
   sock *socks;                /* sockets libcurl opened and still holds */
@@ -141,18 +141,6 @@ static sock *find_sock(ctv_http *h, long lport, long port) {
       return &h->socks[i];
   }
   return NULL;
-}
-
-/* Shuts down the connection s's last answer came on, so libcurl finds it
- * dead and never reuses it; CTV_GO_ON. */
-static int drop(slot *s) {
-  long lport = 0, port = 0;
-  sock *k;
-  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
-      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
-      && (k = find_sock(s->h, lport, port)) != NULL)
-    shutdown(k->fd, SHUT_RDWR);
-  return CTV_GO_ON;
 }
 
 /* The status line tells the connection's HTTP version, which the guard
@@ -274,12 +262,14 @@ ctv_http *ctv_http_new(const ctv_opts *o) {
   ctv_http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->o = *o;
-  if (o->ca_file && (h->ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
+  h->o.ca_file = NULL;
+  if (o->ca_file && (h->ca_file = malloc(strlen(o->ca_file) + 1)) != NULL) {
     strcpy(h->ca_file, o->ca_file);
-  h->o.ca_file = h->ca_file;
+    h->o.ca_file = h->ca_file;
+  }
   h->multi = curl_multi_init();
   h->share = curl_share_init();
-  if (!h->multi || !h->share || (o->ca_file && !h->ca_file)) {
+  if (!h->multi || !h->share || (o->ca_file && !h->o.ca_file)) {
     ctv_http_free(h);
     return NULL;
   }
@@ -411,6 +401,17 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
   }
 }
 
+/* Closes the HTTP/1.x connection s's answer came on: libcurl finds it dead
+ * when it next looks, and opens a new one. */
+static void drop(ctv_http *h, slot *s) {
+  long lport = 0, port = 0;
+  sock *k;
+  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
+      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
+      && (k = find_sock(h, lport, port)) != NULL && k->version != 2)
+    shutdown(k->fd, SHUT_RDWR);
+}
+
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
                  ctv_done done, void *ud) {
   size_t next = 0, finished = 0;
@@ -438,7 +439,8 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
         res.kind = "invalid";
         res.msg = "a header name or value is empty or has a line break";
         finished++;
-        stop = done(ud, next, &res) == CTV_STOP;
+        stop = done(ud, next, &res);
+        if (stop == CTV_DROP) stop = 0;
       }
       next++;
     }
@@ -469,7 +471,10 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       finished++;
       collected = 1;
       stop = done(ud, s->index, &res);
-      if (stop == CTV_DROP) stop = drop(s);
+      if (stop == CTV_DROP) {
+        drop(h, s);
+        stop = 0;
+      }
     }
     if (!collected && running && !stop)
       curl_multi_poll(h->multi, NULL, 0, 1000, NULL);

@@ -56,8 +56,10 @@ void ctv_http_free(ctv_http *h);
 enum ctv_next {
   CTV_GO_ON = 0,     /* run the rest */
   CTV_STOP,          /* abandon the rest */
-  CTV_DROP           /* run the rest, but close the connection this answer
-                        came on: it carried bytes of another request */
+  CTV_DROP           /* run the rest, but close the HTTP/1.x connection this
+                        answer came on: it was not the answer asked for, so
+                        whatever else it holds is suspect (an HTTP/2 one is
+                        kept: its streams cannot be mixed up) */
 };
 
 /* Called as each request finishes, in completion order; returns an
