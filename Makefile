@@ -6,7 +6,8 @@ CFLAGS    ?= -O2 -g
 STRICT     = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Werror
 LUA54_INC ?= /usr/include/lua5.4
 JIT_INC   ?= /usr/include/luajit-2.1
-SRC        = csrc/url.c csrc/http.c csrc/probe.c csrc/lctvnc.c
+SRC        = csrc/url.c csrc/http.c csrc/probe.c csrc/frames.c csrc/lctvnc.c \
+             csrc/lframes.c
 HDR        = $(wildcard csrc/*.h)
 
 # Debian packages the build, the suites, the simulator and the demo use.

@@ -26,7 +26,8 @@ build = {
   type = "builtin",
   modules = {
     ["ctvnc.core"] = {
-      sources = { "csrc/url.c", "csrc/http.c", "csrc/probe.c", "csrc/lctvnc.c" },
+      sources = { "csrc/url.c", "csrc/http.c", "csrc/probe.c",
+                  "csrc/frames.c", "csrc/lctvnc.c", "csrc/lframes.c" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
