@@ -38,6 +38,7 @@ build = {
     ["ctvnc.fallback"] = "lua/ctvnc/fallback.lua",
     ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
+    ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },

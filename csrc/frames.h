@@ -21,6 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Internal in every build of the module (LuaRocks' too). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
 /* ---- websocket frames ------------------------------------------------ */
 
 /* Opcodes (RFC 6455 section 5.2). */
@@ -328,5 +333,9 @@ const char *ctv_vo_message(const ctv_vo *vo);
 const char *ctv_ws_result_name(int r);
 const char *ctv_rfb_result_name(int r);
 const char *ctv_hs_result_name(int r);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

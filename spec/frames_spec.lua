@@ -8,6 +8,7 @@
 -- Runs under Lua 5.4 and LuaJIT 2.1: plain Lua 5.1 arithmetic only.
 
 local core = require "ctvnc.core"
+local viewonly = require "ctvnc.viewonly"
 
 -- "81 85 37 fa" -> bytes
 local function h(s)
@@ -703,5 +704,46 @@ describe("core.viewonly_filter", function()
     assert.matches("closed", msg)
     assert.equal("closed", f:stats().phase)
     assert.matches("^ctvnc.ViewOnly: ", tostring(f))
+  end)
+end)
+
+describe("ctvnc.viewonly", function()
+  it("makes a filter with the default limits", function()
+    local f = assert(viewonly.new())
+    -- 65536 bytes pass the default max_payload, 65537 do not
+    assert.equal("", f:from_browser(h "82 ff 00 00 00 00 00 01 00 00" .. KEY))
+    local g = assert(viewonly.new())
+    assert.is_nil((g:from_browser(h "82 ff 00 00 00 00 00 01 00 01" .. KEY)))
+    local n = assert(viewonly.new { max_payload = 10 })
+    assert.is_nil((n:from_browser(h "82 8b" .. KEY)))
+    assert.is_nil((viewonly.new { max_payload = -1 }))
+  end)
+
+  it("answers a refused browser step with a policy close frame", function()
+    local f = assert(viewonly.new())
+    local out, msg, kind, close = viewonly.from_browser(f, cframe("RFB 003.008\n"))
+    assert.is_nil(out)
+    assert.equal("protocol", kind)
+    assert.matches("turn", msg)
+    assert.equal(h "88 1b 03 f0" .. "view-only: session closed", close)
+  end)
+
+  it("writes close frames with a code and a reason cut on a character", function()
+    assert.equal(h "88 02 03 e9", viewonly.close_frame(1001))
+    assert.equal(h "88 06 03 e9" .. "idle", viewonly.close_frame(1001, "idle"))
+    local long = string.rep("a", 122) .. "\226\130\172" -- 122 bytes and a euro sign
+    local frame = viewonly.close_frame(1000, long)
+    assert.equal(2 + 2 + 122, #frame)
+    assert.equal(h "88 7c 03 e8" .. string.rep("a", 122), frame)
+    assert.equal(2 + 125, #viewonly.close_frame(1000, string.rep("b", 300)))
+    assert.has_error(function() viewonly.close_frame(999) end)
+    assert.has_error(function() viewonly.close_frame(1000, 5) end)
+  end)
+
+  it("sums up counters without session bytes", function()
+    local f = session()
+    assert(f:from_browser(cframe(MSG.key_event .. MSG.key_event .. MSG.fb_update_request)))
+    assert.equal("phase=normal passed=1 dropped=2 key=2 pointer=0 cut=0 control=0",
+      viewonly.summary(f))
   end)
 end)
