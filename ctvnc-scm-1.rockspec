@@ -39,6 +39,7 @@ build = {
     ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
+    ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },
