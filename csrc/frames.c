@@ -504,6 +504,18 @@ void ctv_vo_free(ctv_vo *vo) {
   if (!vo->error) vo->error = CTV_VO_EDEAD;
 }
 
+static void trim(ctv_bytes *b, size_t keep) {
+  if (b->cap > keep) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+  }
+}
+
+void ctv_vo_trim(ctv_vo *vo, size_t keep) {
+  trim(&vo->stage, keep);
+  trim(&vo->out, keep);
+}
+
 static enum ctv_vo_result fail(ctv_vo *vo, enum ctv_vo_result e, int sub) {
   vo->error = e;
   if (e == CTV_VO_EWS) vo->ws = sub;

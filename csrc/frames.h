@@ -326,6 +326,10 @@ enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
 enum ctv_vo_result ctv_vo_from_target(ctv_vo *vo, const unsigned char *p,
                                       size_t n);
 
+/* Gives back the output buffers when a burst grew them over keep bytes
+ * (call after using vo->out): a filter's idle footprint stays small. */
+void ctv_vo_trim(ctv_vo *vo, size_t keep);
+
 /* A one-line English description of vo's error (static, no input bytes). */
 const char *ctv_vo_message(const ctv_vo *vo);
 

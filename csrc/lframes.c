@@ -33,6 +33,8 @@
 #include "lopen.h"
 
 #define VIEWONLY "ctvnc.ViewOnly"
+/* Output buffers larger than this are freed after each call. */
+#define KEEP 65536
 
 static int l_viewonly_filter(lua_State *L);
 static int l_ws_frame(lua_State *L);
@@ -205,7 +207,9 @@ static int vo_from_browser(lua_State *L) {
   if (!f->open) return vo_fail(L, f, "browser");
   if (ctv_vo_from_browser(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK)
     return vo_fail(L, f, "browser");
-  lua_pushlstring(L, (const char *)f->vo.out.p, f->vo.out.len);
+  if (f->vo.out.len) lua_pushlstring(L, (const char *)f->vo.out.p, f->vo.out.len);
+  else lua_pushliteral(L, "");
+  ctv_vo_trim(&f->vo, KEEP);
   return 1;
 }
 

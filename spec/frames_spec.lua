@@ -524,6 +524,23 @@ describe("core.viewonly_filter", function()
     assert.equal(MSG.fb_update_request, (read_frames(out)))
   end)
 
+  it("passes a long SetEncodings across frames, then small messages again", function()
+    local f = session()
+    local list = {}
+    for i = 1, 20000 do list[i] = be(i, 4) end
+    local msg = h "02 00" .. be(20000, 2) .. table.concat(list)
+    local wire = {}
+    for i = 1, #msg, 40000 do wire[#wire + 1] = cframe(msg:sub(i, i + 39999)) end
+    local out = assert(f:from_browser(table.concat(wire)))
+    local data, frames = read_frames(out)
+    assert.equal(80004, #data)
+    assert.equal(msg, data)
+    assert.equal(1, #frames) -- one call, one frame: 64-bit length
+    assert.equal(h "82 ff 00 00 00 00 00 01 38 84", out:sub(1, 10))
+    out = assert(f:from_browser(cframe(MSG.key_event .. MSG.fb_update_request)))
+    assert.equal(MSG.fb_update_request, (read_frames(out)))
+  end)
+
   it("re-frames pings, pongs and close with fresh masks, in order", function()
     local f = session()
     local wire = cframe(MSG.fb_update_request) .. cframe("are you there", 9)
