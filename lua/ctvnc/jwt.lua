@@ -288,6 +288,38 @@ function _M.verify(self, token)
   return claims
 end
 
+--- What verified claims grant on one VM: user, view_only | nil, reason,
+-- "auth". `sub` (a non-empty string) is the user; `vms` is "*" or a list
+-- of VM ids; `view_only` is true (every VM view-only), or a list of the VM
+-- ids that are view-only; anything else (absent, false) means full access.
+function _M.grant(claims, vm_id)
+  if type(claims) ~= "table" then error("ctvnc.jwt.grant: claims must be a table", 2) end
+  if type(vm_id) ~= "string" or vm_id == "" then
+    error("ctvnc.jwt.grant: vm_id must be a non-empty string", 2)
+  end
+  local user = claims.sub
+  if type(user) ~= "string" or user == "" then return fail("token has no subject (sub)") end
+  local vms = claims.vms
+  local allowed = vms == "*"
+  if not allowed and type(vms) == "table" then
+    for _, v in ipairs(vms) do
+      if v == vm_id then
+        allowed = true
+        break
+      end
+    end
+  end
+  if not allowed then return fail("token does not grant this VM") end
+  local vo = claims.view_only
+  if vo == true then return user, true end
+  if type(vo) == "table" then
+    for _, v in ipairs(vo) do
+      if v == vm_id then return user, true end
+    end
+  end
+  return user, false
+end
+
 --- The token of a request: from an `Authorization: Bearer` header value,
 -- else from the cookie named cookie_name in a Cookie header value; nil if
 -- neither has one.
