@@ -444,9 +444,9 @@ static void script(const uint8_t *data, size_t size) {
       if ((flags & 2) && aligned && !vo.hs.client_normal)  /* unchanged */
         CHECK(d.len == len && (len == 0 || memcmp(d.p, p, len) == 0));
       if (was_normal) {     /* never more out than in (a held header aside) */
-        in_normal += (flags & 2) ? len : 0;
+        in_normal += len;   /* a raw record's payload is shorter still */
         out_normal += d.len;
-        if (flags & 2) CHECK(out_normal <= in_normal + CTV_RFB_MAXHEAD);
+        CHECK(out_normal <= in_normal + CTV_RFB_MAXHEAD);
       }
     }
     if (r != CTV_VO_OK) CHECK(vo.error != 0 && ctv_vo_message(&vo)[0]);
