@@ -559,6 +559,12 @@ static enum ctv_vo_result flush(ctv_vo *vo) {
 /* A new client message starts: drop it or pass it. */
 static void start(ctv_vo *vo, const ctv_rfb_msg *m) {
   vo->left = m->len;
+  if (m->klass == CTV_RFB_INPUT) vo->inputs++;
+  if (vo->watch) {               /* nothing dropped, nothing copied */
+    vo->dropping = 1;
+    vo->passed++;
+    return;
+  }
   vo->dropping = m->klass != CTV_RFB_VIEW;
   if (!vo->dropping) {
     vo->passed++;
@@ -627,7 +633,8 @@ static enum ctv_vo_result data(ctv_vo *vo, const unsigned char *q, size_t m) {
   enum ctv_hs_result r;
   if (!vo->hs.client_normal) {
     r = ctv_rfb_hs_feed(&vo->hs, CTV_RFB_CLIENT, q, m, &used);
-    if (append(&vo->stage, q, used)) return fail(vo, CTV_VO_ENOMEM, 0);
+    if (!vo->watch && append(&vo->stage, q, used))
+      return fail(vo, CTV_VO_ENOMEM, 0);
     if (r == CTV_HS_OK) return CTV_VO_OK;
     if (r != CTV_HS_NORMAL) return fail(vo, CTV_VO_EHS, r);
     q += used;
@@ -654,6 +661,10 @@ enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
     if (vo->closed) return fail(vo, CTV_VO_ECLOSED, 0);
     if (pc.first) vo->frames_in++;
     if (pc.opcode & 8) {             /* control: gather, then re-frame */
+      if (vo->watch) {
+        if (pc.last && pc.opcode == CTV_WS_CLOSE) vo->closed = 1;
+        continue;
+      }
       ctv_ws_mask(vo->ctl + pc.offset, pc.data, pc.len, pc.frame->key,
                   pc.offset);
       if (!pc.last) continue;

@@ -293,11 +293,14 @@ typedef struct ctv_vo {
   unsigned char head[CTV_RFB_MAXHEAD];
   size_t headlen;
   uint64_t left;        /* bytes of the current message still to come */
-  int dropping;         /* the current message is being dropped */
+  int dropping;         /* the current message is being dropped (or, when
+                           watching, not copied) */
   /* a control frame's payload, gathered whole before it is re-framed */
   unsigned char ctl[125];
   size_t ctllen;
   int closed;           /* the browser sent a close frame */
+  int watch;            /* 1: classify and count only; nothing is dropped
+                           and no output is built (set after ctv_vo_init) */
   int target_done;      /* the server's handshake is over: stop looking */
   ctv_bytes stage;      /* payload of the next data frame to send */
   ctv_bytes out;        /* frames to send */
@@ -308,6 +311,8 @@ typedef struct ctv_vo {
   int error;            /* enum ctv_vo_result of the first error */
   int ws, rfb, hsr;     /* the layer's own result for that error */
   uint64_t passed, dropped[CTV_DROP_KINDS];
+  uint64_t inputs;      /* input messages seen (dropped or, when watching,
+                           passed): key, pointer, clipboard */
   uint64_t frames_in, frames_out;
 } ctv_vo;
 
@@ -318,7 +323,8 @@ void ctv_vo_init(ctv_vo *vo, uint64_t max_payload, uint32_t max_cut,
 void ctv_vo_free(ctv_vo *vo);
 
 /* Browser bytes in; on CTV_VO_OK vo->out.p[0..vo->out.len) is what to
- * send to the target (replaced by the next call). */
+ * send to the target (replaced by the next call). When watching, out stays
+ * empty: the caller sends its input unchanged. */
 enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
                                        size_t n);
 

@@ -5,9 +5,17 @@
  *   core.viewonly_filter([opts]) -> filter | nil, msg, "invalid"
  *     opts.max_payload (65536), opts.max_cut_text (1048576),
  *     opts.max_string (65536): largest browser frame payload, client cut
- *     text, and server reason or desktop name.
- *   filter:from_browser(bytes) -> bytes_for_target | nil, msg, "protocol"
+ *     text, and server reason or desktop name; opts.mode "view" (default:
+ *     input dropped, fail closed) or "watch" (nothing changed: the
+ *     messages are only counted, for idle timeouts of full sessions).
+ *   filter:from_browser(bytes) -> bytes_for_target, inputs
+ *                               | nil, msg, "protocol"
+ *     inputs: key, pointer and clipboard messages seen in these bytes. A
+ *     watching filter returns bytes itself; if it cannot follow the
+ *     stream it goes "blind" (never an error) and counts any bytes as 1.
  *   filter:from_target(bytes)  -> true | nil, msg, "protocol"
+ *     Call it before sending the bytes on to the browser, so the filter
+ *     knows the server's step before the browser answers it.
  *   filter:stats()             -> table of counters and the phase
  *   filter:close()             -> frees the buffers; also __gc, __close
  *   core.ws_frame(opcode, payload [, key [, fin]]) -> frame | nil, msg, kind
@@ -140,6 +148,7 @@ static double opt_size(lua_State *L, int o, const char *key, double def,
 typedef struct filter {
   ctv_vo vo;
   int open;
+  int blind;            /* a watching filter that lost the stream */
 } filter;
 
 static filter *checkfilter(lua_State *L) {
@@ -148,8 +157,8 @@ static filter *checkfilter(lua_State *L) {
 
 static int l_viewonly_filter(lua_State *L) {
   static const char *const known[] = {"max_payload", "max_cut_text",
-                                      "max_string", NULL};
-  int o = 0, i;
+                                      "max_string", "mode", NULL};
+  int o = 0, i, watch = 0;
   double max_payload, max_cut, max_string;
   filter *f;
   if (!lua_isnoneornil(L, 1)) {
@@ -179,12 +188,24 @@ static int l_viewonly_filter(lua_State *L) {
   if (max_string < 0)
     return fail(L, "invalid",
                 "viewonly_filter: max_string must be an integer 0-2^24");
+  if (o) {
+    lua_getfield(L, o, "mode");
+    if (!lua_isnil(L, -1)) {
+      const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (strcmp(m, "watch") == 0) watch = 1;
+      else if (strcmp(m, "view") != 0)
+        return fail(L, "invalid",
+                    "viewonly_filter: mode must be \"view\" or \"watch\"");
+    }
+    lua_pop(L, 1);
+  }
   f = (filter *)lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
   luaL_getmetatable(L, VIEWONLY);
   lua_setmetatable(L, -2);
   ctv_vo_init(&f->vo, (uint64_t)max_payload, (uint32_t)max_cut,
               (uint32_t)max_string, os_random, NULL);
+  f->vo.watch = watch;
   f->open = 1;
   return 1;
 }
@@ -204,13 +225,27 @@ static int vo_from_browser(lua_State *L) {
   filter *f = checkfilter(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
+  uint64_t before = f->vo.inputs;
   if (!f->open) return vo_fail(L, f, "browser");
-  if (ctv_vo_from_browser(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK)
-    return vo_fail(L, f, "browser");
-  if (f->vo.out.len) lua_pushlstring(L, (const char *)f->vo.out.p, f->vo.out.len);
+  if (f->blind) {
+    lua_settop(L, 2);
+    lua_pushinteger(L, n > 0);
+    return 2;
+  }
+  if (ctv_vo_from_browser(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK) {
+    if (!f->vo.watch) return vo_fail(L, f, "browser");
+    f->blind = 1;               /* a full session goes on, unwatched */
+    lua_settop(L, 2);
+    lua_pushinteger(L, n > 0);
+    return 2;
+  }
+  if (f->vo.watch) lua_settop(L, 2);
+  else if (f->vo.out.len)
+    lua_pushlstring(L, (const char *)f->vo.out.p, f->vo.out.len);
   else lua_pushliteral(L, "");
+  lua_pushinteger(L, (lua_Integer)(f->vo.inputs - before));
   ctv_vo_trim(&f->vo, KEEP);
-  return 1;
+  return 2;
 }
 
 static int vo_from_target(lua_State *L) {
@@ -218,8 +253,11 @@ static int vo_from_target(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   if (!f->open) return vo_fail(L, f, "target");
-  if (ctv_vo_from_target(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK)
-    return vo_fail(L, f, "target");
+  if (!f->blind
+      && ctv_vo_from_target(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK) {
+    if (!f->vo.watch) return vo_fail(L, f, "target");
+    f->blind = 1;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -236,6 +274,7 @@ static int vo_stats(lua_State *L) {
   uint64_t dropped = 0;
   int i;
   if (!f->open) phase = "closed";
+  else if (f->blind) phase = "blind";
   else if (vo->error) phase = "error";
   else if (vo->hs.state == CTV_HS_DEAD) phase = "failed";
   else if (vo->hs.client_normal) phase = "normal";
@@ -246,6 +285,8 @@ static int vo_stats(lua_State *L) {
   lua_setfield(L, -2, "phase");
   lua_pushboolean(L, vo->target_done);
   lua_setfield(L, -2, "target_done");
+  lua_pushstring(L, vo->watch ? "watch" : "view");
+  lua_setfield(L, -2, "mode");
   if (vo->hs.version > 0) {
     lua_pushfstring(L, "3.%d", vo->hs.version);
     lua_setfield(L, -2, "version");
@@ -255,6 +296,7 @@ static int vo_stats(lua_State *L) {
     lua_setfield(L, -2, "security");
   }
   setcount(L, "passed", vo->passed);
+  setcount(L, "inputs", vo->inputs);
   setcount(L, "dropped", dropped);
   setcount(L, "dropped_key", vo->dropped[CTV_DROP_KEY]);
   setcount(L, "dropped_pointer", vo->dropped[CTV_DROP_POINTER]);

@@ -19,7 +19,9 @@
  *     filter's output, read back by the decoder here, must be well-formed
  *     masked frames whose data is exactly the reference's view-only stream
  *     (no input message ever), and it fails exactly when the reference
- *     finds an unknown or oversized message.
+ *     finds an unknown or oversized message. A watching filter fed the
+ *     same pieces builds no output, fails on the same input, and both
+ *     count the input messages the reference counts.
  *   odd: the rest is a script of records <flags> <len> <len bytes>: bit 0
  *     target or browser, bit 1 wrap in a frame (else raw wire bytes). Until
  *     the browser reaches the normal phase its bytes pass unchanged; after,
@@ -188,15 +190,17 @@ static size_t ref_len(const unsigned char *p, size_t n, uint32_t max_cut,
  * one too once its length is known). Returns 1 if s has an error, sets
  * *boundary when s ends exactly between messages. */
 static int reference(const unsigned char *s, size_t n, uint32_t max_cut,
-                     buf *e, int *boundary) {
+                     buf *e, int *boundary, uint64_t *inputs) {
   size_t i = 0;
   *boundary = 1;
+  *inputs = 0;
   while (i < n) {
     int drop = 0;
     size_t len = ref_len(s + i, n - i, max_cut, &drop);
     if (len == 0) return 1;
     *boundary = 0;
     if (len == SIZE_MAX) return 0;   /* header cut: held back, not sent */
+    if (s[i] == 4 || s[i] == 5 || s[i] == 6 || s[i] == 255) ++*inputs;
     if (len > n - i) len = n - i;
     else *boundary = 1;
     if (!drop) put(e, s + i, len);
@@ -346,7 +350,9 @@ static void canned(ctv_vo *vo) {
       put(&w, s[i].p, s[i].n);
     }
     CHECK(feed(vo, s[i].browser, w.p, w.len) == CTV_VO_OK);
-    if (s[i].browser) {
+    if (s[i].browser && vo->watch) {
+      CHECK(vo->out.len == 0);
+    } else if (s[i].browser) {
       read_out(vo->out.p, vo->out.len, &d);
       CHECK(d.len == s[i].n && memcmp(d.p, s[i].p, d.len) == 0);
     }
@@ -361,11 +367,15 @@ static void structured(const uint8_t *data, size_t size) {
   const unsigned char *s = data + (size > 3 ? 4 : size);
   size_t n = size > 3 ? size - 4 : 0, i, pos;
   buf wire = {0}, out = {0}, e = {0};
-  ctv_vo vo;
-  int bad, boundary, failed = 0;
+  ctv_vo vo, watch;
+  int bad, boundary, failed = 0, wfailed = 0;
+  uint64_t inputs;
   rng = 0x9e3779b97f4a7c15u ^ (size > 3 ? (uint64_t)data[2] << 8 | data[3] : 7);
   ctv_vo_init(&vo, 70000, max_cut, 100, test_random, NULL);
   canned(&vo);
+  ctv_vo_init(&watch, 70000, max_cut, 100, test_random, NULL);
+  watch.watch = 1;
+  canned(&watch);
   /* frames of 1..300 bytes, some fragmented, pings between */
   for (i = 0; i < n; ) {
     size_t len = 1 + next(300), cont = 0;
@@ -380,11 +390,19 @@ static void structured(const uint8_t *data, size_t size) {
     if (!cont) frame(&wire, 1, 2, s + i, len);
     i += len;
   }
-  bad = reference(s, n, max_cut, &e, &boundary);
+  bad = reference(s, n, max_cut, &e, &boundary, &inputs);
   for (pos = 0; pos < wire.len; ) {
     size_t k = 1 + next(200);
     enum ctv_vo_result r;
     if (k > wire.len - pos) k = wire.len - pos;
+    if (!wfailed) {      /* watching: no output, same verdicts and counts */
+      r = feed(&watch, 1, wire.p + pos, k);
+      CHECK(watch.out.len == 0);
+      if (r != CTV_VO_OK) {
+        CHECK(r == CTV_VO_ERFB);
+        wfailed = 1;
+      }
+    }
     r = feed(&vo, 1, wire.p + pos, k);
     if (r != CTV_VO_OK) {
       CHECK(r == CTV_VO_ERFB);
@@ -395,6 +413,8 @@ static void structured(const uint8_t *data, size_t size) {
     pos += k;
   }
   CHECK(failed == bad);
+  CHECK(wfailed == bad);
+  if (!bad) CHECK(watch.inputs == inputs && vo.inputs == inputs);
   /* the output is the reference stream, or a prefix of it on failure */
   CHECK(out.len <= e.len && (out.len == 0 || memcmp(out.p, e.p, out.len) == 0));
   if (!bad && boundary) CHECK(out.len == e.len);
@@ -408,6 +428,7 @@ static void structured(const uint8_t *data, size_t size) {
     i += len;
   }
   ctv_vo_free(&vo);
+  ctv_vo_free(&watch);
   free(wire.p);
   free(out.p);
   free(e.p);

@@ -430,19 +430,20 @@ describe("core.viewonly_filter", function()
   end)
 
   local dropped = {
-    { "KeyEvent", "key_event", "dropped_key" },
-    { "PointerEvent", "pointer_event", "dropped_pointer" },
-    { "ClientCutText", "client_cut_text", "dropped_cut" },
-    { "extended ClientCutText", "client_cut_ext", "dropped_cut" },
-    { "QEMU Extended Key Event", "qemu_key", "dropped_key" },
-    { "xvp (power operations)", "xvp_reboot", "dropped_control" },
-    { "SetDesktopSize", "set_desktop_size", "dropped_control" },
+    { "KeyEvent", "key_event", "dropped_key", 1 },
+    { "PointerEvent", "pointer_event", "dropped_pointer", 1 },
+    { "ClientCutText", "client_cut_text", "dropped_cut", 1 },
+    { "extended ClientCutText", "client_cut_ext", "dropped_cut", 1 },
+    { "QEMU Extended Key Event", "qemu_key", "dropped_key", 1 },
+    { "xvp (power operations)", "xvp_reboot", "dropped_control", 0 },
+    { "SetDesktopSize", "set_desktop_size", "dropped_control", 0 },
   }
   for _, d in ipairs(dropped) do
     it("drops " .. d[1], function()
       local f = session()
-      local out = assert(f:from_browser(cframe(MSG[d[2]])))
+      local out, inputs = f:from_browser(cframe(MSG[d[2]]))
       assert.equal("", out)
+      assert.equal(d[4], inputs)
       local st = f:stats()
       assert.equal(1, st[d[3]])
       assert.equal(1, st.dropped)
@@ -468,9 +469,10 @@ describe("core.viewonly_filter", function()
     local all = MSG.set_encodings .. MSG.key_event .. MSG.pointer_event
       .. MSG.fb_update_request .. MSG.client_cut_text .. MSG.qemu_key
       .. MSG.set_pixel_format .. MSG.pointer_event
-    local out = assert(f:from_browser(cframe(all)))
+    local out, inputs = f:from_browser(cframe(all))
     assert.equal(MSG.set_encodings .. MSG.fb_update_request .. MSG.set_pixel_format,
       (read_frames(out)))
+    assert.equal(5, inputs)
     local st = f:stats()
     assert.equal(3, st.passed)
     assert.equal(5, st.dropped)
@@ -724,6 +726,70 @@ describe("core.viewonly_filter", function()
   end)
 end)
 
+describe("core.viewonly_filter in watch mode", function()
+  local function watching()
+    local f = assert(core.viewonly_filter { mode = "watch" })
+    for _, step in ipairs(HANDSHAKES["3.8, None"]) do
+      if step[1] == "s" then
+        assert.is_true(f:from_target(sframe(step[2])))
+      else
+        local wire = cframe(step[2])
+        local out, inputs = f:from_browser(wire)
+        assert.equal(wire, out)
+        assert.equal(0, inputs)
+      end
+    end
+    return f
+  end
+
+  it("passes everything unchanged and counts the input messages", function()
+    local f = watching()
+    local wire = cframe(MSG.key_event .. MSG.fb_update_request .. MSG.pointer_event)
+      .. cframe(MSG.client_cut_text .. MSG.xvp_reboot) .. cframe("ping", 9)
+    local out, inputs = f:from_browser(wire)
+    assert.equal(wire, out)
+    assert.equal(3, inputs)
+    out, inputs = f:from_browser(cframe(MSG.fb_update_request .. MSG.set_encodings))
+    assert.equal(cframe(MSG.fb_update_request .. MSG.set_encodings), out)
+    assert.equal(0, inputs)
+    local st = f:stats()
+    assert.equal("watch", st.mode)
+    assert.equal("normal", st.phase)
+    assert.equal(3, st.inputs)
+    assert.equal(0, st.dropped)
+  end)
+
+  it("counts a message split across calls once, when its first byte arrives", function()
+    local f = watching()
+    local wire = cframe(MSG.fb_update_request .. MSG.key_event)
+    local a, n1 = f:from_browser(wire:sub(1, 17))
+    local b, n2 = f:from_browser(wire:sub(18))
+    assert.equal(wire, a .. b)
+    assert.equal(1, n1 + n2)
+  end)
+
+  it("goes blind instead of failing, and then counts any bytes as input", function()
+    local f = watching()
+    local wire = cframe(h "07 00 00 00")
+    local out, inputs = f:from_browser(wire)
+    assert.equal(wire, out)
+    assert.equal(1, inputs)
+    assert.equal("blind", f:stats().phase)
+    out, inputs = f:from_browser(cframe(MSG.fb_update_request))
+    assert.equal(cframe(MSG.fb_update_request), out)
+    assert.equal(1, inputs)
+    assert.is_true(f:from_target(h "00 ff"))
+    assert.same({ "", 0 }, { f:from_browser("") })
+  end)
+
+  it("refuses an unknown mode", function()
+    local f, msg, kind = core.viewonly_filter { mode = "edit" }
+    assert.is_nil(f)
+    assert.equal("invalid", kind)
+    assert.matches("mode", msg)
+  end)
+end)
+
 describe("ctvnc.viewonly", function()
   it("makes a filter with the default limits", function()
     local f = assert(viewonly.new())
@@ -755,6 +821,13 @@ describe("ctvnc.viewonly", function()
     assert.equal(2 + 125, #viewonly.close_frame(1000, string.rep("b", 300)))
     assert.has_error(function() viewonly.close_frame(999) end)
     assert.has_error(function() viewonly.close_frame(1000, 5) end)
+  end)
+
+  it("makes watching filters", function()
+    local f = assert(viewonly.watch())
+    assert.equal("watch", f:stats().mode)
+    assert.equal("view", assert(viewonly.new()):stats().mode)
+    assert.is_nil((viewonly.watch { max_payload = 0 }))
   end)
 
   it("sums up counters without session bytes", function()

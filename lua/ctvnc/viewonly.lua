@@ -32,24 +32,41 @@ _M.CLOSE_GOING_AWAY = 1001      -- time cap, idle timeout, kill
 _M.CLOSE_PROTOCOL = 1002
 _M.CLOSE_POLICY = 1008          -- view-only violation, limits
 
---- A filter for one session: filter | nil, message, "invalid".
--- opts may set max_payload, max_cut_text, max_string (see defaults).
-function _M.new(opts)
+local function make(fname, mode, opts)
   if opts ~= nil and type(opts) ~= "table" then
-    error("ctvnc.viewonly.new: opts must be a table", 2)
+    error("ctvnc.viewonly." .. fname .. ": opts must be a table", 3)
   end
   local o = {}
   for k, v in pairs(_M.defaults) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
+  o.mode = mode
   return core.viewonly_filter(o)
 end
 
+--- A view-only filter for one session: filter | nil, message, "invalid".
+-- opts may set max_payload, max_cut_text, max_string (see defaults).
+-- filter:from_browser(bytes) -> bytes for the target, input messages seen
+-- (all dropped) | nil, message, "protocol".
+function _M.new(opts)
+  return make("new", "view", opts)
+end
+
+--- A watching filter for a full session: it changes nothing and never
+-- fails; filter:from_browser(bytes) returns bytes itself and the number of
+-- key, pointer and clipboard messages in them (noVNC sends update requests
+-- all the time, so "bytes arrived" is no sign of a person at the console:
+-- this count is, for IDLE_TIMEOUT). A stream it cannot follow makes it
+-- "blind": then any bytes count as one input.
+function _M.watch(opts)
+  return make("watch", "watch", opts)
+end
+
 --- One relay step from the browser, policy included: the bytes for the
--- target, or nil, message, "protocol" and the close frame to send the
--- browser before closing both sides.
+-- target and the input messages seen, or nil, message, "protocol" and the
+-- close frame to send the browser before closing both sides.
 function _M.from_browser(filter, bytes)
   local out, msg, kind = filter:from_browser(bytes)
-  if out then return out end
+  if out then return out, msg end
   return nil, msg, kind, _M.close_frame(_M.CLOSE_POLICY, "view-only: session closed")
 end
 
