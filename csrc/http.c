@@ -17,10 +17,12 @@
 
 struct ctv_http;
 
-/* A socket libcurl opened, and the HTTP version its answers came in: 0 as
- * long as none has, 1 for HTTP/1.x, 2 for HTTP/2. */
+/* A socket libcurl opened, its local and remote ports once connected (0
+ * before), and the HTTP version its answers came in: 0 as long as none has,
+ * 1 for HTTP/1.x, 2 for HTTP/2. */
 typedef struct sock {
   curl_socket_t fd;
+  unsigned lport, port;
   int version;
 } sock;
 
@@ -67,6 +69,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
   if (fd != CURL_SOCKET_BAD) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
     h->socks[h->nsocks].fd = fd;
+    h->socks[h->nsocks].lport = h->socks[h->nsocks].port = 0;
     h->socks[h->nsocks++].version = 0;
   }
   return fd;
@@ -130,15 +133,21 @@ static unsigned port_of(const struct sockaddr_storage *ss) {
 static sock *find_sock(ctv_http *h, long lport, long port) {
   size_t i;
   for (i = 0; i < h->nsocks; i++) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(h->socks[i].fd, (struct sockaddr *)&ss, &len) != 0
-        || port_of(&ss) != (unsigned long)lport)
-      continue;
-    len = sizeof ss;
-    if (getpeername(h->socks[i].fd, (struct sockaddr *)&ss, &len) == 0
-        && port_of(&ss) == (unsigned long)port)
-      return &h->socks[i];
+    sock *k = &h->socks[i];
+    if (k->port == 0) {           /* asked once it is connected */
+      struct sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (getpeername(k->fd, (struct sockaddr *)&ss, &len) != 0) continue;
+      k->port = port_of(&ss);
+      len = sizeof ss;
+      if (getsockname(k->fd, (struct sockaddr *)&ss, &len) != 0) {
+        k->port = 0;
+        continue;
+      }
+      k->lport = port_of(&ss);
+    }
+    if (k->lport == (unsigned long)lport && k->port == (unsigned long)port)
+      return k;
   }
   return NULL;
 }
