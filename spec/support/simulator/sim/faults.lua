@@ -77,6 +77,13 @@ local function fresh_info(n, vm_id, v6)
 end
 _M.fresh_info = fresh_info
 
+-- a value as JSON; plain strings (names, addresses, hex, base64) quoted
+-- as they are, the cheap way
+local function json(v)
+  if type(v) == "string" and not find(v, "[^%w%.%-_:+/=]") then return '"' .. v .. '"' end
+  return encode(v)
+end
+
 -- `"key":<json>` pairs of `info` as `sel` asks (a field the info lacks is
 -- left out); `replace` gives raw JSON texts by field name
 local function fields_of(info, sel, replace)
@@ -85,8 +92,8 @@ local function fields_of(info, sel, replace)
     local text
     if s.name == "__typename" then text = '"Vnc"'
     elseif replace and replace[s.name] then text = replace[s.name]
-    elseif info[s.name] ~= nil then text = encode(info[s.name]) end
-    if text then out[#out + 1] = encode(s.key) .. ":" .. text end
+    elseif info[s.name] ~= nil then text = json(info[s.name]) end
+    if text then out[#out + 1] = json(s.key) .. ":" .. text end
   end
   return out
 end
