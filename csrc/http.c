@@ -241,11 +241,9 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s);
-  /* HTTP/2 over TLS only (as browsers do); PIPEWAIT: a request waits for
-   * the connection being made rather than opening one more */
+  /* HTTP/2 over TLS only, as browsers do */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h->o.http2
                    ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 ? 1L : 0L);
 #if LIBCURL_VERSION_NUM >= 0x075000
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)s);
@@ -366,6 +364,17 @@ static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
   return NULL;
 }
 
+static int is_https(const char *url) {
+  static const char https[] = "https://";
+  size_t i;
+  for (i = 0; i < sizeof https - 1; i++) {
+    char c = url[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != https[i]) return 0;
+  }
+  return 1;
+}
+
 /* Starts r on s; NULL, or why it could not start. */
 static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   CURL *e = s->easy;
@@ -377,6 +386,10 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   if (why) return why;
   curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
+  /* over TLS a request waits for the connection being made (HTTP/2, as
+   * ALPN will likely tell) rather than opening one more; plain HTTP is
+   * HTTP/1.1, where that wait would cost the first wave a round trip */
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 && is_https(r->url) ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (strcmp(r->method, "GET") == 0) {

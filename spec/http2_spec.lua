@@ -90,6 +90,22 @@ describe("core.session connections", function()
     s:close()
   end)
 
+  it("starts the whole first wave at once on plain http and over TLS", function()
+    -- over TLS the wave waits for the one connection (HTTP/2), then goes
+    -- out together; plain http never waits on another request's answer
+    for _, base in ipairs({ sim.http, sim.https }) do
+      local s = core.session({ ca_file = sim.cert })
+      local reqs = {}
+      for i = 1, 16 do reqs[i] = vnc_req(base, "vm-" .. i) end
+      helpers.control("config", { latency_ms = 300 })
+      local status = run(s, reqs, 16)
+      for i = 1, 16 do assert.are.equal(200, status[i]) end
+      assert.are.equal(16, helpers.stats().in_flight_max, base)
+      helpers.reset()
+      s:close()
+    end
+  end)
+
   it("speaks HTTP/1.1 on plain http whatever http2 says", function()
     local s = core.session()
     local status = run(s, { vnc_req(sim.http, "vm-1"), vnc_req(sim.http, "vm-2") }, 2)
