@@ -341,10 +341,19 @@ local function login_error(status, code, message)
   return send_json(status, { message = message, status = status, path = ngx.var.uri, code = code })
 end
 
+-- REST answers carry a request id, as the tower's do (UUID-shaped: never
+-- 32 hex digits in a row, which the specs take for a raw token)
+local function request_id()
+  local h = to_hex(random_bytes(16))
+  ngx.header["x-tower-request-id"] = h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16)
+    .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21, 32)
+end
+
 function _M.login()
   count_request()
   local fl = flavours("/v2/api/login")
   if not fl then return end
+  request_id()
   latency()
   if ngx.req.get_method() ~= "POST" then
     return login_error(400, "BAD_REQUEST", "method must be POST")
@@ -377,6 +386,7 @@ function _M.get_vms()
   count_request()
   local fl = flavours("/v2/api/get-vms")
   if not fl then return end
+  request_id()
   latency()
   if not authorized() then return send_json(401, { message = "unauthorized" }) end
   if ngx.req.get_method() ~= "POST" then return bad("method must be POST") end
