@@ -130,8 +130,10 @@ local function execute(fields, vars, fl)
     else
       local id = vm_id(f, vars)
       local out = id and faults.vm(id, selection(f))
-        or { error = { message = "VM does not exist", code = "VM_NOT_FOUND" } }
-      if out.error then
+        or { error = { message = "VM does not exist", code = "VM_NOT_FOUND" }, unknown = true }
+      if out.error and out.unknown and fl.nullvm then
+        parts[#parts + 1] = key .. ":null"
+      elseif out.error then
         parts[#parts + 1] = key .. ":null"
         errors[#errors + 1] = error_object({ message = out.error.message }, out.error.code,
           { f.key })

@@ -117,6 +117,13 @@ local function not_found(id)
   return { error = { message = "VM " .. id .. " does not exist", code = "VM_NOT_FOUND" } }
 end
 
+-- a VM the tower does not know (the nullvm flavour answers it with a bare null)
+local function unknown(id)
+  local out = not_found(id)
+  out.unknown = true
+  return out
+end
+
 local function healthy(id, sel)
   return value(object_text(fresh_info(1, id), sel))
 end
@@ -542,7 +549,7 @@ function _M.vm(id, sel)
   if n then
     n = tonumber(n)
     if n and n >= 1 and n < 2 ^ 48 then return value(object_text(fresh_info(n, id, v6), sel)) end
-    return not_found(id)
+    return unknown(id)
   end
 
   local f = per_vm[id]
@@ -564,7 +571,7 @@ function _M.vm(id, sel)
     return { error = { message = "VM " .. id .. ": " .. code, code = code } }
   end
 
-  return not_found(id)
+  return unknown(id)
 end
 
 -- a VM id of the local_id form "local-<n>" -> "vm-<n>"
