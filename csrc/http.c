@@ -17,10 +17,12 @@
 
 struct ctv_http;
 
-/* A socket libcurl opened, and the HTTP version its answers came in: 0 as
- * long as none has, 1 for HTTP/1.x, 2 for HTTP/2. */
+/* A socket libcurl opened, its local and remote ports once connected (0
+ * before), and the HTTP version its answers came in: 0 as long as none has,
+ * 1 for HTTP/1.x, 2 for HTTP/2. */
 typedef struct sock {
   curl_socket_t fd;
+  unsigned lport, port;
   int version;
 } sock;
 
@@ -67,6 +69,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
   if (fd != CURL_SOCKET_BAD) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
     h->socks[h->nsocks].fd = fd;
+    h->socks[h->nsocks].lport = h->socks[h->nsocks].port = 0;
     h->socks[h->nsocks++].version = 0;
   }
   return fd;
@@ -130,15 +133,21 @@ static unsigned port_of(const struct sockaddr_storage *ss) {
 static sock *find_sock(ctv_http *h, long lport, long port) {
   size_t i;
   for (i = 0; i < h->nsocks; i++) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(h->socks[i].fd, (struct sockaddr *)&ss, &len) != 0
-        || port_of(&ss) != (unsigned long)lport)
-      continue;
-    len = sizeof ss;
-    if (getpeername(h->socks[i].fd, (struct sockaddr *)&ss, &len) == 0
-        && port_of(&ss) == (unsigned long)port)
-      return &h->socks[i];
+    sock *k = &h->socks[i];
+    if (k->port == 0) {           /* asked once it is connected */
+      struct sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (getpeername(k->fd, (struct sockaddr *)&ss, &len) != 0) continue;
+      k->port = port_of(&ss);
+      len = sizeof ss;
+      if (getsockname(k->fd, (struct sockaddr *)&ss, &len) != 0) {
+        k->port = 0;
+        continue;
+      }
+      k->lport = port_of(&ss);
+    }
+    if (k->lport == (unsigned long)lport && k->port == (unsigned long)port)
+      return k;
   }
   return NULL;
 }
@@ -232,11 +241,9 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s);
-  /* HTTP/2 over TLS only (as browsers do); PIPEWAIT: a request waits for
-   * the connection being made rather than opening one more */
+  /* HTTP/2 over TLS only, as browsers do */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h->o.http2
                    ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 ? 1L : 0L);
 #if LIBCURL_VERSION_NUM >= 0x075000
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)s);
@@ -357,6 +364,17 @@ static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
   return NULL;
 }
 
+static int is_https(const char *url) {
+  static const char https[] = "https://";
+  size_t i;
+  for (i = 0; i < sizeof https - 1; i++) {
+    char c = url[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != https[i]) return 0;
+  }
+  return 1;
+}
+
 /* Starts r on s; NULL, or why it could not start. */
 static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   CURL *e = s->easy;
@@ -368,6 +386,10 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   if (why) return why;
   curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
+  /* over TLS a request waits for the connection being made (HTTP/2, as
+   * ALPN will likely tell) rather than opening one more; plain HTTP is
+   * HTTP/1.1, where that wait would cost the first wave a round trip */
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 && is_https(r->url) ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (strcmp(r->method, "GET") == 0) {

@@ -50,7 +50,7 @@ describe("core.session connections", function()
   before_each(function() helpers.reset() end)
 
   it("carries 1,000 requests at concurrency 64 on one connection", function()
-    helpers.control("config", { latency_ms = 10 })
+    helpers.control("config", { latency_ms = 20 })
     local s = core.session({ ca_file = sim.cert })
     local reqs = {}
     for i = 1, 1000 do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
@@ -63,8 +63,9 @@ describe("core.session connections", function()
     assert.are.equal(1, st.connections)
     assert.are.equal(1000, st.protocols["HTTP/2.0"])
     assert.is_nil(st.protocols["HTTP/1.1"])
-    -- the streams were in flight together, never more than asked for
-    assert.is_true(st.in_flight_max >= 16 and st.in_flight_max <= 64,
+    -- the streams were in flight together (many at once even under
+    -- valgrind), never more than asked for
+    assert.is_true(st.in_flight_max >= 8 and st.in_flight_max <= 64,
       "in flight at most: " .. st.in_flight_max)
     -- single requests afterwards take the same connection
     for i = 1, 5 do assert.are.equal(200, (s:request(vnc_req(sim.https, "vm-" .. i)))) end
@@ -87,6 +88,22 @@ describe("core.session connections", function()
     assert.is_nil(st.protocols["HTTP/2.0"])
     assert.is_true(st.connections >= 2 and st.connections <= 8 + 2, "connections: " .. st.connections)
     s:close()
+  end)
+
+  it("starts the whole first wave at once on plain http and over TLS", function()
+    -- over TLS the wave waits for the one connection (HTTP/2), then goes
+    -- out together; plain http never waits on another request's answer
+    for _, base in ipairs({ sim.http, sim.https }) do
+      local s = core.session({ ca_file = sim.cert })
+      local reqs = {}
+      for i = 1, 16 do reqs[i] = vnc_req(base, "vm-" .. i) end
+      helpers.control("config", { latency_ms = 300 })
+      local status = run(s, reqs, 16)
+      for i = 1, 16 do assert.are.equal(200, status[i]) end
+      assert.are.equal(16, helpers.stats().in_flight_max, base)
+      helpers.reset()
+      s:close()
+    end
   end)
 
   it("speaks HTTP/1.1 on plain http whatever http2 says", function()

@@ -77,6 +77,13 @@ local function fresh_info(n, vm_id, v6)
 end
 _M.fresh_info = fresh_info
 
+-- a value as JSON; plain strings (names, addresses, hex, base64) quoted
+-- as they are, the cheap way
+local function json(v)
+  if type(v) == "string" and not find(v, "[^%w%.%-_:+/=]") then return '"' .. v .. '"' end
+  return encode(v)
+end
+
 -- `"key":<json>` pairs of `info` as `sel` asks (a field the info lacks is
 -- left out); `replace` gives raw JSON texts by field name
 local function fields_of(info, sel, replace)
@@ -85,8 +92,8 @@ local function fields_of(info, sel, replace)
     local text
     if s.name == "__typename" then text = '"Vnc"'
     elseif replace and replace[s.name] then text = replace[s.name]
-    elseif info[s.name] ~= nil then text = encode(info[s.name]) end
-    if text then out[#out + 1] = encode(s.key) .. ":" .. text end
+    elseif info[s.name] ~= nil then text = json(info[s.name]) end
+    if text then out[#out + 1] = json(s.key) .. ":" .. text end
   end
   return out
 end
@@ -108,6 +115,13 @@ local function value(text) return { value = text } end
 
 local function not_found(id)
   return { error = { message = "VM " .. id .. " does not exist", code = "VM_NOT_FOUND" } }
+end
+
+-- a VM the tower does not know (the nullvm flavour answers it with a bare null)
+local function unknown(id)
+  local out = not_found(id)
+  out.unknown = true
+  return out
 end
 
 local function healthy(id, sel)
@@ -535,7 +549,7 @@ function _M.vm(id, sel)
   if n then
     n = tonumber(n)
     if n and n >= 1 and n < 2 ^ 48 then return value(object_text(fresh_info(n, id, v6), sel)) end
-    return not_found(id)
+    return unknown(id)
   end
 
   local f = per_vm[id]
@@ -557,7 +571,7 @@ function _M.vm(id, sel)
     return { error = { message = "VM " .. id .. ": " .. code, code = code } }
   end
 
-  return not_found(id)
+  return unknown(id)
 end
 
 -- a VM id of the local_id form "local-<n>" -> "vm-<n>"

@@ -12,7 +12,7 @@ local cjson = require "cjson.safe"
 
 local ngx = ngx
 local print_, sleep, exit = ngx.print, ngx.sleep, ngx.exit
-local format, byte, sub = string.format, string.byte, string.sub
+local format, byte, sub, rep = string.format, string.byte, string.sub, string.rep
 local concat = table.concat
 local type, pairs = type, pairs
 
@@ -23,7 +23,7 @@ _M.STATIC_TOKEN = "sim-token"
 -- Tower flavours, chosen by the path in front of the endpoint
 -- (/pretoken/api, /pretoken/noalias/api, ...); README.md says what each does.
 _M.FLAVOURS = { pretoken = true, allowlist = true, noalias = true, gqlauth = true,
-  noauthn = true }
+  noauthn = true, nullvm = true }
 _M.COUNTED_PATHS = { "/api", "/v2/api/login", "/v2/api/get-vms" }
 
 local conf = { http_port = 0, https_port = 0, cluster_port = 0 }
@@ -61,6 +61,7 @@ local function random_bytes(n)
 end
 
 local function to_hex(s)
+  if #s == 16 then return format(rep("%02x", 16), byte(s, 1, 16)) end
   return (s:gsub(".", function(c) return format("%02x", byte(c)) end))
 end
 
