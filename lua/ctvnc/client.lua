@@ -174,10 +174,15 @@ end
 
 --- The one fetch engine. calls[i] = { path=, body=, what=, read= } (see
 -- ctvnc.api); on_result(i, value) or on_result(i, nil, message, kind,
--- status) as each call settles, at most `concurrency` in flight. A login-obtained
--- token that is refused is replaced by one new login per run; retries back
--- off exponentially with full jitter; a vnc answer that says the tower has
--- no token field turns the call into its pre-token form, once per client.
+-- status) as each call settles, at most `concurrency` in flight.
+--   * a login-obtained token that is refused is replaced by one new login
+--     per run, and the refused calls asked again;
+--   * retries back off exponentially with full jitter;
+--   * an answer for another request (aliases that are not the call's) is
+--     a retry on a fresh connection, and its own connection is dropped;
+--   * a vnc answer saying the tower has no token field turns the client to
+--     the pre-token query, for its lifetime;
+--   * every retry of a vnc call asks anew, with fresh aliases.
 function Client:_fetch(calls, concurrency, on_result)
   local t = self.transport
   local login = calls[1] and calls[1].login
