@@ -22,11 +22,21 @@ external_dependencies = {
   -- search; the compiler finds it on its own, the library is what we check.
   CURL = { library = "curl" },
 }
+-- No -Werror or -fvisibility flags reach a builtin build: csrc/compat.h and
+-- the internal headers make an implicit declaration an error and hide every
+-- symbol but luaopen_ctvnc_core themselves.
 build = {
   type = "builtin",
   modules = {
     ["ctvnc.core"] = {
-      sources = { "csrc/url.c", "csrc/http.c", "csrc/probe.c", "csrc/lctvnc.c" },
+      -- every csrc/*.c (the Makefile takes them all; keep this list equal)
+      sources = {
+        "csrc/url.c",
+        "csrc/http.c",
+        "csrc/probe.c",
+        "csrc/lctvnc.c",
+        "csrc/lsignal.c",
+      },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },

@@ -14,6 +14,7 @@
 
 #include "compat.h"
 #include "http.h"
+#include "lsignal.h"
 #include "probe.h"
 #include "url.h"
 
@@ -539,5 +540,6 @@ CTVNC_API int luaopen_ctvnc_core(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  ctv_open_signal(L);
   return 1;
 }
