@@ -337,7 +337,8 @@ local function client_options(flags, env)
       .. ": cannot read it") end
     f:close()
   end
-  if opts.source and opts.source ~= "LOCAL" and opts.source ~= "LDAP" and opts.source ~= "AUTHN" then
+  local src = opts.source
+  if src and src ~= "LOCAL" and src ~= "LDAP" and src ~= "AUTHN" then
     return nil, usage_error(labels.source .. " " .. printable(opts.source)
       .. ": must be LOCAL, LDAP or AUTHN")
   end
