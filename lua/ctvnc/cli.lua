@@ -371,8 +371,8 @@ end
 local RECORD = { "vm_id", "ok", "mode", "url", "kind", "message" }
 
 local function record_text(r)
-  if r.ok then return { r.vm_id, r.mode, r.novnc or r.url } end
-  return { r.vm_id, "error", r.kind, r.message }
+  if r.ok then return { r.vm_id or "", r.mode or "", r.novnc or r.url or "" } end
+  return { r.vm_id or "", "error", r.kind or "", r.message or "" }
 end
 
 --- Adds the noVNC link to successful records (--novnc PAGE).
@@ -488,7 +488,9 @@ COMMANDS.batch = {
 
 COMMANDS.vms = {
   columns = { "id", "name", "local_id", "status", "cluster", "host" },
-  text = function(vm) return { vm.id, vm.name, vm.status, vm.cluster, vm.host } end,
+  text = function(vm)
+    return { vm.id or "", vm.name or "", vm.status or "", vm.cluster or "", vm.host or "" }
+  end,
   check = function(flags, words)
     if #words > 1 then return usage_error("vms takes at most one NAME") end
     if #words == 0 and not flags.contains and not flags.cluster and not flags.first then
