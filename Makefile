@@ -48,25 +48,20 @@ build/asan/ctvnc/core.so: $(SRC) $(HDR)
 	$(CC) $(STRICT) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -fPIC -shared -I/usr/include/lua5.4 -o $@ $(SRC) $(LDLIBS)
 
-# deps PKGS: installs what is missing; without root, names it and stops.
-define install_missing
-@missing=$$(for p in $(1); do \
-  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-if [ -n "$$missing" ]; then \
-  if [ "$$(id -u)" != 0 ]; then \
-    echo "missing Debian packages; as root run: apt-get install -y" $$missing; exit 1; \
-  fi; \
-  echo "installing:" $$missing; \
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-fi
-endef
+# $(call need,PKGS): installs the packages that are missing as root;
+# otherwise stops at once with one line naming them.
+missing = $(shell for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+            grep -q '^install ok installed' || echo $$p; done)
+need = $(eval MISSING := $(call missing,$(1)))$(if $(MISSING),$(if $(filter 0,$(shell id -u)),\
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(MISSING),\
+  $(error missing Debian packages; as root run: apt-get install -y $(MISSING))),@true)
 
 deps:
-	$(call install_missing,$(TEST_PKGS))
+	$(call need,$(TEST_PKGS))
 deps-demo:
-	$(call install_missing,$(DEMO_PKGS))
+	$(call need,$(DEMO_PKGS))
 deps-bench:
-	$(call install_missing,$(BENCH_PKGS))
+	$(call need,$(BENCH_PKGS))
 
 test: deps
 	@$(MAKE) --no-print-directory build build/asan/ctvnc/core.so
