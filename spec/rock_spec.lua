@@ -24,6 +24,7 @@ describe("the rock #rock #novalgrind", function()
       dir = os.tmpname()
       os.remove(dir)
     end
+    if dir:sub(1, 1) ~= "/" then dir = helpers.run("pwd"):match("^(.-)\n") .. "/" .. dir end
     tree = dir .. "/tree"
     so = ("%s/lib/lua/%s/ctvnc/core.so"):format(tree, ABI)
     local _, ok = helpers.run(("rm -rf %s/src %s && mkdir -p %s/src && cd %s && "

@@ -16,9 +16,11 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 OUT=${CTVNC_TEST_OUT:-out/test}
+case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 JOBS=${JOBS:-2}
-# the longest first, so that two lanes end about together
-SUITES=${SUITES:-"valgrind fuzz lua5.4 asan luajit lua5.1 lua5.2 lua5.3 \
+# The whole-suite runs (lua5.x, luajit) go one at a time, beside the others:
+# they all drive Chromium and write out/e2e/. Longest first.
+SUITES=${SUITES:-"lua5.4 valgrind luajit fuzz lua5.1 asan lua5.2 lua5.3 \
 rock5.4 rock5.1 rock5.2 rock5.3 rockjit luacheck cppcheck"}
 BUSTED=/usr/bin/busted
 LPATH='lua/?.lua;lua/?/init.lua;;'
@@ -34,15 +36,15 @@ stop_sims() {
 trap 'stop_sims' EXIT
 trap 'exit 130' INT TERM
 
-# A job writes "$OUT/<name>.result" (passed failed) and "$OUT/<name>.detail".
+# A job writes "$OUT/<name>.res" (passed failed) and "$OUT/<name>.detail".
 check() {  # name command...: one test, the command must exit 0
   local name=$1
   shift
   if "$@" > "$OUT/$name.log" 2>&1; then
-    echo "1 0" > "$OUT/$name.result"
+    echo "1 0" > "$OUT/$name.res"
   else
     tail -40 "$OUT/$name.log" | sed 's/^/    /' > "$OUT/$name.detail"
-    echo "0 1" > "$OUT/$name.result"
+    echo "0 1" > "$OUT/$name.res"
   fi
 }
 
@@ -54,7 +56,7 @@ suite() {  # name abi env-and-command... (abi: the build/<abi> module, or -)
   mkdir -p "$dir"
   if ! bash spec/support/sim.sh start "$dir/sim" > "$dir/sim.log" 2>&1; then
     sed 's/^/    /' "$dir/sim.log" > "$OUT/$name.detail"
-    echo "0 1" > "$OUT/$name.result"
+    echo "0 1" > "$OUT/$name.res"
     return
   fi
   (
@@ -78,7 +80,7 @@ suite() {  # name abi env-and-command... (abi: the build/<abi> module, or -)
       [ "$rc" -ne 0 ] && tail -30 "$OUT/$name.tap"
     } | sed 's/^/    /' > "$OUT/$name.detail"
   fi
-  echo "$p $f" > "$OUT/$name.result"
+  echo "$p $f" > "$OUT/$name.res"
 }
 
 run() {  # name
@@ -101,48 +103,70 @@ run() {  # name
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 lua5.4 $BUSTED --exclude-tags=novalgrind,rock ;;
     fuzz)     check fuzz sh fuzz/run.sh 30 ;;
-    *)        echo "    unknown suite" > "$OUT/$s.detail"; echo "0 1" > "$OUT/$s.result" ;;
+    *)        echo "    unknown suite" > "$OUT/$s.detail"; echo "0 1" > "$OUT/$s.res" ;;
   esac
 }
 
 PASSED=0
 FAILED=0
 report() {  # name
-  local p f
-  read -r p f < "$OUT/$1.result"
+  local p f t
+  read -r p f t < "$OUT/$1.result"
   PASSED=$((PASSED + p))
   FAILED=$((FAILED + f))
-  printf '%-10s %5d passed, %d failed\n' "$1" "$p" "$f"
+  printf '%-10s %5d passed, %d failed  (%s s)\n' "$1" "$p" "$f" "${t:-?}"
   [ -s "$OUT/$1.detail" ] && cat "$OUT/$1.detail"
 }
 
+whole() { case $1 in lua5.[1234]|luajit) return 0 ;; esac; return 1; }
+
 pending=""   # started, not reported yet
+queue=$SUITES
 running=0
+whole_running=""
 collect() {  # reports the suites that have ended
   local s left=""
   for s in $pending; do
     if [ -e "$OUT/$s.result" ]; then
       report "$s"
       running=$((running - 1))
+      [ "$s" = "$whole_running" ] && whole_running=""
     else
       left="$left $s"
     fi
   done
   pending=$left
 }
-
-for s in $SUITES; do
-  while [ "$running" -ge "$JOBS" ]; do
-    sleep 0.2
-    collect
-  done
-  ( run "$s"; [ -e "$OUT/$s.result" ] || echo "0 1" > "$OUT/$s.result" ) &
+start() {  # name
+  local s=$1 t0=$SECONDS
+  (
+    run "$s"
+    [ -e "$OUT/$s.res" ] || echo "0 1" > "$OUT/$s.res"
+    echo "$(cat "$OUT/$s.res") $((SECONDS - t0))" > "$OUT/$s.result.tmp"
+    mv "$OUT/$s.result.tmp" "$OUT/$s.result"
+  ) &
   pending="$pending $s"
   running=$((running + 1))
-done
-while [ "$running" -gt 0 ]; do
-  sleep 0.2
+  whole "$s" && whole_running=$s
+}
+# next: the first queued suite that may start now, or nothing
+next() {
+  local s
+  for s in $queue; do
+    if ! whole "$s" || [ -z "$whole_running" ]; then echo "$s"; return; fi
+  done
+}
+
+while [ -n "$(echo $queue)" ] || [ "$running" -gt 0 ]; do
   collect
+  s=""
+  [ "$running" -lt "$JOBS" ] && s=$(next)
+  if [ -n "$s" ]; then
+    start "$s"
+    queue=$(echo " $queue " | sed "s/ $s / /")
+  else
+    sleep 0.2
+  fi
 done
 wait
 
