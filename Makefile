@@ -89,8 +89,10 @@ demo: deps-demo
 bench: deps-bench build
 	@sh bench/run.sh
 
+# the rock for one Lua (LuaRocks' own default on Debian 12 is 5.1)
+LUA_VERSION ?= 5.4
 install:
-	luarocks make --deps-mode=none ctvnc-scm-1.rockspec
+	luarocks --lua-version=$(LUA_VERSION) make --deps-mode=none ctvnc-scm-1.rockspec
 
 clean:
 	rm -rf build

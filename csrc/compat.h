@@ -24,6 +24,15 @@
 
 #if LUA_VERSION_NUM < 502
 
+/* LuaJIT 2.1's headers declare some of these names and define others as
+ * macros of their own: ours replace them. */
+#undef lua_rawlen
+#undef luaL_setfuncs
+#undef luaL_newlibtable
+#undef luaL_newlib
+#undef luaL_setmetatable
+#undef luaL_testudata
+
 #define lua_rawlen(L, i) lua_objlen((L), (i))
 
 #define luaL_setfuncs(L, l, nup) ctv_setfuncs((L), (l), (nup))

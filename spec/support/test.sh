@@ -10,6 +10,7 @@
 #                                tree for that Lua, one exported symbol, the
 #                                module and the installed ctvnc command work
 #   valgrind asan                the Lua 5.4 suite under valgrind / with ASan+UBSan
+#   jitheaders                   csrc/ builds, strict, against LuaJIT's own headers
 #   fuzz luacheck cppcheck
 #
 # Expects `make build` (and build/asan for asan) done: `make test` does both.
@@ -21,7 +22,7 @@ JOBS=${JOBS:-2}
 # The whole-suite runs (lua5.x, luajit) go one at a time, beside the others:
 # they all drive Chromium and write out/e2e/. Longest first.
 SUITES=${SUITES:-"lua5.4 valgrind luajit fuzz lua5.1 asan lua5.2 lua5.3 \
-rock5.4 rock5.1 rock5.2 rock5.3 rockjit luacheck cppcheck"}
+rock5.4 rock5.1 rock5.2 rock5.3 rockjit jitheaders luacheck cppcheck"}
 BUSTED=/usr/bin/busted
 LPATH='lua/?.lua;lua/?/init.lua;;'
 rm -rf "$OUT"
@@ -103,6 +104,10 @@ run() {  # name
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 lua5.4 $BUSTED --exclude-tags=novalgrind,rock ;;
     fuzz)     check fuzz sh fuzz/run.sh 30 ;;
+    jitheaders) # what `LUA_INCDIR=/usr/include/luajit-2.1` would build, strict
+              check jitheaders cc -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes \
+                -Werror -fPIC -shared -I/usr/include/luajit-2.1 -o "$OUT/jitheaders.so" \
+                csrc/*.c -lcurl ;;
     *)        echo "    unknown suite" > "$OUT/$s.detail"; echo "0 1" > "$OUT/$s.res" ;;
   esac
 }
