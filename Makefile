@@ -19,7 +19,7 @@ MODULES  = $(foreach v,$(VERSIONS),build/$(v)/ctvnc/core.so) build/jit/ctvnc/cor
 BUILD_PKGS = gcc make libc6-dev libcurl4-openssl-dev lua5.4 liblua5.4-dev lua-cjson
 DEMO_PKGS  = $(BUILD_PKGS) lua-socket nginx libnginx-mod-http-lua curl openssl
 TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
-             luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks cppcheck valgrind \
+             luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks zip unzip cppcheck valgrind \
              clang binutils nodejs novnc websockify python3-requests \
              tigervnc-standalone-server x11-xserver-utils chromium
 BENCH_PKGS = $(TEST_PKGS) wrk

@@ -86,6 +86,27 @@ describe("the rock #rock #novalgrind", function()
     assert.are.equal("ctvnc 0.1.0\n", out)
   end)
 
+  it("installs from a packed source rock too", function()
+    -- what `luarocks pack` makes of a git source: the rockspec beside the
+    -- sources in a folder named after the repository
+    local rock = dir .. "/ctvnc-scm-1.src.rock"
+    local out, ok = helpers.run(("rm -rf %s/pack %s/tree2 %s && mkdir -p %s/pack/ctvnc && "
+      .. "cp -r %s/src/csrc %s/src/lua %s/src/bin %s/src/ctvnc-scm-1.rockspec %s/pack/ctvnc/ && "
+      .. "cp %s/src/ctvnc-scm-1.rockspec %s/pack/ && cd %s/pack && "
+      .. "zip -qr %s ctvnc-scm-1.rockspec ctvnc")
+      :format(dir, dir, rock, dir, dir, dir, dir, dir, dir, dir, dir, dir, rock))
+    assert(ok, out)
+    out, ok = helpers.run(("cd %s && %s luarocks --lua-version=%s --tree %s/tree2 install "
+      .. "--deps-mode=none %s"):format(dir, CLEAN, ABI, dir, rock))
+    assert(ok, out)
+    out, ok = helpers.run(("cd / && %s %s/tree2/bin/ctvnc --version"):format(CLEAN, dir))
+    assert(ok, out)
+    assert.are.equal("ctvnc 0.1.0\n", out)
+    out = helpers.run(("nm -D --defined-only %s/tree2/lib/lua/%s/ctvnc/core.so"):format(dir, ABI))
+    assert.are.equal("luaopen_ctvnc_core", out:match("%x+ %a ([%w_]+)\n$"))
+    assert.are.equal(1, select(2, out:gsub("\n", "")))
+  end)
+
   it("installs a ctvnc command that asks the simulator for a URL", function()
     local f = assert(helpers.popen(("cd / && %s CTVNC_ENDPOINT=%s CTVNC_TOKEN=sim-token "
       .. "CTVNC_PROGRESS=0 %s/bin/ctvnc url --mode proxy vm-1 2>&1; echo \"::rc=$?\"")
