@@ -364,6 +364,7 @@ describe("the ctvnc command", function()
     local function interrupt(signal, fmt)
       local script = write("interrupt.sh", ([[
 cd %s
+rm -f %s/int.out %s/int.err
 %s %s CTVNC_PROGRESS=1 COLUMNS=80 %s %s bin/ctvnc batch --mode proxy --format %s \
   vm-1 fault-slow fault-dribble > %s/int.out 2> %s/int.err &
 pid=$!
@@ -375,7 +376,8 @@ wait $pid
 rc=$?
 t1=$(date +%%s%%N)
 echo "$rc $(( (t1 - t0) / 1000000 ))"
-]]):format(helpers.ROOT, UNSET, TOKEN(), PATHS, LUA, fmt, sim.dir, sim.dir, sim.dir, signal))
+]]):format(helpers.ROOT, sim.dir, sim.dir, UNSET, TOKEN(), PATHS, LUA, fmt, sim.dir, sim.dir,
+        sim.dir, signal))
       local f = assert(helpers.popen("sh " .. script))
       local res = f:read("*a")
       f:close()
@@ -413,6 +415,7 @@ echo "$rc $(( (t1 - t0) / 1000000 ))"
       assert.are.same({ "vm-1", "true" }, { rows[2][1], rows[2][2] })
       assert.are.same({ "fault-slow", "false", "interrupted" }, { rows[3][1], rows[3][2], rows[3][5] })
       assert.are.same({ "fault-dribble", "false", "interrupted" }, { rows[4][1], rows[4][2], rows[4][5] })
+      assert.truthy(err:find("ctvnc: interrupted\n", 1, true))
       assert.is_nil(err:find("traceback", 1, true))
     end)
   end)
