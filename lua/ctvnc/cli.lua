@@ -259,11 +259,16 @@ local function interruptible(t)
   local w = setmetatable({}, { __index = t })
   local stopped = core.interrupted
   local function over() core.release_signals() end
-  function w.request(req)
-    if stopped() then return nil, "interrupted", "interrupted" end
-    local status, body, kind = t.request(req)
-    if stopped() then over() if not status then return nil, "interrupted", "interrupted" end end
-    return status, body, kind
+  if t.request then   -- a runtime may offer request_many alone
+    function w.request(req)
+      if stopped() then return nil, "interrupted", "interrupted" end
+      local status, body, kind = t.request(req)
+      if stopped() then
+        over()
+        if not status then return nil, "interrupted", "interrupted" end
+      end
+      return status, body, kind
+    end
   end
   function w.request_many(reqs, concurrency, on_done)
     if stopped() then   -- the signal came before: nothing goes out
