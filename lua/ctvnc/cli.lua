@@ -229,19 +229,12 @@ local function progress(err, width, plain, now)
 end
 _M.progress = progress
 
-local function run_quiet(cmd)
-  local f = io.popen(cmd)
-  if not f then return nil end
-  local out = f:read("*a")
-  f:close()
-  return out
-end
-
 --- The width of the terminal on stderr: COLUMNS, else what stty says.
 local function term_width(env)
   local n = tonumber(env("COLUMNS") or "")
   if n and n >= 10 then return floor(n) end
-  local size = run_quiet("stty size <&2 2>/dev/null")
+  local f, size = io.popen("stty size <&2 2>/dev/null"), nil
+  if f then size = f:read("*a") f:close() end
   n = tonumber(size and size:match("^%d+%s+(%d+)") or "")
   return n and n >= 10 and n or 80
 end
@@ -409,7 +402,8 @@ local function console_opts(flags)
 end
 
 -- The commands: check(flags, words) refuses bad usage before any request;
--- run(ctx) returns the rows to write and whether all succeeded.
+-- run(ctx) writes its rows through ctx.out and returns true when all
+-- succeeded, false when some failed, or nil, message, kind.
 local COMMANDS = {}
 
 COMMANDS.url = {
