@@ -145,6 +145,9 @@ collect() {  # reports the suites that have ended
 start() {  # name
   local s=$1 t0=$SECONDS
   (
+    # valgrind has timing-sensitive specs (TLS handshakes with a 2 s
+    # connect timeout): it goes first for the CPU
+    [ "$s" = valgrind ] || renice -n 5 -p "$BASHPID" > /dev/null 2>&1
     run "$s"
     [ -e "$OUT/$s.res" ] || echo "0 1" > "$OUT/$s.res"
     echo "$(cat "$OUT/$s.res") $((SECONDS - t0))" > "$OUT/$s.result.tmp"
