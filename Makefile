@@ -1,75 +1,98 @@
 # ctvnc: build, test, lint, demo, bench, sanitizers.
-# `make test` on a fresh Debian machine installs what it needs first.
+# `make test` and `make demo` install the Debian packages they need first
+# (as root; otherwise they name the packages and stop).
 
-CC        ?= cc
-CFLAGS    ?= -O2 -g
-STRICT     = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual -Werror
-LUA54_INC ?= /usr/include/lua5.4
-JIT_INC   ?= /usr/include/luajit-2.1
-SRC        = $(wildcard csrc/*.c)
-HDR        = $(wildcard csrc/*.h)
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+STRICT   = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual -Werror
+SRC      = $(wildcard csrc/*.c)
+HDR      = $(wildcard csrc/*.h)
+LDLIBS   = -lcurl
 
-# Debian packages the build, the suites, the simulator and the demo use.
-PKGS = lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev \
-       lua-cjson lua-busted lua-check lua-socket luarocks nginx \
-       libnginx-mod-http-lua openssl cppcheck valgrind nodejs \
-       clang novnc websockify python3-requests wrk curl \
-       tigervnc-standalone-server x11-xserver-utils chromium
+# One module per Lua ABI, each against that version's own headers. LuaJIT
+# (OpenResty, Debian's luajit2) runs the 5.1 module: build/jit is a copy of
+# it for nginx.conf, the gateway and the benchmarks.
+VERSIONS = 5.1 5.2 5.3 5.4
+MODULES  = $(foreach v,$(VERSIONS),build/$(v)/ctvnc/core.so) build/jit/ctvnc/core.so
 
-.PHONY: all build deps test lint demo bench valgrind asan fuzz install clean
+# Debian packages, by what needs them.
+BUILD_PKGS = gcc make libc6-dev libcurl4-openssl-dev lua5.4 liblua5.4-dev lua-cjson
+DEMO_PKGS  = $(BUILD_PKGS) lua-socket nginx libnginx-mod-http-lua curl openssl
+TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
+             luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks zip unzip cppcheck valgrind \
+             clang binutils nodejs novnc websockify python3-requests \
+             tigervnc-standalone-server x11-xserver-utils chromium
+BENCH_PKGS = $(TEST_PKGS) wrk
+
+.PHONY: all build asan deps deps-demo deps-bench test lint demo bench valgrind fuzz install clean
 
 all: build
 
-build: build/5.4/ctvnc/core.so build/jit/ctvnc/core.so build/asan/ctvnc/core.so
+build: $(MODULES)
 
-build/5.4/ctvnc/core.so: $(SRC) $(HDR)
+define module
+build/$(1)/ctvnc/core.so: $$(SRC) $$(HDR)
+	@mkdir -p $$(@D)
+	$$(CC) $$(STRICT) $$(CFLAGS) -fPIC -fvisibility=hidden -shared -I/usr/include/lua$(1) \
+	  -o $$@ $$(SRC) $$(LDLIBS)
+endef
+$(foreach v,$(VERSIONS),$(eval $(call module,$(v))))
+
+build/jit/ctvnc/core.so: build/5.1/ctvnc/core.so
 	@mkdir -p $(@D)
-	$(CC) $(STRICT) $(CFLAGS) -fPIC -fvisibility=hidden -shared -I$(LUA54_INC) -o $@ $(SRC) -lcurl
+	cp $< $@
 
-build/jit/ctvnc/core.so: $(SRC) $(HDR)
-	@mkdir -p $(@D)
-	$(CC) $(STRICT) $(CFLAGS) -fPIC -fvisibility=hidden -shared -I$(JIT_INC) -o $@ $(SRC) -lcurl
-
-# Lua 5.4 build with AddressSanitizer and UBSan, for `make asan`.
+# Lua 5.4 module with AddressSanitizer and UBSan: `make asan` only.
 build/asan/ctvnc/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(STRICT) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-	  -fno-sanitize-recover=undefined -fPIC -shared -I$(LUA54_INC) -o $@ $(SRC) -lcurl
+	  -fno-sanitize-recover=undefined -fPIC -shared -I/usr/include/lua5.4 -o $@ $(SRC) $(LDLIBS)
+
+# $(call need,PKGS): installs the packages that are missing as root;
+# otherwise stops at once with one line naming them.
+missing = $(shell for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+            grep -q '^install ok installed' || echo $$p; done)
+need = $(eval MISSING := $(call missing,$(1)))$(if $(MISSING),$(if $(filter 0,$(shell id -u)),\
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(MISSING),\
+  $(error missing Debian packages; as root run: apt-get install -y $(MISSING))),@true)
 
 deps:
-	@missing=$$(for p in $(PKGS); do \
-	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	fi
+	$(call need,$(TEST_PKGS))
+deps-demo:
+	$(call need,$(DEMO_PKGS))
+deps-bench:
+	$(call need,$(BENCH_PKGS))
 
-test: deps build
-	@sh spec/support/test.sh
+test: deps
+	@$(MAKE) --no-print-directory build build/asan/ctvnc/core.so
+	@bash spec/support/test.sh
 
 lint:
 	luacheck -q lua spec bin examples
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c99 csrc
 
 valgrind: deps build
-	@SUITES=valgrind sh spec/support/test.sh
+	@SUITES=valgrind bash spec/support/test.sh
 
-asan: deps build
-	@SUITES=asan sh spec/support/test.sh
+asan: deps build build/asan/ctvnc/core.so
+	@SUITES=asan bash spec/support/test.sh
 
 # libFuzzer over the pure C parts (csrc/url.c, csrc/frames.c), FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@sh fuzz/run.sh $(FUZZ_SECONDS)
 
-demo: deps build
+demo: deps-demo
+	@$(MAKE) --no-print-directory build/5.4/ctvnc/core.so
 	@sh examples/demo.sh
 
-bench: deps build
+bench: deps-bench build
 	@sh bench/run.sh
 
+# the rock for one Lua (LuaRocks' own default on Debian 12 is 5.1)
+LUA_VERSION ?= 5.4
 install:
-	luarocks make --deps-mode=none ctvnc-scm-1.rockspec
+	luarocks --lua-version=$(LUA_VERSION) make --deps-mode=none ctvnc-scm-1.rockspec
 
 clean:
 	rm -rf build

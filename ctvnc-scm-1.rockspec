@@ -22,13 +22,26 @@ external_dependencies = {
   -- search; the compiler finds it on its own, the library is what we check.
   CURL = { library = "curl" },
 }
+-- No -Werror or -fvisibility flags reach a builtin build: csrc/compat.h and
+-- the internal headers make an implicit declaration an error and hide every
+-- symbol but luaopen_ctvnc_core themselves.
 build = {
   type = "builtin",
   modules = {
     ["ctvnc.core"] = {
-      sources = { "csrc/lctvnc.c", "csrc/lurl.c", "csrc/lsession.c", "csrc/lsys.c",
-                  "csrc/lframes.c", "csrc/url.c", "csrc/http.c", "csrc/probe.c",
-                  "csrc/frames.c" },
+      -- every csrc/*.c (the Makefile takes them all; keep this list equal)
+      sources = {
+        "csrc/lctvnc.c",
+        "csrc/lurl.c",
+        "csrc/lsession.c",
+        "csrc/lsys.c",
+        "csrc/lframes.c",
+        "csrc/lsignal.c",
+        "csrc/url.c",
+        "csrc/http.c",
+        "csrc/probe.c",
+        "csrc/frames.c",
+      },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },

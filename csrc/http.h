@@ -8,6 +8,14 @@
 
 #include <stddef.h>
 
+/* Internal to the module: only luaopen_ctvnc_core is exported, in every
+ * build (LuaRocks passes no -fvisibility=hidden), as LuaSocket does. And a
+ * call without a declaration is an error here too, not a warning. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic error "-Wimplicit-function-declaration"
+#pragma GCC visibility push(hidden)
+#endif
+
 typedef struct ctv_header {
   const char *name, *value;
   size_t namelen, valuelen;
@@ -72,5 +80,9 @@ typedef int (*ctv_done)(void *ud, size_t i, const ctv_res *res);
  * or libcurl failed as a whole. */
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
                  ctv_done done, void *ud);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

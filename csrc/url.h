@@ -11,6 +11,14 @@
 
 #include <stddef.h>
 
+/* Internal to the module: only luaopen_ctvnc_core is exported, in every
+ * build (LuaRocks passes no -fvisibility=hidden), as LuaSocket does. And a
+ * call without a declaration is an error here too, not a warning. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic error "-Wimplicit-function-declaration"
+#pragma GCC visibility push(hidden)
+#endif
+
 /* What kind of host a string is. */
 enum ctv_host {
   CTV_HOST_BAD = 0,
@@ -105,5 +113,9 @@ size_t ctv_url_len(const ctv_url *u);
 size_t ctv_url_bound(const ctv_url *u);
 /* Writes exactly ctv_url_len(u) bytes (no NUL); returns the end. */
 char *ctv_url_write(char *dst, const ctv_url *u);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif
