@@ -1,5 +1,6 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
+local unpack = table.unpack or unpack  -- luacheck: ignore
 
 local ABI = _VERSION:match("%d+%.%d+")
 local LUA = type(rawget(_G, "jit")) == "table" and "luajit" or "lua" .. ABI
@@ -269,6 +270,60 @@ describe("the ctvnc command", function()
     out, rc = ctvnc("vms --format json no-such-vm")
     assert.are.equal(0, rc)
     assert.are.equal("[]\n", out)
+  end)
+
+  it("searches with --contains, --cluster and --first, cluster and host shown", function()
+    local out, rc = ctvnc("vms --contains web-1 --cluster cluster-a --first 3")
+    assert.are.equal(0, rc)
+    local l = lines(out)
+    assert.are.equal(3, #l)
+    for _, line in ipairs(l) do
+      local f = fields(line)
+      assert.truthy(f[2]:find("^web%-1"), line)
+      assert.are.same({ "cluster-a", "host-a1" }, { f[4], f[5] })
+    end
+  end)
+
+  it("refuses an ambiguous --name, naming the clusters", function()
+    local _, rc, err = ctvnc("url --mode proxy --name twin")
+    assert.are.equal(2, rc)
+    assert.truthy(err:find("twin", 1, true), err)
+    assert.truthy(err:find("cluster-a", 1, true) and err:find("cluster-b", 1, true), err)
+  end)
+
+  it("prints noVNC page links with --novnc", function()
+    local out, rc = ctvnc("url --mode proxy --novnc https://gw.test/vnc.html vm-1")
+    assert.are.equal(0, rc)
+    local link = out:match("(https://gw%.test/vnc%.html%?%S+)")
+    assert.truthy(link, out)
+    assert.truthy(link:find("&path=websockify%2F%3Ftoken%3D", 1, true), link)
+    assert.truthy(link:find("&autoconnect=1", 1, true), link)
+  end)
+
+  it("sends --header on every request and asks --per-request VMs at once", function()
+    local env = "CTVNC_ENDPOINT=" .. sim.http .. "/allowlist CTVNC_TOKEN=sim-token"
+    local out, rc = ctvnc("url --mode proxy vm-1", env)
+    assert.are.equal(1, rc)
+    assert.are.same({ "vm-1", "error", "auth" }, { unpack(fields(lines(out)[1]), 1, 3) })
+    helpers.reset()
+    out, rc = ctvnc("--header 'x-bypass-whitelist: true' --per-request 5 batch --mode proxy "
+      .. "vm-1 vm-2 vm-3 vm-4 vm-5 vm-6", env)
+    assert.are.equal(0, rc)
+    assert.are.equal(6, #lines(out))
+    -- the first VM alone, then five in one request
+    assert.are.equal(2, helpers.stats().requests["/allowlist/api"])
+  end)
+
+  it("speaks HTTP/1.1 over TLS with --no-http2", function()
+    local env = ("CTVNC_ENDPOINT=%s CTVNC_TOKEN=sim-token CTVNC_CA_FILE=%s"):format(sim.https,
+      sim.cert)
+    helpers.reset()
+    local _, rc = ctvnc("--no-http2 url --mode proxy vm-1", env)
+    assert.are.equal(0, rc)
+    assert.are.equal(1, helpers.stats().protocols["HTTP/1.1"])
+    _, rc = ctvnc("url --mode proxy vm-1", env)
+    assert.are.equal(0, rc)
+    assert.are.equal(1, helpers.stats().protocols["HTTP/2.0"])
   end)
 
   it("turns --name into the VM's id for url", function()

@@ -252,17 +252,6 @@ local function interruptible(t)
   local w = setmetatable({}, { __index = t })
   local stopped = core.interrupted
   local function over() core.release_signals() end
-  if t.request then   -- a runtime may offer request_many alone
-    function w.request(req)
-      if stopped() then return nil, "interrupted", "interrupted" end
-      local status, body, kind = t.request(req)
-      if stopped() then
-        over()
-        if not status then return nil, "interrupted", "interrupted" end
-      end
-      return status, body, kind
-    end
-  end
   function w.request_many(reqs, concurrency, on_done)
     if stopped() then   -- the signal came before: nothing goes out
       for i = 1, #reqs do on_done(i, nil, "interrupted", "interrupted") end
@@ -429,8 +418,15 @@ COMMANDS.url = {
         emit({ vm_id = name, ok = false, message = msg, kind = kind })
       elseif #vms == 0 then
         emit({ vm_id = name, ok = false, message = "no VM is named " .. name, kind = "not_found" })
+      elseif #vms > 1 then     -- names are not unique across clusters
+        local where = {}
+        for i, vm in ipairs(vms) do
+          where[i] = vm.id .. " in " .. (vm.cluster and vm.cluster.name or "an unnamed cluster")
+        end
+        return nil, ("--name %s: %d VMs have this name (%s): give the VM id"):format(name, #vms,
+          table.concat(where, ", ")), "invalid"
       else
-        for _, vm in ipairs(vms) do ids[#ids + 1] = vm.id end
+        ids[#ids + 1] = vms[1].id
       end
     end
     for _, id in ipairs(ids) do
@@ -590,6 +586,7 @@ function _M.main(args, env, stdio)
 
   local opts, labels = client_options(flags, env)
   if not opts then return fail(labels) end
+  opts.transport = interruptible     -- Ctrl-C and SIGTERM: see below
   local client, msg, kind = ctvnc.new(opts)
   if not client then
     if kind == "invalid" then return fail(usage_error(new_error(msg, labels))) end
@@ -616,7 +613,6 @@ function _M.main(args, env, stdio)
 
   -- Ctrl-C and SIGTERM: stop the requests, keep what came back.
   core.catch_signals()
-  client.transport = interruptible(client.transport)
   local ok
   ok, msg, kind = command.run(ctx)
   core.release_signals()

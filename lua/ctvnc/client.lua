@@ -137,16 +137,20 @@ function _M.new(opts)
     if v == nil then return nil, msg, "invalid" end
     self[n[1]] = v
   end
-  if opts.transport ~= nil then
-    argcheck(type(opts.transport) == "table", 1, "new", "transport must be a table")
-    self.transport = opts.transport
-  else
-    self.transport = curl_transport({
+  -- the runtime: a table, or a function given the default (libcurl) one
+  -- that returns the one to use (a wrapper: the ctvnc command's Ctrl-C)
+  local t = opts.transport
+  argcheck(t == nil or type(t) == "table" or type(t) == "function", 1, "new",
+    "transport must be a table or a function")
+  if type(t) ~= "table" then
+    local default = curl_transport({
       base = self.base, timeout = self.timeout, connect_timeout = self.connect_timeout,
       insecure = opts.insecure, ca_file = opts.ca_file, max_body = self.max_body,
       http2 = opts.http2 ~= false,
     })
+    t = t and t(default) or default
   end
+  self.transport = t
   return self
 end
 
