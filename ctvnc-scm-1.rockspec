@@ -37,6 +37,7 @@ build = {
     ["ctvnc.fallback"] = "lua/ctvnc/fallback.lua",
     ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
+    ["ctvnc.gateway"] = "lua/ctvnc/gateway.lua", ["ctvnc.ticket"] = "lua/ctvnc/ticket.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },
