@@ -18,7 +18,7 @@
 #   authorize hook), TOWER_TIMEOUT (10s: a whole console request), RATE
 #   (50r/s), BURST (200), CREDENTIAL_TTL (0), BATCH_MAX (100), ID_RATE (100
 #   batch VM ids per second and client), ALLOWED_ORIGINS (space separated),
-#   FRAME_ANCESTORS ('self')
+#   FRAME_ANCESTORS ('self'), TICKET_TTL (60: seconds a ticket lives, 1-60)
 set -eu
 cmd=$1
 dir=$2
@@ -111,6 +111,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@BURST@|${BURST:-200}|g" \
     -e "s|@CREDENTIAL_TTL@|${CREDENTIAL_TTL:-0}|g" \
     -e "s|@BATCH_MAX@|${BATCH_MAX:-100}|g" \
+    -e "s|@TICKET_TTL@|${TICKET_TTL:-60}|g" \
     -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \

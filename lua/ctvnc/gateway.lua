@@ -248,6 +248,11 @@ end
 _M.error_page = error_page
 
 local function fail(vm_id, msg, kind, html)
+  -- CloudTower tells a missing VM with a GraphQL error (VM_NOT_FOUND)
+  if kind == "graphql" and msg and (msg:find("NOT_FOUND", 1, true)
+    or msg:lower():find("does not exist", 1, true) or msg:lower():find("not found", 1, true)) then
+    kind = "not_found"
+  end
   log(ngx.WARN, "ctvnc: ", msg, " (", kind, ")")   -- ctvnc's messages hold no secrets
   local status = STATUS[kind] or 502
   if html then return error_page(status, kind, vm_id) end
@@ -452,8 +457,11 @@ UI.disconnectFinished = (e) => {
   return disconnected(e);
 };
 </script>
-]]):gsub("@(%u+)@", { NOVNC = html_escape(conf.novnc_url), PREFIX = html_escape(conf.prefix),
-                       VM = function() return js end })
+]]):gsub("@(%u+)@", function(name)
+    if name == "VM" then return js end
+    if name == "NOVNC" then return html_escape(conf.novnc_url) end
+    if name == "PREFIX" then return html_escape(conf.prefix) end
+  end)
   return (html:gsub("<head>", function() return head end, 1))
 end
 
@@ -563,7 +571,8 @@ end
 -- JSON answer with the kind: tls, connect, timeout or http.
 function _M.ws_failed()
   local var = ngx.var
-  local status = tonumber(var.status) or 502
+  local status = tonumber((var.upstream_status or ""):match("(%d+)%s*$") or "")
+  if status ~= 504 then status = 502 end
   local connect = (var.upstream_connect_time or "-"):match("([^%s,]+)%s*$")
   local kind = "http"
   if status == 504 then
