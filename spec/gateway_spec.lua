@@ -379,7 +379,7 @@ describe("the console gateway, secure by default #novalgrind", function()
       assert.truthy(hs["set-cookie"]:find("^ctvnc_ticket=" .. t:gsub("%-", "%%-") .. "; Path=/console/vm%-1;"))
       assert.truthy(hs["set-cookie"]:find("HttpOnly", 1, true))
       local body
-      status, body, hs = http(p, "GET", "/console/vm-1", { Cookie = "ctvnc_ticket=" .. t })
+      status, body = http(p, "GET", "/console/vm-1", { Cookie = "ctvnc_ticket=" .. t })
       assert.are.equal(200, status)
       assert.truthy(body:find('src="app/ui.js"', 1, true))          -- noVNC's full page
       assert.truthy(body:find('<base href="/novnc/">', 1, true))
