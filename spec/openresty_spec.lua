@@ -239,7 +239,6 @@ describe("the OpenResty gateway #novalgrind", function()
         assert.is_nil(log:find(s, 1, true), file .. " holds " .. s)
       end
       assert.is_nil(log:find(("%x"):rep(32)), file .. " holds a raw token")
-      end
     end
   end)
 end)
