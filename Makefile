@@ -3,10 +3,10 @@
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
-STRICT     = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Werror
+STRICT     = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual -Werror
 LUA54_INC ?= /usr/include/lua5.4
 JIT_INC   ?= /usr/include/luajit-2.1
-SRC        = csrc/url.c csrc/http.c csrc/probe.c csrc/lctvnc.c
+SRC        = $(wildcard csrc/*.c)
 HDR        = $(wildcard csrc/*.h)
 
 # Debian packages the build, the suites, the simulator and the demo use.

@@ -17,6 +17,13 @@
 
 struct ctv_http;
 
+/* A socket libcurl opened, and the HTTP version its answers came in: 0 as
+ * long as none has, 1 for HTTP/1.x, 2 for HTTP/2. */
+typedef struct sock {
+  curl_socket_t fd;
+  int version;
+} sock;
+
 typedef struct slot {
   struct ctv_http *h;
   CURL *easy;
@@ -34,10 +41,11 @@ struct ctv_http {
   CURLSH *share;
   slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
-  ctv_opts o;
+  ctv_opts o;                 /* o.ca_file points to ca_file */
+  char *ca_file;              /* our own copy of the caller's */
   char *line;                 /* scratch for "Name: value" */
   size_t linecap;
-  curl_socket_t *socks;       /* sockets libcurl opened and still holds */
+  sock *socks;                /* sockets libcurl opened and still holds */
   size_t nsocks, capsocks;
 };
 
@@ -50,7 +58,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
   (void)purpose;
   if (h->nsocks == h->capsocks) {
     size_t cap = h->capsocks ? h->capsocks * 2 : 16;
-    curl_socket_t *n = realloc(h->socks, cap * sizeof *n);
+    sock *n = realloc(h->socks, cap * sizeof *n);
     if (!n) return CURL_SOCKET_BAD;
     h->socks = n;
     h->capsocks = cap;
@@ -58,7 +66,8 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
   fd = socket(a->family, a->socktype, a->protocol);
   if (fd != CURL_SOCKET_BAD) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
-    h->socks[h->nsocks++] = fd;
+    h->socks[h->nsocks].fd = fd;
+    h->socks[h->nsocks++].version = 0;
   }
   return fd;
 }
@@ -67,7 +76,7 @@ static int on_close(void *ud, curl_socket_t fd) {
   struct ctv_http *h = ud;
   size_t i;
   for (i = 0; i < h->nsocks; i++) {
-    if (h->socks[i] == fd) {
+    if (h->socks[i].fd == fd) {
       h->socks[i] = h->socks[--h->nsocks];
       break;
     }
@@ -108,42 +117,77 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-/* Before a request goes out on a reused connection: bytes already waiting
- * there were sent by the server unasked (a late second answer after the
- * last one's Content-Length). Reading them as this request's answer would
- * hand one VM's credentials out as another's, so the request is stopped
- * and run again on a fresh connection. */
-#if LIBCURL_VERSION_NUM >= 0x075000   /* CURLOPT_PREREQFUNCTION: 7.80 */
-static unsigned local_port(curl_socket_t fd) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
-  if (ss.ss_family == AF_INET)
-    return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+static unsigned port_of(const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)(const void *)ss)->sin_port);
+  if (ss->ss_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)(const void *)ss)->sin6_port);
   return 0;
 }
 
+/* The socket whose local and remote ports these are, or NULL. libcurl
+ * tells nobody which socket a connection has while a transfer runs on it. */
+static sock *find_sock(ctv_http *h, long lport, long port) {
+  size_t i;
+  for (i = 0; i < h->nsocks; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(h->socks[i].fd, (struct sockaddr *)&ss, &len) != 0
+        || port_of(&ss) != (unsigned long)lport)
+      continue;
+    len = sizeof ss;
+    if (getpeername(h->socks[i].fd, (struct sockaddr *)&ss, &len) == 0
+        && port_of(&ss) == (unsigned long)port)
+      return &h->socks[i];
+  }
+  return NULL;
+}
+
+/* The status line tells the connection's HTTP version, which the guard
+ * below needs before the next request goes out on it. */
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
+  slot *s = ud;
+  size_t n = size * nmemb;
+  long lport = 0, port = 0;
+  sock *k;
+  if (n < 7 || memcmp(p, "HTTP/", 5) != 0) return n;
+  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
+      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
+      && (k = find_sock(s->h, lport, port)) != NULL)
+    k->version = p[5] == '1' ? 1 : 2;
+  return n;
+}
+
+/* Before a request goes out on a reused HTTP/1.x connection: bytes already
+ * waiting there were sent by the server unasked (a late second answer after
+ * the last one's Content-Length). Reading them as this request's answer
+ * would hand one VM's credentials out as another's, so the request is
+ * stopped and run again on a fresh connection.
+ * Not over HTTP/2: there the bytes waiting are frames of the other streams
+ * (or SETTINGS, PING, WINDOW_UPDATE), each bound to its stream. A reused
+ * connection whose version is not known yet is one whose first answer is
+ * still to come, which only multiplexing allows. */
+#if LIBCURL_VERSION_NUM >= 0x075000   /* CURLOPT_PREREQFUNCTION: 7.80 */
 static int on_prereq(void *ud, char *ip, char *local_ip, int port,
                      int lport) {
   slot *s = ud;
   long fresh = 0;
-  size_t i;
-  (void)ip; (void)local_ip; (void)port;
+  struct pollfd p;
+  sock *k;
+  (void)ip; (void)local_ip;
   if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &fresh) != CURLE_OK
       || fresh > 0)
     return CURL_PREREQFUNC_OK;
-  for (i = 0; i < s->h->nsocks; i++) {
-    struct pollfd p;
-    if (local_port(s->h->socks[i]) != (unsigned)lport) continue;
-    p.fd = s->h->socks[i];
-    p.events = POLLIN;
-    p.revents = 0;
-    if (poll(&p, 1, 0) > 0) {
-      s->stale = 1;
-      return CURL_PREREQFUNC_ABORT;
-    }
+  if ((k = find_sock(s->h, lport, port)) == NULL)
+    return CURL_PREREQFUNC_OK;
+  if (s->h->o.http2 && k->version != 1)
+    return CURL_PREREQFUNC_OK;
+  p.fd = k->fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  if (poll(&p, 1, 0) > 0) {
+    s->stale = 1;
+    return CURL_PREREQFUNC_ABORT;
   }
   return CURL_PREREQFUNC_OK;
 }
@@ -186,6 +230,13 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s);
+  /* HTTP/2 over TLS only (as browsers do); PIPEWAIT: a request waits for
+   * the connection being made rather than opening one more */
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h->o.http2
+                   ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 ? 1L : 0L);
 #if LIBCURL_VERSION_NUM >= 0x075000
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)s);
@@ -211,15 +262,17 @@ ctv_http *ctv_http_new(const ctv_opts *o) {
   ctv_http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->o = *o;
-  h->o.ca_file = NULL;
-  if (o->ca_file && (h->o.ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
-    strcpy((char *)h->o.ca_file, o->ca_file);
+  if (o->ca_file && (h->ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
+    strcpy(h->ca_file, o->ca_file);
+  h->o.ca_file = h->ca_file;
   h->multi = curl_multi_init();
   h->share = curl_share_init();
-  if (!h->multi || !h->share || (o->ca_file && !h->o.ca_file)) {
+  if (!h->multi || !h->share || (o->ca_file && !h->ca_file)) {
     ctv_http_free(h);
     return NULL;
   }
+  curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
+                    o->http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
   curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   return h;
@@ -249,7 +302,7 @@ void ctv_http_free(ctv_http *h) {
   }
   if (h->multi) curl_multi_cleanup(h->multi);
   if (h->share) curl_share_cleanup(h->share);
-  free((char *)h->o.ca_file);
+  free(h->ca_file);
   free(h->socks);             /* after the cleanups, which close them */
   free(h->slots);
   free(h->line);
@@ -354,6 +407,11 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
   if (concurrency < 1) concurrency = 1;
   if ((size_t)concurrency > n) concurrency = (int)n;
   if (grow_slots(h, concurrency) != 0) return -1;
+#if LIBCURL_VERSION_NUM >= 0x074300   /* 7.67 */
+  /* concurrency is the number of streams in flight, on one connection */
+  curl_multi_setopt(h->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                    (long)(concurrency > 100 ? concurrency : 100));
+#endif
   while (finished < n && !stop) {
     CURLMsg *m;
     int left, collected = 0;

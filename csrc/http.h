@@ -38,6 +38,8 @@ typedef struct ctv_opts {
   int insecure;
   const char *ca_file;       /* copied; NULL: system store */
   size_t max_body;
+  int http2;                 /* nonzero: offer HTTP/2 over TLS and multiplex
+                                requests on one connection; 0: HTTP/1.1 only */
 } ctv_opts;
 
 typedef struct ctv_http ctv_http;
@@ -54,8 +56,9 @@ void ctv_http_free(ctv_http *h);
 typedef int (*ctv_done)(void *ud, size_t i, const ctv_res *res);
 
 /* Runs reqs[0..n) with at most `concurrency` in flight, each with its own
- * timeouts. Returns 0 when all ran, 1 when `done` stopped it, -1 when out
- * of memory or libcurl failed as a whole. */
+ * timeouts; over HTTP/2 they are streams of one connection per server.
+ * Returns 0 when all ran, 1 when `done` stopped it, -1 when out of memory
+ * or libcurl failed as a whole. */
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
                  ctv_done done, void *ud);
 

@@ -180,7 +180,8 @@ static int valid_path(const char *s, size_t n) {
   return 1;
 }
 
-static int prefix_ci(const char *s, size_t n, const char *word) {
+/* s[0..n) equals the lower-case `word`, ignoring ASCII case. */
+static int eq_ci(const char *s, size_t n, const char *word) {
   size_t i, len = strlen(word);
   if (n != len) return 0;
   for (i = 0; i < len; i++)
@@ -202,8 +203,8 @@ const char *ctv_parse_endpoint(const char *s, size_t n, ctv_endpoint *ep) {
   for (q = s; q + 3 <= end; q++) {
     if (q[0] == ':' && q[1] == '/' && q[2] == '/') {
       size_t len = (size_t)(q - s);
-      if (prefix_ci(s, len, "https")) ep->scheme = CTV_SCHEME_HTTPS;
-      else if (prefix_ci(s, len, "http")) ep->scheme = CTV_SCHEME_HTTP;
+      if (eq_ci(s, len, "https")) ep->scheme = CTV_SCHEME_HTTPS;
+      else if (eq_ci(s, len, "http")) ep->scheme = CTV_SCHEME_HTTP;
       else return "endpoint scheme must be http or https";
       p = q + 3;
       break;
@@ -249,6 +250,22 @@ const char *ctv_parse_endpoint(const char *s, size_t n, ctv_endpoint *ep) {
     return "endpoint path has an invalid character";
   return NULL;
 }
+
+enum ctv_host ctv_cluster_host(const char **s, size_t *n) {
+  if (*n > 2 && (*s)[0] == '[' && (*s)[*n - 1] == ']') {
+    if (ctv_host_kind(*s + 1, *n - 2) != CTV_HOST_IPV6) return CTV_HOST_BAD;
+    (*s)++;
+    *n -= 2;
+    return CTV_HOST_IPV6;
+  }
+  return ctv_host_kind(*s, *n);
+}
+
+const ctv_field ctv_layouts[3][3] = {
+  /* CTV_DIRECT */    {{"uuid", "vm_uuid"}, {"token", "raw_token"}, {"host", "host_ip"}},
+  /* CTV_PROXY */     {{"token", "token"}, {"uuid", "vm_uuid"}, {"host", "host_ip"}},
+  /* CTV_PROXY_RAW */ {{"token", "raw_token"}, {"uuid", "vm_uuid"}, {"host", "host_ip"}},
+};
 
 void ctv_url_from_endpoint(ctv_url *u, const ctv_endpoint *ep) {
   memset(u, 0, sizeof *u);

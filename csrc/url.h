@@ -74,6 +74,27 @@ typedef struct ctv_url {
   int nparams;
 } ctv_url;
 
+/* A cluster address as CloudTower gives it: an IPv6 address may come in
+ * brackets, which are stripped from *s and *n. CTV_HOST_BAD when it is not
+ * a host (brackets around anything but IPv6 included). */
+enum ctv_host ctv_cluster_host(const char **s, size_t *n);
+
+/* Which info field goes into which query parameter, per kind of URL. */
+typedef enum ctv_layout {
+  CTV_DIRECT = 0,   /* to the cluster: uuid, token=raw_token, host */
+  CTV_PROXY,        /* through the tower: token=token, uuid, host */
+  CTV_PROXY_RAW     /* through a tower from before the token field (2022):
+                       token=raw_token, uuid, host */
+} ctv_layout;
+
+typedef struct ctv_field {
+  const char *param;       /* query parameter name */
+  const char *key;         /* info field it takes its value from */
+} ctv_field;
+
+/* The three parameters of each layout in URL order; the last is the host. */
+extern const ctv_field ctv_layouts[3][3];
+
 /* The URL through an endpoint: its host, port and prefix, and the scheme
  * it implies (http -> ws, https or none -> wss); no parameters yet. */
 void ctv_url_from_endpoint(ctv_url *u, const ctv_endpoint *ep);

@@ -5,9 +5,9 @@
  *   0 endpoint (proxy mode) or cluster address (direct mode)
  *   1 token   2 vm uuid   3 host ip
  *   4 options: first byte bit 0 = direct mode, bit 1 = scheme "ws",
- *     bit 2 = scheme "wss"; the rest, if a valid port, overrides the port.
- * The URL is built as ctvnc.proxy_url / ctvnc.direct_url do (same
- * parameter order, same bracket handling), into a malloc of exactly
+ *     bit 2 = scheme "wss", bit 3 = the raw-token proxy layout; the rest, if a valid port, overrides the port.
+ * The URL is built with the binding's own helpers (ctv_cluster_host and
+ * ctv_layouts, as lurl.c uses them), into a malloc of exactly
  * ctv_url_len bytes, then parsed back independently: scheme, host, port,
  * path "<prefix>/websockify/" and the percent-decoded query must give back
  * exactly what went in. The URL's "http://<authority><path>" form must also
@@ -143,7 +143,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *s = (const char *)data, *e = s + size;
   const char *f[NFIELDS];
   size_t fl[NFIELDS], len;
-  int nf = 0, opt = 0, direct;
+  int nf = 0, opt = 0, direct, i;
+  ctv_layout layout;
   ctv_url u;
   char *buf, *end;
   unsigned port;
@@ -166,33 +167,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (direct) {                   /* as l_direct_url */
     const char *h = f[0];
     size_t n = fl[0];
-    enum ctv_host kind;
-    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
-      h++;
-      n -= 2;
-      kind = ctv_host_kind(h, n) == CTV_HOST_IPV6 ? CTV_HOST_IPV6 : CTV_HOST_BAD;
-    } else {
-      kind = ctv_host_kind(h, n);
-    }
+    enum ctv_host kind = ctv_cluster_host(&h, &n);
     if (kind == CTV_HOST_BAD) return 0;
     u.scheme = "wss";
     u.host = h;
     u.hostlen = n;
     u.ipv6 = kind == CTV_HOST_IPV6;
+    layout = CTV_DIRECT;
   } else {                        /* as l_proxy_url */
     ctv_endpoint ep;
     if (ctv_parse_endpoint(f[0], fl[0], &ep) != NULL) return 0;
     ctv_url_from_endpoint(&u, &ep);
+    layout = opt & 8 ? CTV_PROXY_RAW : CTV_PROXY;
   }
   if (opt & 2) u.scheme = "ws";
   if (opt & 4) u.scheme = "wss";
   if (fl[4] > 1 && (port = ctv_parse_port(f[4] + 1, fl[4] - 1)) != 0)
     u.port = port;
 
+  /* the binding's layouts: field 1 is whichever token the layout takes */
+  for (i = 0; i < 3; i++) {
+    const ctv_field *fd = &ctv_layouts[layout][i];
+    int k = strcmp(fd->key, "vm_uuid") == 0 ? 2
+          : strcmp(fd->key, "host_ip") == 0 ? 3 : 1;
+    u.params[i] = (ctv_param){fd->param, f[k], fl[k]};
+  }
   u.nparams = 3;
-  u.params[direct ? 1 : 0] = (ctv_param){"token", f[1], fl[1]};
-  u.params[direct ? 0 : 1] = (ctv_param){"uuid", f[2], fl[2]};
-  u.params[2] = (ctv_param){"host", f[3], fl[3]};
 
   len = ctv_url_len(&u);
   CHECK(ctv_url_bound(&u) >= len);  /* the binding's one-pass buffer */

@@ -2,7 +2,7 @@
 -- about their length or framing, nest JSON without end, repeat keys, put
 -- invalid UTF-8, NULs or numbers where strings belong, and TLS listeners
 -- with a certificate for another name or an expired one. Each comes from the
--- simulator (spec/support/simulator, "hostile answers" in sim.lua), chosen by
+-- simulator (spec/support/simulator, "hostile answers" in sim/faults.lua), chosen by
 -- VM id.
 --
 -- For every case: the documented kind (API.md), a message that is one line,

@@ -4,7 +4,8 @@
 #   run.sh start DIR     run.sh stop DIR
 # Settings (environment):
 #   GATEWAY_PORT (free port), WORKERS (1)
-#   TOWER (host:port of CloudTower), TOWER_SCHEME (https), CTVNC_ENDPOINT,
+#   TOWER (host:port of CloudTower), TOWER_SCHEME (https), TOWER_PREFIX (/: the
+#   path prefix of CTVNC_ENDPOINT, with both slashes), CTVNC_ENDPOINT,
 #   CTVNC_TOKEN, CTVNC_TICKET_SECRET (unset: random per start, one node only)
 #   TOWER_CA (PEM; default the system store), TOWER_NAME (the name checked in
 #   CloudTower's certificate; default TOWER's host), TOWER_TLS (verify |
@@ -92,6 +93,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@WORKERS@|${WORKERS:-1}|g" \
     -e "s|@TOWER@|$TOWER|g" \
     -e "s|@TOWER_SCHEME@|${TOWER_SCHEME:-https}|g" \
+    -e "s|@TOWER_PREFIX@|${TOWER_PREFIX:-/}|g" \
     -e "s|@TOWER_VERIFY@|$tower_verify|g" \
     -e "s|@TOWER_CA@|$tower_ca|g" \
     -e "s|@TOWER_NAME@|$tower_name|g" \

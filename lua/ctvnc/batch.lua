@@ -1,21 +1,18 @@
---- ctvnc.batch: console URLs for many VMs over the transport's
--- many-at-once call. One login for the whole batch, each distinct VM id
--- fetched once, retries per VM in rounds, results in input order.
-local client = require "ctvnc.client"
-local fallback = require "ctvnc.fallback"
+--- ctvnc.batch: client:batch(vm_ids [, opts]) -> results, summary.
+-- De-duplication, progress and result assembly; the fetching (one login,
+-- retries, re-login) is the client's one engine, the modes and URLs are
+-- ctvnc.console's. This file is a method of the client class.
+local core = require "ctvnc.core"
 
 local type, ipairs, pairs, error = type, ipairs, pairs, error
-local random = math.random
-
-local _M = {}
 
 --- client:batch(vm_ids, opts) -> results, summary
-function _M.run(self, vm_ids, opts)
+return function(self, vm_ids, opts)
   if type(vm_ids) ~= "table" then
-    error("bad argument #1 to 'batch' (table expected, got " .. type(vm_ids) .. ")", 3)
+    error("bad argument #1 to 'batch' (table expected, got " .. type(vm_ids) .. ")", 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 3)
+    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 2)
   end
   opts = opts or {}
   local total = #vm_ids
@@ -40,13 +37,13 @@ function _M.run(self, vm_ids, opts)
   end
 
   -- Refusals that concern the whole batch.
-  local ok, msg, kind = fallback.check("batch", opts)
+  local ok, msg, kind = core.check_options("batch", opts)
   local concurrency = opts.concurrency or self.concurrency
   if ok and (type(concurrency) ~= "number" or concurrency < 1 or concurrency % 1 ~= 0) then
     ok, msg, kind = nil, "batch: opts.concurrency must be an integer >= 1", "invalid"
   end
 
-  -- Group the positions of each distinct id.
+  -- The positions of each distinct id.
   local ids, positions = {}, {}
   for i, id in ipairs(vm_ids) do
     if not ok then
@@ -62,79 +59,46 @@ function _M.run(self, vm_ids, opts)
     end
   end
 
-  local token
-  if #ids > 0 then
-    token, msg, kind = self:_token()
-    if not token then
-      for _, id in ipairs(ids) do fail_all(positions[id], msg, kind) end
-      ids = {}
-    end
-  end
-
-  -- Fetch in rounds: a round runs every pending id at once; retryable
-  -- failures go to the next round after a backoff.
-  local t = self.transport
-  local url = self.base .. "/api"
-  local infos = {}
-  local pending, attempt, relogged = ids, 0, false
-  while #pending > 0 do
-    local headers = self:_headers(token)
-    local reqs = {}
-    for i, id in ipairs(pending) do
-      reqs[i] = { method = "POST", url = url, headers = headers,
-                  body = client.encode(client.vnc_payload(id)) }
-    end
-    local retry, auth = {}, {}
-    t.request_many(reqs, concurrency, function(i, status, body, k)
-      local id = pending[i]
-      local what = "vnc " .. client.clean(id, 64)
-      local b, m, kd, again = client.judge(what, url, status, body, k)
-      local info
-      if b then info, m, kd = client.read_vnc(what, b) end
+  local infos, fetched = {}, {}
+  local function fetch(list)
+    local calls = {}
+    for i, id in ipairs(list) do calls[i] = self:_vnc_call(id) end
+    self:_fetch(calls, concurrency, function(i, info, m, k)
+      local id = list[i]
       if info then
         infos[id] = info
         report(#positions[id])
-      elseif again and attempt < self.retries then
-        retry[#retry + 1] = id
-      elseif kd == "auth" and not self.token and not relogged then
-        auth[#auth + 1] = id
       else
-        local _, sm, sk = self:_fail(m, kd)
-        fail_all(positions[id], sm, sk)
+        fail_all(positions[id], m, k)
       end
     end)
-    if #auth > 0 then
-      relogged = true
-      self.login_token = nil
-      token, msg, kind = self:login()
-      if token then
-        for _, id in ipairs(auth) do retry[#retry + 1] = id end
-      else
-        for _, id in ipairs(auth) do fail_all(positions[id], msg, kind) end
-      end
-    end
-    if #retry > 0 and attempt < self.retries then
-      t.sleep(self.retry_delay * 2 ^ attempt * (0.5 + random() / 2))
-      attempt = attempt + 1
-    end
-    pending = retry
   end
-
-  -- Modes (probing each distinct cluster once) and URLs.
-  local fetched = {}
+  if #ids > 1 and self.no_token_field == nil then
+    -- learn the tower's schema from the first VM: a tower from before the
+    -- token field then costs one extra request, not one per VM
+    fetch({ ids[1] })
+    if self.no_token_field == nil then self.no_token_field = false end
+    local rest = {}
+    for i = 2, #ids do rest[i - 1] = ids[i] end
+    fetch(rest)
+  elseif #ids > 0 then
+    fetch(ids)
+  end
   for _, id in ipairs(ids) do
     if infos[id] then fetched[#fetched + 1] = id end
   end
+
+  -- Modes (each distinct cluster probed once) and URLs.
   local modes = {}
   if opts.mode == "auto" or opts.mode == nil then
     local list = {}
     for i, id in ipairs(fetched) do list[i] = infos[id] end
-    for i, m in ipairs(fallback.choose_many(self, list, opts)) do modes[fetched[i]] = m end
+    for i, m in ipairs(self:_modes(list, opts)) do modes[fetched[i]] = m end
   end
   for _, id in ipairs(fetched) do
     local info = infos[id]
     local mode = modes[id] or opts.mode
-    local u, m, k = self:_build(info, opts, mode)
+    local u, m, k = self:_url(info, opts, mode)
     if u then
       settle(positions[id], { ok = true, url = u, mode = mode, info = info })
     else
@@ -148,5 +112,3 @@ function _M.run(self, vm_ids, opts)
   end
   return results, summary
 end
-
-return _M

@@ -1,85 +1,27 @@
---- ctvnc.client: talks to CloudTower. Bodies are built with lua-cjson,
--- answers are checked field by field, every failure gets one of the kinds
--- of the API contract, and no message ever carries a secret.
+--- ctvnc.client: options, auth state and the one fetch engine. Every call
+-- to CloudTower, one VM or a thousand, a login or a search, goes through
+-- Client:_fetch: rounds of requests over the runtime's request_many, and
+-- for each answer one decision (a value, a retry with backoff, a re-login,
+-- or a failure). The protocol itself is ctvnc.api's; the direct-or-proxy
+-- choice ctvnc.console's; batch assembly ctvnc.batch's.
 local core = require "ctvnc.core"
-local fallback = require "ctvnc.fallback"
-local json = require("cjson.safe").new()
+local api = require "ctvnc.api"
+local console = require "ctvnc.console"
+local batch = require "ctvnc.batch"
 
-local type, tostring, ipairs, next, setmetatable, error = type, tostring, ipairs, next,
-  setmetatable, error
-local floor, random = math.floor, math.random
-local byte, find, sub, gsub, format = string.byte, string.find, string.sub, string.gsub,
-  string.format
-local concat = table.concat
+local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
+local floor, random, max = math.floor, math.random, math.max
+local find, lower, format = string.find, string.lower, string.format
+local redact = api.redact
 
-json.decode_max_depth(64)
-
-local VNC_QUERY = "query vnc($input: VncInput!) { vnc(input: $input) "
-  .. "{ vm_uuid host_ip cluster_ip raw_token token } }"
-local INFO_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
 local LANGUAGES = { ["en-US"] = true, ["zh-CN"] = true }
 
 local _M = {}
 local Client = {}
 Client.__index = Client
 
---- Text from a server or a caller, made safe for a one-line message:
--- valid UTF-8 (a zh-CN tower's errors) is kept, control bytes and invalid
--- sequences become "?", and it is cut at a character boundary after at
--- most `max` bytes.
-local function clean(s, max)
-  s = tostring(s)
-  max = max or 120
-  local out, n, i, len = {}, 0, 1, #s
-  while i <= len do
-    local c = byte(s, i)
-    local size = c < 0x80 and 1 or c >= 0xC2 and c <= 0xDF and 2
-      or c >= 0xE0 and c <= 0xEF and 3 or c >= 0xF0 and c <= 0xF4 and 4 or 0
-    local ok = size > 0 and i + size - 1 <= len
-    for k = i + 1, i + size - 1 do
-      local b = ok and byte(s, k)
-      if not b or b < 0x80 or b > 0xBF then ok = false end
-    end
-    if ok and size == 3 then      -- no overlong forms, no surrogates
-      local b = byte(s, i + 1)
-      ok = not (c == 0xE0 and b < 0xA0) and not (c == 0xED and b > 0x9F)
-    elseif ok and size == 4 then  -- no overlong forms, nothing past U+10FFFF
-      local b = byte(s, i + 1)
-      ok = not (c == 0xF0 and b < 0x90) and not (c == 0xF4 and b > 0x8F)
-    end
-    local piece = (not ok or c < 32 or c == 127) and "?" or sub(s, i, i + size - 1)
-    if n + #piece > max then
-      out[#out + 1] = "..."
-      break
-    end
-    out[#out + 1] = piece
-    n = n + #piece
-    i = i + (ok and size or 1)
-  end
-  return concat(out)
-end
-_M.clean = clean
-
---- Replaces every occurrence of each secret by "<redacted>".
-local function redact(msg, secrets)
-  for _, secret in ipairs(secrets) do
-    if #secret >= 4 then
-      local i = find(msg, secret, 1, true)
-      while i do
-        msg = sub(msg, 1, i - 1) .. "<redacted>" .. sub(msg, i + #secret)
-        i = find(msg, secret, i + 10, true)
-      end
-    end
-  end
-  return msg
-end
-
-function Client:_fail(msg, kind)
-  local secrets = { self.password or "" }
-  if self.token then secrets[#secrets + 1] = self.token end
-  if self.login_token then secrets[#secrets + 1] = self.login_token end
-  return nil, redact(msg, secrets), kind
-end
+for k, f in pairs(console) do Client[k] = f end
+Client.batch = batch
 
 local function argcheck(cond, n, fname, msg)
   if not cond then error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3) end
@@ -96,11 +38,29 @@ local function check_number(opts, key, default, integer, minimum)
   return v
 end
 
---- The default transport: libcurl through ctvnc.core.
+--- Headers a caller may not set, by lower-case name.
+local RESERVED = { authorization = true, ["content-type"] = true, ["content-length"] = true }
+
+--- Why a caller's extra header is refused, or nil. The value is never
+-- quoted: it may be a secret.
+local function header_problem(name, value)
+  if type(name) ~= "string" or type(value) ~= "string" then
+    return "headers must map strings to strings"
+  end
+  if name == "" or find(name, "[%c:%s]") then
+    return "header names must be non-empty, without spaces, colons or control characters"
+  end
+  if find(value, "[\r\n%z]") then
+    return "header " .. name .. ": the value has a CR, LF or NUL"
+  end
+  if RESERVED[lower(name)] then return "header " .. name .. " cannot be replaced" end
+end
+
+--- The default runtime: libcurl through ctvnc.core. Requests carry a path;
+-- the session puts the API base in front of it.
 local function curl_transport(o)
   local session = core.session(o)
   return {
-    request = function(req) return session:request(req) end,
     request_many = function(reqs, concurrency, on_done)
       return session:request_many(reqs, concurrency, on_done)
     end,
@@ -110,7 +70,6 @@ local function curl_transport(o)
     close = function() session:close() end,
   }
 end
-_M.curl_transport = curl_transport
 
 --- ctvnc.new(opts) -> client | nil, message, "invalid"
 function _M.new(opts)
@@ -119,14 +78,20 @@ function _M.new(opts)
   if type(opts.endpoint) ~= "string" then return invalid("endpoint must be a string") end
   local ep, err = core.endpoint(opts.endpoint)
   if not ep then return invalid(err) end
-  for _, key in ipairs({ "token", "username", "password", "source", "ca_file", "language" }) do
+  for _, key in ipairs({ "token", "username", "password", "source", "ca_file", "language",
+                         "auth_config_id" }) do
     local v = opts[key]
     if v ~= nil and (type(v) ~= "string" or v == "") then
       return invalid(key .. " must be a non-empty string")
     end
   end
-  if opts.insecure ~= nil and type(opts.insecure) ~= "boolean" then
-    return invalid("insecure must be a boolean")
+  for _, key in ipairs({ "insecure", "http2" }) do
+    if opts[key] ~= nil and type(opts[key]) ~= "boolean" then
+      return invalid(key .. " must be a boolean")
+    end
+  end
+  if opts.source == "AUTHN" and not opts.auth_config_id then
+    return invalid('source "AUTHN" needs auth_config_id')
   end
   if not opts.token and not (opts.username and opts.password) then
     return invalid("give a token, or a username and a password")
@@ -139,107 +104,65 @@ function _M.new(opts)
     f:close()
   end
   local self = setmetatable({
-    endpoint = opts.endpoint,
+    ep = ep,
+    base = ep:base(),
     token = opts.token,
     username = opts.username,
     password = opts.password,
     source = opts.source or "LOCAL",
-    language = language,
+    auth_config_id = opts.auth_config_id,
+    headers = {
+      ["Content-Type"] = "application/json",
+      ["accept"] = "application/json",
+      ["content-language"] = language,
+    },
+    probe_cache = {},
   }, Client)
+  if opts.headers ~= nil then
+    if type(opts.headers) ~= "table" then return invalid("headers must be a table") end
+    for name, value in pairs(opts.headers) do
+      local why = header_problem(name, value)
+      if why then return invalid(why) end
+      self.headers[name] = value
+    end
+  end
   local nums = {
     { "timeout", 10, false, 0.001 }, { "connect_timeout", 5, false, 0.001 },
     { "retries", 2, true, 0 }, { "concurrency", 16, true, 1 },
     { "max_body", 1048576, true, 1 }, { "retry_delay", 0.2, false, 0 },
+    { "per_request", 1, true, 1 },
   }
   for _, n in ipairs(nums) do
     local v, msg = check_number(opts, n[1], n[2], n[3], n[4])
     if v == nil then return nil, msg, "invalid" end
     self[n[1]] = v
   end
-  local host = ep.ipv6 and "[" .. ep.host .. "]" or ep.host
-  self.base = (ep.scheme or "https") .. "://" .. host .. (ep.port and ":" .. ep.port or "")
-    .. ep.prefix
   if opts.transport ~= nil then
     argcheck(type(opts.transport) == "table", 1, "new", "transport must be a table")
     self.transport = opts.transport
   else
     self.transport = curl_transport({
-      timeout = self.timeout, connect_timeout = self.connect_timeout,
+      base = self.base, timeout = self.timeout, connect_timeout = self.connect_timeout,
       insecure = opts.insecure, ca_file = opts.ca_file, max_body = self.max_body,
+      http2 = opts.http2 ~= false,
     })
   end
   return self
 end
 
+--- client:close(); also the client's __close, so `local c <close> = ...`.
 function Client:close()
   if self.transport.close then self.transport.close() end
 end
+Client.__close = Client.close
 
-function Client:_headers(token)
-  local h = {
-    ["Content-Type"] = "application/json",
-    ["accept"] = "application/json",
-    ["content-language"] = self.language,
-  }
-  if token then h["Authorization"] = token end
-  return h
-end
-
---- What an HTTP answer means: body | nil, message, kind, retryable.
-local function judge(what, url, status, body, kind)
-  if not status then
-    return nil, format("%s: %s (%s)", what, clean(body, 200), url), kind,
-      kind == "connect" or kind == "timeout"
+--- Everything this client must never let out in a message.
+function Client:_secrets()
+  local s = {}
+  for _, k in ipairs({ "password", "token", "login_token" }) do
+    if self[k] then s[#s + 1] = self[k] end
   end
-  if status >= 200 and status < 300 then return body end
-  local detail = ""
-  local doc = json.decode(body)
-  if type(doc) == "table" and type(doc.message) == "string" then
-    detail = ": " .. clean(doc.message)
-  end
-  if status == 401 or status == 403 then
-    return nil, format("%s: HTTP %d from %s%s", what, status, url, detail), "auth", false
-  end
-  return nil, format("%s: HTTP %d from %s%s", what, status, url, detail), "http",
-    status >= 500
-end
-
---- One call with retries: body | nil, message, kind.
-function Client:_post(path, payload, what, token)
-  local url = self.base .. path
-  local req = {
-    method = "POST", url = url, headers = self:_headers(token), body = json.encode(payload),
-  }
-  local t = self.transport
-  local attempt = 0
-  while true do
-    local body, msg, kind, retry = judge(what, url, t.request(req))
-    if body or not retry or attempt >= self.retries then return body, msg, kind end
-    -- exponential backoff with full jitter
-    t.sleep(self.retry_delay * 2 ^ attempt * (0.5 + random() / 2))
-    attempt = attempt + 1
-  end
-end
-
---- client:login() -> token | nil, message, kind
-function Client:login()
-  if not (self.username and self.password) then
-    return self:_fail("login: no username and password given", "invalid")
-  end
-  local body, msg, kind = self:_post("/v2/api/login", {
-    username = self.username, password = self.password, source = self.source,
-  }, "login")
-  if not body then
-    if kind == "http" and not find(msg, "HTTP 5", 1, true) then kind = "auth" end
-    return self:_fail(kind == "auth" and gsub(msg, "^login:", "login rejected:") or msg, kind)
-  end
-  local doc = json.decode(body)
-  local token = type(doc) == "table" and type(doc.data) == "table" and doc.data.token
-  if type(token) ~= "string" or token == "" then
-    return self:_fail("login: the answer has no data.token", "decode")
-  end
-  self.login_token = token
-  return token
+  return s
 end
 
 --- The token to send: the given one, or one from a (lazy) login.
@@ -249,70 +172,94 @@ function Client:_token()
   return self:login()
 end
 
---- A call that needs a token; one fresh login and one more try when a
--- login-obtained token is refused.
-function Client:_call(path, payload, what)
-  local token, msg, kind = self:_token()
-  if not token then return nil, msg, kind end
-  local body
-  body, msg, kind = self:_post(path, payload, what, token)
-  if not body and kind == "auth" and not self.token then
-    self.login_token = nil
-    token, msg, kind = self:login()
-    if not token then return self:_fail(msg, kind) end
-    body, msg, kind = self:_post(path, payload, what, token)
-  end
-  if not body then return self:_fail(msg, kind) end
-  return body
-end
-
-local function quote_id(vm_id) return clean(vm_id, 64) end
-
---- Reads a vnc answer: info | nil, message, kind.
-local function read_vnc(what, body)
-  local doc = json.decode(body)
-  if type(doc) ~= "table" then return nil, what .. ": the answer is not a JSON object", "decode" end
-  local errors = doc.errors
-  if errors ~= nil and errors ~= json.null then
-    local first = type(errors) == "table" and errors[1]
-    local m = type(first) == "table" and type(first.message) == "string" and first.message
-      or "no message"
-    return nil, what .. ": GraphQL error: " .. clean(m, 200), "graphql"
-  end
-  if type(doc.data) ~= "table" or doc.data[1] ~= nil then
-    return nil, what .. ": the answer has no data object", "decode"
-  end
-  local vnc = doc.data.vnc
-  if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
-  if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
-  if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
-  local info = {}
-  for _, k in ipairs(INFO_FIELDS) do
-    local v = vnc[k]
-    if type(v) ~= "string" or v == "" then
-      return nil, format("%s: field %s is %s", what, k,
-        v == nil and "missing" or v == "" and "empty" or "not a string"), "decode"
-    end
-    info[k] = v
-  end
-  for _, k in ipairs({ "cluster_ip", "host_ip" }) do
-    if not core.host_kind(info[k]) then
-      return nil, format("%s: field %s is not a valid host", what, k), "decode"
+--- The one fetch engine. calls[i] = { path=, body=, what=, read= } (see
+-- ctvnc.api); on_result(i, value) or on_result(i, nil, message, kind) as
+-- each call settles, at most `concurrency` in flight. A login-obtained
+-- token that is refused is replaced by one new login per run; retries back
+-- off exponentially with full jitter; a vnc answer that says the tower has
+-- no token field turns the call into its pre-token form, once per client.
+function Client:_fetch(calls, concurrency, on_result)
+  local t = self.transport
+  local login = calls[1] and calls[1].login
+  local token, msg, kind
+  if not login then
+    token, msg, kind = self:_token()
+    if not token then
+      for i = 1, #calls do on_result(i, nil, msg, kind) end
+      return
     end
   end
-  return info
+  local secrets = self:_secrets()
+  local pending, tries, relogged = {}, {}, false
+  for i = 1, #calls do pending[i] = i end
+  while #pending > 0 do
+    local headers = {}
+    for k, v in pairs(self.headers) do headers[k] = v end
+    headers.Authorization = token
+    local reqs = {}
+    for k, i in ipairs(pending) do
+      reqs[k] = { method = "POST", path = calls[i].path, headers = headers, body = calls[i].body }
+    end
+    local retry, refused, wait = {}, {}, -1
+    t.request_many(reqs, concurrency, function(k, status, body, tkind)
+      local i = pending[k]
+      local c = calls[i]
+      local v, m, kd, again = api.classify(c, self.base .. c.path, status, body, tkind, secrets)
+      if v then v, m, kd = c.read(c.what, v, secrets) end
+      if v ~= nil then
+        on_result(i, v)
+      elseif kd == "schema" then
+        self.no_token_field = true
+        calls[i] = self:_vnc_call(c.vm_id)
+        retry[#retry + 1] = i
+      elseif again and (tries[i] or 0) < self.retries then
+        wait = max(wait, tries[i] or 0)
+        tries[i] = (tries[i] or 0) + 1
+        retry[#retry + 1] = i
+      elseif kd == "auth" and not login and not self.token and not relogged then
+        refused[#refused + 1] = i
+      else
+        on_result(i, nil, redact(m, secrets), kd)
+      end
+    end)
+    if #refused > 0 then
+      relogged = true
+      self.login_token = nil
+      token, msg, kind = self:login()
+      secrets = self:_secrets()
+      for _, i in ipairs(refused) do
+        if token then retry[#retry + 1] = i else on_result(i, nil, msg, kind) end
+      end
+    end
+    if wait >= 0 then t.sleep(self.retry_delay * 2 ^ wait * (0.5 + random() / 2)) end
+    pending = retry
+  end
 end
-_M.read_vnc = read_vnc
 
-local function vnc_payload(vm_id)
-  return {
-    operationName = "vnc",
-    variables = { input = { vm = { id = vm_id } } },
-    query = VNC_QUERY,
-  }
+--- One call through the engine: value | nil, message, kind.
+function Client:_one(call)
+  local v, m, k
+  self:_fetch({ call }, 1, function(_, value, msg, kind) v, m, k = value, msg, kind end)
+  return v, m, k
 end
-_M.vnc_payload = vnc_payload
-_M.encode = json.encode
+
+--- client:login() -> token | nil, message, kind. An LDAP login goes the
+-- way of the official SDKs: the tower's strategies first, then AUTHN with
+-- the LDAP strategy's id when there is one.
+function Client:login()
+  if not (self.username and self.password) then
+    return nil, redact("login: no username and password given", self:_secrets()), "invalid"
+  end
+  local source, config = self.source, self.auth_config_id
+  if source == "LDAP" and not config then
+    local id, msg, kind = self:_one(api.strategies_call())
+    if id == nil then return nil, msg, kind end
+    if id then source, config = "AUTHN", id end
+  end
+  local token, msg, kind = self:_one(api.login_call(self.username, self.password, source, config))
+  self.login_token = token
+  return token, msg, kind
+end
 
 local function check_vm_id(vm_id, fname)
   argcheck(type(vm_id) == "string", 1, fname, "string expected, got " .. type(vm_id))
@@ -320,90 +267,67 @@ local function check_vm_id(vm_id, fname)
   return true
 end
 
+--- The vnc call for one VM, in the form this client's tower takes.
+function Client:_vnc_call(vm_id)
+  local call = api.vnc_call(vm_id, self.no_token_field)
+  call.vm_id = vm_id
+  return call
+end
+
 --- client:vnc(vm_id) -> info | nil, message, kind
 function Client:vnc(vm_id)
   local ok, msg, kind = check_vm_id(vm_id, "vnc")
   if not ok then return nil, msg, kind end
-  local what = "vnc " .. quote_id(vm_id)
-  local body
-  body, msg, kind = self:_call("/api", vnc_payload(vm_id), what)
-  if not body then return nil, msg, kind end
   local info
-  info, msg, kind = read_vnc(what, body)
-  if not info then return self:_fail(msg, kind) end
-  return info
+  info, msg, kind = self:_one(self:_vnc_call(vm_id))
+  if info and self.no_token_field == nil then self.no_token_field = false end
+  return info, msg, kind
 end
 
---- The options for the two URL builders: `scheme` applies to both, `port`
--- is the cluster's websocket port and so only reaches the direct URL.
-function Client:_build(info, opts, mode)
-  if mode == "direct" then
-    return core.direct_url(info, { scheme = opts.scheme, port = opts.port })
-  end
-  return core.proxy_url(self.endpoint, info, { scheme = opts.scheme })
-end
-
---- client:urls(vm_id, opts) -> {direct=, proxy=, info=} | nil, message, kind
+--- client:urls(vm_id [, opts]) -> {direct=, proxy=, info=} | nil, message, kind
 function Client:urls(vm_id, opts)
   argcheck(opts == nil or type(opts) == "table", 2, "urls", "table expected")
   opts = opts or {}
   local info, msg, kind = self:vnc(vm_id)
   if not info then return nil, msg, kind end
   local direct, proxy
-  direct, msg, kind = self:_build(info, opts, "direct")
+  direct, msg, kind = self:_url(info, opts, "direct")
   if not direct then return nil, msg, kind end
-  proxy, msg, kind = self:_build(info, opts, "proxy")
+  proxy, msg, kind = self:_url(info, opts, "proxy")
   if not proxy then return nil, msg, kind end
   return { direct = direct, proxy = proxy, info = info }
 end
 
---- client:console_url(vm_id, opts) -> url, mode | nil, message, kind
+--- client:console_url(vm_id [, opts]) -> url, mode | nil, message, kind
 function Client:console_url(vm_id, opts)
   argcheck(opts == nil or type(opts) == "table", 2, "console_url", "table expected")
   opts = opts or {}
-  local ok, msg, kind = fallback.check("console_url", opts)
+  local ok, msg, kind = core.check_options("console_url", opts)
   if not ok then return nil, msg, kind end
   local info
   info, msg, kind = self:vnc(vm_id)
   if not info then return nil, msg, kind end
-  local mode = opts.mode or "auto"
-  if mode == "auto" then mode = fallback.choose(self, info, opts) end
-  local url
-  url, msg, kind = self:_build(info, opts, mode)
-  if not url then return nil, msg, kind end
-  return url, mode
+  return self:console_url_for(info, opts)
 end
 
---- client:batch(vm_ids, opts) -> results, summary (see ctvnc.batch)
-function Client:batch(vm_ids, opts)
-  return require("ctvnc.batch").run(self, vm_ids, opts)
-end
-
---- client:find_vms(name) -> array | nil, message, kind
-function Client:find_vms(name)
-  argcheck(type(name) == "string", 1, "find_vms", "string expected, got " .. type(name))
-  if name == "" then return nil, "find_vms: the name is empty", "invalid" end
-  local what = "find_vms " .. clean(name, 64)
-  local body, msg, kind = self:_call("/v2/api/get-vms", { where = { name = name } }, what)
-  if not body then return nil, msg, kind end
-  local doc = json.decode(body)
-  if type(doc) ~= "table" or (doc[1] == nil and next(doc) ~= nil) then
-    return self:_fail(what .. ": the answer is not a JSON array", "decode")
-  end
-  local vms = {}
-  for i, vm in ipairs(doc) do
-    if type(vm) ~= "table" or type(vm.id) ~= "string" then
-      return self:_fail(format("%s: item %d has no id", what, i), "decode")
+--- client:find_vms(query [, opts]) -> array | nil, message, kind
+function Client:find_vms(query, opts)
+  local tq = type(query)
+  argcheck(tq == "string" or tq == "table", 1, "find_vms", "string or table expected, got " .. tq)
+  argcheck(opts == nil or type(opts) == "table", 2, "find_vms", "table expected")
+  opts = opts or {}
+  if query == "" then return nil, "find_vms: the name is empty", "invalid" end
+  for _, k in ipairs({ "first", "skip" }) do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v < 0 or v % 1 ~= 0) then
+      return nil, "find_vms: opts." .. k .. " must be an integer >= 0", "invalid"
     end
-    local out = {}
-    for _, k in ipairs({ "id", "name", "local_id", "status" }) do
-      if type(vm[k]) == "string" then out[k] = vm[k] end
-    end
-    vms[i] = out
   end
-  return vms
+  if opts.order_by ~= nil and type(opts.order_by) ~= "string" then
+    return nil, "find_vms: opts.order_by must be a string such as \"name_ASC\"", "invalid"
+  end
+  return self:_one(api.vms_call(query, opts))
 end
 
 _M.Client = Client
-_M.judge = judge
 return _M

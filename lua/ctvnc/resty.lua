@@ -50,8 +50,8 @@ local function watch(ctx, timeout)
   return "too_large"
 end
 
---- One request through the internal location:
--- status, body | nil, message, kind.
+--- One request through the internal location, whose proxy_pass holds the
+-- tower's address and path prefix: status, body | nil, message, kind.
 local function request(location, max_body, timeout, tls, req)
   -- a whole-request deadline (see _M.deadline) bounds every try and wait
   local deadline = ngx.ctx.ctvnc_deadline
@@ -62,8 +62,7 @@ local function request(location, max_body, timeout, tls, req)
     end
     if left < timeout then timeout = left end
   end
-  local path = match(req.url, "^https?://[^/]+(/.*)$")
-  if not path then return nil, "the URL has no path", "invalid" end
+  local path = req.path
   local method = METHODS[req.method]
   if not method then
     return nil, "method " .. tostring(req.method) .. " is not supported", "invalid"
@@ -192,7 +191,6 @@ function _M.transport(opts)
   local timeout = opts.timeout or 10
   local tls = opts.tls ~= false
   local t = {}
-  function t.request(req) return request(location, max_body, timeout, tls, req) end
   function t.request_many(reqs, concurrency, on_done)
     each(#reqs, concurrency, function(i)
       on_done(i, request(location, max_body, timeout, tls, reqs[i]))

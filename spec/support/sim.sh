@@ -265,7 +265,7 @@ start() {
     read -r http https cluster ipv6 wrongname expired <<<"$ports"
     v6api="" v6cluster=""
     if [ "$ipv6" = 1 ]; then
-      v6api="listen [::1]:$http; listen [::1]:$https ssl;"
+      v6api="listen [::1]:$http; listen [::1]:$https ssl http2;"
       v6cluster="listen [::1]:$cluster;"
     fi
     render "$simdir/nginx.conf.in" "$d/nginx.conf" \

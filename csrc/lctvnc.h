@@ -1,0 +1,32 @@
+/*
+ * lctvnc.h: what the binding's topic files share. Nothing here is
+ * exported: luaopen_ctvnc_core (lctvnc.c) is the module's only symbol.
+ */
+#ifndef CTVNC_LCTVNC_H
+#define CTVNC_LCTVNC_H
+
+#include "compat.h"
+
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#define CTV_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CTV_PRINTF(f, a)
+#endif
+
+/* Each topic adds its functions to the table on top of the stack and
+ * registers its metatables. */
+void ctv_open_url(lua_State *L);       /* lurl.c: encoding, URLs, endpoint */
+void ctv_open_session(lua_State *L);   /* lsession.c: the Session class */
+void ctv_open_sys(lua_State *L);       /* lsys.c: probe, sleep, now */
+
+/* Pushes nil, the formatted message and `kind`; returns 3. The format is
+ * lua_pushfstring's (%s %d %f %p %c %%), a subset of printf's. */
+int ctv_fail(lua_State *L, const char *kind, const char *fmt, ...)
+  CTV_PRINTF(3, 4);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#endif

@@ -1,0 +1,284 @@
+--- ctvnc.api: the CloudTower protocol, and nothing else: no I/O, no state.
+-- Request bodies for vnc, login and get-vms; readers for their answers; the
+-- classification of a transport's answer by status number; the message
+-- cleaner and redactor. Every reader returns value | nil, message, kind.
+local core = require "ctvnc.core"
+local json = require("cjson.safe").new()
+
+local type, tostring, ipairs, pairs, next = type, tostring, ipairs, pairs, next
+local byte, find, sub, format = string.byte, string.find, string.sub, string.format
+local concat = table.concat
+
+json.decode_max_depth(64)
+
+local _M = {}
+
+local INFO_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
+
+--- GraphQL error codes with which the tower says the token is refused
+-- (CLOUDTOWER.md): these are `auth`, whatever the HTTP status.
+local AUTH_CODES = {
+  LOAD_TOKEN_FAILED = true, PERMISSION_DENIED = true, LOGIN_FAILED = true,
+  USER_NOT_FOUND = true, USER_PASSWORD_INCORRECT = true, NOT_MATCH_USER = true,
+}
+
+--- Replaces every occurrence of each secret (of any length) by "<redacted>".
+local function redact(s, secrets)
+  if not secrets then return s end
+  for _, secret in ipairs(secrets) do
+    if secret ~= "" then
+      local i = find(s, secret, 1, true)
+      while i do
+        s = sub(s, 1, i - 1) .. "<redacted>" .. sub(s, i + #secret)
+        i = find(s, secret, i + 10, true)
+      end
+    end
+  end
+  return s
+end
+_M.redact = redact
+
+--- Text from a server or a caller, made safe for a one-line message:
+-- secrets redacted first (so a cut can never leave part of one), valid
+-- UTF-8 kept (a zh-CN tower's errors), control bytes and invalid sequences
+-- turned into "?", and cut at a character boundary after at most `max`
+-- bytes (default 120).
+local function clean(s, max, secrets)
+  s = redact(tostring(s), secrets)
+  max = max or 120
+  local out, n, i, len = {}, 0, 1, #s
+  while i <= len do
+    local c = byte(s, i)
+    local size = c < 0x80 and 1 or c >= 0xC2 and c <= 0xDF and 2
+      or c >= 0xE0 and c <= 0xEF and 3 or c >= 0xF0 and c <= 0xF4 and 4 or 0
+    local ok = size > 0 and i + size - 1 <= len
+    for k = i + 1, i + size - 1 do
+      local b = ok and byte(s, k)
+      if not b or b < 0x80 or b > 0xBF then ok = false end
+    end
+    if ok and size == 3 then      -- no overlong forms, no surrogates
+      local b = byte(s, i + 1)
+      ok = not (c == 0xE0 and b < 0xA0) and not (c == 0xED and b > 0x9F)
+    elseif ok and size == 4 then  -- no overlong forms, nothing past U+10FFFF
+      local b = byte(s, i + 1)
+      ok = not (c == 0xF0 and b < 0x90) and not (c == 0xF4 and b > 0x8F)
+    end
+    local piece = (not ok or c < 32 or c == 127) and "?" or sub(s, i, i + size - 1)
+    if n + #piece > max then
+      out[#out + 1] = "..."
+      break
+    end
+    out[#out + 1] = piece
+    n = n + #piece
+    i = i + (ok and size or 1)
+  end
+  return concat(out)
+end
+_M.clean = clean
+
+--- The code of a GraphQL error: on the error object, or under extensions.
+local function error_code(e)
+  if type(e) ~= "table" then return nil end
+  if type(e.code) == "string" then return e.code end
+  local ext = e.extensions
+  if type(ext) == "table" and type(ext.code) == "string" then return ext.code end
+end
+
+--- What a transport's answer means: body | nil, message, kind, retryable.
+-- `call` is the engine's call (what, login, graphql), `where` the URL. A
+-- refused login is `auth` for every 4xx; other calls are `auth` for 401
+-- and 403, and a GraphQL call for an auth code in its errors at any status
+-- (CLOUDTOWER.md). A GraphQL call's 400 with errors goes to its reader.
+-- Retryable: connect, timeout and 5xx.
+function _M.classify(call, where, status, body, kind, secrets)
+  local what = call.what
+  if not status then
+    return nil, format("%s: %s (%s)", what, clean(body, 200, secrets), where), kind,
+      kind == "connect" or kind == "timeout"
+  end
+  if status >= 200 and status < 300 then return body end
+  local detail = ""
+  local doc = json.decode(body)
+  if type(doc) == "table" then
+    local errors = call.graphql and doc.errors
+    if type(errors) == "table" and errors[1] ~= nil then
+      if AUTH_CODES[error_code(errors[1])] or status == 400 then return body end
+    end
+    if type(doc.message) == "string" then detail = ": " .. clean(doc.message, 120, secrets) end
+  end
+  local login = call.login
+  local auth = status == 401 or status == 403 or (login and status >= 400 and status < 500)
+  return nil, format("%s%s: HTTP %d from %s%s", what, auth and login and " rejected" or "",
+    status, where, detail), auth and "auth" or "http", status >= 500
+end
+
+--- message, kind for a GraphQL error entry.
+local function graphql_error(what, e, secrets)
+  if type(e) ~= "table" then return what .. ": GraphQL error: no message", "graphql" end
+  local code = error_code(e)
+  local m = type(e.message) == "string" and e.message or "no message"
+  local text = format("%s: GraphQL error: %s%s", what, clean(m, 200, secrets),
+    code and " (" .. clean(code, 40) .. ")" or "")
+  return text, AUTH_CODES[code] and "auth" or "graphql"
+end
+_M.graphql_error = graphql_error
+
+--- Calls: what the fetch engine runs. { path=, body=, what= (names the
+-- call in messages), read=(what, body, secrets) -> value | nil, msg, kind,
+-- login=true for the login itself (no token), graphql=true for /api }.
+
+local NO_TOKEN_FIELD = 'Cannot query field "token" on type "Vnc"'
+
+--- Reads a vnc answer: info | nil, message, kind. Without `token` the
+-- answer of a tower from before that field. Kind "schema": the tower has
+-- no token field (the engine then asks without it).
+local function read_vnc(what, body, secrets, without_token)
+  local doc = json.decode(body)
+  if type(doc) ~= "table" then return nil, what .. ": the answer is not a JSON object", "decode" end
+  local errors = doc.errors
+  if errors ~= nil and errors ~= json.null then
+    local first = type(errors) == "table" and errors[1]
+    if not without_token and type(first) == "table" and type(first.message) == "string"
+      and find(first.message, NO_TOKEN_FIELD, 1, true) then
+      return nil, what .. ": " .. NO_TOKEN_FIELD, "schema"
+    end
+    local msg, kind = graphql_error(what, first, secrets)
+    return nil, msg, kind
+  end
+  if type(doc.data) ~= "table" or doc.data[1] ~= nil then
+    return nil, what .. ": the answer has no data object", "decode"
+  end
+  local vnc = doc.data.vnc
+  if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
+  if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
+  if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
+  local info = {}
+  for _, k in ipairs(INFO_FIELDS) do
+    local v = vnc[k]
+    if not (without_token and k == "token") then
+      if type(v) ~= "string" or v == "" then
+        return nil, format("%s: field %s is %s", what, k,
+          v == nil and "missing" or v == "" and "empty" or "not a string"), "decode"
+      end
+      info[k] = v
+    end
+  end
+  for _, k in ipairs({ "cluster_ip", "host_ip" }) do
+    if not core.host_kind(info[k]) then
+      return nil, format("%s: field %s is not a valid host", what, k), "decode"
+    end
+  end
+  return info
+end
+_M.read_vnc = read_vnc
+
+--- The vnc query for one VM; `without_token` for towers from before the
+-- token field (2022), whose answers have no token.
+function _M.vnc_call(vm_id, without_token)
+  local fields = without_token and "vm_uuid host_ip cluster_ip raw_token"
+    or "vm_uuid host_ip cluster_ip raw_token token"
+  return {
+    path = "/api", what = "vnc " .. clean(vm_id, 64), graphql = true,
+    read = function(what, body, secrets) return read_vnc(what, body, secrets, without_token) end,
+    body = json.encode({
+      operationName = "vnc",
+      variables = { input = { vm = { id = vm_id } } },
+      query = "query vnc($input: VncInput!) { vnc(input: $input) { " .. fields .. " } }",
+    }),
+  }
+end
+
+--- Reads an authnStrategies answer: the id of the LDAP strategy, or false.
+local function read_strategies(what, body)
+  local doc = json.decode(body)
+  local list = type(doc) == "table" and type(doc.data) == "table" and doc.data.authnStrategies
+  if type(list) ~= "table" then
+    return nil, what .. ": the answer has no authnStrategies", "decode"
+  end
+  for _, st in ipairs(list) do
+    if type(st) == "table" and st.type == "LDAP" and type(st.id) == "string" then return st.id end
+  end
+  return false
+end
+_M.read_strategies = read_strategies
+
+--- The tower's login strategies (no token needed), as the SDKs ask them
+-- before an LDAP login.
+function _M.strategies_call()
+  return { path = "/api", what = "login strategies", read = read_strategies, login = true,
+           body = json.encode({ query = "{authnStrategies{id type}}" }) }
+end
+
+--- Reads a login answer: token | nil, message, kind.
+local function read_login(what, body)
+  local doc = json.decode(body)
+  local token = type(doc) == "table" and type(doc.data) == "table" and doc.data.token
+  if type(token) ~= "string" or token == "" then
+    return nil, what .. ": the answer has no data.token", "decode"
+  end
+  return token
+end
+_M.read_login = read_login
+
+--- A login; auth_config_id with source "AUTHN".
+function _M.login_call(username, password, source, auth_config_id)
+  return { path = "/v2/api/login", what = "login", read = read_login, login = true,
+           body = json.encode({ username = username, password = password, source = source,
+                                auth_config_id = auth_config_id }) }
+end
+
+local function id_name(t)
+  if type(t) ~= "table" then return nil end
+  return { id = type(t.id) == "string" and t.id or nil,
+           name = type(t.name) == "string" and t.name or nil }
+end
+
+--- Reads a get-vms answer: array of {id=, name=, local_id=, status=,
+-- cluster={id=, name=}, host={id=, name=}}.
+local function read_vms(what, body)
+  local doc = json.decode(body)
+  if type(doc) ~= "table" or (doc[1] == nil and next(doc) ~= nil) then
+    return nil, what .. ": the answer is not a JSON array", "decode"
+  end
+  local vms = {}
+  for i, vm in ipairs(doc) do
+    if type(vm) ~= "table" or type(vm.id) ~= "string" then
+      return nil, format("%s: item %d has no id", what, i), "decode"
+    end
+    local out = { cluster = id_name(vm.cluster), host = id_name(vm.host) }
+    for _, k in ipairs({ "id", "name", "local_id", "status" }) do
+      if type(vm[k]) == "string" then out[k] = vm[k] end
+    end
+    vms[i] = out
+  end
+  return vms
+end
+_M.read_vms = read_vms
+
+--- Does a get-vms filter name in_recycle_bin anywhere (AND/OR/NOT too)?
+local function names_recycle_bin(where, depth)
+  if type(where) ~= "table" or depth > 32 then return false end
+  for k, v in pairs(where) do
+    if k == "in_recycle_bin" or names_recycle_bin(v, depth + 1) then return true end
+  end
+  return false
+end
+
+--- get-vms: `where` is a name (exact) or a filter table sent as given,
+-- with VMs in the recycle bin left out unless the filter names
+-- in_recycle_bin; opts.first, opts.skip, opts.order_by.
+function _M.vms_call(where, opts)
+  opts = opts or {}
+  local label = type(where) == "string" and where or "filter"
+  if type(where) == "string" then where = { name = where } end
+  if not names_recycle_bin(where, 0) then
+    local w = { in_recycle_bin = false }
+    for k, v in pairs(where) do w[k] = v end
+    where = w
+  end
+  return { path = "/v2/api/get-vms", what = "find_vms " .. clean(label, 64), read = read_vms,
+           body = json.encode({ where = where, first = opts.first, skip = opts.skip,
+                                orderBy = opts.order_by }) }
+end
+
+return _M

@@ -1,0 +1,114 @@
+-- The libcurl transport (ctvnc.core.session) against the simulator's TLS
+-- port, which speaks HTTP/2 (and HTTP/1.1 to clients that ask for it):
+-- requests are streams of one connection, `http2 = false` keeps to
+-- HTTP/1.1, and the stale-bytes guard still works there. The simulator
+-- counts connections and the protocol of each request (/_sim/stats).
+local core = require "ctvnc.core"
+local cjson = require "cjson"
+local helpers = require "helpers"
+local socket = require "socket"
+
+local sim = helpers.sim()
+
+local QUERY = "query vnc($input: VncInput!) { vnc(input: $input) { vm_uuid host_ip cluster_ip raw_token token } }"
+
+--- A POST /api request for one VM on `base`.
+local function vnc_req(base, id)
+  return {
+    method = "POST",
+    url = base .. "/api",
+    body = cjson.encode({ operationName = "vnc", query = QUERY,
+      variables = { input = { vm = { id = id } } } }),
+    headers = { Authorization = "sim-token", ["Content-Type"] = "application/json",
+      accept = "application/json", ["content-language"] = "en-US" },
+  }
+end
+
+--- The vm_uuid of an answer, or nil.
+local function uuid_of(body)
+  local ok, doc = pcall(cjson.decode, body or "")
+  local vnc = ok and type(doc) == "table" and type(doc.data) == "table" and doc.data.vnc
+  return type(vnc) == "table" and vnc.vm_uuid or nil
+end
+
+local function uuid(n) return ("%08x-0000-4000-8000-%012x"):format(n, n) end
+
+--- Runs `reqs` on `s` at `concurrency`; the statuses and bodies by index.
+local function run(s, reqs, concurrency)
+  local status, body = {}, {}
+  s:request_many(reqs, concurrency, function(i, st, b, kind)
+    status[i] = st or kind
+    body[i] = b
+  end)
+  return status, body
+end
+
+describe("HTTP/2 over TLS (core.session)", function()
+  before_each(function() helpers.reset() end)
+
+  it("carries 1,000 requests at concurrency 64 on one connection", function()
+    helpers.control("config", { latency_ms = 10 })
+    local s = core.session({ ca_file = sim.cert })
+    local reqs = {}
+    for i = 1, 1000 do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
+    local status, body = run(s, reqs, 64)
+    for i = 1, 1000 do
+      assert.are.equal(200, status[i], "request " .. i)
+      assert.are.equal(uuid(i), uuid_of(body[i]), "answer " .. i .. " belongs to its request")
+    end
+    local st = helpers.stats()
+    assert.are.equal(1, st.connections)
+    assert.are.equal(1000, st.protocols["HTTP/2.0"])
+    assert.is_nil(st.protocols["HTTP/1.1"])
+    -- the streams were in flight together, never more than asked for
+    assert.is_true(st.in_flight_max >= 16 and st.in_flight_max <= 64,
+      "in flight at most: " .. st.in_flight_max)
+    -- single requests afterwards take the same connection
+    for i = 1, 5 do assert.are.equal(200, (s:request(vnc_req(sim.https, "vm-" .. i)))) end
+    assert.are.equal(1, helpers.stats().connections)
+    s:close()
+  end)
+
+  it("keeps to HTTP/1.1 with http2 = false, one connection per request in flight", function()
+    helpers.control("config", { latency_ms = 10 })
+    local s = core.session({ ca_file = sim.cert, http2 = false })
+    local reqs = {}
+    for i = 1, 200 do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
+    local status, body = run(s, reqs, 8)
+    for i = 1, 200 do
+      assert.are.equal(200, status[i], "request " .. i)
+      assert.are.equal(uuid(i), uuid_of(body[i]), "answer " .. i .. " belongs to its request")
+    end
+    local st = helpers.stats()
+    assert.are.equal(200, st.protocols["HTTP/1.1"])
+    assert.is_nil(st.protocols["HTTP/2.0"])
+    assert.is_true(st.connections >= 2 and st.connections <= 8 + 2, "connections: " .. st.connections)
+    s:close()
+  end)
+
+  it("speaks HTTP/1.1 on plain http whatever http2 says", function()
+    local s = core.session()
+    local status = run(s, { vnc_req(sim.http, "vm-1"), vnc_req(sim.http, "vm-2") }, 2)
+    assert.are.same({ 200, 200 }, status)
+    local st = helpers.stats()
+    assert.are.equal(2, st.protocols["HTTP/1.1"])
+    s:close()
+  end)
+
+  for _, id in ipairs({ "fault-smuggle", "fault-smuggle-late" }) do
+    it("drops a reused HTTP/1.1 TLS connection with unasked bytes waiting (" .. id .. ")", function()
+      local s = core.session({ ca_file = sim.cert, http2 = false })
+      local st1, b1 = s:request(vnc_req(sim.https, id))
+      assert.are.equal(200, st1)
+      assert.are.equal("{}", b1)
+      if id == "fault-smuggle-late" then socket.sleep(0.3) end
+      local st2, b2 = s:request(vnc_req(sim.https, "vm-3"))
+      assert.are.equal(200, st2)
+      assert.is_nil(b2:find("smuggled", 1, true), "the smuggled answer was read as the next one")
+      assert.are.equal(uuid(3), uuid_of(b2))
+      -- the second request went out on a new connection
+      assert.are.equal(2, helpers.stats().connections)
+      s:close()
+    end)
+  end
+end)
