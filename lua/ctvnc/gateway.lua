@@ -339,22 +339,8 @@ local function choose(vm_id)
                  probe = shared_probe, probe_timeout = conf.probe_timeout,
                  probe_ttl = conf.probe_ttl }
   local url, mode
-  if client.console_url_for then
-    url, mode, kind = client:console_url_for(info, opts)
-    if not url then return nil, mode, kind end
-    return url, mode, info
-  end
-  mode = opts.mode
-  if mode == "auto" then
-    local port = conf.port or (conf.scheme == "ws" and 80 or 443)
-    mode = shared_probe(info.cluster_ip, port, conf.probe_timeout or 0.5) and "direct" or "proxy"
-  end
-  if mode == "direct" then
-    url, msg, kind = ctvnc.direct_url(info, { scheme = conf.scheme, port = conf.port })
-  else
-    url, msg, kind = ctvnc.proxy_url(conf.endpoint, info, { scheme = conf.scheme })
-  end
-  if not url then return nil, msg, kind end
+  url, mode, kind = client:console_url_for(info, opts)
+  if not url then return nil, mode, kind end
   return url, mode, info
 end
 
