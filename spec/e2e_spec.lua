@@ -63,7 +63,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   local sim, dir, keys
   local started = {}       -- { name, pid } of every background process, in start order
   local gateways = {}      -- gateway dirs
-  local cluster_port, gw_direct, gw_proxy, gw_slow
+  local cluster_port, gw_direct, gw_proxy, gw_slow, gw_busy
 
   --- Starts `cmd` in the background in a session of its own (setsid: the
   -- whole group can be stopped, websockify's per-connection children too).
@@ -187,6 +187,8 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     gw_direct = start_gateway("gw-auto", common .. " MODE=auto CTVNC_ENDPOINT=" .. sim.https)
     gw_proxy = start_gateway("gw-proxy", common .. " MODE=proxy CTVNC_ENDPOINT=" .. sim.http)
     gw_slow = start_gateway("gw-slow", common .. " MODE=auto TOWER_TIMEOUT=1s CTVNC_ENDPOINT="
+      .. sim.https)
+    gw_busy = start_gateway("gw-busy", common .. " MODE=auto RATE=1r/m BURST=1 CTVNC_ENDPOINT="
       .. sim.https)
   end
 
@@ -350,6 +352,10 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
         text = "CloudTower did not answer in time. Please try again" },
       { name = "error-bad-request", url = ("http://127.0.0.1:%d/console/vm-1?key=x"):format(gw_direct),
         status = 400, text = "This console address is not valid." },
+      { name = "error-busy-first", url = ("http://127.0.0.1:%d/console/nope"):format(gw_busy) },
+      { name = "error-busy-burst", url = ("http://127.0.0.1:%d/console/nope"):format(gw_busy) },
+      { name = "error-busy", url = ("http://127.0.0.1:%d/console/nope"):format(gw_busy), status = 429,
+        text = "Too many consoles were asked for at once. Wait a moment and try again." },
       { name = "console-used", url = used },       -- opens the console: the ticket is used up
       { name = "error-used", url = used, status = 403, text = "expired or been used already" },
     }

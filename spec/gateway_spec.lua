@@ -505,6 +505,19 @@ describe("the console gateway, secure by default #novalgrind", function()
     end)
   end)
 
+  it("shows an HTML page when a client asks too often (429)", function()
+    local q = start_gateway("busy", { MODE = "direct", SCHEME = "ws", RATE = "1r/m", BURST = 1,
+      CLUSTER_PORT = servers.cluster.port })
+    assert.are.equal(200, (http(q, "GET", "/console/vm-1", { ["X-API-Key"] = KEY_ONE })))
+    assert.are.equal(200, (http(q, "GET", "/console/vm-1", { ["X-API-Key"] = KEY_ONE })))  -- burst
+    local status, body, hs = http(q, "GET", "/console/vm-1", { ["X-API-Key"] = KEY_ONE })
+    assert.are.equal(429, status)
+    assert.truthy(hs["content-type"]:find("text/html", 1, true))
+    assert.truthy(body:find("Too many consoles were asked for at once.", 1, true), body)
+    status, body = http(q, "GET", "/console/vm-1/url", { ["X-API-Key"] = KEY_ONE })
+    assert.are.equal(429, status)
+  end)
+
   describe("bounded work", function()
     local p
     setup(function()
