@@ -262,12 +262,15 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     return doc and doc.mode
   end
 
+  local tickets = {}   -- every ticket minted, for the log check
+
   --- A ticket link for vm on the gateway at port: url, ticket.
   local function ticket_link(port, vm)
     local out = helpers.run(("curl -s -m 10 -X POST -H 'X-API-Key: %s' "
       .. "http://127.0.0.1:%d/console/%s/ticket"):format(KEY, port, vm))
     local doc = cjson.decode(out)
     assert(doc and doc.url, "no ticket for " .. vm)
+    tickets[#tickets + 1] = doc.ticket
     return ("http://127.0.0.1:%d%s"):format(port, doc.url), doc.ticket
   end
 
@@ -283,6 +286,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       end
     end
     assert.truthy(#r.ws_urls >= 1, name .. ": no websocket opened")
+    assert.truthy(#r.ws_urls <= 2, name .. ": more websockets than connects")
     for i, u in ipairs(r.ws_urls) do
       assert.is_nil(u:find("?", 1, true), name .. ": a query on websocket #" .. i)
       assert.is_nil(u:find(ticket, 1, true), name .. ": the ticket on websocket #" .. i)
@@ -299,7 +303,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       local r = browse({
         { name = "direct", ws = direct },
         { name = "proxy", ws = proxy },
-        { name = "gateway", url = link1, cad = true },
+        { name = "gateway", url = link1, cad = true, reconnect = true },
         { name = "gateway-proxy", url = link2 },
       })
       assert_connected(r.direct, "direct URL")
@@ -311,6 +315,8 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       -- noVNC's full page: its toolbar's Ctrl-Alt-Del went out on the websocket
       assert.is_true(r.gateway.cad, "Ctrl-Alt-Del was not sent")
       assert.truthy(r.gateway.text:find("Console of vm-1: connected", 1, true), r.gateway.text)
+      -- and its Connect button connects again after a Disconnect
+      assert.is_true(r.gateway.reconnected, "noVNC did not connect again")
     end)
 
   it("needs the proxy token URI-encoded, the right raw token and the right key", function()
@@ -372,5 +378,23 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       end
     end
     assert_connected(r["console-used"], "the console before its ticket was used")
+  end)
+
+  it("leaves no key, ticket or token in the gateways' logs", function()
+    assert.is_true(#tickets >= 5)
+    for _, d in ipairs(gateways) do
+      for _, file in ipairs({ "access.log", "error.log" }) do
+        local log = read_file(d .. "/" .. file) or ""
+        local where = d:match("[^/]+$") .. "/" .. file
+        assert.is_nil(log:find(KEY, 1, true), where .. " holds the key")
+        for i, t in ipairs(tickets) do
+          assert.is_nil(log:find(t, 1, true), where .. " holds ticket #" .. i)
+        end
+        for _, s in ipairs({ "sim-token", "ticket=", "token=", "key=" }) do
+          assert.is_nil(log:find(s, 1, true), where .. " holds " .. s)
+        end
+        assert.is_nil(log:find(("%x"):rep(32)), where .. " holds a raw token")
+      end
+    end
   end)
 end)

@@ -438,7 +438,7 @@ UI.connectFinished = (e) => {
 };
 UI.disconnectFinished = (e) => {
   say("Console of " + vm + (e.detail.clean
-    ? ": disconnected. Open a new console link to connect again."
+    ? ": disconnected. Press Connect within a minute, or open a new console link."
     : ": the connection failed. Open a new console link to try again."), "failed");
   return disconnected(e);
 };
@@ -534,6 +534,7 @@ function _M.ws(vm_id)
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
       return reply(403, { error = "denied", vm_id = vm_id })
     end
+    ngx.var.ctvnc_renew = doc.u or ""   -- a new ticket rides on the 101
   else
     return reply(403, { error = "denied", vm_id = vm_id })
   end
@@ -548,6 +549,17 @@ function _M.ws(vm_id)
     return ngx.exec(conf.ws_cluster or "@ctvnc_ws_cluster")
   end
   return ngx.exec(conf.ws_tower or "@ctvnc_ws_tower")
+end
+
+--- header_filter_by_lua of the websocket's named locations: a console
+-- opened with a ticket gets a fresh one with its 101 (a cookie again, 60 s
+-- at most), so noVNC's Connect button can connect again after a drop.
+function _M.ws_header_filter()
+  local user = ngx.var.ctvnc_renew
+  if ngx.status ~= 101 or user == nil or user == "" then return end
+  local vm_id = ngx.var.ctvnc_vm
+  local t, ttl = ticket.mint(vm_id, user)
+  ngx.header["Set-Cookie"] = ticket_cookie(t, ttl, vm_id)
 end
 
 --- error_page of the websocket's named locations (502, 504): the

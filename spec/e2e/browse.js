@@ -11,7 +11,8 @@
 //     "timeout_ms": N, "colour": [r, g, b],
 //     "pages": [ { "name": "direct", "ws": "ws://..." }          -- console.html on it
 //              | { "name": "gateway", "url": "http://...",      -- a page as it is
-//                  "cad": true } ] }                             -- click Ctrl-Alt-Del
+//                  "cad": true,                                  -- click Ctrl-Alt-Del
+//                  "reconnect": true } ] }                       -- Disconnect, Connect
 // Prints one JSON line: {"results": [{name, title, state, status, pixel,
 // screenshot, text, urls, ws_urls, cad, ms}]}: the title noVNC's events
 // left ("connected", "failed", "disconnected"; for the gateway's page, the
@@ -20,7 +21,8 @@
 // the RGB of the desktop's pixel (10, 10) on the canvas (null without one),
 // the visible text, every URL Chromium requested and every websocket it
 // opened (only for the spec to check: never printed elsewhere), whether the
-// Ctrl-Alt-Del keys went out on the websocket, and the PNG saved as
+// Ctrl-Alt-Del keys went out on the websocket, whether noVNC's Connect
+// button connected again after its Disconnect, and the PNG saved as
 // OUT/<name>.png.
 
 const fs = require('fs');
@@ -189,6 +191,7 @@ async function visit(page, base) {
     }
     let pixel = await tab.evaluate(PIXEL).catch(() => null);
     let cad = false;
+    let reconnected = false;
     if (title === 'connected') {
       const until = Date.now() + PAINT_WAIT;
       while (Date.now() < until && !(pixel && pixel.every((v, i) => v === colour[i]))) {
@@ -207,6 +210,18 @@ async function visit(page, base) {
           if (!cad) await sleep(100);
         }
       }
+      if (page.reconnect) {
+        // noVNC's own buttons: disconnect, then Connect with the ticket
+        // that came back with the first websocket's 101
+        await tab.click('#noVNC_disconnect_button');
+        await tab.waitForFunction(() => document.documentElement.dataset.ctvnc !== 'connected',
+          { timeout: 5000 });
+        await tab.waitForSelector('#noVNC_connect_button', { visible: true, timeout: 5000 });
+        await tab.click('#noVNC_connect_button');
+        reconnected = await tab.waitForFunction(
+          () => document.documentElement.dataset.ctvnc === 'connected', { timeout: 10000 })
+          .then(() => true, () => false);
+      }
       await sleep(200);    // let the page settle for the screenshot
     }
     const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
@@ -214,7 +229,7 @@ async function visit(page, base) {
     const file = path.join(job.out, `${page.name}.png`);
     await tab.screenshot({ path: file });
     return { name: page.name, title, status, pixel: pixel || null, screenshot: file, text,
-      urls, ws_urls: wsUrls, cad, ms: Date.now() - started };
+      urls, ws_urls: wsUrls, cad, reconnected, ms: Date.now() - started };
   } finally {
     await tab.close().catch(() => {});
   }
