@@ -529,8 +529,10 @@ describe("the console gateway, secure by default #novalgrind", function()
     assert.are.equal(429, status)
     assert.truthy(hs["content-type"]:find("text/html", 1, true))
     assert.truthy(body:find("Too many consoles were asked for at once.", 1, true), body)
-    status = http(q, "GET", "/console/vm-1/url", { ["X-API-Key"] = KEY_ONE })
+    status, body, hs = http(q, "GET", "/console/vm-1/url", { ["X-API-Key"] = KEY_ONE })
     assert.are.equal(429, status)
+    assert.are.equal("application/json", hs["content-type"])
+    assert.are.equal("busy", cjson.decode(body).kind)
   end)
 
   describe("bounded work", function()
@@ -604,6 +606,19 @@ describe("the console gateway, secure by default #novalgrind", function()
       assert.are.equal(502, s2)
       assert.are.equal("connect", hs["x-ctvnc-error"])
     end)
+  end)
+
+  it("is a module of the rock: ctvnc.gateway and ctvnc.ticket are installed", function()
+    local spec = {}
+    local chunk = assert(loadfile(ROOT .. "/ctvnc-scm-1.rockspec", "t", spec))
+    if setfenv then setfenv(chunk, spec) end
+    chunk()
+    assert.are.equal("lua/ctvnc/gateway.lua", spec.build.modules["ctvnc.gateway"])
+    assert.are.equal("lua/ctvnc/ticket.lua", spec.build.modules["ctvnc.ticket"])
+    -- and the reference configuration requires the module, not a file of its own
+    local conf = read_file(ROOT .. "/examples/openresty/nginx.conf")
+    assert.truthy(conf:find('require("ctvnc.gateway")', 1, true))
+    assert.is_nil(io.open(ROOT .. "/examples/openresty/gateway.lua"))
   end)
 
   it("leaves no secret in any log line of any gateway", function()

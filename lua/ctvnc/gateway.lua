@@ -586,6 +586,11 @@ function _M.ws_failed()
   return reply(status, { error = "the console's websocket could not be opened", kind = kind })
 end
 
+--- error_page 429 of the JSON routes (limit_req).
+function _M.busy()
+  return reply(429, { error = REASON.busy, kind = "busy" })
+end
+
 --- The request body, also when nginx buffered it to a file.
 local function body()
   ngx.req.read_body()
