@@ -498,6 +498,10 @@ describe("the console gateway, secure by default #novalgrind", function()
       assert.are.equal("vm%2D1", cjson.decode(body).vm_id)
       assert.are.equal(1, helpers.stats().vm["vm%2D1"])
       assert.is_nil(helpers.stats().vm["vm-1"])
+      -- "+" in a path is a plus, "%20" a space
+      status, body = http(p, "GET", "/console/a+b%20c/url", { ["X-API-Key"] = KEY_ALL })
+      assert.are.equal(404, status)
+      assert.are.equal("a+b c", cjson.decode(body).vm_id)
     end)
 
     it("shows an HTML page with a sentence for each failure", function()

@@ -276,7 +276,8 @@ local function vm_of(suffix)
   local rest = path:sub(#prefix + 1)
   local raw = rest:match("^([^/]*)" .. suffix .. "$")
   if not raw then return nil end
-  local vm_id = ngx.unescape_uri(raw)
+  -- %XX only: in a path "+" is a plus (ngx.unescape_uri would make it a space)
+  local vm_id = raw:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
   if vm_id:find("/", 1, true) or vm_id == "." or vm_id == ".." then return nil end
   return vm_id
 end
