@@ -542,7 +542,7 @@ describe("the console gateway, secure by default #novalgrind", function()
   describe("bounded work", function()
     local p
     setup(function()
-      p = start_gateway("bounded", { MODE = "proxy", SCHEME = "ws", ID_RATE = 150, TOWER_TIMEOUT = "2s" })
+      p = start_gateway("bounded", { MODE = "proxy", SCHEME = "ws", ID_RATE = 101, TOWER_TIMEOUT = "2s" })
     end)
 
     it("takes a 12 KB batch body (nginx buffers it to disk)", function()
@@ -561,7 +561,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     end)
 
     it("refuses more than BATCH_MAX ids with 413 before asking CloudTower", function()
-      socket.sleep(1.1)   -- a fresh second of the id budget
+      socket.sleep(1.1)   -- the id budget refilled
       helpers.reset()
       local ids = {}
       for i = 1, 101 do ids[i] = "vm-" .. i end

@@ -18,7 +18,8 @@
 #   MODE (auto), SCHEME (wss), CLUSTER_PORT (nil), KEYS (key file; empty: no
 #   authorize hook), TOWER_TIMEOUT (10s: a whole console request), RATE
 #   (50r/s), BURST (200), CREDENTIAL_TTL (0), BATCH_MAX (100), ID_RATE (100
-#   batch VM ids per second and client), ALLOWED_ORIGINS (space separated),
+#   batch VM ids per second and client, at least BATCH_MAX; 0: off),
+#   ALLOWED_ORIGINS (space separated),
 #   FRAME_ANCESTORS ('self'), TICKET_TTL (60: seconds a ticket lives, 1-60)
 set -eu
 cmd=$1

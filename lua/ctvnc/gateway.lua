@@ -144,6 +144,8 @@ function _M.configure(c)
     "tower_timeout must be a number of seconds")
   conf.batch_max = conf.batch_max or 100
   conf.id_rate = conf.id_rate or 100
+  assert(conf.id_rate == 0 or conf.id_rate >= conf.batch_max,
+    "id_rate (ids per second) must be 0 (off) or at least batch_max")
   conf.frame_ancestors = conf.frame_ancestors or "'self'"
   conf.origins = origins(conf.allowed_origins)
   conf.prefix = conf.prefix or "/console/"
@@ -297,13 +299,21 @@ local function client_key()
   return ngx.var.binary_remote_addr or ngx.var.remote_addr or "?"
 end
 
---- Counts n more VM ids against this client's per-second budget.
+--- Counts n more VM ids against this client's budget of id_rate per
+-- second (GCRA: the budget refills continuously, one second's worth at
+-- most). Workers share it through a shared dict; two of them deciding at
+-- the same instant may each let one batch through.
 local function id_budget(n)
   local dict = ngx.shared.ctvnc_rate
   if not dict or conf.id_rate <= 0 then return true end
-  local key = client_key() .. floor(ngx.now())
-  local count = dict:incr(key, n, 0, 2)
-  return count ~= nil and count <= conf.id_rate
+  local key = "ids:" .. client_key()
+  local t = ngx.now()
+  local tat = dict:get(key) or t
+  if tat < t then tat = t end
+  local new = tat + n / conf.id_rate
+  if new - t > 1 then return false end
+  dict:set(key, new, floor(new - t) + 2)
+  return true
 end
 
 --- Probe verdicts cached in the ctvnc_probe shared dict, for all workers.
