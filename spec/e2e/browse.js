@@ -143,6 +143,29 @@ function keyWent(messages, keysym) {
   });
 }
 
+// A click on a toolbar control as a person would; the control bar slides
+// in and out, so wait until the control is visible and try again a few times.
+async function press(tab, selector) {
+  let last = null;
+  for (let i = 0; i < 10; i += 1) {
+    try {
+      await tab.evaluate(() => {
+        const bar = document.getElementById('noVNC_control_bar_anchor');
+        if (bar) bar.classList.remove('noVNC_idle');
+        const cb = document.getElementById('noVNC_control_bar');
+        if (cb) cb.classList.add('noVNC_open');
+      });
+      await tab.waitForSelector(selector, { visible: true, timeout: 2000 });
+      await tab.click(selector);
+      return;
+    } catch (e) {
+      last = e;
+      await sleep(300);
+    }
+  }
+  throw last;
+}
+
 async function state(page) {
   try {
     return await page.evaluate(() => [document.title, document.readyState, document.contentType,
@@ -200,9 +223,8 @@ async function visit(page, base) {
       }
       if (page.cad) {
         // noVNC's toolbar: open the extra keys, click Ctrl-Alt-Del
-        await tab.click('#noVNC_toggle_extra_keys_button');
-        await tab.waitForSelector('#noVNC_send_ctrl_alt_del_button', { visible: true });
-        await tab.click('#noVNC_send_ctrl_alt_del_button');
+        await press(tab, '#noVNC_toggle_extra_keys_button');
+        await press(tab, '#noVNC_send_ctrl_alt_del_button');
         const until2 = Date.now() + 3000;
         while (Date.now() < until2 && !cad) {
           const sent = await tab.evaluate(() => window.__ctvncSent || []);
@@ -213,11 +235,10 @@ async function visit(page, base) {
       if (page.reconnect) {
         // noVNC's own buttons: disconnect, then Connect with the ticket
         // that came back with the first websocket's 101
-        await tab.click('#noVNC_disconnect_button');
+        await press(tab, '#noVNC_disconnect_button');
         await tab.waitForFunction(() => document.documentElement.dataset.ctvnc !== 'connected',
           { timeout: 5000 });
-        await tab.waitForSelector('#noVNC_connect_button', { visible: true, timeout: 5000 });
-        await tab.click('#noVNC_connect_button');
+        await press(tab, '#noVNC_connect_button');
         reconnected = await tab.waitForFunction(
           () => document.documentElement.dataset.ctvnc === 'connected', { timeout: 10000 })
           .then(() => true, () => false);
