@@ -57,7 +57,7 @@ valgrind: deps build
 asan: deps build
 	@SUITES=asan sh spec/support/test.sh
 
-# libFuzzer over the pure C parts (csrc/url.c), FUZZ_SECONDS per harness.
+# libFuzzer over the pure C parts (csrc/url.c, csrc/frames.c), FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@sh fuzz/run.sh $(FUZZ_SECONDS)

@@ -27,7 +27,8 @@ build = {
   modules = {
     ["ctvnc.core"] = {
       sources = { "csrc/lctvnc.c", "csrc/lurl.c", "csrc/lsession.c", "csrc/lsys.c",
-                  "csrc/url.c", "csrc/http.c", "csrc/probe.c" },
+                  "csrc/lframes.c", "csrc/url.c", "csrc/http.c", "csrc/probe.c",
+                  "csrc/frames.c" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
@@ -39,6 +40,8 @@ build = {
     ["ctvnc.console"] = "lua/ctvnc/console.lua",
     ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
+    ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
+    ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
     ["ctvnc.gateway"] = "lua/ctvnc/gateway.lua", ["ctvnc.ticket"] = "lua/ctvnc/ticket.lua",
   },
   install = {

@@ -17,10 +17,12 @@
 
 struct ctv_http;
 
-/* A socket libcurl opened, and the HTTP version its answers came in: 0 as
- * long as none has, 1 for HTTP/1.x, 2 for HTTP/2. */
+/* A socket libcurl opened, its local and remote ports once connected (0
+ * before), and the HTTP version its answers came in: 0 as long as none has,
+ * 1 for HTTP/1.x, 2 for HTTP/2. */
 typedef struct sock {
   curl_socket_t fd;
+  unsigned lport, port;
   int version;
 } sock;
 
@@ -42,7 +44,7 @@ struct ctv_http {
   slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
   ctv_opts o;                 /* o.ca_file points to ca_file */
-  char *ca_file;              /* our own copy of the caller's */
+  char *ca_file;              /* our copy */
   char *line;                 /* scratch for "Name: value" */
   size_t linecap;
   sock *socks;                /* sockets libcurl opened and still holds */
@@ -67,6 +69,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
   if (fd != CURL_SOCKET_BAD) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
     h->socks[h->nsocks].fd = fd;
+    h->socks[h->nsocks].lport = h->socks[h->nsocks].port = 0;
     h->socks[h->nsocks++].version = 0;
   }
   return fd;
@@ -130,15 +133,21 @@ static unsigned port_of(const struct sockaddr_storage *ss) {
 static sock *find_sock(ctv_http *h, long lport, long port) {
   size_t i;
   for (i = 0; i < h->nsocks; i++) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(h->socks[i].fd, (struct sockaddr *)&ss, &len) != 0
-        || port_of(&ss) != (unsigned long)lport)
-      continue;
-    len = sizeof ss;
-    if (getpeername(h->socks[i].fd, (struct sockaddr *)&ss, &len) == 0
-        && port_of(&ss) == (unsigned long)port)
-      return &h->socks[i];
+    sock *k = &h->socks[i];
+    if (k->port == 0) {           /* asked once it is connected */
+      struct sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (getpeername(k->fd, (struct sockaddr *)&ss, &len) != 0) continue;
+      k->port = port_of(&ss);
+      len = sizeof ss;
+      if (getsockname(k->fd, (struct sockaddr *)&ss, &len) != 0) {
+        k->port = 0;
+        continue;
+      }
+      k->lport = port_of(&ss);
+    }
+    if (k->lport == (unsigned long)lport && k->port == (unsigned long)port)
+      return k;
   }
   return NULL;
 }
@@ -232,11 +241,9 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s);
-  /* HTTP/2 over TLS only (as browsers do); PIPEWAIT: a request waits for
-   * the connection being made rather than opening one more */
+  /* HTTP/2 over TLS only, as browsers do */
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, h->o.http2
                    ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 ? 1L : 0L);
 #if LIBCURL_VERSION_NUM >= 0x075000
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)s);
@@ -262,12 +269,14 @@ ctv_http *ctv_http_new(const ctv_opts *o) {
   ctv_http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->o = *o;
-  if (o->ca_file && (h->ca_file = malloc(strlen(o->ca_file) + 1)) != NULL)
+  h->o.ca_file = NULL;
+  if (o->ca_file && (h->ca_file = malloc(strlen(o->ca_file) + 1)) != NULL) {
     strcpy(h->ca_file, o->ca_file);
-  h->o.ca_file = h->ca_file;
+    h->o.ca_file = h->ca_file;
+  }
   h->multi = curl_multi_init();
   h->share = curl_share_init();
-  if (!h->multi || !h->share || (o->ca_file && !h->ca_file)) {
+  if (!h->multi || !h->share || (o->ca_file && !h->o.ca_file)) {
     ctv_http_free(h);
     return NULL;
   }
@@ -355,6 +364,17 @@ static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
   return NULL;
 }
 
+static int is_https(const char *url) {
+  static const char https[] = "https://";
+  size_t i;
+  for (i = 0; i < sizeof https - 1; i++) {
+    char c = url[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != https[i]) return 0;
+  }
+  return 1;
+}
+
 /* Starts r on s; NULL, or why it could not start. */
 static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   CURL *e = s->easy;
@@ -364,8 +384,12 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   s->err[0] = '\0';
   s->index = i;
   if (why) return why;
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 0L);
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
+  /* over TLS a request waits for the connection being made (HTTP/2, as
+   * ALPN will likely tell) rather than opening one more; plain HTTP is
+   * HTTP/1.1, where that wait would cost the first wave a round trip */
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->o.http2 && is_https(r->url) ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (strcmp(r->method, "GET") == 0) {
@@ -399,6 +423,17 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
   }
 }
 
+/* Closes the HTTP/1.x connection s's answer came on: libcurl finds it dead
+ * when it next looks, and opens a new one. */
+static void drop(ctv_http *h, slot *s) {
+  long lport = 0, port = 0;
+  sock *k;
+  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
+      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
+      && (k = find_sock(h, lport, port)) != NULL && k->version != 2)
+    shutdown(k->fd, SHUT_RDWR);
+}
+
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
                  ctv_done done, void *ud) {
   size_t next = 0, finished = 0;
@@ -427,6 +462,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
         res.msg = "a header name or value is empty or has a line break";
         finished++;
         stop = done(ud, next, &res);
+        if (stop == CTV_DROP) stop = 0;
       }
       next++;
     }
@@ -457,6 +493,10 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       finished++;
       collected = 1;
       stop = done(ud, s->index, &res);
+      if (stop == CTV_DROP) {
+        drop(h, s);
+        stop = 0;
+      }
     }
     if (!collected && running && !stop)
       curl_multi_poll(h->multi, NULL, 0, 1000, NULL);

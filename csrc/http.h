@@ -21,6 +21,7 @@ typedef struct ctv_req {
   size_t bodylen;
   const ctv_header *headers;
   size_t nheaders;
+  int fresh;                 /* on a new connection, never a reused one */
 } ctv_req;
 
 /* An answer, or a failure when kind is not NULL. Valid during the done
@@ -51,8 +52,18 @@ int ctv_http_global_init(void);
 ctv_http *ctv_http_new(const ctv_opts *o);
 void ctv_http_free(ctv_http *h);
 
-/* Called as each request finishes, in completion order; return nonzero
- * to abandon the rest. */
+/* What a done callback asks for. */
+enum ctv_next {
+  CTV_GO_ON = 0,     /* run the rest */
+  CTV_STOP,          /* abandon the rest */
+  CTV_DROP           /* run the rest, but close the HTTP/1.x connection this
+                        answer came on: it was not the answer asked for, so
+                        whatever else it holds is suspect (an HTTP/2 one is
+                        kept: its streams cannot be mixed up) */
+};
+
+/* Called as each request finishes, in completion order; returns an
+ * enum ctv_next. */
 typedef int (*ctv_done)(void *ud, size_t i, const ctv_res *res);
 
 /* Runs reqs[0..n) with at most `concurrency` in flight, each with its own

@@ -7,6 +7,7 @@
  *               host_kind, check_options
  *   lsession.c  session (the ctvnc.Session class over http.c)
  *   lsys.c      probe, sleep, now
+ *   lframes.c   viewonly_filter, ws_frame, ws_parse, ws_mask, rfb_client_msg
  *
  * Misuse (a wrong Lua type) raises; a bad value returns nil, message, kind.
  * Messages never quote tokens, passwords or the endpoint (it may carry a
@@ -36,7 +37,7 @@ int ctv_fail(lua_State *L, const char *kind, const char *fmt, ...) {
 
 CTVNC_API int luaopen_ctvnc_core(lua_State *L) {
   static void (*const topics[])(lua_State *) = {
-    ctv_open_url, ctv_open_session, ctv_open_sys
+    ctv_open_url, ctv_open_session, ctv_open_sys, ctv_open_frames
   };
   size_t i;
   lua_newtable(L);

@@ -19,6 +19,8 @@
 void ctv_open_url(lua_State *L);       /* lurl.c: encoding, URLs, endpoint */
 void ctv_open_session(lua_State *L);   /* lsession.c: the Session class */
 void ctv_open_sys(lua_State *L);       /* lsys.c: probe, sleep, now */
+void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
+                                          the view-only filter */
 
 /* Pushes nil, the formatted message and `kind`; returns 3. The format is
  * lua_pushfstring's (%s %d %f %p %c %%), a subset of printf's. */

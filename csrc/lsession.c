@@ -190,6 +190,9 @@ static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
     lua_pop(L, 1);
     r->body = str_field(L, t, "body", anchor, k, &r->bodylen, i);
   }
+  lua_getfield(L, t, "fresh");
+  r->fresh = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   r->headers = hd;
   r->nheaders = 0;
   lua_getfield(L, t, "headers");
@@ -288,19 +291,25 @@ typedef struct many {
 } many;
 
 /* Hands one answer to the Lua callback, protected: an error stops the run
- * and is raised once libcurl is out of the way. */
+ * and is raised once libcurl is out of the way. The callback returns
+ * "drop" to have the connection of that answer closed. */
 static int on_done(void *ud, size_t i, const ctv_res *r) {
   many *m = (many *)ud;
-  int n;
+  int n, next;
   lua_pushvalue(m->L, m->fn);
   lua_pushinteger(m->L, (lua_Integer)i + 1);
   n = push_res(m->L, r);
-  return lua_pcall(m->L, n + 1, 0, 0) != 0;
+  if (lua_pcall(m->L, n + 1, 1, 0) != 0) return CTV_STOP;
+  next = lua_type(m->L, -1) == LUA_TSTRING
+         && strcmp(lua_tostring(m->L, -1), "drop") == 0 ? CTV_DROP : CTV_GO_ON;
+  lua_pop(m->L, 1);
+  return next;
 }
 
 /* session:request_many(reqs, concurrency, on_done)
  * on_done(i, status, body) or on_done(i, nil, message, kind), as each
- * request finishes. */
+ * request finishes; it may return "drop". A request with fresh = true
+ * goes out on a new connection. */
 static int l_request_many(lua_State *L) {
   session *s = check_session(L);
   int concurrency = (int)luaL_checkinteger(L, 3);

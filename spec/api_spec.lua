@@ -91,22 +91,25 @@ end)
 
 describe("ctvnc.api.read_vnc", function()
   local read = api.read_vnc
-  -- { label, body, kind | nil for info }
+  -- { label, body, kind: of the whole answer, or of the VM (vm = true) }
   local cases = {
-    { "a full answer", INFO, nil },
     { "not JSON", "<html>", "decode" },
     { "a JSON string", '"x"', "decode" },
     { "no data", "{}", "decode" },
     { "data as an array", '{"data":[1]}', "decode" },
-    { "data.vnc null", '{"data":{"vnc":null}}', "not_found" },
-    { "data.vnc missing", '{"data":{"x":1}}', "decode" },
-    { "data.vnc a string", '{"data":{"vnc":"x"}}', "decode" },
-    { "a field missing", INFO:gsub('"raw_token":"r",', ""), "decode" },
-    { "a field empty", INFO:gsub('"token":"t"', '"token":""'), "decode" },
-    { "a bad cluster address", INFO:gsub('"::1"', '"1.2.3.4/x"'), "decode" },
+    { "data.vnc null", '{"data":{"vnc":null}}', "not_found", vm = true },
+    { "data.vnc missing", '{"data":{}}', "decode", vm = true },
+    { "data.vnc a string", '{"data":{"vnc":"x"}}', "decode", vm = true },
+    { "a field missing", INFO:gsub('"raw_token":"r",', ""), "decode", vm = true },
+    { "a field empty", INFO:gsub('"token":"t"', '"token":""'), "decode", vm = true },
+    { "a bad cluster address", INFO:gsub('"::1"', '"1.2.3.4/x"'), "decode", vm = true },
     { "a GraphQL error without code", '{"errors":[{"message":"boom"}]}', "graphql" },
     { "a GraphQL error with another code", '{"errors":[{"message":"m","code":"VM_NOT_FOUND"}]}',
       "graphql" },
+    { "an error whose path names the field", '{"data":{"vnc":null},"errors":[{"message":"m",'
+      .. '"path":["vnc"],"code":"VM_NOT_FOUND"}]}', "graphql", vm = true },
+    { "a missing token field", '{"errors":[{"message":"Cannot query field \\"token\\" on type '
+      .. '\\"Vnc\\"."}]}', "schema" },
   }
   for _, code in ipairs({ "LOAD_TOKEN_FAILED", "PERMISSION_DENIED", "LOGIN_FAILED",
                           "USER_NOT_FOUND", "USER_PASSWORD_INCORRECT", "NOT_MATCH_USER" }) do
@@ -114,38 +117,105 @@ describe("ctvnc.api.read_vnc", function()
       '{"data":null,"errors":[{"message":"m","code":"' .. code .. '"}]}', "auth" }
     cases[#cases + 1] = { code .. " under extensions is auth",
       '{"errors":[{"message":"m","extensions":{"code":"' .. code .. '"}}]}', "auth" }
+    cases[#cases + 1] = { code .. " on one field is auth for the whole answer",
+      '{"data":{"vnc":null},"errors":[{"message":"m","path":["vnc"],"code":"' .. code .. '"}]}',
+      "auth" }
   end
   for _, c in ipairs(cases) do
     it(c[1], function()
-      local info, msg, kind = read("vnc v", c[2])
-      if c[3] == nil then
-        assert.are.same({ vm_uuid = "u-1", host_ip = "127.0.0.1", cluster_ip = "::1",
-                          raw_token = "r", token = "t" }, info)
+      local outs, msg, kind = read("vnc v", c[2])
+      if c.vm then
+        assert.is_nil(outs[1].info)
+        assert.are.equal(c[3], outs[1].kind)
+        assert.is_truthy(outs[1].message:find("^vnc v: "))
       else
-        assert.is_nil(info)
+        assert.is_nil(outs)
         assert.are.equal(c[3], kind)
         assert.is_truthy(msg:find("^vnc v: "))
       end
     end)
   end
 
+  it("reads a full answer", function()
+    assert.are.same({ { info = { vm_uuid = "u-1", host_ip = "127.0.0.1", cluster_ip = "::1",
+                                 raw_token = "r", token = "t" } } }, read("vnc v", INFO))
+  end)
+
+  it("reads a pre-token answer without token", function()
+    local body = INFO:gsub(',"token":"t"', "")
+    assert.are.same({ { info = { vm_uuid = "u-1", host_ip = "127.0.0.1", cluster_ip = "::1",
+                                 raw_token = "r" } } }, read("vnc v", body, nil, nil, true))
+  end)
+
   it("names the GraphQL code in the message", function()
     local _, msg = read("vnc v", '{"errors":[{"message":"gone","code":"VM_NOT_FOUND"}]}')
     assert.are.equal("vnc v: GraphQL error: gone (VM_NOT_FOUND)", msg)
   end)
+
+  -- aliased fields: answers map back by alias
+  local A = { "ax_0", "ax_1", "ax_2", "ax_3" }
+  local function field(n) return '{"vm_uuid":"u-' .. n .. '","host_ip":"127.0.0.1",'
+    .. '"cluster_ip":"127.0.0.2","raw_token":"r' .. n .. '","token":"t' .. n .. '"}' end
+
+  it("maps mixed outcomes back by alias", function()
+    local body = '{"data":{"ax_2":null,"ax_0":' .. field(0) .. ',"ax_3":null,"ax_1":'
+      .. field(1) .. '},"errors":[{"message":"denied","path":["ax_3"],"code":"VM_LOCKED"}]}'
+    local outs = read("vnc a", body, nil, A, false, { "vnc a", "vnc b", "vnc c", "vnc d" })
+    assert.are.equal("u-0", outs[1].info.vm_uuid)
+    assert.are.equal("r1", outs[2].info.raw_token)
+    assert.are.same({ message = "vnc c: no such VM", kind = "not_found" }, outs[3])
+    assert.are.same({ message = "vnc d: GraphQL error: denied (VM_LOCKED)", kind = "graphql" },
+      outs[4])
+  end)
+
+  -- { label, data keys } answers that belong to another request
+  local foreign = {
+    { "a missing alias", '{"data":{"ax_0":null,"ax_1":null,"ax_2":null}}' },
+    { "an extra alias", '{"data":{"ax_0":null,"ax_1":null,"ax_2":null,"ax_3":null,"ay_0":null}}' },
+    { "another request's aliases", '{"data":{"ay_0":null,"ay_1":null,"ay_2":null,"ay_3":null}}' },
+    { "the unaliased field", '{"data":{"vnc":null}}' },
+    { "no field at all", '{"data":{}}' },
+  }
+  for _, c in ipairs(foreign) do
+    it("refuses an answer with " .. c[1] .. " and asks for a fresh connection", function()
+      local outs, msg, kind, again = read("vnc a", c[2], nil, A)
+      assert.is_nil(outs)
+      assert.are.equal("decode", kind)
+      assert.are.equal("fresh", again)
+      assert.are.equal("vnc a: the answer is not for this request", msg)
+    end)
+  end
 end)
 
 describe("ctvnc.api calls", function()
   it("asks for one VM with the vendor document's body", function()
-    local call = api.vnc_call("vm-1")
+    local call = api.vnc_call({ "vm-1" }, "n1")
     assert.are.equal("/api", call.path)
     assert.are.equal("vnc vm-1", call.what)
     assert.are.same({
       operationName = "vnc",
-      variables = { input = { vm = { id = "vm-1" } } },
-      query = "query vnc($input: VncInput!) { vnc(input: $input) "
+      variables = { v0 = { vm = { id = "vm-1" } } },
+      query = "query vnc($v0: VncInput!) { an1_0: vnc(input: $v0) "
         .. "{ vm_uuid host_ip cluster_ip raw_token token } }",
     }, json.decode(call.body))
+  end)
+
+  it("asks for many VMs, each under its own alias and variable", function()
+    local call = api.vnc_call({ "vm-1", "vm-2" }, "n2")
+    assert.are.equal("vnc vm-1 (+1 more)", call.what)
+    assert.are.same({
+      operationName = "vnc",
+      variables = { v0 = { vm = { id = "vm-1" } }, v1 = { vm = { id = "vm-2" } } },
+      query = "query vnc($v0: VncInput!, $v1: VncInput!) { "
+        .. "an2_0: vnc(input: $v0) { vm_uuid host_ip cluster_ip raw_token token } "
+        .. "an2_1: vnc(input: $v1) { vm_uuid host_ip cluster_ip raw_token token } }",
+    }, json.decode(call.body))
+  end)
+
+  it("leaves the token field out for towers from before it", function()
+    local call = api.vnc_call({ "vm-1" }, "n3", true)
+    assert.are.equal("query vnc($v0: VncInput!) { an3_0: vnc(input: $v0) "
+      .. "{ vm_uuid host_ip cluster_ip raw_token } }", json.decode(call.body).query)
   end)
 
   it("logs in at /v2/api/login, marked as the login", function()
@@ -176,7 +246,7 @@ describe("ctvnc.api calls", function()
   end)
 
   it("quotes a VM id in messages as a short clean line", function()
-    assert.are.equal("vnc a?b", api.vnc_call("a\nb").what)
-    assert.are.equal(4 + 64 + 3, #api.vnc_call(("x"):rep(100)).what)
+    assert.are.equal("vnc a?b", api.vnc_call({ "a\nb" }, "n").what)
+    assert.are.equal(4 + 64 + 3, #api.vnc_call({ ("x"):rep(100) }, "n").what)
   end)
 end)

@@ -39,7 +39,7 @@ describe("client:batch", function()
     assert.are.equal("not_found", results[2].kind)
     assert.are.equal("http", results[4].kind)
     assert.are.equal("decode", results[6].kind)
-    assert.are.same({ total = 7, ok = 4, failed = 3 }, summary)
+    assert.are.same({ total = 7, ok = 4, failed = 3, per_request = 1 }, summary)
   end)
 
   it("reports progress as answers arrive, ending at the total", function()

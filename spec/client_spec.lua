@@ -662,8 +662,9 @@ describe("ctvnc client", function()
     it("finds web-3", function()
       local vms, msg = client():find_vms("web-3")
       assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
-      assert.are.same({ { id = "vm-3", name = "web-3", local_id = "local-3", status = "RUNNING" } },
-        vms)
+      assert.are.same({ { id = "vm-3", name = "web-3", local_id = "local-3", status = "RUNNING",
+        cluster = { id = "cl2k0mz7q0d0k0958ca000001", name = "cluster-a" },
+        host = { id = "cl2k0mz7q0d0k0958ha000001", name = "host-a1" } } }, vms)
     end)
 
     it("finds web-3 with a login client", function()

@@ -1,8 +1,11 @@
--- The libcurl transport (ctvnc.core.session) against the simulator's TLS
--- port, which speaks HTTP/2 (and HTTP/1.1 to clients that ask for it):
--- requests are streams of one connection, `http2 = false` keeps to
--- HTTP/1.1, and the stale-bytes guard still works there. The simulator
--- counts connections and the protocol of each request (/_sim/stats).
+-- The connections of the libcurl transport (ctvnc.core.session). The
+-- simulator's TLS port speaks HTTP/2 (and HTTP/1.1 to clients that ask for
+-- it): requests are streams of one connection, `http2 = false` keeps to
+-- HTTP/1.1, and the stale-bytes guard still works there. On HTTP/1.1 an
+-- answer that is not the one asked for can have its connection dropped
+-- (on_done returns "drop"), and a request can ask for a new connection
+-- (fresh = true). The simulator counts connections and the protocol of each
+-- request (/_sim/stats).
 local core = require "ctvnc.core"
 local cjson = require "cjson"
 local helpers = require "helpers"
@@ -43,11 +46,11 @@ local function run(s, reqs, concurrency)
   return status, body
 end
 
-describe("HTTP/2 over TLS (core.session)", function()
+describe("core.session connections", function()
   before_each(function() helpers.reset() end)
 
   it("carries 1,000 requests at concurrency 64 on one connection", function()
-    helpers.control("config", { latency_ms = 10 })
+    helpers.control("config", { latency_ms = 20 })
     local s = core.session({ ca_file = sim.cert })
     local reqs = {}
     for i = 1, 1000 do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
@@ -60,8 +63,9 @@ describe("HTTP/2 over TLS (core.session)", function()
     assert.are.equal(1, st.connections)
     assert.are.equal(1000, st.protocols["HTTP/2.0"])
     assert.is_nil(st.protocols["HTTP/1.1"])
-    -- the streams were in flight together, never more than asked for
-    assert.is_true(st.in_flight_max >= 16 and st.in_flight_max <= 64,
+    -- the streams were in flight together (many at once even under
+    -- valgrind), never more than asked for
+    assert.is_true(st.in_flight_max >= 8 and st.in_flight_max <= 64,
       "in flight at most: " .. st.in_flight_max)
     -- single requests afterwards take the same connection
     for i = 1, 5 do assert.are.equal(200, (s:request(vnc_req(sim.https, "vm-" .. i)))) end
@@ -84,6 +88,22 @@ describe("HTTP/2 over TLS (core.session)", function()
     assert.is_nil(st.protocols["HTTP/2.0"])
     assert.is_true(st.connections >= 2 and st.connections <= 8 + 2, "connections: " .. st.connections)
     s:close()
+  end)
+
+  it("starts the whole first wave at once on plain http and over TLS", function()
+    -- over TLS the wave waits for the one connection (HTTP/2), then goes
+    -- out together; plain http never waits on another request's answer
+    for _, base in ipairs({ sim.http, sim.https }) do
+      local s = core.session({ ca_file = sim.cert })
+      local reqs = {}
+      for i = 1, 16 do reqs[i] = vnc_req(base, "vm-" .. i) end
+      helpers.control("config", { latency_ms = 300 })
+      local status = run(s, reqs, 16)
+      for i = 1, 16 do assert.are.equal(200, status[i]) end
+      assert.are.equal(16, helpers.stats().in_flight_max, base)
+      helpers.reset()
+      s:close()
+    end
   end)
 
   it("speaks HTTP/1.1 on plain http whatever http2 says", function()
@@ -111,4 +131,47 @@ describe("HTTP/2 over TLS (core.session)", function()
       s:close()
     end)
   end
+
+  it("closes the connection of an answer on_done returns \"drop\" for (fault-late)", function()
+    local s = core.session({ http2 = false })
+    local function one(req)
+      local got
+      s:request_many({ req }, 1, function(_, st, b)
+        got = { st, b }
+        -- an answer that is not the one asked for: its connection is suspect
+        if uuid_of(b) ~= req.want then return "drop" end
+      end)
+      return got[1], got[2]
+    end
+    local late = vnc_req(sim.http, "fault-late")
+    late.want = uuid(1)
+    assert.are.equal(200, (one(late)))
+    local v3 = vnc_req(sim.http, "vm-3")
+    v3.want = uuid(3)
+    -- the late second answer of fault-late is read as vm-3's
+    local st, b = one(v3)
+    assert.are.equal(200, st)
+    assert.are.equal(uuid(1), uuid_of(b))
+    -- that connection was closed: vm-4 goes out on a new one, and does not
+    -- read the answer to vm-3 the tower writes there later
+    local v4 = vnc_req(sim.http, "vm-4")
+    v4.want = uuid(4)
+    st, b = one(v4)
+    assert.are.equal(200, st)
+    assert.are.equal(uuid(4), uuid_of(b))
+    assert.are.equal(2, helpers.stats().connections)
+    s:close()
+  end)
+
+  it("sends a request with fresh = true on a new connection", function()
+    local s = core.session({ http2 = false })
+    assert.are.equal(200, (s:request(vnc_req(sim.http, "vm-1"))))
+    assert.are.equal(200, (s:request(vnc_req(sim.http, "vm-2"))))
+    assert.are.equal(1, helpers.stats().connections)
+    local fresh = vnc_req(sim.http, "vm-3")
+    fresh.fresh = true
+    assert.are.equal(200, (s:request(fresh)))
+    assert.are.equal(2, helpers.stats().connections)
+    s:close()
+  end)
 end)

@@ -129,26 +129,8 @@ _M.graphql_error = graphql_error
 
 local NO_TOKEN_FIELD = 'Cannot query field "token" on type "Vnc"'
 
---- Reads a vnc answer: info | nil, message, kind. Without `token` the
--- answer of a tower from before that field. Kind "schema": the tower has
--- no token field (the engine then asks without it).
-local function read_vnc(what, body, secrets, without_token)
-  local doc = json.decode(body)
-  if type(doc) ~= "table" then return nil, what .. ": the answer is not a JSON object", "decode" end
-  local errors = doc.errors
-  if errors ~= nil and errors ~= json.null then
-    local first = type(errors) == "table" and errors[1]
-    if not without_token and type(first) == "table" and type(first.message) == "string"
-      and find(first.message, NO_TOKEN_FIELD, 1, true) then
-      return nil, what .. ": " .. NO_TOKEN_FIELD, "schema"
-    end
-    local msg, kind = graphql_error(what, first, secrets)
-    return nil, msg, kind
-  end
-  if type(doc.data) ~= "table" or doc.data[1] ~= nil then
-    return nil, what .. ": the answer has no data object", "decode"
-  end
-  local vnc = doc.data.vnc
+--- One vnc object (or null) as info | nil, message, kind.
+local function read_info(what, vnc, without_token)
   if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
   if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
   if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
@@ -170,20 +152,96 @@ local function read_vnc(what, body, secrets, without_token)
   end
   return info
 end
+
+--- Reads a vnc answer for the fields `aliases` (default: the one field
+-- "vnc"): outcomes | nil, message, kind, again. outcomes[k] belongs to
+-- aliases[k]: { info = info } or { message =, kind = } (a null field is
+-- not_found, an error whose path names the field is that field's).
+-- Failures of the whole answer: an error without such a path (kind
+-- "schema" when the tower has no token field, so the caller asks without
+-- it), an auth code on any error, a wrong shape, and data that does not
+-- hold exactly the fields asked for: an answer to another request, which
+-- comes back with again = "fresh" (ask again on a new connection).
+local function read_vnc(what, body, secrets, aliases, without_token, names)
+  aliases = aliases or { "vnc" }
+  local doc = json.decode(body)
+  if type(doc) ~= "table" then return nil, what .. ": the answer is not a JSON object", "decode" end
+  local index = {}
+  for k, a in ipairs(aliases) do index[a] = k end
+  local per = {}
+  local errors = doc.errors
+  if errors ~= nil and errors ~= json.null then
+    if type(errors) ~= "table" or errors[1] == nil then
+      return nil, what .. ": errors is not a list", "decode"
+    end
+    for _, e in ipairs(errors) do
+      local path = type(e) == "table" and e.path
+      local k = type(path) == "table" and index[path[1]]
+      local msg, kind = graphql_error(names and names[k] or what, e, secrets)
+      if kind == "auth" then return nil, msg, kind end
+      if k then
+        per[k] = per[k] or { message = msg, kind = kind }
+      else
+        if not without_token and type(e) == "table" and type(e.message) == "string"
+          and find(e.message, NO_TOKEN_FIELD, 1, true) then
+          return nil, what .. ": " .. NO_TOKEN_FIELD, "schema"
+        end
+        return nil, msg, kind
+      end
+    end
+  end
+  local data = doc.data
+  if type(data) ~= "table" or data[1] ~= nil then
+    return nil, what .. ": the answer has no data object", "decode"
+  end
+  local n = 0
+  for key in pairs(data) do
+    n = n + 1
+    if not index[key] then n = -1 break end
+  end
+  if n ~= #aliases and not (#aliases == 1 and n == 0 and aliases[1] == "vnc") then
+    return nil, what .. ": the answer is not for this request", "decode", "fresh"
+  end
+  local out = {}
+  for k, a in ipairs(aliases) do
+    if per[k] then
+      out[k] = per[k]
+    else
+      local info, msg, kind = read_info(names and names[k] or what, data[a], without_token)
+      out[k] = info and { info = info } or { message = msg, kind = kind }
+    end
+  end
+  return out
+end
 _M.read_vnc = read_vnc
 
---- The vnc query for one VM; `without_token` for towers from before the
--- token field (2022), whose answers have no token.
-function _M.vnc_call(vm_id, without_token)
+--- The vnc query for the VMs `vm_ids`, each under its own alias and
+-- variable. The aliases carry `nonce` (fresh for every request), so an
+-- answer is only ever taken for the request that asked for it.
+-- `without_token` for towers from before the token field (2022), whose
+-- answers have no token.
+function _M.vnc_call(vm_ids, nonce, without_token)
   local fields = without_token and "vm_uuid host_ip cluster_ip raw_token"
     or "vm_uuid host_ip cluster_ip raw_token token"
+  local decl, sel, vars, aliases, names = {}, {}, {}, {}, {}
+  for k, id in ipairs(vm_ids) do
+    local v, a = "v" .. (k - 1), "a" .. nonce .. "_" .. (k - 1)
+    decl[k] = "$" .. v .. ": VncInput!"
+    sel[k] = a .. ": vnc(input: $" .. v .. ") { " .. fields .. " }"
+    vars[v] = { vm = { id = id } }
+    aliases[k] = a
+    names[k] = "vnc " .. clean(id, 64)
+  end
+  local what = names[1] .. (#vm_ids > 1 and format(" (+%d more)", #vm_ids - 1) or "")
   return {
-    path = "/api", what = "vnc " .. clean(vm_id, 64), graphql = true,
-    read = function(what, body, secrets) return read_vnc(what, body, secrets, without_token) end,
+    path = "/api", what = what, graphql = true, vm_ids = vm_ids,
+    read = function(w, body, secrets)
+      return read_vnc(w, body, secrets, aliases, without_token, names)
+    end,
     body = json.encode({
       operationName = "vnc",
-      variables = { input = { vm = { id = vm_id } } },
-      query = "query vnc($input: VncInput!) { vnc(input: $input) { " .. fields .. " } }",
+      variables = vars,
+      query = "query vnc(" .. concat(decl, ", ") .. ") { " .. concat(sel, " ") .. " }",
     }),
   }
 end

@@ -6,6 +6,10 @@ local core = require "ctvnc.core"
 
 local type, ipairs, pairs, error = type, ipairs, pairs, error
 
+--- Kinds of a whole group's failure that its answer gave (not the network).
+local ANSWERED = { graphql = true, http = true, decode = true, too_large = true,
+                   not_found = true }
+
 --- client:batch(vm_ids, opts) -> results, summary
 return function(self, vm_ids, opts)
   if type(vm_ids) ~= "table" then
@@ -59,19 +63,52 @@ return function(self, vm_ids, opts)
     end
   end
 
+  local per = opts.per_request or self.per_request
+  if ok and (type(per) ~= "number" or per < 1 or per % 1 ~= 0) then
+    for _, id in ipairs(ids) do fail_all(positions[id], "batch: opts.per_request must be an "
+      .. "integer >= 1", "invalid") end
+    ids = {}
+  end
+  if self.one_per_request then per = 1 end
+
+  -- Fetch `list` in groups of `per` VMs a request. When a group fails as
+  -- a whole for what its answer said, its VMs are asked again alone, so
+  -- one VM's fault never becomes its neighbours'; a 4xx there means the
+  -- tower refuses multi-field queries (validation, a cost limit): one VM a
+  -- request from then on, for the client's lifetime.
   local infos, fetched = {}, {}
   local function fetch(list)
-    local calls = {}
-    for i, id in ipairs(list) do calls[i] = self:_vnc_call(id) end
-    self:_fetch(calls, concurrency, function(i, info, m, k)
-      local id = list[i]
-      if info then
-        infos[id] = info
-        report(#positions[id])
-      else
-        fail_all(positions[id], m, k)
+    local groups, calls = {}, {}
+    for i = 1, #list, per do
+      local g = {}
+      for j = i, math.min(i + per - 1, #list) do g[#g + 1] = list[j] end
+      groups[#groups + 1] = g
+      calls[#calls + 1] = self:_vnc_call(g)
+    end
+    local alone = {}
+    self:_fetch(calls, concurrency, function(i, outs, m, k, status)
+      local g = groups[i]
+      if not outs and #g > 1 and ANSWERED[k] then
+        if status and status >= 400 and status < 500 then self.one_per_request = true end
+        for _, id in ipairs(g) do alone[#alone + 1] = id end
+        return
+      end
+      for j, id in ipairs(g) do
+        local o = outs and outs[j]
+        if o and o.info then
+          infos[id] = o.info
+          report(#positions[id])
+        else
+          fail_all(positions[id], o and o.message or m, o and o.kind or k)
+        end
       end
     end)
+    if #alone > 0 then
+      local was = per
+      per = 1
+      fetch(alone)
+      if not self.one_per_request then per = was end
+    end
   end
   if #ids > 1 and self.no_token_field == nil then
     -- learn the tower's schema from the first VM: a tower from before the
@@ -106,7 +143,7 @@ return function(self, vm_ids, opts)
     end
   end
 
-  local summary = { total = total, ok = 0, failed = 0 }
+  local summary = { total = total, ok = 0, failed = 0, per_request = per }
   for i = 1, total do
     if results[i].ok then summary.ok = summary.ok + 1 else summary.failed = summary.failed + 1 end
   end

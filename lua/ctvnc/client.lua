@@ -173,11 +173,16 @@ function Client:_token()
 end
 
 --- The one fetch engine. calls[i] = { path=, body=, what=, read= } (see
--- ctvnc.api); on_result(i, value) or on_result(i, nil, message, kind) as
--- each call settles, at most `concurrency` in flight. A login-obtained
--- token that is refused is replaced by one new login per run; retries back
--- off exponentially with full jitter; a vnc answer that says the tower has
--- no token field turns the call into its pre-token form, once per client.
+-- ctvnc.api); on_result(i, value) or on_result(i, nil, message, kind,
+-- status) as each call settles, at most `concurrency` in flight.
+--   * a login-obtained token that is refused is replaced by one new login
+--     per run, and the refused calls asked again;
+--   * retries back off exponentially with full jitter;
+--   * an answer for another request (aliases that are not the call's) is
+--     a retry on a fresh connection, and its own connection is dropped;
+--   * a vnc answer saying the tower has no token field turns the client to
+--     the pre-token query, for its lifetime;
+--   * every retry of a vnc call asks anew, with fresh aliases.
 function Client:_fetch(calls, concurrency, on_result)
   local t = self.transport
   local login = calls[1] and calls[1].login
@@ -190,7 +195,7 @@ function Client:_fetch(calls, concurrency, on_result)
     end
   end
   local secrets = self:_secrets()
-  local pending, tries, relogged = {}, {}, false
+  local pending, tries, fresh, relogged = {}, {}, {}, false
   for i = 1, #calls do pending[i] = i end
   while #pending > 0 do
     local headers = {}
@@ -198,29 +203,32 @@ function Client:_fetch(calls, concurrency, on_result)
     headers.Authorization = token
     local reqs = {}
     for k, i in ipairs(pending) do
-      reqs[k] = { method = "POST", path = calls[i].path, headers = headers, body = calls[i].body }
+      local c = calls[i]
+      reqs[k] = { method = "POST", path = c.path, headers = headers, body = c.body,
+                  fresh = fresh[i] }
     end
     local retry, refused, wait = {}, {}, -1
     t.request_many(reqs, concurrency, function(k, status, body, tkind)
       local i = pending[k]
       local c = calls[i]
       local v, m, kd, again = api.classify(c, self.base .. c.path, status, body, tkind, secrets)
-      if v then v, m, kd = c.read(c.what, v, secrets) end
+      if v then v, m, kd, again = c.read(c.what, v, secrets) end
       if v ~= nil then
         on_result(i, v)
       elseif kd == "schema" then
         self.no_token_field = true
-        calls[i] = self:_vnc_call(c.vm_id)
         retry[#retry + 1] = i
       elseif again and (tries[i] or 0) < self.retries then
         wait = max(wait, tries[i] or 0)
         tries[i] = (tries[i] or 0) + 1
+        fresh[i] = again == "fresh"
         retry[#retry + 1] = i
       elseif kd == "auth" and not login and not self.token and not relogged then
         refused[#refused + 1] = i
       else
-        on_result(i, nil, redact(m, secrets), kd)
+        on_result(i, nil, redact(m, secrets), kd, status)
       end
+      if again == "fresh" then return "drop" end
     end)
     if #refused > 0 then
       relogged = true
@@ -232,6 +240,10 @@ function Client:_fetch(calls, concurrency, on_result)
       end
     end
     if wait >= 0 then t.sleep(self.retry_delay * 2 ^ wait * (0.5 + random() / 2)) end
+    for _, i in ipairs(retry) do      -- a vnc call asks anew with fresh aliases
+      local ids = calls[i].vm_ids
+      if ids then calls[i] = self:_vnc_call(ids) end
+    end
     pending = retry
   end
 end
@@ -267,21 +279,24 @@ local function check_vm_id(vm_id, fname)
   return true
 end
 
---- The vnc call for one VM, in the form this client's tower takes.
-function Client:_vnc_call(vm_id)
-  local call = api.vnc_call(vm_id, self.no_token_field)
-  call.vm_id = vm_id
-  return call
+--- The vnc call for the VMs `vm_ids`, in the form this client's tower
+-- takes, with a nonce of its own.
+function Client:_vnc_call(vm_ids)
+  self.seq = (self.seq or 0) + 1
+  return api.vnc_call(vm_ids, format("%x_%x", self.seq, random(0, 0x7fffffff)),
+    self.no_token_field)
 end
 
 --- client:vnc(vm_id) -> info | nil, message, kind
 function Client:vnc(vm_id)
   local ok, msg, kind = check_vm_id(vm_id, "vnc")
   if not ok then return nil, msg, kind end
-  local info
-  info, msg, kind = self:_one(self:_vnc_call(vm_id))
-  if info and self.no_token_field == nil then self.no_token_field = false end
-  return info, msg, kind
+  local out
+  out, msg, kind = self:_one(self:_vnc_call({ vm_id }))
+  if not out then return nil, msg, kind end
+  out = out[1]
+  if out.info and self.no_token_field == nil then self.no_token_field = false end
+  return out.info, out.message, out.kind
 end
 
 --- client:urls(vm_id [, opts]) -> {direct=, proxy=, info=} | nil, message, kind

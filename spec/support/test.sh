@@ -57,25 +57,27 @@ set -a
 set +a
 
 LPATH='lua/?.lua;lua/?/init.lua;;'
+# spec/*_luajit_spec.lua need LuaJIT (its FFI): the luajit suite only.
+NOJIT=--exclude-pattern=_luajit_spec
 for s in $SUITES; do
   case $s in
     luacheck) check luacheck luacheck -q lua spec bin examples ;;
     cppcheck) check cppcheck cppcheck --quiet --error-exitcode=1 \
                 --enable=warning,portability,performance --std=c99 csrc ;;
     lua5.4)   suite lua5.4 env LUA_PATH="$LPATH" LUA_CPATH_5_4='build/5.4/?.so;;' \
-                lua5.4 $BUSTED ;;
+                lua5.4 $BUSTED $NOJIT ;;
     luajit)   suite luajit env LUA_PATH="$LPATH" LUA_CPATH='build/jit/?.so;;' \
                 luajit $BUSTED ;;
     valgrind) suite valgrind env LUA_PATH="$LPATH" LUA_CPATH_5_4='build/5.4/?.so;;' \
                 CTVNC_SLOW=1 valgrind -q --error-exitcode=99 --leak-check=full \
                 --errors-for-leak-kinds=definite --show-leak-kinds=definite \
-                lua5.4 $BUSTED --exclude-tags=novalgrind ;;
+                lua5.4 $BUSTED $NOJIT --exclude-tags=novalgrind ;;
     asan)     # the module built with ASan/UBSan, preloaded into lua5.4
               suite asan env LUA_PATH="$LPATH" LUA_CPATH_5_4='build/asan/?.so;;' \
                 LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)" \
                 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-                lua5.4 $BUSTED --exclude-tags=novalgrind ;;
+                lua5.4 $BUSTED $NOJIT --exclude-tags=novalgrind ;;
     fuzz)     check fuzz sh fuzz/run.sh 30 ;;
     *) echo "unknown suite $s"; tally "$s" 0 1 ;;
   esac

@@ -24,24 +24,32 @@ end
 function _M.stats()
   if not _M.need("GET") then return end
   local stats, sim = dict("sim_stats"), dict("sim")
-  local requests, vms, protocols = {}, {}, {}
+  -- the simulator's own cost: CPU time of its one worker since the last
+  -- reset, per counted request (TLS and HTTP/2 included)
+  local cpu = os.clock() - (sim:get("cpu_at_reset") or 0)
+  local total = stats:get("requests") or 0
+  local requests, vms, protocols, logins = {}, {}, {}, {}
   for _, p in ipairs(util.COUNTED_PATHS) do requests[p] = 0 end
   for _, key in ipairs(stats:get_keys(0)) do
     local v = stats:get(key)
     if v then
       if sub(key, 1, 5) == "path:" then requests[sub(key, 6)] = v
       elseif sub(key, 1, 3) == "vm:" then vms[sub(key, 4)] = v
-      elseif sub(key, 1, 6) == "proto:" then protocols[sub(key, 7)] = v end
+      elseif sub(key, 1, 6) == "proto:" then protocols[sub(key, 7)] = v
+      elseif sub(key, 1, 6) == "login:" then logins[sub(key, 7)] = v end
     end
   end
   return send(200, encode({
     requests = requests,
     vm = vms,
     protocols = protocols,
+    logins = logins,
     connections = stats:get("connections") or 0,
     in_flight = sim:get("in_flight") or 0,
     in_flight_max = sim:get("in_flight_max") or 0,
     latency_ms = sim:get("latency_ms") or 0,
+    cpu_ms = cpu * 1000,
+    cpu_us_per_request = total > 0 and math.floor(cpu * 1e6 / total + 0.5) or 0,
   }), "application/json")
 end
 
@@ -59,6 +67,7 @@ function _M.reset()
   end
   sim:set("in_flight_max", 0)
   sim:set("latency_ms", 0)
+  sim:set("cpu_at_reset", os.clock())
   return send_json(200, { ok = true })
 end
 

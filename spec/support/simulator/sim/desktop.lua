@@ -6,7 +6,7 @@ local util = require "sim.util"
 local control = require "sim.control"
 
 local ngx = ngx
-local sub, match = string.sub, string.match
+local sub, match, find = string.sub, string.match, string.find
 local tonumber, type = tonumber, type
 
 local dict, encode, send_json, bad = util.dict, util.encode, util.send_json, util.bad
@@ -96,14 +96,25 @@ end
 -- access_by_lua of /websockify/ (CloudTower's proxy): the base64 token of
 -- the query must be one handed out in the last 60 s (401 none, 403 unknown);
 -- then $sim_ws_target is the registered desktop websockify (503 none).
+-- Behind the pretoken flavour (/pretoken/websockify/) the raw token is
+-- accepted too: the 2022 form of the link.
 function _M.websockify_access()
+  local uri = ngx.var.uri
+  local at = find(uri, "/websockify/", 1, true)
+  local fl = {}
+  for name in sub(uri, 1, at - 1):gmatch("[^/]+") do
+    if not util.FLAVOURS[name] then return deny(404, "not found") end
+    fl[name] = true
+  end
   local token = websockify_token(ngx.var.args)
   if not token then return deny(401, "no token") end
-  if not dict("sim_vnc"):get("tok:" .. token) then return deny(403, "unknown token") end
+  local issued = dict("sim_vnc")
+  if not issued:get("tok:" .. token) and not (fl.pretoken and issued:get("raw:" .. token)) then
+    return deny(403, "unknown token")
+  end
   local target = dict("sim"):get("desktop:ws")
   if not target then return deny(503, "no desktop registered (POST /_sim/desktop)") end
   ngx.var.sim_ws_target = target
 end
-
 
 return _M

@@ -1,7 +1,21 @@
--- CloudTower simulator: the VM catalogue and its fault table. dispatch(id)
--- answers the `vnc` query for one VM id: vm-<n> and vm6-<n> are healthy VMs,
--- fault-* and flaky-* ids are the faults listed in README.md (the hostile
--- ones for spec/hostile_spec.lua), anything else is unknown.
+-- CloudTower simulator: the VM catalogue and its fault table, for the `vnc`
+-- field of /api. vm-<n> and vm6-<n> are healthy VMs; fault-* and flaky-*
+-- ids are the faults listed in README.md (the hostile ones for
+-- spec/hostile_spec.lua); anything else is unknown.
+--
+-- Two kinds of fault:
+--   per VM  vm(id, sel) -> outcome, the answer to one `vnc` field: its value
+--           as JSON text ({value=}), an error at its path ({error={message,
+--           code}}, value null), no key at all ({omit=true}), or the key
+--           twice ({value=, dup=}). Other fields of the same query are
+--           answered as usual.
+--   whole   whole(id) -> handler(ctx): the fault answers the whole request
+--           (an HTTP status, a lying framing, a late second answer...).
+--           ctx.key is the response key of the field (its alias, or "vnc");
+--           ctx.normal() is the complete answer the request would have had
+--           with this VM healthy.
+-- `sel` is the field's selection: an array of {key=, name=} (subfield
+-- aliases and __typename included).
 
 local cjson = require "cjson.safe"
 local util = require "sim.util"
@@ -21,7 +35,21 @@ local conf = util.conf
 local _M = {}
 
 local VNC_TTL = 60
+
+-- the downstream socket, raw; nil and why over HTTP/2 (which ngx_lua
+-- raises on)
+local function raw_socket()
+  local ok, sock, err = pcall(ngx.req.socket, true)
+  if not ok then return nil, sock end
+  return sock, err
+end
+local FIELD_ORDER = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
 local FIELDS = { vm_uuid = true, host_ip = true, cluster_ip = true, raw_token = true, token = true }
+
+-- the selection `{ vm_uuid host_ip cluster_ip raw_token token }`
+local ALL = {}
+for i, f in ipairs(FIELD_ORDER) do ALL[i] = { key = f, name = f } end
+_M.ALL = ALL
 
 ---------------------------------------------------------------------------
 -- vnc answers
@@ -47,37 +75,163 @@ local function fresh_info(n, vm_id, v6)
     token = token,
   }
 end
+_M.fresh_info = fresh_info
 
-local function answer_vnc(info)
-  return send_json(200, { data = { vnc = info } })
+-- a value as JSON; plain strings (names, addresses, hex, base64) quoted
+-- as they are, the cheap way
+local function json(v)
+  if type(v) == "string" and not find(v, "[^%w%.%-_:+/=]") then return '"' .. v .. '"' end
+  return encode(v)
 end
 
-local function graphql_not_found(id)
-  return send_json(200, { data = cjson.null, errors = { {
-    message = "VM " .. id .. " does not exist",
-    extensions = { code = "VM_NOT_FOUND" },
-  } } })
+-- `"key":<json>` pairs of `info` as `sel` asks (a field the info lacks is
+-- left out); `replace` gives raw JSON texts by field name
+local function fields_of(info, sel, replace)
+  local out = {}
+  for _, s in ipairs(sel or ALL) do
+    local text
+    if s.name == "__typename" then text = '"Vnc"'
+    elseif replace and replace[s.name] then text = replace[s.name]
+    elseif info[s.name] ~= nil then text = json(info[s.name]) end
+    if text then out[#out + 1] = json(s.key) .. ":" .. text end
+  end
+  return out
 end
 
-local function fault_close()
+local function object_text(info, sel, replace)
+  return "{" .. concat(fields_of(info, sel, replace), ",") .. "}"
+end
+_M.object_text = object_text
+
+-- the response key `sel` gives the field `name` (the name when not selected)
+local function key_of(sel, name)
+  for _, s in ipairs(sel or ALL) do
+    if s.name == name then return s.key end
+  end
+  return name
+end
+
+local function value(text) return { value = text } end
+
+local function not_found(id)
+  return { error = { message = "VM " .. id .. " does not exist", code = "VM_NOT_FOUND" } }
+end
+
+-- a VM the tower does not know (the nullvm flavour answers it with a bare null)
+local function unknown(id)
+  local out = not_found(id)
+  out.unknown = true
+  return out
+end
+
+local function healthy(id, sel)
+  return value(object_text(fresh_info(1, id), sel))
+end
+
+---------------------------------------------------------------------------
+-- per-VM faults: fn(id, sel) -> outcome
+---------------------------------------------------------------------------
+
+local per_vm = {
+  ["fault-graphql"] = function(id) return not_found(id) end,
+  ["fault-null"] = function() return value("null") end,
+  ["fault-inject"] = function(id, sel)
+    local info = fresh_info(1, id); info.cluster_ip = "127.0.0.1/evil?x=1#"
+    return value(object_text(info, sel))
+  end,
+  ["fault-inject-host"] = function(id, sel)
+    local info = fresh_info(1, id); info.host_ip = "127.0.0.1&token=stolen"
+    return value(object_text(info, sel))
+  end,
+
+  -- hostile (spec/hostile_spec.lua): odd JSON in one answer
+
+  -- invalid UTF-8 (and a NUL) inside the strings of a well-formed answer
+  ["fault-badutf8"] = function(id, sel)
+    local info = fresh_info(1, id)
+    info.raw_token = "\255\254" .. info.raw_token .. "\192\128\237\160\128"
+    info.token = "\128" .. info.token .. "\0\244\144\128\128"
+    info.vm_uuid = "\226\130" .. info.vm_uuid
+    return value(object_text(info, sel))
+  end,
+  -- invalid UTF-8 in the host fields
+  ["fault-badutf8-host"] = function(id, sel)
+    local info = fresh_info(1, id)
+    info.cluster_ip = "127.0.0.2\255"
+    return value(object_text(info, sel))
+  end,
+  -- a GraphQL error whose message has invalid UTF-8, a line break and 8 KiB
+  ["fault-badutf8-graphql"] = function()
+    return { error = { code = "VM_NOT_FOUND",
+      message = "VM \255\254\192\128 does not exist\r\nsecond line " .. rep("\200", 8192) } }
+  end,
+  -- a long GraphQL error message in Chinese (3 bytes a character)
+  ["fault-zh-graphql"] = function()
+    return { error = { code = "VM_NOT_FOUND",
+      message = rep("\232\153\154\230\139\159\230\156\186\228\184\141\229\173\152\229\156\168", 40) } }
+  end,
+  -- the value nested 100,000 arrays deep
+  ["fault-deep"] = function() return value(rep("[", 100000) .. rep("]", 100000)) end,
+  -- duplicate keys in the value: the injection last, or first
+  ["fault-dupkey"] = function(id, sel)
+    local f = fields_of(fresh_info(1, id), sel)
+    f[#f + 1] = encode(key_of(sel, "cluster_ip")) .. ':"evil.example/x?y=1#"'
+    return value("{" .. concat(f, ",") .. "}")
+  end,
+  ["fault-dupkey-first"] = function(id, sel)
+    local f = fields_of(fresh_info(1, id), sel)
+    table.insert(f, 1, encode(key_of(sel, "cluster_ip")) .. ':"evil.example/x?y=1#"')
+    return value("{" .. concat(f, ",") .. "}")
+  end,
+  -- the key twice: the second value has an injected host_ip
+  ["fault-dupkey-vnc"] = function(id, sel)
+    return { value = object_text(fresh_info(1, id), sel),
+      dup = object_text(fresh_info(1, id), sel, { host_ip = '"127.0.0.1&token=stolen"' }) }
+  end,
+  -- hosts that only JSON escapes can carry: a NUL, an escaped "/"
+  ["fault-nul-host"] = function(id, sel)
+    return value(object_text(fresh_info(1, id), sel, { cluster_ip = '"127.0.0.2\\u0000.evil.example"' }))
+  end,
+  ["fault-escaped-host"] = function(id, sel)
+    return value(object_text(fresh_info(1, id), sel, { host_ip = '"127.0.0.1\\u002fevil\\u003fx"' }))
+  end,
+  -- the value of the wrong type, or no key at all
+  ["fault-vnc-string"] = function() return value('"x"') end,
+  ["fault-vnc-array"] = function() return value("[1,2]") end,
+  ["fault-vnc-missing"] = function() return { omit = true } end,
+}
+
+-- a non-string token: {}, [], 1e309, true, null
+for name, text in pairs({ object = "{}", array = '["a"]', bignum = "1e309", ["true"] = "true",
+                          null = "null" }) do
+  per_vm["fault-token-" .. name] = function(id, sel)
+    return value(object_text(fresh_info(1, id), sel, { token = text }))
+  end
+end
+
+---------------------------------------------------------------------------
+-- whole-request faults: fn(ctx)
+---------------------------------------------------------------------------
+
+local function fault_close(ctx)
   -- status line + Content-Length: 1000, about 20 bytes of body, then the
   -- connection goes away (raw downstream socket, so nginx adds nothing).
-  local sock, err = ngx.req.socket(true)
+  local sock, err = raw_socket()
   if not sock then
     ngx.log(ngx.WARN, "sim: fault-close: no raw socket: ", err)
     return exit(444)
   end
   sock:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
-    .. "Connection: keep-alive\r\n\r\n{\"data\":{\"vnc\":{\"vm")
+    .. "Connection: keep-alive\r\n\r\n{\"data\":{" .. encode(ctx.key) .. ":{\"vm")
   return exit(444)
 end
 
-local function fault_endless()
+local function fault_endless(ctx)
   ngx.status = 200
   ngx.header["Content-Type"] = "application/json"
   local chunk = rep("x", 65536)
   local deadline = ngx.now() + 60
-  local ok, err = print_('{"data":{"vnc":null},"padding":"')
+  local ok, err = print_('{"data":{' .. encode(ctx.key) .. ':null},"padding":"')
   while ok and ngx.now() < deadline do
     ok, err = print_(chunk)
     if ok then ok, err = flush(true) end
@@ -88,16 +242,15 @@ local function fault_endless()
   return exit(444)
 end
 
-local function fault_huge()
-  local info = fresh_info(1, "fault-huge")
-  local head = encode({ data = { vnc = info } })
+local function fault_huge(ctx)
+  local head = ctx.normal()
   -- {"data":...,"padding":"xxx"} of exactly 3 MiB
   local prefix = sub(head, 1, -2) .. ',"padding":"'
   local pad = 3 * 1024 * 1024 - #prefix - 2
   return send(200, prefix .. rep("x", pad) .. '"}', "application/json")
 end
 
-local faults = {
+local whole = {
   ["fault-401"] = function() return send_json(401, { message = "unauthorized" }) end,
   ["fault-403"] = function() return send_json(403, { message = "forbidden" }) end,
   ["fault-500"] = function() return html(500, "500 Internal Server Error") end,
@@ -107,32 +260,24 @@ local faults = {
     ngx.header["Location"] = "http://127.0.0.1:" .. conf.http_port .. "/api"
     return send(307, "", "text/html")
   end,
-  ["fault-graphql"] = function(id) return graphql_not_found(id) end,
-  ["fault-null"] = function() return send_json(200, { data = { vnc = cjson.null } }) end,
   ["fault-nonjson"] = function() return send(200, "<html>not json</html>", "text/html") end,
-  ["fault-inject"] = function(id)
-    local info = fresh_info(1, id); info.cluster_ip = "127.0.0.1/evil?x=1#"; return answer_vnc(info)
-  end,
-  ["fault-inject-host"] = function(id)
-    local info = fresh_info(1, id); info.host_ip = "127.0.0.1&token=stolen"; return answer_vnc(info)
-  end,
   ["fault-huge"] = fault_huge,
   ["fault-endless"] = fault_endless,
-  ["fault-slow"] = function(id)
+  -- the whole request waits (one slow VM delays its group)
+  ["fault-slow"] = function(ctx)
     sleep(3)
-    return answer_vnc(fresh_info(1, id))
+    return send(200, ctx.normal(), "application/json")
   end,
   ["fault-close"] = fault_close,
 }
 
 ---------------------------------------------------------------------------
 -- hostile answers (spec/hostile_spec.lua): lying framing, endless or
--- dribbling answers, odd JSON. The raw ones take the downstream socket
--- (the request body is already read) and write status line and headers
--- themselves, so nginx adds nothing.
+-- dribbling answers. The raw ones take the downstream socket (the request
+-- body is already read) and write status line and headers themselves, so
+-- nginx adds nothing. HTTP/1.x only: over HTTP/2 there is no raw socket and
+-- the stream is reset.
 ---------------------------------------------------------------------------
-
-local hostile = {}
 
 local JSON_HEAD = "Content-Type: application/json\r\n"
 
@@ -153,7 +298,7 @@ end
 -- closes the connection; stops when the client leaves
 local function raw_answer(what, parts)
   leave_in_flight()
-  local sock, err = ngx.req.socket(true)
+  local sock, err = raw_socket()
   if not sock then
     ngx.log(ngx.WARN, "sim: ", what, ": no raw socket: ", err)
     return exit(444)
@@ -170,34 +315,16 @@ local function raw_answer(what, parts)
   return exit(444)
 end
 
-local function vnc_body(id)
-  return encode({ data = { vnc = fresh_info(1, id) } })
-end
-
--- a valid JSON object text with `fields` (raw JSON texts, in this order)
-local function vnc_raw(fields)
-  return '{"data":{"vnc":{' .. concat(fields, ",") .. "}}}"
-end
-
-local function info_fields(id, replace)
-  local info = fresh_info(1, id)
-  local out = {}
-  for _, k in ipairs({ "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }) do
-    out[#out + 1] = format('"%s":%s', k, replace and replace[k] or encode(info[k]))
-  end
-  return out
-end
-
 -- one byte a second after the headers (of 1000 announced), for two minutes
 -- or until the client leaves
-hostile["fault-dribble"] = function()
+whole["fault-dribble"] = function()
   local parts = { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Content-Length: 1000\r\n\r\n{" }
   for i = 1, 120 do parts[2 * i], parts[2 * i + 1] = 1, " " end
   return raw_answer("fault-dribble", parts)
 end
 
 -- the status line, then one byte of an endless header a second
-hostile["fault-dribble-head"] = function()
+whole["fault-dribble-head"] = function()
   local parts = { "HTTP/1.1 200 OK\r\nX-Pad: " }
   for i = 1, 120 do parts[2 * i], parts[2 * i + 1] = 1, "a" end
   return raw_answer("fault-dribble-head", parts)
@@ -205,9 +332,9 @@ end
 
 -- headers without end: 1000-byte header lines as fast as the client reads
 -- them, for 60 s at most
-hostile["fault-headers-endless"] = function()
+whole["fault-headers-endless"] = function()
   leave_in_flight()
-  local sock, err = ngx.req.socket(true)
+  local sock, err = raw_socket()
   if not sock then
     ngx.log(ngx.WARN, "sim: fault-headers-endless: no raw socket: ", err)
     return exit(444)
@@ -224,18 +351,18 @@ hostile["fault-headers-endless"] = function()
 end
 
 -- one header line of 1 MiB
-hostile["fault-header-huge"] = function()
+whole["fault-header-huge"] = function()
   return raw_answer("fault-header-huge", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "X-Pad: "
     .. rep("h", 1048576) .. "\r\nContent-Length: 2\r\n\r\n{}" })
 end
 
 -- HTTP/1.0, no Content-Length: the body ends when the connection does
-hostile["fault-http10"] = function(id)
-  return raw_answer("fault-http10", { "HTTP/1.0 200 OK\r\n" .. JSON_HEAD .. "\r\n" .. vnc_body(id) })
+whole["fault-http10"] = function(ctx)
+  return raw_answer("fault-http10", { "HTTP/1.0 200 OK\r\n" .. JSON_HEAD .. "\r\n" .. ctx.normal() })
 end
 
-hostile["fault-http10-trunc"] = function(id)
-  local body = vnc_body(id)
+whole["fault-http10-trunc"] = function(ctx)
+  local body = ctx.normal()
   return raw_answer("fault-http10-trunc", { "HTTP/1.0 200 OK\r\n" .. JSON_HEAD .. "\r\n"
     .. sub(body, 1, #body - 40) })
 end
@@ -243,149 +370,176 @@ end
 local CHUNKED = "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Transfer-Encoding: chunked\r\n\r\n"
 
 -- a chunk announced 1000 bytes longer than what comes (a complete JSON answer)
-hostile["fault-chunk-short"] = function(id)
-  local body = vnc_body(id)
+whole["fault-chunk-short"] = function(ctx)
+  local body = ctx.normal()
   return raw_answer("fault-chunk-short", { CHUNKED .. format("%x\r\n", #body + 1000) .. body })
 end
 
 -- a complete JSON answer in one chunk, then the connection closes without
 -- the last chunk
-hostile["fault-chunk-noend"] = function(id)
-  local body = vnc_body(id)
+whole["fault-chunk-noend"] = function(ctx)
+  local body = ctx.normal()
   return raw_answer("fault-chunk-noend", { CHUNKED .. format("%x\r\n", #body) .. body .. "\r\n" })
 end
 
 -- a chunk size that is not hexadecimal
-hostile["fault-chunk-bad"] = function(id)
-  local body = vnc_body(id)
-  return raw_answer("fault-chunk-bad", { CHUNKED .. "zz\r\n" .. body .. "\r\n0\r\n\r\n" })
+whole["fault-chunk-bad"] = function(ctx)
+  return raw_answer("fault-chunk-bad", { CHUNKED .. "zz\r\n" .. ctx.normal() .. "\r\n0\r\n\r\n" })
 end
 
 -- a chunk size of 2^80 - 1
-hostile["fault-chunk-overflow"] = function(id)
-  local body = vnc_body(id)
-  return raw_answer("fault-chunk-overflow", { CHUNKED .. rep("f", 20) .. "\r\n" .. body .. "\r\n0\r\n\r\n" })
+whole["fault-chunk-overflow"] = function(ctx)
+  return raw_answer("fault-chunk-overflow", { CHUNKED .. rep("f", 20) .. "\r\n" .. ctx.normal()
+    .. "\r\n0\r\n\r\n" })
 end
 
 -- Content-Length: 2 GiB, a few bytes, then silence for 10 s (or until the client leaves)
-hostile["fault-length-2g"] = function()
+whole["fault-length-2g"] = function(ctx)
   return raw_answer("fault-length-2g", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD
-    .. "Content-Length: 2147483648\r\n\r\n{\"data\":{\"vnc\":", 10 })
+    .. "Content-Length: 2147483648\r\n\r\n{\"data\":{" .. encode(ctx.key) .. ":", 10 })
 end
 
 -- Content-Length larger than 2^64, a complete answer, then close
-hostile["fault-length-overflow"] = function(id)
-  local body = vnc_body(id)
+whole["fault-length-overflow"] = function(ctx)
   return raw_answer("fault-length-overflow", { "HTTP/1.1 200 OK\r\n" .. JSON_HEAD
-    .. "Content-Length: 99999999999999999999999\r\n\r\n" .. body })
+    .. "Content-Length: 99999999999999999999999\r\n\r\n" .. ctx.normal() })
 end
 
 -- Content-Length: 2 for "{}", then a second answer nobody asked for (an
--- injected vnc answer for VM 999) on the same connection, at once or 0.1 s
--- later; the connection stays open 3 s (or until the client leaves)
-local function smuggle(what, pause)
-  local evil = encode({ data = { vnc = {
+-- injected answer for VM 999 under the same key) on the same connection,
+-- at once or 0.1 s later; the connection stays open 3 s (or until the
+-- client leaves)
+local function smuggle(what, ctx, pause)
+  local evil = '{"data":{' .. encode(ctx.key) .. ":" .. encode({
     vm_uuid = "000003e7-0000-4000-8000-0000000003e7", host_ip = "127.0.0.1",
     cluster_ip = "smuggled.example", raw_token = rep("e", 32), token = "c211Z2dsZWQ=",
-  } } })
+  }) .. "}}"
   local second = "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Content-Length: " .. #evil .. "\r\n\r\n"
     .. evil
   local first = "HTTP/1.1 200 OK\r\n" .. JSON_HEAD .. "Content-Length: 2\r\n\r\n{}"
   if pause then return raw_answer(what, { first, pause, second, 3 }) end
   return raw_answer(what, { first .. second, 3 })
 end
-hostile["fault-smuggle"] = function() return smuggle("fault-smuggle") end
-hostile["fault-smuggle-late"] = function() return smuggle("fault-smuggle-late", 0.1) end
-
--- invalid UTF-8 (and a NUL) inside the strings of a well-formed answer
-hostile["fault-badutf8"] = function(id)
-  local info = fresh_info(1, id)
-  info.raw_token = "\255\254" .. info.raw_token .. "\192\128\237\160\128"
-  info.token = "\128" .. info.token .. "\0\244\144\128\128"
-  info.vm_uuid = "\226\130" .. info.vm_uuid
-  return answer_vnc(info)
-end
-
--- invalid UTF-8 in the host fields
-hostile["fault-badutf8-host"] = function(id)
-  local info = fresh_info(1, id)
-  info.cluster_ip = "127.0.0.2\255"
-  return answer_vnc(info)
-end
-
--- a GraphQL error whose message has invalid UTF-8, a line break and 8 KiB
-hostile["fault-badutf8-graphql"] = function()
-  return send_json(200, { data = cjson.null, errors = { {
-    message = "VM \255\254\192\128 does not exist\r\nsecond line " .. rep("\200", 8192),
-    extensions = { code = "VM_NOT_FOUND" },
-  } } })
-end
-
--- a long GraphQL error message in Chinese (3 bytes a character)
-hostile["fault-zh-graphql"] = function()
-  return send_json(200, { data = cjson.null, errors = { {
-    message = rep("\232\153\154\230\139\159\230\156\186\228\184\141\229\173\152\229\156\168", 40),
-    extensions = { code = "VM_NOT_FOUND" },
-  } } })
-end
+whole["fault-smuggle"] = function(ctx) return smuggle("fault-smuggle", ctx) end
+whole["fault-smuggle-late"] = function(ctx) return smuggle("fault-smuggle-late", ctx, 0.1) end
 
 -- an HTTP 500 whose JSON message is one ASCII byte, then long Chinese text
-hostile["fault-zh-500"] = function()
+whole["fault-zh-500"] = function()
   return send_json(500, { message = "x" .. rep("\230\156\141\229\138\161\229\153\168", 80) })
 end
-
--- JSON nested 100,000 deep (arrays), and objects 100,000 deep in a 500
-hostile["fault-deep"] = function()
-  return send(200, '{"data":{"vnc":' .. rep("[", 100000) .. rep("]", 100000) .. "}}")
-end
-hostile["fault-deep-500"] = function()
+-- objects 100,000 deep in a 500
+whole["fault-deep-500"] = function()
   return send(500, rep('{"a":', 100000) .. "1" .. rep("}", 100000))
 end
+-- data of the wrong type, a top-level string
+whole["fault-data-array"] = function() return send(200, '{"data":[]}') end
+whole["fault-toplevel-string"] = function() return send(200, '"{}"') end
 
--- duplicate keys in data.vnc: the injection last, or first
-hostile["fault-dupkey"] = function(id)
-  local f = info_fields(id)
-  f[#f + 1] = '"cluster_ip":"evil.example/x?y=1#"'
-  return send(200, vnc_raw(f))
-end
-hostile["fault-dupkey-first"] = function(id)
-  local f = info_fields(id)
-  table.insert(f, 1, '"cluster_ip":"evil.example/x?y=1#"')
-  return send(200, vnc_raw(f))
-end
--- two data.vnc objects: the second has an injected host_ip
-hostile["fault-dupkey-vnc"] = function(id)
-  local good = concat(info_fields(id), ",")
-  local evil = concat(info_fields(id, { host_ip = '"127.0.0.1&token=stolen"' }), ",")
-  return send(200, '{"data":{"vnc":{' .. good .. '},"vnc":{' .. evil .. "}}}")
-end
+---------------------------------------------------------------------------
+-- the late second answer (issue 14): a complete, well-framed answer on a
+-- kept-alive HTTP/1.1 connection, then 100 ms later a second complete
+-- answer to the same request (fresh credentials of this VM, under the same
+-- key), while the next request on the connection waits on a slow tower
+-- (answered 1 s after the first, then the connection closes). A client
+-- that sends its next request within the 100 ms reads the late answer as
+-- the next one's. Over HTTP/2 (no raw socket, and streams cannot be mixed
+-- up) it is a normal answer.
+---------------------------------------------------------------------------
 
--- hosts that only JSON escapes can carry: a NUL, an escaped "/"
-hostile["fault-nul-host"] = function(id)
-  return send(200, vnc_raw(info_fields(id, { cluster_ip = '"127.0.0.2\\u0000.evil.example"' })))
-end
-hostile["fault-escaped-host"] = function(id)
-  return send(200, vnc_raw(info_fields(id, { host_ip = '"127.0.0.1\\u002fevil\\u003fx"' })))
-end
-
--- a non-string token: {}, [], 1e309, true, null
-for name, text in pairs({ object = "{}", array = '["a"]', bignum = "1e309", ["true"] = "true",
-                          null = "null" }) do
-  hostile["fault-token-" .. name] = function(id)
-    return send(200, vnc_raw(info_fields(id, { token = text })))
+-- reads one line (CRLF) before `deadline`; keeps what came so far in buf
+local function read_line(sock, deadline, buf)
+  while true do
+    local left = deadline - ngx.now()
+    if left <= 0 then return nil, "timeout" end
+    sock:settimeout(math.max(1, math.floor(left * 1000)))
+    local line, err, partial = sock:receive("*l")
+    if line then
+      local l = buf.partial .. line
+      buf.partial = ""
+      return l
+    end
+    buf.partial = buf.partial .. (partial or "")
+    if err ~= "timeout" then return nil, err end
   end
 end
 
--- data.vnc of the wrong type or missing, data of the wrong type
-hostile["fault-vnc-string"] = function() return send(200, '{"data":{"vnc":"x"}}') end
-hostile["fault-vnc-array"] = function() return send(200, '{"data":{"vnc":[1,2]}}') end
-hostile["fault-data-array"] = function() return send(200, '{"data":[]}') end
-hostile["fault-vnc-missing"] = function() return send(200, '{"data":{}}') end
-hostile["fault-toplevel-string"] = function() return send(200, '"{}"') end
+-- the next HTTP/1.1 request on the raw socket: {method, uri, headers, body}
+-- or nil (none before the deadline, or the client left)
+local function read_request(sock, deadline, buf)
+  local line, err = read_line(sock, deadline, buf)
+  if not line then return nil, err end
+  local method, uri = match(line, "^(%u+) (%S+) HTTP/1%.%d$")
+  if not method then return nil, "not a request line" end
+  local headers = {}
+  while true do
+    local h = read_line(sock, deadline, buf)
+    if not h then return nil, "headers cut" end
+    if h == "" then break end
+    local name, v = match(h, "^([^:]+):%s*(.-)%s*$")
+    if name then headers[name:lower()] = v end
+  end
+  local body = ""
+  local n = tonumber(headers["content-length"] or "0")
+  if n and n > 0 then
+    sock:settimeout(2000)
+    local b = sock:receive(n)
+    if not b then return nil, "body cut" end
+    body = b
+  end
+  return { method = method, uri = uri, headers = headers, body = body }
+end
 
-for k, f in pairs(hostile) do faults[k] = f end
+local function framed(status, body, close)
+  return format("HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: %s\r\n\r\n%s", status,
+    status == 200 and "OK" or "Error", JSON_HEAD, #body, close and "close" or "keep-alive", body)
+end
 
-function _M.dispatch(id)
+whole["fault-late"] = function(ctx)
+  local sock = raw_socket()
+  if not sock then return send(200, ctx.normal(), "application/json") end
+  leave_in_flight()
+  if not sock:send(framed(200, ctx.normal())) then return exit(444) end
+  local t0 = ngx.now()
+  local buf = { partial = "" }
+  -- the next request, if it comes within 100 ms
+  local nxt = read_request(sock, t0 + 0.1, buf)
+  local left = t0 + 0.1 - ngx.now()
+  if left > 0 then sleep(left) end
+  if not sock:send(framed(200, ctx.normal())) then return exit(444) end
+  if not nxt then nxt = read_request(sock, t0 + 3, buf) end
+  if nxt then
+    left = t0 + 1 - ngx.now()
+    if left > 0 then sleep(left) end
+    local status, body = ctx.answer(nxt)
+    sock:send(framed(status, body, true))
+  end
+  linger(sock, 0.5)
+  return exit(444)
+end
+
+---------------------------------------------------------------------------
+-- dispatch
+---------------------------------------------------------------------------
+
+--- whole(id) -> the handler of a whole-request fault for this VM id, or nil
+function _M.whole(id)
+  local f = whole[id]
+  if f then return f end
+  local k = match(id, "^flaky%-(%d)%-.+$")
+  if k then
+    -- the first k requests asking for it: 503, then normal
+    return function(ctx)
+      local seen = incr(dict("sim"), "flaky:" .. id)
+      if seen <= tonumber(k) then return html(503, "503 Service Temporarily Unavailable") end
+      return send(200, ctx.normal(), "application/json")
+    end
+  end
+  return nil
+end
+
+--- vm(id, sel) -> the outcome of one `vnc` field (whole-request faults
+-- answer as healthy VMs here)
+function _M.vm(id, sel)
   local n = match(id, "^vm%-(%d+)$")
   local v6 = false
   if not n then
@@ -394,12 +548,13 @@ function _M.dispatch(id)
   end
   if n then
     n = tonumber(n)
-    if n and n >= 1 and n < 2 ^ 48 then return answer_vnc(fresh_info(n, id, v6)) end
-    return graphql_not_found(id)
+    if n and n >= 1 and n < 2 ^ 48 then return value(object_text(fresh_info(n, id, v6), sel)) end
+    return unknown(id)
   end
 
-  local f = faults[id]
-  if f then return f(id) end
+  local f = per_vm[id]
+  if f then return f(id, sel) end
+  if _M.whole(id) then return healthy(id, sel) end
 
   local how, field = match(id, "^fault%-(%a+)%-([%a_]+)$")
   if how and FIELDS[field] and (how == "missing" or how == "empty" or how == "type") then
@@ -407,21 +562,23 @@ function _M.dispatch(id)
     if how == "missing" then info[field] = nil
     elseif how == "empty" then info[field] = ""
     else info[field] = 12345 end
-    return answer_vnc(info)
+    return value(object_text(info, sel))
   end
 
-  local k = match(id, "^flaky%-(%d)%-.+$")
-  if k then
-    local seen = incr(dict("sim"), "flaky:" .. id)
-    if seen <= tonumber(k) then return html(503, "503 Service Temporarily Unavailable") end
-    return answer_vnc(fresh_info(1, id))
+  -- fault-code-<CODE>: a GraphQL error with that code for this VM
+  local code = match(id, "^fault%-code%-([%u_]+)$")
+  if code then
+    return { error = { message = "VM " .. id .. ": " .. code, code = code } }
   end
 
-  return graphql_not_found(id)
+  return unknown(id)
 end
 
+-- a VM id of the local_id form "local-<n>" -> "vm-<n>"
+function _M.from_local_id(local_id)
+  local n = match(local_id, "^local%-(%d+)$")
+  return n and ("vm-" .. n) or nil
+end
 
-_M.fresh_info = fresh_info
-_M.faults = faults
-
+_M.null = cjson.null
 return _M

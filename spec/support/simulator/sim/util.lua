@@ -12,13 +12,18 @@ local cjson = require "cjson.safe"
 
 local ngx = ngx
 local print_, sleep, exit = ngx.print, ngx.sleep, ngx.exit
-local format, byte = string.format, string.byte
+local format, byte, sub, rep = string.format, string.byte, string.sub, string.rep
 local concat = table.concat
 local type, pairs = type, pairs
 
 local _M = {}
 
 _M.STATIC_TOKEN = "sim-token"
+
+-- Tower flavours, chosen by the path in front of the endpoint
+-- (/pretoken/api, /pretoken/noalias/api, ...); README.md says what each does.
+_M.FLAVOURS = { pretoken = true, allowlist = true, noalias = true, gqlauth = true,
+  noauthn = true, nullvm = true }
 _M.COUNTED_PATHS = { "/api", "/v2/api/login", "/v2/api/get-vms" }
 
 local conf = { http_port = 0, https_port = 0, cluster_port = 0 }
@@ -56,6 +61,7 @@ local function random_bytes(n)
 end
 
 local function to_hex(s)
+  if #s == 16 then return format(rep("%02x", 16), byte(s, 1, 16)) end
   return (s:gsub(".", function(c) return format("%02x", byte(c)) end))
 end
 
@@ -114,6 +120,7 @@ local function count_request()
   local stats = dict("sim_stats")
   incr(stats, "path:" .. ngx.var.uri)
   incr(stats, "proto:" .. (ngx.var.server_protocol or "?"))
+  incr(stats, "requests")
   local serial = ngx.var.connection
   if serial and dict("sim_conn"):add(serial, true, 3600) then
     incr(stats, "connections")
@@ -125,8 +132,10 @@ local function latency()
   if ms > 0 then sleep(ms / 1000) end
 end
 
-local function authorized()
-  local auth = ngx.var.http_authorization
+-- is `auth` (the Authorization header, that of this request by default)
+-- the static token or a login token that was not revoked
+local function authorized(auth)
+  if auth == nil then auth = ngx.var.http_authorization end
   if not auth or auth == "" then return false end
   if auth == _M.STATIC_TOKEN then return true end
   local sim = dict("sim")
@@ -148,6 +157,19 @@ local function only_keys(t, allowed)
   return nil
 end
 
+
+--- flavours(suffix) -> the set of flavours in front of `suffix` in this
+-- request's path ({} for none), or nil when one is unknown
+function _M.flavours(suffix)
+  local uri = ngx.var.uri
+  if sub(uri, -#suffix) ~= suffix then return nil end
+  local set = {}
+  for name in sub(uri, 1, #uri - #suffix):gmatch("[^/]+") do
+    if not _M.FLAVOURS[name] then return nil end
+    set[name] = true
+  end
+  return set
+end
 
 -- In flight: "in_flight" counts the API requests being answered now;
 -- "in_flight:<epoch>" those of them that came after the last /_sim/reset,

@@ -1,0 +1,486 @@
+/*
+ * lframes.c: the Lua binding of frames.c (websocket frames, RFB, the
+ * view-only filter), opened into ctvnc.core by ctv_open_frames.
+ *
+ *   core.viewonly_filter([opts]) -> filter | nil, msg, "invalid"
+ *     opts.max_payload (65536), opts.max_cut_text (1048576),
+ *     opts.max_string (65536): largest browser frame payload, client cut
+ *     text, and server reason or desktop name; opts.mode "view" (default:
+ *     input dropped, fail closed) or "watch" (nothing changed: the
+ *     messages are only counted, for idle timeouts of full sessions).
+ *   filter:from_browser(bytes) -> bytes_for_target, inputs
+ *                               | nil, msg, "protocol"
+ *     inputs: key, pointer and clipboard messages seen in these bytes. A
+ *     watching filter returns bytes itself; if it cannot follow the
+ *     stream it goes "blind" (never an error) and counts any bytes as 1.
+ *   filter:from_target(bytes)  -> true | nil, msg, "protocol"
+ *     Call it before sending the bytes on to the browser, so the filter
+ *     knows the server's step before the browser answers it.
+ *   filter:stats()             -> table of counters and the phase
+ *   filter:close()             -> frees the buffers; also __gc, __close
+ *   core.ws_frame(opcode, payload [, key [, fin]]) -> frame | nil, msg, kind
+ *   core.ws_parse(bytes, role [, max_payload]) -> frame, size | false
+ *                                                | nil, msg, "protocol"
+ *   core.ws_mask(bytes, key [, offset]) -> bytes
+ *   core.rfb_client_msg(bytes [, max_cut]) -> type, length, class | false
+ *                                              | nil, msg, "protocol"
+ *
+ * Messages never quote the bytes they refuse.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/random.h>
+#endif
+
+#include "compat.h"
+#include "frames.h"
+#include "lctvnc.h"
+
+#define VIEWONLY "ctvnc.ViewOnly"
+/* Output buffers larger than this are freed after each call. */
+#define KEEP 65536
+
+static int l_viewonly_filter(lua_State *L);
+static int l_ws_frame(lua_State *L);
+static int l_ws_parse(lua_State *L);
+static int l_ws_mask(lua_State *L);
+static int l_rfb_client_msg(lua_State *L);
+static int vo_from_browser(lua_State *L);
+static int vo_from_target(lua_State *L);
+static int vo_stats(lua_State *L);
+static int vo_close(lua_State *L);
+static int vo_tostring(lua_State *L);
+
+static const luaL_Reg funcs[] = {
+  {"viewonly_filter", l_viewonly_filter},
+  {"ws_frame", l_ws_frame},
+  {"ws_parse", l_ws_parse},
+  {"ws_mask", l_ws_mask},
+  {"rfb_client_msg", l_rfb_client_msg},
+  {NULL, NULL}
+};
+
+static const luaL_Reg methods[] = {
+  {"from_browser", vo_from_browser},
+  {"from_target", vo_from_target},
+  {"stats", vo_stats},
+  {"close", vo_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg meta[] = {
+  {"__gc", vo_close},
+  {"__close", vo_close},
+  {"__tostring", vo_tostring},
+  {NULL, NULL}
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void setfuncs(lua_State *L, int t, const luaL_Reg *r) {
+  for (; r->name; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, t, r->name);
+  }
+}
+
+static int fail(lua_State *L, const char *kind, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, kind);
+  return 3;
+}
+
+/* Unpredictable bytes: getrandom() where the C library has it, else
+ * /dev/urandom. Never rand(). */
+static int os_random(void *ud, unsigned char *buf, size_t n) {
+  size_t got = 0;
+  int fd;
+  (void)ud;
+#if defined(__linux__)
+  while (got < n) {
+    ssize_t r = getrandom(buf + got, n - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    got += (size_t)r;
+  }
+  if (got == n) return 0;
+#endif
+  fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r <= 0) {
+      if (r < 0 && errno == EINTR) continue;
+      close(fd);
+      return -1;
+    }
+    got += (size_t)r;
+  }
+  close(fd);
+  return 0;
+}
+
+/* opts[key] as an integer in [lo, hi], def when absent; -1 when bad. */
+static double opt_size(lua_State *L, int o, const char *key, double def,
+                       double lo, double hi) {
+  double v;
+  if (o == 0) return def;
+  lua_getfield(L, o, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  v = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
+  lua_pop(L, 1);
+  if (!(v >= lo && v <= hi && v == (double)(uint64_t)v)) return -1;
+  return v;
+}
+
+/* ---- the view-only filter --------------------------------------------- */
+
+typedef struct filter {
+  ctv_vo vo;
+  int open;
+  int blind;            /* a watching filter that lost the stream */
+} filter;
+
+static filter *checkfilter(lua_State *L) {
+  return (filter *)luaL_checkudata(L, 1, VIEWONLY);
+}
+
+static int l_viewonly_filter(lua_State *L) {
+  static const char *const known[] = {"max_payload", "max_cut_text",
+                                      "max_string", "mode", NULL};
+  int o = 0, i, watch = 0;
+  double max_payload, max_cut, max_string;
+  filter *f;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    o = 1;
+    lua_pushnil(L);
+    while (lua_next(L, o)) {
+      lua_pop(L, 1);
+      for (i = 0; known[i]; i++)
+        if (lua_type(L, -1) == LUA_TSTRING
+            && strcmp(lua_tostring(L, -1), known[i]) == 0) break;
+      if (!known[i]) {
+        lua_pop(L, 1);
+        return fail(L, "invalid", "viewonly_filter: unknown option");
+      }
+    }
+  }
+  max_payload = opt_size(L, o, "max_payload", 65536, 1, 1073741824.0);
+  max_cut = opt_size(L, o, "max_cut_text", 1048576, 0, 2147483648.0);
+  max_string = opt_size(L, o, "max_string", 65536, 0, 16777216.0);
+  if (max_payload < 0)
+    return fail(L, "invalid",
+                "viewonly_filter: max_payload must be an integer 1-2^30");
+  if (max_cut < 0)
+    return fail(L, "invalid",
+                "viewonly_filter: max_cut_text must be an integer 0-2^31");
+  if (max_string < 0)
+    return fail(L, "invalid",
+                "viewonly_filter: max_string must be an integer 0-2^24");
+  if (o) {
+    lua_getfield(L, o, "mode");
+    if (!lua_isnil(L, -1)) {
+      const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (strcmp(m, "watch") == 0) watch = 1;
+      else if (strcmp(m, "view") != 0)
+        return fail(L, "invalid",
+                    "viewonly_filter: mode must be \"view\" or \"watch\"");
+    }
+    lua_pop(L, 1);
+  }
+  f = (filter *)lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
+  luaL_getmetatable(L, VIEWONLY);
+  lua_setmetatable(L, -2);
+  ctv_vo_init(&f->vo, (uint64_t)max_payload, (uint32_t)max_cut,
+              (uint32_t)max_string, os_random, NULL);
+  f->vo.watch = watch;
+  f->open = 1;
+  return 1;
+}
+
+static int vo_fail(lua_State *L, filter *f, const char *side) {
+  lua_pushnil(L);
+  if (!f->open)
+    lua_pushstring(L, "view-only filter: closed");
+  else
+    lua_pushfstring(L, "view-only: %s from the %s", ctv_vo_message(&f->vo),
+                    side);
+  lua_pushstring(L, "protocol");
+  return 3;
+}
+
+static int vo_from_browser(lua_State *L) {
+  filter *f = checkfilter(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  uint64_t before = f->vo.inputs;
+  if (!f->open) return vo_fail(L, f, "browser");
+  if (f->blind) {
+    lua_settop(L, 2);
+    lua_pushinteger(L, n > 0);
+    return 2;
+  }
+  if (ctv_vo_from_browser(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK) {
+    if (!f->vo.watch) return vo_fail(L, f, "browser");
+    f->blind = 1;               /* a full session goes on, unwatched */
+    lua_settop(L, 2);
+    lua_pushinteger(L, n > 0);
+    return 2;
+  }
+  if (f->vo.watch) lua_settop(L, 2);
+  else if (f->vo.out.len)
+    lua_pushlstring(L, (const char *)f->vo.out.p, f->vo.out.len);
+  else lua_pushliteral(L, "");
+  lua_pushinteger(L, (lua_Integer)(f->vo.inputs - before));
+  ctv_vo_trim(&f->vo, KEEP);
+  return 2;
+}
+
+static int vo_from_target(lua_State *L) {
+  filter *f = checkfilter(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (!f->open) return vo_fail(L, f, "target");
+  if (!f->blind
+      && ctv_vo_from_target(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK) {
+    if (!f->vo.watch) return vo_fail(L, f, "target");
+    f->blind = 1;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void setcount(lua_State *L, const char *key, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, key);
+}
+
+static int vo_stats(lua_State *L) {
+  filter *f = checkfilter(L);
+  const ctv_vo *vo = &f->vo;
+  const char *phase;
+  uint64_t dropped = 0;
+  int i;
+  if (!f->open) phase = "closed";
+  else if (f->blind) phase = "blind";
+  else if (vo->error) phase = "error";
+  else if (vo->hs.state == CTV_HS_DEAD) phase = "failed";
+  else if (vo->hs.client_normal) phase = "normal";
+  else phase = "handshake";
+  for (i = 0; i < CTV_DROP_KINDS; i++) dropped += vo->dropped[i];
+  lua_newtable(L);
+  lua_pushstring(L, phase);
+  lua_setfield(L, -2, "phase");
+  lua_pushboolean(L, vo->target_done);
+  lua_setfield(L, -2, "target_done");
+  lua_pushstring(L, vo->watch ? "watch" : "view");
+  lua_setfield(L, -2, "mode");
+  if (vo->hs.version > 0) {
+    lua_pushfstring(L, "3.%d", vo->hs.version);
+    lua_setfield(L, -2, "version");
+  }
+  if (vo->hs.security) {
+    lua_pushstring(L, vo->hs.security == 1 ? "none" : "vnc");
+    lua_setfield(L, -2, "security");
+  }
+  setcount(L, "passed", vo->passed);
+  setcount(L, "inputs", vo->inputs);
+  setcount(L, "dropped", dropped);
+  setcount(L, "dropped_key", vo->dropped[CTV_DROP_KEY]);
+  setcount(L, "dropped_pointer", vo->dropped[CTV_DROP_POINTER]);
+  setcount(L, "dropped_cut", vo->dropped[CTV_DROP_CUT]);
+  setcount(L, "dropped_control", vo->dropped[CTV_DROP_CONTROL]);
+  setcount(L, "frames_in", vo->frames_in);
+  setcount(L, "frames_out", vo->frames_out);
+  return 1;
+}
+
+static int vo_close(lua_State *L) {
+  filter *f = checkfilter(L);
+  if (f->open) {
+    ctv_vo_free(&f->vo);
+    f->open = 0;
+  }
+  return 0;
+}
+
+static int vo_tostring(lua_State *L) {
+  lua_pushfstring(L, "%s: %p", VIEWONLY, lua_touserdata(L, 1));
+  return 1;
+}
+
+/* ---- frame and message tools ------------------------------------------ */
+
+static const char *const opnames[] = {"continuation", "text", "binary",
+                                      "close", "ping", "pong", NULL};
+static const int opcodes[] = {CTV_WS_CONT, CTV_WS_TEXT, CTV_WS_BINARY,
+                              CTV_WS_CLOSE, CTV_WS_PING, CTV_WS_PONG};
+
+static const char *opname(int op) {
+  int i;
+  for (i = 0; opnames[i]; i++)
+    if (opcodes[i] == op) return opnames[i];
+  return "?";
+}
+
+/* A 4-byte key argument: NULL for none (nil or false), else the key;
+ * true draws a random one into buf. */
+static const unsigned char *checkkey(lua_State *L, int i, unsigned char *buf) {
+  size_t n;
+  const char *s;
+  if (lua_isnoneornil(L, i)) return NULL;
+  if (lua_type(L, i) == LUA_TBOOLEAN) {
+    if (!lua_toboolean(L, i)) return NULL;
+    if (os_random(NULL, buf, 4)) luaL_error(L, "no random bytes for a key");
+    return buf;
+  }
+  s = luaL_checklstring(L, i, &n);
+  if (n != 4) luaL_argerror(L, i, "a masking key is 4 bytes");
+  memcpy(buf, s, 4);
+  return buf;
+}
+
+/* core.ws_frame(opcode, payload [, key [, fin]]): one frame; key nil or
+ * false for a server frame, a 4-byte string or true (random) for a
+ * client frame; fin defaults to true. */
+static int l_ws_frame(lua_State *L) {
+  int op = opcodes[luaL_checkoption(L, 1, NULL, opnames)];
+  size_t n, h;
+  const char *s = luaL_checklstring(L, 2, &n);
+  unsigned char kb[4], hdr[CTV_WS_MAXHEADER];
+  const unsigned char *key = checkkey(L, 3, kb);
+  int fin = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
+  unsigned char *buf;
+  if ((op & 8) && (n > 125 || !fin))
+    return fail(L, "invalid",
+                "ws_frame: a control frame is whole and at most 125 bytes");
+  if (op == CTV_WS_CLOSE && n == 1)
+    return fail(L, "invalid", "ws_frame: a close payload is 0 or 2+ bytes");
+  h = ctv_ws_write_header(hdr, fin, op, n, key);
+  buf = (unsigned char *)lua_newuserdatauv(L, h + n, 0);
+  memcpy(buf, hdr, h);
+  if (key) ctv_ws_mask(buf + h, (const unsigned char *)s, n, key, 0);
+  else if (n) memcpy(buf + h, s, n);
+  lua_pushlstring(L, (const char *)buf, h + n);
+  return 1;
+}
+
+/* core.ws_parse(bytes, role [, max_payload]): the first frame of bytes,
+ * sent by role "client" (masked) or "server": {fin=, opcode=, masked=,
+ * payload=} and its size; false when bytes end before the frame does. */
+static int l_ws_parse(lua_State *L) {
+  static const char *const roles[] = {"client", "server", NULL};
+  size_t n;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  int role = luaL_checkoption(L, 2, NULL, roles);
+  lua_Number max = luaL_optnumber(L, 3, 9007199254740992.0);
+  ctv_ws_frame fr;
+  enum ctv_ws_result r;
+  unsigned char *buf;
+  size_t len;
+  if (!(max >= 0)) luaL_argerror(L, 3, "max_payload must be >= 0");
+  r = ctv_ws_parse(p, n, role == 0 ? CTV_WS_FROM_CLIENT : CTV_WS_FROM_SERVER,
+                   max >= 9007199254740992.0 ? UINT64_C(0x7fffffffffffffff)
+                                             : (uint64_t)max, &fr);
+  if (r == CTV_WS_MORE
+      || (r == CTV_WS_OK && fr.payload_len > (uint64_t)(n - fr.header_len))) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (r != CTV_WS_OK) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "ws_parse: %s", ctv_ws_result_name(r));
+    lua_pushstring(L, "protocol");
+    return 3;
+  }
+  len = (size_t)fr.payload_len;
+  lua_createtable(L, 0, 4);
+  lua_pushboolean(L, fr.fin);
+  lua_setfield(L, -2, "fin");
+  lua_pushstring(L, opname(fr.opcode));
+  lua_setfield(L, -2, "opcode");
+  lua_pushboolean(L, fr.masked);
+  lua_setfield(L, -2, "masked");
+  buf = (unsigned char *)lua_newuserdatauv(L, len ? len : 1, 0);
+  if (fr.masked) ctv_ws_mask(buf, p + fr.header_len, len, fr.key, 0);
+  else if (len) memcpy(buf, p + fr.header_len, len);
+  lua_pushlstring(L, (const char *)buf, len);
+  lua_setfield(L, -3, "payload");
+  lua_pop(L, 1);
+  lua_pushinteger(L, (lua_Integer)(fr.header_len + len));
+  return 2;
+}
+
+/* core.ws_mask(bytes, key [, offset]): masks or unmasks. */
+static int l_ws_mask(lua_State *L) {
+  size_t n;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  unsigned char kb[4];
+  const unsigned char *key;
+  lua_Number off = luaL_optnumber(L, 3, 0);
+  unsigned char *buf;
+  luaL_checktype(L, 2, LUA_TSTRING);
+  key = checkkey(L, 2, kb);
+  if (!(off >= 0 && off < 9007199254740992.0))
+    luaL_argerror(L, 3, "offset must be >= 0");
+  buf = (unsigned char *)lua_newuserdatauv(L, n ? n : 1, 0);
+  ctv_ws_mask(buf, p, n, key, (uint64_t)off);
+  lua_pushlstring(L, (const char *)buf, n);
+  return 1;
+}
+
+/* core.rfb_client_msg(bytes [, max_cut]): the first client message of
+ * bytes (normal phase): its type, length and class ("view", "input",
+ * "control"); false when bytes end before it does. */
+static int l_rfb_client_msg(lua_State *L) {
+  static const char *const classes[] = {"view", "input", "control"};
+  size_t n;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  lua_Number max = luaL_optnumber(L, 2, 1048576);
+  ctv_rfb_msg m;
+  enum ctv_rfb_result r;
+  if (!(max >= 0 && max <= 4294967295.0))
+    luaL_argerror(L, 2, "max_cut must be 0-2^32-1");
+  r = ctv_rfb_client_split(p, n, (uint32_t)max, &m);
+  if (r == CTV_RFB_MORE) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (r != CTV_RFB_OK) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "rfb_client_msg: %s", ctv_rfb_result_name(r));
+    lua_pushstring(L, "protocol");
+    return 3;
+  }
+  lua_pushinteger(L, m.type);
+  lua_pushinteger(L, (lua_Integer)m.len);
+  lua_pushstring(L, classes[m.klass]);
+  return 3;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+void ctv_open_frames(lua_State *L) {
+  int t = lua_gettop(L);
+  if (luaL_newmetatable(L, VIEWONLY)) {
+    int mt = lua_gettop(L);
+    setfuncs(L, mt, meta);
+    lua_newtable(L);
+    setfuncs(L, lua_gettop(L), methods);
+    lua_setfield(L, mt, "__index");
+  }
+  lua_pop(L, 1);
+  setfuncs(L, t, funcs);
+}
