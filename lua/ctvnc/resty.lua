@@ -206,7 +206,7 @@ function _M.transport(opts)
   function t.sleep(s)
     local deadline = ngx.ctx.ctvnc_deadline
     if deadline then s = math.max(0, math.min(s, deadline - now())) end
-    if s > 0 then sleep(s) end
+    sleep(s)                 -- sleep(0) still yields, as before
   end
   t.now = now
   return t
