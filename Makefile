@@ -96,3 +96,9 @@ install:
 
 clean:
 	rm -rf build
+
+# The console gateway in front of the simulator and a real desktop, for a
+# browser on this machine; Ctrl-C stops it (examples/openresty/demo.sh).
+.PHONY: console-demo
+console-demo: deps build/jit/ctvnc/core.so
+	@sh examples/openresty/demo.sh

@@ -55,6 +55,7 @@ build = {
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
     ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
+    ["ctvnc.gateway"] = "lua/ctvnc/gateway.lua", ["ctvnc.ticket"] = "lua/ctvnc/ticket.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },

@@ -5,7 +5,7 @@
 set -u
 tmp=$1
 printf 'bench-key *\n' > "$tmp/keys"
-TOWER=127.0.0.1:$SIM_HTTPS_PORT TOWER_CA=$SIM_CERT CTVNC_ENDPOINT=https://127.0.0.1:$SIM_HTTPS_PORT \
+TOWER=127.0.0.1:$SIM_HTTPS_PORT TOWER_CA=$SIM_CERT TOWER_NAME=localhost CTVNC_ENDPOINT=https://127.0.0.1:$SIM_HTTPS_PORT \
 CTVNC_TOKEN=sim-token KEYS=$tmp/keys MODE=proxy RATE=100000r/s BURST=100000 \
   sh examples/openresty/run.sh start "$tmp/gw" > "$tmp/gw.out" || { cat "$tmp/gw.out"; exit 1; }
 . "$tmp/gw/env"

@@ -11,14 +11,18 @@ local socket = require "socket"
 --                            simulator where the raw token leads) --> Xvnc
 --   Chromium --proxy URL---> simulator /websockify/ (resolves the base64
 --                            token) --> websockify 127.0.0.1 --> Xvnc
---   Chromium --> gateway /console/vm-1 page --> gateway /console/vm-1/ws
+--   Chromium --> gateway /console/vm-1?ticket= (a link minted with the key)
+--            --> /console/vm-1 (noVNC's full page) --> gateway /console/vm-1/ws
 --                            --> the direct (or proxy) target ctvnc chose
 --
--- Screenshots go to out/e2e/<page>.png. Loopback only; no URL (they hold
--- tokens) is ever printed.
+-- Chromium is Debian's, driven by puppeteer-core (spec/e2e/package.json,
+-- installed here with npm ci when node_modules is missing). Screenshots go
+-- to out/e2e/<page>.png. Loopback only; no URL (they hold tokens) is ever
+-- printed.
 local ROOT = helpers.ROOT
 local OUT = ROOT .. "/out/e2e"
 local COLOUR, RGB = "#2a6f97", { 42, 111, 151 }
+local KEY = "k-e2e-" .. tostring(os.time()) .. tostring(math.random(1e6, 9e6))
 local PACKAGES = "tigervnc-standalone-server x11-xserver-utils chromium novnc websockify "
   .. "python3-requests nodejs"
 
@@ -59,7 +63,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   local sim, dir, keys
   local started = {}       -- { name, pid } of every background process, in start order
   local gateways = {}      -- gateway dirs
-  local cluster_port, gw_direct, gw_proxy
+  local cluster_port, gw_direct, gw_proxy, gw_slow, gw_busy
 
   --- Starts `cmd` in the background in a session of its own (setsid: the
   -- whole group can be stopped, websockify's per-connection children too).
@@ -128,6 +132,11 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     assert(sh_ok("test -r /usr/share/novnc/core/rfb.js"), "novnc is missing")
     assert(sh_ok("/usr/bin/python3 -c 'import requests'"),
       "python3-requests is missing (websockify's JSONTokenApi needs it)")
+    -- puppeteer-core, as pinned in spec/e2e/package-lock.json
+    if not sh_ok(("test -d %s/spec/e2e/node_modules/puppeteer-core"):format(ROOT)) then
+      local out, ok = helpers.run(("cd %s/spec/e2e && npm ci --no-audit --no-fund"):format(ROOT))
+      assert(ok, "npm ci in spec/e2e failed:\n" .. out)
+    end
 
     sim = helpers.sim()
     dir = os.tmpname()
@@ -170,13 +179,17 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     -- the example gateway: auto mode (vm-1's cluster answers: direct), and
     -- one in proxy mode whose proxy URLs go to the simulator's plain port
     keys = dir .. "/keys"
-    write_file(keys, "k-e2e vm-1\n")
+    write_file(keys, KEY .. " vm-1,nope,fault-500,fault-slow\n")
     local common = table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "CTVNC_TOKEN=sim-token",
-      "KEYS=" .. keys, "SCHEME=ws", "CLUSTER_PORT=" .. cluster_port,
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
+      "CTVNC_TOKEN=sim-token", "KEYS=" .. keys, "SCHEME=ws", "CLUSTER_PORT=" .. cluster_port,
     }, " ")
     gw_direct = start_gateway("gw-auto", common .. " MODE=auto CTVNC_ENDPOINT=" .. sim.https)
     gw_proxy = start_gateway("gw-proxy", common .. " MODE=proxy CTVNC_ENDPOINT=" .. sim.http)
+    gw_slow = start_gateway("gw-slow", common .. " MODE=auto TOWER_TIMEOUT=1s CTVNC_ENDPOINT="
+      .. sim.https)
+    gw_busy = start_gateway("gw-busy", common .. " MODE=auto RATE=1r/m BURST=1 CTVNC_ENDPOINT="
+      .. sim.https)
   end
 
   setup(function()
@@ -243,10 +256,41 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   end
 
   local function gateway_mode(port)
-    local out = helpers.run(("curl -s -m 10 -H 'X-API-Key: k-e2e' http://127.0.0.1:%d/console/vm-1/url")
-      :format(port))
+    local out = helpers.run(("curl -s -m 10 -H 'X-API-Key: %s' http://127.0.0.1:%d/console/vm-1/url")
+      :format(KEY, port))
     local doc = cjson.decode(out)
     return doc and doc.mode
+  end
+
+  local tickets = {}   -- every ticket minted, for the log check
+
+  --- A ticket link for vm on the gateway at port: url, ticket.
+  local function ticket_link(port, vm)
+    local out = helpers.run(("curl -s -m 10 -X POST -H 'X-API-Key: %s' "
+      .. "http://127.0.0.1:%d/console/%s/ticket"):format(KEY, port, vm))
+    local doc = cjson.decode(out)
+    assert(doc and doc.url, "no ticket for " .. vm)
+    tickets[#tickets + 1] = doc.ticket
+    return ("http://127.0.0.1:%d%s"):format(port, doc.url), doc.ticket
+  end
+
+  --- No key anywhere, and the ticket only in the link itself.
+  local function assert_no_secret_in_urls(r, name, ticket)
+    assert.truthy(#r.urls > 5, name .. ": too few requests recorded")
+    assert.truthy(r.urls[1]:find("ticket=", 1, true), name .. ": the first URL is not the link")
+    for i, u in ipairs(r.urls) do
+      assert.is_nil(u:find(KEY, 1, true), name .. ": the key is in URL #" .. i)
+      assert.is_nil(u:find("key=", 1, true), name .. ": key= in URL #" .. i)
+      if i > 1 then
+        assert.is_nil(u:find(ticket, 1, true), name .. ": the ticket is in URL #" .. i)
+      end
+    end
+    assert.truthy(#r.ws_urls >= 1, name .. ": no websocket opened")
+    assert.truthy(#r.ws_urls <= 2, name .. ": more websockets than connects")
+    for i, u in ipairs(r.ws_urls) do
+      assert.is_nil(u:find("?", 1, true), name .. ": a query on websocket #" .. i)
+      assert.is_nil(u:find(ticket, 1, true), name .. ": the ticket on websocket #" .. i)
+    end
   end
 
   it("connects noVNC through the direct URL, the proxy URL and the gateway's console page",
@@ -254,17 +298,25 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       assert.are.equal("direct", gateway_mode(gw_direct))
       assert.are.equal("proxy", gateway_mode(gw_proxy))
       local direct, proxy = credentials()
+      local link1, ticket1 = ticket_link(gw_direct, "vm-1")
+      local link2, ticket2 = ticket_link(gw_proxy, "vm-1")
       local r = browse({
         { name = "direct", ws = direct },
         { name = "proxy", ws = proxy },
-        { name = "gateway", url = ("http://127.0.0.1:%d/console/vm-1?key=k-e2e"):format(gw_direct) },
-        { name = "gateway-proxy",
-          url = ("http://127.0.0.1:%d/console/vm-1?key=k-e2e"):format(gw_proxy) },
+        { name = "gateway", url = link1, cad = true, reconnect = true },
+        { name = "gateway-proxy", url = link2 },
       })
       assert_connected(r.direct, "direct URL")
       assert_connected(r.proxy, "proxy URL")
       assert_connected(r.gateway, "gateway console page (direct)")
       assert_connected(r["gateway-proxy"], "gateway console page (proxy)")
+      assert_no_secret_in_urls(r.gateway, "gateway", ticket1)
+      assert_no_secret_in_urls(r["gateway-proxy"], "gateway-proxy", ticket2)
+      -- noVNC's full page: its toolbar's Ctrl-Alt-Del went out on the websocket
+      assert.is_true(r.gateway.cad, "Ctrl-Alt-Del was not sent")
+      assert.truthy(r.gateway.text:find("Console of vm-1: connected", 1, true), r.gateway.text)
+      -- and its Connect button connects again after a Disconnect
+      assert.is_true(r.gateway.reconnected, "noVNC did not connect again")
     end)
 
   it("needs the proxy token URI-encoded, the right raw token and the right key", function()
@@ -282,12 +334,67 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       { name = "proxy-encoded", ws = proxy },        -- the same credentials, as ctvnc wrote them
       { name = "direct-wrong-raw-token", ws = wrong },
       { name = "direct-right-raw-token", ws = direct },
-      { name = "gateway-wrong-key", url = ("http://127.0.0.1:%d/console/vm-1?key=nope"):format(gw_direct) },
+      { name = "gateway-wrong-ticket", url = ("http://127.0.0.1:%d/console/vm-1?ticket=%s")
+        :format(gw_direct, "eyJ2Ijoidm0tMSJ9.AAAA") },
     })
     assert_not_connected(r["proxy-unencoded"], "unencoded proxy URL")
     assert_connected(r["proxy-encoded"], "encoded proxy URL")
     assert_not_connected(r["direct-wrong-raw-token"], "direct URL with a wrong raw token")
     assert_connected(r["direct-right-raw-token"], "direct URL")
-    assert_not_connected(r["gateway-wrong-key"], "gateway page with a wrong key")
+    assert_not_connected(r["gateway-wrong-ticket"], "gateway page with a wrong ticket")
+  end)
+
+  it("shows a page with a sentence for each failure", function()
+    local used = ticket_link(gw_direct, "vm-1")
+    local pages = {
+      { name = "error-not-found", url = (ticket_link(gw_direct, "nope")), status = 404,
+        text = "There is no virtual machine with this id." },
+      { name = "error-denied", url = ("http://127.0.0.1:%d/console/vm-1?ticket=%s")
+        :format(gw_direct, "eyJ2Ijoidm0tMSJ9.AAAA"), status = 403,
+        text = "You may not open this console." },
+      { name = "error-tower", url = (ticket_link(gw_direct, "fault-500")), status = 502,
+        text = "could not get the console from CloudTower. Please try again" },
+      { name = "error-timeout", url = (ticket_link(gw_slow, "fault-slow")), status = 504,
+        text = "CloudTower did not answer in time. Please try again" },
+      { name = "error-bad-request", url = ("http://127.0.0.1:%d/console/vm-1?key=x"):format(gw_direct),
+        status = 400, text = "This console address is not valid." },
+      { name = "error-busy-first", url = ("http://127.0.0.1:%d/console/nope"):format(gw_busy) },
+      { name = "error-busy-burst", url = ("http://127.0.0.1:%d/console/nope"):format(gw_busy) },
+      { name = "error-busy", url = ("http://127.0.0.1:%d/console/nope"):format(gw_busy), status = 429,
+        text = "Too many consoles were asked for at once. Wait a moment and try again." },
+      { name = "console-used", url = used },       -- opens the console: the ticket is used up
+      { name = "error-used", url = used, status = 403, text = "expired or been used already" },
+    }
+    local r = browse(pages)
+    for _, p in ipairs(pages) do
+      if p.status then
+        local got = r[p.name]
+        assert.is_not_nil(got, p.name)
+        assert.are.equal(p.status, got.status, p.name)
+        assert.truthy(got.text:find(p.text, 1, true), p.name .. ": " .. got.text)
+        assert.truthy(got.text:find("HTTP " .. p.status, 1, true), p.name)
+        local png = read_file(got.screenshot)
+        assert.truthy(png and #png > 1000, p.name .. ": no screenshot")
+      end
+    end
+    assert_connected(r["console-used"], "the console before its ticket was used")
+  end)
+
+  it("leaves no key, ticket or token in the gateways' logs", function()
+    assert.is_true(#tickets >= 5)
+    for _, d in ipairs(gateways) do
+      for _, file in ipairs({ "access.log", "error.log" }) do
+        local log = read_file(d .. "/" .. file) or ""
+        local where = d:match("[^/]+$") .. "/" .. file
+        assert.is_nil(log:find(KEY, 1, true), where .. " holds the key")
+        for i, t in ipairs(tickets) do
+          assert.is_nil(log:find(t, 1, true), where .. " holds ticket #" .. i)
+        end
+        for _, s in ipairs({ "sim-token", "ticket=", "token=", "key=" }) do
+          assert.is_nil(log:find(s, 1, true), where .. " holds " .. s)
+        end
+        assert.is_nil(log:find(("%x"):rep(32)), where .. " holds a raw token")
+      end
+    end
   end)
 end)

@@ -40,7 +40,7 @@ describe("the OpenResty gateway #novalgrind", function()
       .. "echo $! > %s/websockify.pid)"):format(wsdir, wsport, sim.http_port, wsdir, wsdir))
     helpers.wait_port("127.0.0.2", wsport)
     port = start_gateway(dir .. "/gw", table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert,
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
       "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
       "KEYS=" .. keys, "CLUSTER_PORT=" .. wsport, "SCHEME=ws", "TOWER_TIMEOUT=1s",
     }, " "))
@@ -65,26 +65,28 @@ describe("the OpenResty gateway #novalgrind", function()
     assert.truthy(doc.url:find("^ws://127%.0%.0%.1:" .. sim.https_port .. "/websockify/%?token=[%w%%]+&uuid="))
   end)
 
-  it("serves the console page, with noVNC beside it", function()
-    local status, body = get("/console/vm-1?key=k-one")
+  it("serves noVNC's full console page, with noVNC beside it", function()
+    local status, body = get("/console/vm-1", { ["X-API-Key"] = "k-one" })
     assert.are.equal(200, status)
-    assert.truthy(body:find('import RFB from "/novnc/core/rfb.js"', 1, true))
+    assert.truthy(body:find('src="app/ui.js"', 1, true))
+    assert.truthy(body:find('<base href="/novnc/">', 1, true))
     assert.truthy(body:find('const vm = "vm-1";', 1, true))
     local s2, js = get("/novnc/core/rfb.js")
     assert.are.equal(200, s2)
     assert.truthy(js:find("export default class RFB", 1, true))
   end)
 
-  it("escapes the VM id in the page", function()
-    local status, body = get("/console/a%22b%3Cscript%3E?key=k-all")
-    assert.are.equal(200, status)
-    assert.truthy(body:find('const vm = "a\\"b<script>";', 1, true))
+  it("escapes the VM id in its error page", function()
+    local status, body = get("/console/a%22b%3Cscript%3E", { ["X-API-Key"] = "k-all" })
+    assert.are.equal(404, status)
+    assert.truthy(body:find("VM a&quot;b&lt;script&gt;", 1, true))
+    assert.is_nil(body:find("<script", 1, true))
   end)
 
   it("maps each error kind to its HTTP status, with no secret in the body", function()
     local cases = {
       { "fault-null", 404, "not_found" }, { "fault-401", 502, "auth" },
-      { "fault-500", 502, "http" }, { "fault-graphql", 502, "graphql" },
+      { "fault-500", 502, "http" }, { "fault-graphql", 404, "not_found" },  -- VM_NOT_FOUND
       { "fault-nonjson", 502, "decode" }, { "fault-slow", 504, "timeout" },
       { "fault-huge", 502, "too_large" }, { "fault-endless", 502, "too_large" },
     }
@@ -104,16 +106,17 @@ describe("the OpenResty gateway #novalgrind", function()
     assert.are.equal(403, (get("/console/vm-1/url", { ["X-API-Key"] = "nope" })))
     assert.are.equal(403, (get("/console/vm-2/url", { ["X-API-Key"] = "k-one" })))
     assert.are.equal(403, (get("/console/vm-1/url")))
-    assert.are.equal(403, (get("/console/vm-1?key=wrong")))
+    assert.are.equal(403, (get("/console/vm-1", { ["X-API-Key"] = "wrong" })))
+    assert.are.equal(400, (get("/console/vm-1?key=k-one")))   -- keys never in URLs
   end)
 
   it("denies everything when no authorize hook is configured", function()
     local p = start_gateway(dir .. "/nohook", table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert,
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
       "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
     }, " "))
     local s1 = get("/console/vm-1/url", { ["X-API-Key"] = "k-all" }, p)
-    local s2 = get("/console/vm-1?key=k-all", nil, p)
+    local s2 = get("/console/vm-1", { ["X-API-Key"] = "k-all" }, p)
     helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/nohook"):format(helpers.ROOT, dir))
     assert.are.same({ 403, 403 }, { s1, s2 })
   end)
@@ -168,7 +171,7 @@ describe("the OpenResty gateway #novalgrind", function()
     local srv = assert(socket.bind("127.0.0.2", 0))
     local _, cport = srv:getsockname()
     local p = start_gateway(dir .. "/cache", table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert,
+      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
       "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
       "KEYS=" .. keys, "CLUSTER_PORT=" .. cport, "SCHEME=ws", "WORKERS=2", "CREDENTIAL_TTL=5",
     }, " "))
@@ -194,11 +197,49 @@ describe("the OpenResty gateway #novalgrind", function()
   end)
 
   it("carries the console websocket to the target ctvnc chose", function()
-    local ws = helpers.websocket("127.0.0.1", port, "/console/vm-1/ws?key=k-one")
-    ws:send("GET /_sim/stats HTTP/1.0\r\nHost: x\r\n\r\n")
-    local got = ws:receive_until("in_flight_max")
-    ws:close()
+    -- a ticket for the page, used up by the websocket (the cookie the page
+    -- redirect sets)
+    local out = helpers.run(("curl -s -m 10 -X POST -H 'X-API-Key: k-one' "
+      .. "http://127.0.0.1:%d/console/vm-1/ticket"):format(port))
+    local ticket = cjson.decode(out).ticket
+    local sock = assert(socket.connect("127.0.0.1", port))
+    sock:settimeout(5)
+    assert(sock:send(("GET /console/vm-1/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+      .. "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      .. "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n"
+      .. "Cookie: ctvnc_ticket=%s\r\n\r\n"):format(port, ticket)))
+    local status = assert(sock:receive("*l"))
+    assert.truthy(status:find(" 101 ", 1, true), status)
+    repeat local line = assert(sock:receive("*l")) until line == ""
+    -- one masked binary frame (a zero mask), then the raw answer's frames
+    local req = "GET /_sim/stats HTTP/1.0\r\nHost: x\r\n\r\n"
+    assert(sock:send(string.char(0x82, 0x80 + #req) .. "\0\0\0\0" .. req))
+    local got = ""
+    while not got:find("in_flight_max", 1, true) do
+      local head = sock:receive(2)
+      if not head then break end
+      local len = head:byte(2) % 128
+      if len == 126 then
+        local b = sock:receive(2)
+        len = b:byte(1) * 256 + b:byte(2)
+      end
+      got = got .. (len > 0 and sock:receive(len) or "")
+    end
+    sock:close()
     assert.truthy(got:find("^HTTP/1%.1 200"), got:sub(1, 80))
+  end)
+
+  it("leaves no secret in its logs", function()
+    for _, file in ipairs({ "access.log", "error.log" }) do
+      local f = assert(io.open(dir .. "/gw/" .. file))
+      local log = f:read("*a")
+      f:close()
+      assert.is_true(#log > 100, file)
+      for _, s in ipairs({ "sim-token", "k-one", "k-all", "ticket=", "token=", "key=" }) do
+        assert.is_nil(log:find(s, 1, true), file .. " holds " .. s)
+      end
+      assert.is_nil(log:find(("%x"):rep(32)), file .. " holds a raw token")
+    end
   end)
 end)
 

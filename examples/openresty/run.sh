@@ -2,11 +2,25 @@
 # Starts or stops the example gateway in DIR, against a CloudTower (by
 # default the simulator whose env file SIM_ENV names).
 #   run.sh start DIR     run.sh stop DIR
-# Settings (environment): GATEWAY_PORT (free port), TOWER (host:port of
-# CloudTower), TOWER_SCHEME (https), TOWER_CA (PEM), CTVNC_ENDPOINT,
-# CTVNC_TOKEN, MODE (auto), SCHEME (wss), CLUSTER_PORT (nil), KEYS (key
-# file; empty: no authorize hook), WORKERS (1), TOWER_TIMEOUT (10s),
-# RATE (50r/s), BURST (200), CREDENTIAL_TTL (0).
+# Settings (environment):
+#   GATEWAY_PORT (free port), WORKERS (1)
+#   TOWER (host:port of CloudTower), TOWER_SCHEME (https), TOWER_PREFIX (/: the
+#   path prefix of CTVNC_ENDPOINT, with both slashes), CTVNC_ENDPOINT,
+#   CTVNC_TOKEN, CTVNC_TICKET_SECRET (unset: random per start, one node only)
+#   TOWER_CA (PEM; default the system store), TOWER_NAME (the name checked in
+#   CloudTower's certificate; default TOWER's host), TOWER_TLS (verify |
+#   insecure)
+#   CLUSTER_CA (PEM bundle the clusters are verified with; default the system
+#   store; list self-signed cluster certificates in it), CLUSTER_TLS (verify
+#   | insecure)
+#   RESOLVER (host:port ...; default the nameservers of /etc/resolv.conf),
+#   RESOLVER_IPV6 (on | off; default: on when the system has IPv6)
+#   MODE (auto), SCHEME (wss), CLUSTER_PORT (nil), KEYS (key file; empty: no
+#   authorize hook), TOWER_TIMEOUT (10s: a whole console request), RATE
+#   (50r/s), BURST (200), CREDENTIAL_TTL (0), BATCH_MAX (100), ID_RATE (100
+#   batch VM ids per second and client, at least BATCH_MAX; 0: off),
+#   ALLOWED_ORIGINS (space separated),
+#   FRAME_ANCESTORS ('self'), TICKET_TTL (60: seconds a ticket lives, 1-60)
 set -eu
 cmd=$1
 dir=$2
@@ -19,7 +33,6 @@ if [ "$cmd" = stop ]; then
   i=0
   while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
   kill -KILL "$pid" 2>/dev/null || true
-  pkill -KILL -f "nginx -p $dir/ " 2>/dev/null || true
   exit 0
 fi
 
@@ -28,20 +41,71 @@ free_port() {
     print((select(2, s:getsockname()))) s:close()'
 }
 
+die() { echo "run.sh: $*" >&2; exit 2; }
+
 mkdir -p "$dir/tmp"
 port=${GATEWAY_PORT:-$(free_port)}
 if [ -n "${KEYS:-}" ]; then authorize="gateway.key_file(\"$KEYS\")"; else authorize=nil; fi
-verify=on
-[ -n "${TOWER_CA:-}" ] || { verify=off; TOWER_CA=/etc/ssl/certs/ca-certificates.crt; }
+store=/etc/ssl/certs/ca-certificates.crt
+
+# TLS: verified on every hop unless a setting says insecure
+tower_tls=${TOWER_TLS:-verify}
+cluster_tls=${CLUSTER_TLS:-verify}
+case $tower_tls in verify) tower_verify=on ;; insecure) tower_verify=off ;;
+  *) die "TOWER_TLS must be verify or insecure" ;; esac
+case $cluster_tls in verify) cluster_verify=on ;; insecure) cluster_verify=off ;;
+  *) die "CLUSTER_TLS must be verify or insecure" ;; esac
+[ "$tower_tls" = verify ] || echo "run.sh: WARNING: TOWER_TLS=insecure: CloudTower's certificate is not verified" >&2
+[ "$cluster_tls" = verify ] || echo "run.sh: WARNING: CLUSTER_TLS=insecure: the clusters' certificates are not verified" >&2
+tower_ca=${TOWER_CA:-$store}
+cluster_ca=${CLUSTER_CA:-$store}
+[ -r "$tower_ca" ] || die "TOWER_CA $tower_ca cannot be read"
+[ -r "$cluster_ca" ] || die "CLUSTER_CA $cluster_ca cannot be read"
+tower_host=$(printf '%s' "$TOWER" | sed -e 's/^\[\(.*\)\]:[0-9]*$/\1/' -e 't' -e 's/:[0-9]*$//')
+tower_name=${TOWER_NAME:-$tower_host}
+
+# DNS: RESOLVER or the system's nameservers; IPv6 lookups as the system has it
+resolver=${RESOLVER:-}
+if [ -z "$resolver" ]; then
+  resolver=$(awk '$1 == "nameserver" { a = $2; if (a ~ /:/) a = "[" a "]"; printf "%s ", a }' \
+    /etc/resolv.conf 2>/dev/null || true)
+fi
+[ -n "$resolver" ] || resolver=127.0.0.53
+if [ -z "${RESOLVER_IPV6:-}" ]; then
+  if awk '$6 != "lo" { found = 1 } END { exit !found }' /proc/net/if_inet6 2>/dev/null; then
+    RESOLVER_IPV6=on
+  else
+    RESOLVER_IPV6=off
+  fi
+fi
+
+# TOWER_TIMEOUT in seconds for the Lua side (nginx takes 10s, 500ms, 1m)
+timeout=${TOWER_TIMEOUT:-10s}
+timeout_s=$(printf '%s' "$timeout" | awk '
+  /^[0-9.]+ms$/ { sub(/ms$/, ""); print $0 / 1000; next }
+  /^[0-9.]+s?$/ { sub(/s$/, ""); print $0 + 0; next }
+  /^[0-9.]+m$/ { sub(/m$/, ""); print $0 * 60; next }
+  { print "bad" }')
+[ "$timeout_s" != bad ] || die "TOWER_TIMEOUT must be like 10s, 500ms or 1m"
+
+frame_ancestors=${FRAME_ANCESTORS:-"'self'"}
 sed -e "s|@ROOT@|$root|g" \
     -e "s|@PORT@|$port|g" \
     -e "s|@WORKERS@|${WORKERS:-1}|g" \
     -e "s|@TOWER@|$TOWER|g" \
     -e "s|@TOWER_SCHEME@|${TOWER_SCHEME:-https}|g" \
-    -e "s|@TOWER_VERIFY@|$verify|g" \
-    -e "s|@TOWER_CA@|$TOWER_CA|g" \
-    -e "s|@TOWER_NAME@|${TOWER_NAME:-localhost}|g" \
-    -e "s|@TOWER_TIMEOUT@|${TOWER_TIMEOUT:-10s}|g" \
+    -e "s|@TOWER_PREFIX@|${TOWER_PREFIX:-/}|g" \
+    -e "s|@TOWER_VERIFY@|$tower_verify|g" \
+    -e "s|@TOWER_CA@|$tower_ca|g" \
+    -e "s|@TOWER_NAME@|$tower_name|g" \
+    -e "s|@TOWER_TLS@|$tower_tls|g" \
+    -e "s|@CLUSTER_VERIFY@|$cluster_verify|g" \
+    -e "s|@CLUSTER_CA@|$cluster_ca|g" \
+    -e "s|@CLUSTER_TLS@|$cluster_tls|g" \
+    -e "s|@RESOLVER@|$resolver|g" \
+    -e "s|@RESOLVER_IPV6@|$RESOLVER_IPV6|g" \
+    -e "s|@TOWER_TIMEOUT@|$timeout|g" \
+    -e "s|@TOWER_TIMEOUT_S@|$timeout_s|g" \
     -e "s|@MODE@|${MODE:-auto}|g" \
     -e "s|@SCHEME@|${SCHEME:-wss}|g" \
     -e "s|@CLUSTER_PORT@|${CLUSTER_PORT:-nil}|g" \
@@ -49,6 +113,11 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@RATE@|${RATE:-50r/s}|g" \
     -e "s|@BURST@|${BURST:-200}|g" \
     -e "s|@CREDENTIAL_TTL@|${CREDENTIAL_TTL:-0}|g" \
+    -e "s|@BATCH_MAX@|${BATCH_MAX:-100}|g" \
+    -e "s|@TICKET_TTL@|${TICKET_TTL:-60}|g" \
+    -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
+    -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
+    -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
 i=0

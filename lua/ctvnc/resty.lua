@@ -31,7 +31,8 @@ local function now()
   return ngx.now()
 end
 local HTTP_POST, HTTP_GET = ngx.HTTP_POST, ngx.HTTP_GET
-local type, ipairs, error, tostring = type, ipairs, error, tostring
+local type, ipairs, error, tostring, tonumber, match = type, ipairs, error, tostring, tonumber,
+  string.match
 
 local _M = {}
 
@@ -51,7 +52,16 @@ end
 
 --- One request through the internal location, whose proxy_pass holds the
 -- tower's address and path prefix: status, body | nil, message, kind.
-local function request(location, max_body, timeout, req)
+local function request(location, max_body, timeout, tls, req)
+  -- a whole-request deadline (see _M.deadline) bounds every try and wait
+  local deadline = ngx.ctx.ctvnc_deadline
+  if deadline then
+    local left = deadline - now()
+    if left <= 0 then
+      return nil, "the console request's time (TOWER_TIMEOUT) is used up", "timeout"
+    end
+    if left < timeout then timeout = left end
+  end
   local path = req.path
   local method = METHODS[req.method]
   if not method then
@@ -80,6 +90,13 @@ local function request(location, max_body, timeout, req)
     if res.status == 504 then
       return nil, "CloudTower did not answer in time (nginx proxy timeout)", "timeout"
     end
+    -- no connection was ever ready for the request, yet the address
+    -- takes connections: the TLS handshake (or the certificate) failed
+    if tls and match(ctx.ctvnc_connect or "-", "([^%s,]+)%s*$") == "-"
+      and _M.takes_connections(ctx.ctvnc_addr) then
+      return nil, "TLS with CloudTower failed (HTTP " .. res.status
+        .. " from nginx; its error log says why)", "tls"
+    end
     return nil, "nginx could not get an answer from CloudTower (HTTP " .. res.status
       .. " from nginx; its error log says why)", "connect"
   end
@@ -89,7 +106,16 @@ end
 
 --- header_filter_by_lua of the internal location.
 function _M.header_filter()
-  ngx.ctx.ctvnc_upstream = ngx.var.upstream_header_time
+  local ctx, var = ngx.ctx, ngx.var
+  ctx.ctvnc_upstream = var.upstream_header_time
+  ctx.ctvnc_addr = var.upstream_addr
+  ctx.ctvnc_connect = var.upstream_connect_time
+end
+
+--- Bounds everything the transport does for the current nginx request
+-- (tries, backoff sleeps) to `seconds` from now.
+function _M.deadline(seconds)
+  ngx.ctx.ctvnc_deadline = now() + seconds
 end
 
 --- body_filter_by_lua of the internal location: counts the body and
@@ -135,21 +161,39 @@ local function probe_one(host, port, seconds)
   return false, "unreachable"
 end
 
---- transport{ location = "/_ctvnc", timeout = 10, max_body = 1048576 }
+--- Whether the last address of an $upstream_addr list ("a:p, b:p")
+-- accepts a TCP connection now (1 s at most): a failed upstream that takes
+-- connections failed in TLS, not in connecting.
+function _M.takes_connections(addrs)
+  local addr = match(addrs or "", "([^%s,]+)%s*$")
+  if not addr then return false end
+  local host, port = match(addr, "^%[(.+)%]:(%d+)$")
+  if not host then host, port = match(addr, "^([^:]+):(%d+)$") end
+  if not host then return false end
+  local sock = ngx.socket.tcp()
+  sock:settimeout(1000)
+  local ok = sock:connect(host, tonumber(port))
+  sock:close()
+  return ok == 1 or ok == true
+end
+
+--- transport{ location = "/_ctvnc", timeout = 10, max_body = 1048576, tls = true }
 -- -> a transport table for ctvnc.new. `timeout` bounds a whole request
 -- (nginx's proxy timeouts bound connect and each read); `max_body` the
--- answer. Use it in rewrite, access or content phases (it makes
--- subrequests).
+-- answer; `tls = false` when the location speaks plain HTTP (a failed
+-- connection is then never reported as `tls`). Use it in rewrite, access
+-- or content phases (it makes subrequests).
 function _M.transport(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #1 to 'transport' (table expected)", 2) end
   local location = opts.location or "/_ctvnc"
   local max_body = opts.max_body or 1048576
   local timeout = opts.timeout or 10
+  local tls = opts.tls ~= false
   local t = {}
   function t.request_many(reqs, concurrency, on_done)
     each(#reqs, concurrency, function(i)
-      on_done(i, request(location, max_body, timeout, reqs[i]))
+      on_done(i, request(location, max_body, timeout, tls, reqs[i]))
     end)
   end
   function t.probe(targets, seconds)
@@ -159,7 +203,11 @@ function _M.transport(opts)
     end)
     return oks, whys
   end
-  t.sleep = sleep
+  function t.sleep(s)
+    local deadline = ngx.ctx.ctvnc_deadline
+    if deadline then s = math.max(0, math.min(s, deadline - now())) end
+    sleep(s)                 -- sleep(0) still yields, as before
+  end
   t.now = now
   return t
 end

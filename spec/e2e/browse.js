@@ -1,29 +1,35 @@
 'use strict';
-// Opens console pages in headless Chromium for spec/e2e_spec.lua and tells
-// how noVNC fared on each. Node's built-ins only: Chromium is driven over
-// the DevTools protocol on a pipe (--remote-debugging-pipe: no port, no
-// websocket), and a loopback HTTP server serves console.html beside this
-// file and Debian's noVNC under /novnc/.
+// Opens console pages in Debian's headless Chromium, driven by
+// puppeteer-core (pinned in package.json beside this file), for
+// spec/e2e_spec.lua, and tells how each fared. A loopback HTTP server serves
+// console.html beside this file and Debian's noVNC under /novnc/.
 //
 //   node browse.js JOB.json
 //
 // JOB (a file, so that no token shows in a command line):
-//   { "out": DIR, "chromium": BIN (optional), "pid_file": FILE (optional),
+//   { "out": DIR, "chromium": BIN (default /usr/bin/chromium), "pid_file": FILE,
 //     "timeout_ms": N, "colour": [r, g, b],
-//     "pages": [ { "name": "direct", "ws": "ws://..." }        -- console.html on it
-//              | { "name": "gateway", "url": "http://..." } ] }   -- a page as it is
-// Prints one JSON line: {"results": [{name, title, pixel, screenshot, ms}]}:
-// the title noVNC's events left ("connected", "failed", "disconnected";
-// "no console (<type>)" for a page that is not HTML, such as an error; the
-// page's own title when nothing happened in time), the RGB of the desktop's
-// pixel (10, 10) as the page's canvas shows it (null without a canvas), and
-// the PNG saved as OUT/<name>.png. It never prints a URL: they hold tokens.
+//     "pages": [ { "name": "direct", "ws": "ws://..." }          -- console.html on it
+//              | { "name": "gateway", "url": "http://...",      -- a page as it is
+//                  "cad": true,                                  -- click Ctrl-Alt-Del
+//                  "reconnect": true } ] }                       -- Disconnect, Connect
+// Prints one JSON line: {"results": [{name, title, state, status, pixel,
+// screenshot, text, urls, ws_urls, cad, ms}]}: the title noVNC's events
+// left ("connected", "failed", "disconnected"; for the gateway's page, the
+// state its status line reports; "no console (<type>)" for a page that is
+// not HTML; else the page's own title), the HTTP status of the document,
+// the RGB of the desktop's pixel (10, 10) on the canvas (null without one),
+// the visible text, every URL Chromium requested and every websocket it
+// opened (only for the spec to check: never printed elsewhere), whether the
+// Ctrl-Alt-Del keys went out on the websocket, whether noVNC's Connect
+// button connected again after its Disconnect, and the PNG saved as
+// OUT/<name>.png.
 
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const http = require('http');
-const { spawn } = require('child_process');
+const puppeteer = require('puppeteer-core');
 
 const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const NOVNC = '/usr/share/novnc';
@@ -34,7 +40,7 @@ const PAINT_WAIT = 5000;      // ms for the desktop's colour to reach the canvas
 const colour = job.colour || [42, 111, 151];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const redact = (s) => String(s).replace(/(token=|key=)[^&\s'"]*/g, '$1<redacted>');
+const redact = (s) => String(s).replace(/(token=|key=|ticket=)[^&\s'"]*/g, '$1<redacted>');
 
 // --- the page server ---------------------------------------------------------
 
@@ -64,77 +70,28 @@ const server = http.createServer((req, res) => {
 // --- Chromium -----------------------------------------------------------------
 
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ctvnc-e2e-chromium-'));
-let chromium = null;
-let stderrTail = '';
+let browser = null;
 
-function chromiumBin() {
-  if (job.chromium) return job.chromium;
-  // the binary itself: /usr/bin/chromium is a wrapper that adds flags of its
-  // own (extensions, GPU rasterization) from /etc/chromium.d
-  return fs.existsSync('/usr/lib/chromium/chromium') ? '/usr/lib/chromium/chromium' : 'chromium';
-}
+const ARGS = [
+  // required: loopback only, nothing in the background
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  `--user-data-dir=${profile}`,
+  // and the same spirit: no name resolves, no proxy, no extension, no reporting
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, EXCLUDE localhost',
+  '--no-proxy-server', '--disable-extensions', '--disable-default-apps',
+  '--disable-domain-reliability', '--disable-breakpad', '--disable-client-side-phishing-detection',
+  '--no-pings', '--no-default-browser-check', '--metrics-recording-only', '--mute-audio',
+  '--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,'
+    + 'AutofillServerCommunication,CertificateTransparencyComponentUpdater',
+  '--window-size=1280,720', '--hide-scrollbars', '--remote-debugging-pipe', 'about:blank',
+];
 
-function startChromium() {
-  const args = [
-    // required: loopback only, nothing in the background
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-    `--user-data-dir=${profile}`,
-    // and the same spirit: no name resolves, no extension, no reporting
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, EXCLUDE localhost',
-    '--disable-extensions', '--disable-default-apps', '--disable-domain-reliability',
-    '--disable-breakpad', '--disable-client-side-phishing-detection', '--no-pings',
-    '--no-default-browser-check', '--metrics-recording-only', '--mute-audio',
-    '--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,'
-      + 'AutofillServerCommunication,CertificateTransparencyComponentUpdater',
-    '--remote-debugging-pipe', '--window-size=1280,720', '--hide-scrollbars',
-    'about:blank',
-  ];
-  chromium = spawn(chromiumBin(), args, {
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
-    detached: true,                       // its own process group: killed whole
-  });
-  if (job.pid_file) fs.writeFileSync(job.pid_file, `${chromium.pid}\n`);
-  chromium.stdio[2].on('data', (d) => { stderrTail = (stderrTail + d).slice(-4000); });
-  chromium.on('exit', () => {
-    for (const { reject } of pending.values()) reject(new Error('chromium exited'));
-    pending.clear();
-  });
-  let buf = '';
-  chromium.stdio[4].on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\0')) >= 0) {
-      const msg = JSON.parse(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-      const p = msg.id !== undefined && pending.get(msg.id);
-      if (p) {
-        pending.delete(msg.id);
-        if (msg.error) p.reject(new Error(`${p.method}: ${msg.error.message}`));
-        else p.resolve(msg.result);
-      }
-    }
-  });
-}
-
-const pending = new Map();
-let nextId = 1;
-
-function send(method, params, sessionId) {
-  const id = nextId++;
-  const msg = { id, method, params: params || {} };
-  if (sessionId) msg.sessionId = sessionId;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, method });
-    chromium.stdio[3].write(`${JSON.stringify(msg)}\0`);
-  });
-}
-
-// the whole process group: its helpers (zygote, crashpad) may outlive it
 function killChromium() {
-  if (!chromium) return;
-  try { process.kill(-chromium.pid, 'SIGKILL'); } catch (e) { /* all gone */ }
-  for (const s of chromium.stdio) if (s) s.destroy();
+  const proc = browser && browser.process();
+  if (!proc) return;
+  try { process.kill(-proc.pid, 'SIGKILL'); } catch (e) { /* no group */ }
+  try { proc.kill('SIGKILL'); } catch (e) { /* gone */ }
 }
 
 function cleanup() {
@@ -144,74 +101,158 @@ function cleanup() {
   server.close();
 }
 
-async function stopChromium() {
-  if (!chromium || chromium.exitCode !== null) return;
-  const exited = new Promise((r) => chromium.once('exit', r));
-  send('Browser.close').catch(() => {});
-  await Promise.race([exited, sleep(3000)]);
-  killChromium();
-}
-
 // --- one page -----------------------------------------------------------------
 
-const PIXEL = `(() => {
+const PIXEL = () => {
   const c = document.querySelector('canvas');
   if (!c || !c.width || !c.height) return null;
-  const d = c.getContext('2d').getImageData(Math.min(10, c.width - 1), Math.min(10, c.height - 1), 1, 1).data;
+  const d = c.getContext('2d')
+    .getImageData(Math.min(10, c.width - 1), Math.min(10, c.height - 1), 1, 1).data;
   return [d[0], d[1], d[2]];
-})()`;
+};
 
-// undefined while there is nothing to ask (a navigation replacing the page)
-async function evaluate(session, expression) {
+// Before any page script: remember what goes out on websockets, so the
+// spec can tell that Ctrl-Alt-Del's keys were sent.
+const RECORD_WS = () => {
+  window.__ctvncSent = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      let bytes = null;
+      if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
+      else if (ArrayBuffer.isView(data)) {
+        bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      }
+      if (bytes) window.__ctvncSent.push(Array.from(bytes.slice(0, 64)));
+    } catch (e) { /* recording only */ }
+    return send.call(this, data);
+  };
+};
+
+// a key event for keysym (RFB KeyEvent 4, or QEMU's extended 255/0)
+function keyWent(messages, keysym) {
+  const k = [(keysym >>> 24) & 255, (keysym >>> 16) & 255, (keysym >>> 8) & 255, keysym & 255];
+  return messages.some((m) => {
+    for (let i = 0; i + 8 <= m.length; i += 1) {
+      if ((m[i] === 4 && m.slice(i + 4, i + 8).every((v, j) => v === k[j]))
+          || (m[i] === 255 && m[i + 1] === 0 && m.slice(i + 4, i + 8).every((v, j) => v === k[j]))) {
+        return true;
+      }
+    }
+    return false;
+  });
+}
+
+// A click on a toolbar control as a person would; the control bar slides
+// in and out, so wait until the control is visible and try again a few times.
+async function press(tab, selector) {
+  let last = null;
+  for (let i = 0; i < 10; i += 1) {
+    try {
+      await tab.evaluate(() => {
+        const bar = document.getElementById('noVNC_control_bar_anchor');
+        if (bar) bar.classList.remove('noVNC_idle');
+        const cb = document.getElementById('noVNC_control_bar');
+        if (cb) cb.classList.add('noVNC_open');
+      });
+      await tab.waitForSelector(selector, { visible: true, timeout: 2000 });
+      await tab.click(selector);
+      return;
+    } catch (e) {
+      last = e;
+      await sleep(300);
+    }
+  }
+  throw last;
+}
+
+async function state(page) {
   try {
-    const r = await send('Runtime.evaluate', { expression, returnByValue: true }, session);
-    return r.result ? r.result.value : undefined;
+    return await page.evaluate(() => [document.title, document.readyState, document.contentType,
+      document.documentElement.dataset.ctvnc || null]);
   } catch (e) {
-    if (chromium.exitCode !== null) throw e;
-    return undefined;
+    return null;     // a navigation replacing the page
   }
 }
 
 async function visit(page, base) {
   const started = Date.now();
-  const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
-  const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
+  const tab = await browser.newPage();
+  const urls = [];
+  const wsUrls = [];
+  let status = null;
   try {
-    await send('Page.enable', {}, sessionId);
-    await send('Emulation.setDeviceMetricsOverride',
-      { width: 1280, height: 720, deviceScaleFactor: 1, mobile: false }, sessionId);
+    await tab.setViewport({ width: 1280, height: 720 });
+    await tab.evaluateOnNewDocument(RECORD_WS);
+    tab.on('request', (r) => urls.push(r.url()));
+    tab.on('response', (r) => {
+      if (r.request().isNavigationRequest() && r.request().frame() === tab.mainFrame()) {
+        status = r.status();
+      }
+    });
+    const cdp = await tab.createCDPSession();
+    await cdp.send('Network.enable');
+    cdp.on('Network.webSocketCreated', (e) => wsUrls.push(e.url));
     const url = page.ws ? `${base}/console.html#${encodeURIComponent(page.ws)}` : page.url;
-    await send('Page.navigate', { url }, sessionId);
+    await tab.goto(url, { waitUntil: 'domcontentloaded', timeout: CONNECT_WAIT })
+      .catch(() => {});
     let title = null;
+    let s = null;
     const deadline = Date.now() + CONNECT_WAIT;
     while (Date.now() < deadline) {
-      const state = await evaluate(sessionId,
-        '[document.title, document.readyState, document.contentType]');
-      title = state && state[0];
+      s = await state(tab);
+      title = s && (s[3] || s[0]);
       if (OUTCOMES.includes(title)) break;
-      // a page that is not HTML (the gateway's JSON 403) runs no console
-      if (state && state[1] === 'complete' && state[2] !== 'text/html') {
-        title = `no console (${state[2]})`;
+      // a page that is not HTML (a JSON answer) runs no console
+      if (s && s[1] === 'complete' && s[2] !== 'text/html') {
+        title = `no console (${s[2]})`;
         break;
       }
+      // an HTML page with no noVNC in it (the gateway's error pages)
+      if (s && s[1] === 'complete' && !s[3] && !page.ws) break;
       await sleep(100);
     }
-    let pixel = await evaluate(sessionId, PIXEL);
+    let pixel = await tab.evaluate(PIXEL).catch(() => null);
+    let cad = false;
+    let reconnected = false;
     if (title === 'connected') {
       const until = Date.now() + PAINT_WAIT;
       while (Date.now() < until && !(pixel && pixel.every((v, i) => v === colour[i]))) {
         await sleep(100);
-        pixel = await evaluate(sessionId, PIXEL);
+        pixel = await tab.evaluate(PIXEL).catch(() => null);
+      }
+      if (page.cad) {
+        // noVNC's toolbar: open the extra keys, click Ctrl-Alt-Del
+        await press(tab, '#noVNC_toggle_extra_keys_button');
+        await press(tab, '#noVNC_send_ctrl_alt_del_button');
+        const until2 = Date.now() + 3000;
+        while (Date.now() < until2 && !cad) {
+          const sent = await tab.evaluate(() => window.__ctvncSent || []);
+          cad = keyWent(sent, 0xffe3) && keyWent(sent, 0xffe9) && keyWent(sent, 0xffff);
+          if (!cad) await sleep(100);
+        }
+      }
+      if (page.reconnect) {
+        // noVNC's own buttons: disconnect, then Connect with the ticket
+        // that came back with the first websocket's 101
+        await press(tab, '#noVNC_disconnect_button');
+        await tab.waitForFunction(() => document.documentElement.dataset.ctvnc !== 'connected',
+          { timeout: 5000 });
+        await press(tab, '#noVNC_connect_button');
+        reconnected = await tab.waitForFunction(
+          () => document.documentElement.dataset.ctvnc === 'connected', { timeout: 10000 })
+          .then(() => true, () => false);
       }
       await sleep(200);    // let the page settle for the screenshot
     }
-    const shot = await send('Page.captureScreenshot', { format: 'png' }, sessionId);
+    const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
+      .catch(() => '');
     const file = path.join(job.out, `${page.name}.png`);
-    fs.writeFileSync(file, Buffer.from(shot.data, 'base64'));
-    return { name: page.name, title, pixel: pixel || null, screenshot: file,
-      ms: Date.now() - started };
+    await tab.screenshot({ path: file });
+    return { name: page.name, title, status, pixel: pixel || null, screenshot: file, text,
+      urls, ws_urls: wsUrls, cad, reconnected, ms: Date.now() - started };
   } finally {
-    await send('Target.closeTarget', { targetId }).catch(() => {});
+    await tab.close().catch(() => {});
   }
 }
 
@@ -221,11 +262,16 @@ async function main() {
   fs.mkdirSync(job.out, { recursive: true });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${server.address().port}`;
-  startChromium();
-  await send('Browser.getVersion');
+  browser = await puppeteer.launch({
+    executablePath: job.chromium || '/usr/bin/chromium',
+    ignoreDefaultArgs: true, args: ARGS, pipe: true, headless: true,
+    userDataDir: profile, handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
+    timeout: 30000, protocolTimeout: 30000,
+  });
+  if (job.pid_file) fs.writeFileSync(job.pid_file, `${browser.process().pid}\n`);
   const results = [];
   for (const page of job.pages) results.push(await visit(page, base));
-  await stopChromium();
+  await Promise.race([browser.close().catch(() => {}), sleep(3000)]);
   return results;
 }
 
@@ -246,6 +292,6 @@ main().then((results) => {
 }, (err) => {
   clearTimeout(watchdog);
   cleanup();
-  process.stderr.write(`browse.js: ${redact(err.message)}\n${redact(stderrTail)}\n`);
+  process.stderr.write(`browse.js: ${redact(err.message)}\n`);
   process.exit(1);
 });

@@ -1,0 +1,121 @@
+-- luacheck: std max+ngx_lua
+--- ctvnc.ticket: short-lived signed console tickets for the OpenResty
+-- gateway (ngx_lua only: it uses ngx.hmac_sha1 and a lua_shared_dict).
+--
+-- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
+-- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce} and
+-- the mac is HMAC-SHA1(secret, payload). It is valid until its expiry (at
+-- most 60 s after minting) and usable once per gateway node: `consume`
+-- records the nonce in the shared dict until the ticket expires. Tickets
+-- minted on one node are refused by a node with another secret; with one
+-- shared secret (CTVNC_TICKET_SECRET) a ticket could be used once on *each*
+-- node, so a random per-start secret (the default) means single-node only.
+local ngx = ngx
+local cjson = require "cjson.safe"
+
+local type, tostring, floor, byte = type, tostring, math.floor, string.byte
+
+local _M = {}
+
+local MAX_TTL = 60
+
+local function b64url(s)
+  return (ngx.encode_base64(s):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+end
+
+local function unb64url(s)
+  if type(s) ~= "string" or s:find("[^%w%-_]") then return nil end
+  s = s:gsub("[-_]", { ["-"] = "+", ["_"] = "/" })
+  local pad = #s % 4
+  if pad == 1 then return nil end
+  if pad > 0 then s = s .. ("="):rep(4 - pad) end
+  return ngx.decode_base64(s)
+end
+
+--- Equal strings, in time that does not depend on where they differ.
+local function same(a, b)
+  if #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do
+    if byte(a, i) ~= byte(b, i) then diff = diff + 1 end
+  end
+  return diff == 0
+end
+
+local function now()
+  ngx.update_time()
+  return ngx.now()
+end
+
+--- 16 random bytes from the kernel, base64url.
+local function nonce()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(16)
+  f:close()
+  return b64url(s)
+end
+
+--- A secret of 32 random bytes (read once, at start).
+function _M.random_secret()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(32)
+  f:close()
+  assert(s and #s == 32, "cannot read /dev/urandom")
+  return s
+end
+
+--- ticket.new{ secret = string (>= 32 bytes), dict = "ctvnc_tickets", ttl = 60 }
+function _M.new(opts)
+  assert(type(opts) == "table", "ticket.new: table expected")
+  assert(type(opts.secret) == "string" and #opts.secret >= 32,
+    "the ticket secret must be at least 32 bytes")
+  local ttl = opts.ttl or MAX_TTL
+  assert(type(ttl) == "number" and ttl >= 1 and ttl <= MAX_TTL, "ticket ttl must be 1-60 s")
+  local self = { secret = opts.secret, dict_name = opts.dict or "ctvnc_tickets", ttl = ttl }
+
+  local function mac(payload) return b64url(ngx.hmac_sha1(self.secret, payload)) end
+
+  --- A ticket for vm_id and user: ticket, expires_in.
+  function self.mint(vm_id, user)
+    local exp = floor(now()) + self.ttl
+    local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
+                                          n = nonce() }))
+    return payload .. "." .. mac(payload), self.ttl
+  end
+
+  --- The ticket's fields when it is well signed, unexpired, for vm_id and
+  -- not used yet: doc | nil, reason (never the ticket).
+  function self.check(ticket, vm_id)
+    if type(ticket) ~= "string" or #ticket > 1024 then return nil, "no ticket" end
+    local payload, sig = ticket:match("^([%w%-_]+)%.([%w%-_]+)$")
+    if not payload or not same(mac(payload), sig) then return nil, "bad signature" end
+    local doc = cjson.decode(unb64url(payload) or "")
+    if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
+      or type(doc.n) ~= "string" then
+      return nil, "malformed"
+    end
+    local t = now()
+    if doc.e <= t or doc.e > t + MAX_TTL + 1 then return nil, "expired" end
+    if doc.v ~= vm_id then return nil, "for another VM" end
+    if ngx.shared[self.dict_name]:get("n:" .. doc.n) then return nil, "already used" end
+    return doc
+  end
+
+  --- check, then mark the ticket used: doc | nil, reason.
+  function self.consume(ticket, vm_id)
+    local doc, why = self.check(ticket, vm_id)
+    if not doc then return nil, why end
+    local left = doc.e - now() + 1
+    local ok, err = ngx.shared[self.dict_name]:add("n:" .. doc.n, true, left)
+    if not ok then
+      return nil, err == "exists" and "already used"
+        or "cannot record the ticket: " .. tostring(err)
+    end
+    return doc
+  end
+
+  return self
+end
+
+_M.b64url, _M.unb64url, _M.MAX_TTL = b64url, unb64url, MAX_TTL
+return _M
