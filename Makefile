@@ -24,7 +24,7 @@ TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 lib
              tigervnc-standalone-server x11-xserver-utils chromium
 BENCH_PKGS = $(TEST_PKGS) wrk
 
-.PHONY: all build asan deps deps-demo deps-bench test lint demo bench valgrind fuzz install clean
+.PHONY: all build asan deps deps-demo deps-bench e2e-deps test lint demo bench valgrind fuzz install clean
 
 all: build
 
@@ -63,8 +63,17 @@ deps-demo:
 deps-bench:
 	$(call need,$(BENCH_PKGS))
 
+# The browser driver of the end-to-end suite (spec/e2e/package.json, pinned).
+# NodeSource's nodejs brings npm; Debian's needs the npm package beside it.
+e2e-deps:
+	@command -v npm > /dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q npm; } || { echo "*** npm is missing; as root run: apt-get \
+	install -y npm"; exit 1; }
+	@[ spec/e2e/node_modules/.package-lock.json -nt spec/e2e/package-lock.json ] || \
+	  (cd spec/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
 test: deps
-	@$(MAKE) --no-print-directory build build/asan/ctvnc/core.so
+	@$(MAKE) --no-print-directory build build/asan/ctvnc/core.so e2e-deps
 	@bash spec/support/test.sh
 
 lint:

@@ -287,7 +287,7 @@ http {
     local out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && sleep 0.3 && curl -s -m 5 http://127.0.0.1:%d/; "
       .. "kill -QUIT $(cat %s/nginx.pid)"):format(dir, dir, p, dir))
     assert(ok, out)
-    local expected = load(script)()
+    local expected = (loadstring or load)(script)()  -- luacheck: ignore
     helpers.run("rm -rf " .. dir .. " " .. dir .. ".lua")
     assert.are.equal(expected, out)
   end)

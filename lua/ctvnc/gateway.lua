@@ -1,4 +1,3 @@
--- luacheck: std max+ngx_lua
 --- ctvnc.gateway: a console gateway for OpenResty (ngx_lua), built on ctvnc.
 -- examples/openresty/nginx.conf is the reference configuration; an
 -- operator's own nginx.conf can call the same handlers from its locations.

@@ -1,4 +1,3 @@
--- luacheck: std max+ngx_lua
 --- ctvnc.ticket: short-lived signed console tickets for the OpenResty
 -- gateway (ngx_lua only: it uses ngx.hmac_sha1 and a lua_shared_dict).
 --
