@@ -560,16 +560,22 @@ function _M.main(args, env, stdio)
     end
   end
   local checks = {
-    { "port", true, 1, 65535 }, { "concurrency", true, 1 }, { "per-request", true, 1 },
+    { "concurrency", true, 1 }, { "per-request", true, 1 },
     { "first", true, 1 }, { "timeout", false, 1e-3 },
   }
   for _, c in ipairs(checks) do
     local ok, e = number(flags, c[1], c[2], c[3], c[4])
     if not ok then return fail(e) end
   end
+  -- the console options: the library's one validator, in the flags' words
+  flags.port = tonumber(flags.port) or flags.port
+  local valid, why = core.check_options("ctvnc",
+    { mode = flags.mode, scheme = flags.scheme, port = flags.port })
+  if not valid then
+    local key, rule = why:match("opts%.(%w+) (must be .*)$")
+    return fail(usage_error(format("--%s %s: %s", key, printable(tostring(flags[key])), rule)))
+  end
   local choices = {
-    { "mode", { auto = true, direct = true, proxy = true }, "auto, direct or proxy" },
-    { "scheme", { ws = true, wss = true }, "ws or wss" },
     { "format", { text = true, json = true, csv = true }, "text, json or csv" },
   }
   for _, c in ipairs(choices) do
