@@ -34,6 +34,8 @@ typedef struct slot {
   size_t len, cap, max;
   int too_large, oom, busy;
   int stale;                  /* a reused connection had unasked-for bytes */
+  curl_socket_t fd;           /* the socket its last answer came on, while
+                                 libcurl keeps that connection; else BAD */
   size_t index;
   char err[CURL_ERROR_SIZE];
 } slot;
@@ -336,8 +338,16 @@ static int has_crlf(const char *p, size_t n) {
   return memchr(p, '\r', n) || memchr(p, '\n', n) || memchr(p, '\0', n);
 }
 
+/* Why a request could not start. */
+enum start_outcome {
+  STARTED = 0,       /* it is in the multi handle */
+  BAD_HEADER,        /* a header name or value is empty or has a line break:
+                        the request alone fails, as "invalid" */
+  NO_MEMORY          /* out of memory: the whole run fails */
+};
+
 /* "Name: value" lists; a line break in either would smuggle a header. */
-static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
+static enum start_outcome set_headers(ctv_http *h, slot *s, const ctv_req *r) {
   size_t i;
   curl_slist_free_all(s->headers);
   s->headers = NULL;
@@ -347,10 +357,10 @@ static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
     struct curl_slist *l;
     if (has_crlf(hd->name, hd->namelen) || has_crlf(hd->value, hd->valuelen)
         || hd->namelen == 0 || memchr(hd->name, ':', hd->namelen))
-      return "invalid";
+      return BAD_HEADER;
     if (need > h->linecap) {
       char *b = realloc(h->line, need);
-      if (!b) return "oom";
+      if (!b) return NO_MEMORY;
       h->line = b;
       h->linecap = need;
     }
@@ -358,10 +368,10 @@ static const char *set_headers(ctv_http *h, slot *s, const ctv_req *r) {
     memcpy(h->line + hd->namelen, ": ", 2);
     memcpy(h->line + hd->namelen + 2, hd->value, hd->valuelen);
     h->line[need - 1] = '\0';
-    if ((l = curl_slist_append(s->headers, h->line)) == NULL) return "oom";
+    if ((l = curl_slist_append(s->headers, h->line)) == NULL) return NO_MEMORY;
     s->headers = l;
   }
-  return NULL;
+  return STARTED;
 }
 
 static int is_https(const char *url) {
@@ -375,15 +385,15 @@ static int is_https(const char *url) {
   return 1;
 }
 
-/* Starts r on s; NULL, or why it could not start. */
-static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
+/* Starts r on s. */
+static enum start_outcome start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
   CURL *e = s->easy;
-  const char *why = set_headers(h, s, r);
+  enum start_outcome why = set_headers(h, s, r);
   s->len = 0;
   s->too_large = s->oom = s->stale = 0;
   s->err[0] = '\0';
   s->index = i;
-  if (why) return why;
+  if (why != STARTED) return why;
   curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
   /* over TLS a request waits for the connection being made (HTTP/2, as
@@ -401,9 +411,9 @@ static const char *start(ctv_http *h, slot *s, const ctv_req *r, size_t i) {
     if (strcmp(r->method, "POST") != 0)
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
   }
-  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) return "oom";
+  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) return NO_MEMORY;
   s->busy = 1;
-  return NULL;
+  return STARTED;
 }
 
 static void finish(slot *s, CURLcode rc, ctv_res *res) {
@@ -426,12 +436,13 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
 /* Closes the HTTP/1.x connection s's answer came on: libcurl finds it dead
  * when it next looks, and opens a new one. */
 static void drop(ctv_http *h, slot *s) {
-  long lport = 0, port = 0;
-  sock *k;
-  if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &lport) == CURLE_OK
-      && curl_easy_getinfo(s->easy, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK
-      && (k = find_sock(h, lport, port)) != NULL && k->version != 2)
-    shutdown(k->fd, SHUT_RDWR);
+  size_t i;
+  for (i = 0; i < h->nsocks; i++) {
+    if (h->socks[i].fd == s->fd) {
+      if (h->socks[i].version != 2) shutdown(s->fd, SHUT_RDWR);
+      return;
+    }
+  }
 }
 
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
@@ -452,17 +463,19 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
     int left, collected = 0;
     for (i = 0; i < concurrency && next < n && !stop; i++) {
       slot *s = h->slots[i];
-      const char *why;
+      enum start_outcome why;
       if (s->busy) continue;
-      if ((why = start(h, s, &reqs[next], next)) != NULL) {
+      if ((why = start(h, s, &reqs[next], next)) == NO_MEMORY) {
+        abandon(h);
+        return -1;
+      }
+      if (why == BAD_HEADER) {
         ctv_res res;
-        if (strcmp(why, "oom") == 0) { abandon(h); return -1; }
         memset(&res, 0, sizeof res);
         res.kind = "invalid";
         res.msg = "a header name or value is empty or has a line break";
         finished++;
-        stop = done(ud, next, &res);
-        if (stop == CTV_DROP) stop = 0;
+        stop = done(ud, next, &res) == CTV_STOP;
       }
       next++;
     }
@@ -477,6 +490,11 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       if (m->msg != CURLMSG_DONE) continue;
       curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
       s = (slot *)(void *)priv;
+      /* while the transfer is still in the multi handle, libcurl can tell
+       * the socket of its connection, if that is still open: the only one
+       * drop() may close (a port number could be another's by now) */
+      s->fd = CURL_SOCKET_BAD;
+      curl_easy_getinfo(s->easy, CURLINFO_ACTIVESOCKET, &s->fd);
       curl_multi_remove_handle(h->multi, s->easy);
       s->busy = 0;
       if (s->stale && m->data.result == CURLE_ABORTED_BY_CALLBACK) {
@@ -495,7 +513,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       stop = done(ud, s->index, &res);
       if (stop == CTV_DROP) {
         drop(h, s);
-        stop = 0;
+        stop = CTV_GO_ON;
       }
     }
     if (!collected && running && !stop)
