@@ -174,12 +174,27 @@ end
 
 local HEX32 = string.rep("%x", 32)
 
---- Text safe to quote in a failure message: the given secrets, anything
--- shaped like a raw token (32 hex digits), a login token or a base64
--- console token is hidden, other bytes outside printable ASCII become \ddd.
+--- The simulator's credentials: never in a message, always scrubbed.
+helpers.STATIC_TOKEN = "sim-token"
+helpers.USER, helpers.PASS = "admin", "sim-pass"
+local SIM_SECRETS = { helpers.STATIC_TOKEN, helpers.PASS }
+
+--- `secrets` followed by the simulator's credentials.
+local function with_sim_secrets(secrets)
+  local all = {}
+  for _, s in ipairs(secrets or {}) do all[#all + 1] = s end
+  for _, s in ipairs(SIM_SECRETS) do all[#all + 1] = s end
+  return all
+end
+
+
+--- Text safe to quote in a failure message: the given secrets, the
+-- simulator's credentials, anything shaped like a raw token (32 hex
+-- digits), a login token or a base64 console token is hidden, other bytes
+-- outside printable ASCII become \ddd.
 function helpers.scrub(msg, secrets)
   msg = tostring(msg)
-  for _, s in ipairs(secrets or {}) do
+  for _, s in ipairs(with_sim_secrets(secrets)) do
     local i = msg:find(s, 1, true)
     while i do
       msg = msg:sub(1, i - 1) .. "<secret>" .. msg:sub(i + #s)
@@ -227,19 +242,6 @@ end
 
 local luassert = require "luassert"
 local say = require "say"
-
---- The simulator's credentials: never in a message, always scrubbed.
-helpers.STATIC_TOKEN = "sim-token"
-helpers.USER, helpers.PASS = "admin", "sim-pass"
-local SIM_SECRETS = { helpers.STATIC_TOKEN, helpers.PASS }
-
---- `secrets` followed by the simulator's credentials.
-local function with_sim_secrets(secrets)
-  local all = {}
-  for _, s in ipairs(secrets or {}) do all[#all + 1] = s end
-  for _, s in ipairs(SIM_SECRETS) do all[#all + 1] = s end
-  return all
-end
 
 --- Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
 function helpers.valid_utf8(s)
@@ -291,7 +293,7 @@ function helpers.client(...)
     end
   end
   local c, msg, kind = require("ctvnc").new(o)
-  luassert.is_true(c ~= nil, "ctvnc.new failed: " .. helpers.scrub(msg, SIM_SECRETS) .. " ("
+  luassert.is_true(c ~= nil, "ctvnc.new failed: " .. helpers.scrub(msg) .. " ("
     .. tostring(kind) .. ")")
   clients[#clients + 1] = c
   return c
@@ -367,7 +369,7 @@ local INFO_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
 -- vm-<n>. `msg` is the failure message when `info` is nil.
 function helpers.assert_info(info, msg, label, n)
   luassert.is_true(type(info) == "table", label .. ": vnc failed: "
-    .. helpers.scrub(msg, SIM_SECRETS))
+    .. helpers.scrub(msg))
   for _, k in ipairs(INFO_FIELDS) do
     luassert.is_true(type(info[k]) == "string" and #info[k] > 0,
       label .. ": field " .. k .. " is not a non-empty string")
