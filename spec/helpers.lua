@@ -187,7 +187,6 @@ local function with_sim_secrets(secrets)
   return all
 end
 
-
 --- Text safe to quote in a failure message: the given secrets, the
 -- simulator's credentials, anything shaped like a raw token (32 hex
 -- digits), a login token or a base64 console token is hidden, other bytes
