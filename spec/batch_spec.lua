@@ -1,25 +1,22 @@
-local ctvnc = require "ctvnc"
 local helpers = require "helpers"
 
 -- client:batch and console_url mode "auto", against the simulator: VMs
 -- vm-<odd> live on cluster 127.0.0.2 (the simulator listens there on
 -- sim.cluster_port), vm-<even> on 127.0.0.3 where nothing listens.
+-- Clients come from helpers.client and close after each test; values that
+-- carry tokens are compared with assert.same_secret (spec/helpers.lua).
+
 describe("client:batch", function()
   local sim
-
-  local function client(extra)
-    local opts = { endpoint = sim.http, token = "sim-token", retry_delay = 0.01 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return assert(ctvnc.new(opts))
-  end
 
   setup(function() sim = helpers.sim() end)
   before_each(function() helpers.reset() end)
   after_each(function() helpers.control("config", { latency_ms = 0 }) end)
+  helpers.autoclose()
 
   it("keeps results in input order with failures interleaved", function()
     local ids = { "vm-1", "fault-null", "vm-2", "fault-500", "vm-3", "fault-nonjson", "vm-4" }
-    local results, summary = client({ retries = 0 }):batch(ids, { mode = "direct" })
+    local results, summary = helpers.client({ retries = 0 }):batch(ids, { mode = "direct" })
     assert.are.equal(#ids, #results)
     for i, id in ipairs(ids) do
       local r = results[i]
@@ -45,7 +42,7 @@ describe("client:batch", function()
   it("reports progress as answers arrive, ending at the total", function()
     local calls = {}
     local ids = { "vm-1", "vm-2", "fault-null", "vm-1" }
-    client():batch(ids, { mode = "proxy", on_progress = function(done, total)
+    helpers.client():batch(ids, { mode = "proxy", on_progress = function(done, total)
       calls[#calls + 1] = { done, total }
     end })
     assert.is_true(#calls >= 2)
@@ -59,10 +56,10 @@ describe("client:batch", function()
   end)
 
   it("fetches a duplicated VM id once and fills every position", function()
-    local results = client():batch({ "vm-7", "vm-8", "vm-7", "vm-7" }, { mode = "proxy" })
+    local results = helpers.client():batch({ "vm-7", "vm-8", "vm-7", "vm-7" }, { mode = "proxy" })
     assert.are.equal(1, helpers.stats().vm["vm-7"])
-    assert.are.equal(results[1].url, results[3].url)
-    assert.are.equal(results[1].url, results[4].url)
+    assert.same_secret(results[1].url, results[3].url, "the URLs of vm-7 at 1 and 3")
+    assert.same_secret(results[1].url, results[4].url, "the URLs of vm-7 at 1 and 4")
     assert.are.equal("vm-7", results[4].vm_id)
   end)
 
@@ -70,7 +67,7 @@ describe("client:batch", function()
     helpers.control("config", { latency_ms = 100 })
     local ids = {}
     for i = 1, 24 do ids[i] = "vm-" .. i end
-    local _, summary = client():batch(ids, { mode = "proxy", concurrency = 4 })
+    local _, summary = helpers.client():batch(ids, { mode = "proxy", concurrency = 4 })
     assert.are.equal(24, summary.ok)
     local stats = helpers.stats()
     assert.is_true(stats.in_flight_max <= 4, "in flight: " .. stats.in_flight_max)
@@ -79,7 +76,7 @@ describe("client:batch", function()
   end)
 
   it("reuses TLS connections across single calls and batches", function()
-    local c = assert(ctvnc.new({ endpoint = sim.https, ca_file = sim.cert, token = "sim-token" }))
+    local c = helpers.client({ endpoint = sim.https, ca_file = sim.cert })
     for i = 1, 10 do assert(c:vnc("vm-" .. i)) end
     local ids = {}
     for i = 1, 40 do ids[i] = "vm-" .. i end
@@ -87,12 +84,12 @@ describe("client:batch", function()
     assert.are.equal(40, summary.ok)
     local n = helpers.stats().connections
     assert.is_true(n >= 1 and n <= 4 + 2, "connections: " .. n)
-    c:close()
   end)
 
   it("retries each VM on its own and logs in once for the whole batch", function()
-    local c = assert(ctvnc.new({ endpoint = sim.http, username = "admin", password = "sim-pass",
-      retry_delay = 0.01 }))
+    -- the library's default retries (2): helpers.NONE removes the helper's 0
+    local c = helpers.client({ token = helpers.NONE, username = helpers.USER,
+      password = helpers.PASS, retries = helpers.NONE })
     local tag = "flaky-1-batch" .. os.time()
     local results, summary = c:batch({ "vm-1", tag, "fault-503", "vm-2" }, { mode = "proxy" })
     assert.is_true(results[2].ok)
@@ -106,27 +103,29 @@ describe("client:batch", function()
   end)
 
   it("never retries a 4xx", function()
-    client():batch({ "fault-401", "fault-403", "fault-307" }, { mode = "proxy" })
+    -- with the library's default retries (2), which a 4xx must not use
+    helpers.client({ retries = helpers.NONE })
+      :batch({ "fault-401", "fault-403", "fault-307" }, { mode = "proxy" })
     local vm = helpers.stats().vm
     assert.are.same({ 1, 1, 1 }, { vm["fault-401"], vm["fault-403"], vm["fault-307"] })
   end)
 
   it("refuses a bad value for every VM with kind invalid, before any request", function()
-    local results, summary = client():batch({ "vm-1", "" }, { mode = "sideways" })
+    local results, summary = helpers.client():batch({ "vm-1", "" }, { mode = "sideways" })
     assert.are.equal("invalid", results[1].kind)
     assert.are.equal(2, summary.failed)
     for _, bad in ipairs({ { port = 0 }, { port = 1.5 }, { scheme = "http" } }) do
-      results = client():batch({ "vm-1" }, bad)
+      results = helpers.client():batch({ "vm-1" }, bad)
       assert.are.equal("invalid", results[1].kind)
     end
     assert.is_nil(helpers.stats().vm["vm-1"])
-    results = client():batch({ "vm-1", "" }, { mode = "proxy" })
+    results = helpers.client():batch({ "vm-1", "" }, { mode = "proxy" })
     assert.is_true(results[1].ok)
     assert.are.equal("invalid", results[2].kind)
   end)
 
   it("raises on a vm_ids that is not a table", function()
-    local c = client()
+    local c = helpers.client()
     assert.has_error(function() c:batch("vm-1") end)
   end)
 
@@ -134,10 +133,11 @@ describe("client:batch", function()
     local probed = {}
     local ids = {}
     for i = 1, 10 do ids[i] = "vm-" .. i end
-    local results = client():batch(ids, { port = sim.cluster_port, probe = function(host, port)
-      probed[#probed + 1] = host .. ":" .. port
-      return host == "127.0.0.2"
-    end })
+    local results = helpers.client():batch(ids, { port = sim.cluster_port,
+      probe = function(host, port)
+        probed[#probed + 1] = host .. ":" .. port
+        return host == "127.0.0.2"
+      end })
     table.sort(probed)
     assert.are.same({ "127.0.0.2:" .. sim.cluster_port, "127.0.0.3:" .. sim.cluster_port }, probed)
     for i, r in ipairs(results) do
@@ -146,7 +146,7 @@ describe("client:batch", function()
   end)
 
   it("uses the real TCP probe in auto mode: a listening and a closed port", function()
-    local results = client():batch({ "vm-1", "vm-2" }, { port = sim.cluster_port })
+    local results = helpers.client():batch({ "vm-1", "vm-2" }, { port = sim.cluster_port })
     assert.are.equal("direct", results[1].mode)
     assert.truthy(results[1].url:find("^wss://127%.0%.0%.2:" .. sim.cluster_port .. "/websockify/"))
     assert.are.equal("proxy", results[2].mode)
@@ -157,13 +157,10 @@ end)
 describe("client:console_url in auto mode", function()
   local sim
   setup(function() sim = helpers.sim() end)
-
-  local function client()
-    return assert(ctvnc.new({ endpoint = sim.http, token = "sim-token" }))
-  end
+  helpers.autoclose()
 
   it("answers direct when the cluster listens and proxy when it does not", function()
-    local c = client()
+    local c = helpers.client()
     local url, mode = c:console_url("vm-1", { port = sim.cluster_port })
     assert.are.equal("direct", mode)
     assert.truthy(url:find("^wss://127%.0%.0%.2:"))
@@ -175,13 +172,13 @@ describe("client:console_url in auto mode", function()
   it("probes port 443 for wss and 80 for ws by default", function()
     local seen = {}
     local probe = function(host, port) seen[#seen + 1] = host .. ":" .. port return false end
-    client():console_url("vm-1", { probe = probe })
-    client():console_url("vm-1", { probe = probe, scheme = "ws" })
+    helpers.client():console_url("vm-1", { probe = probe })
+    helpers.client():console_url("vm-1", { probe = probe, scheme = "ws" })
     assert.are.same({ "127.0.0.2:443", "127.0.0.2:80" }, seen)
   end)
 
   it("caches the verdict per cluster and port, and lets it expire", function()
-    local c = client()
+    local c = helpers.client()
     local calls = 0
     local probe = function() calls = calls + 1 return true end
     local opts = { probe = probe, port = 5901, probe_ttl = 0.3 }
@@ -196,7 +193,7 @@ describe("client:console_url in auto mode", function()
   end)
 
   it("lets a custom probe overrule the network", function()
-    local url, mode = client():console_url("vm-1", { port = sim.cluster_port,
+    local url, mode = helpers.client():console_url("vm-1", { port = sim.cluster_port,
       probe = function() return false end })
     assert.are.equal("proxy", mode)
     assert.truthy(url:find("token=", 1, true))
@@ -245,7 +242,7 @@ describe("client:console_url in auto mode", function()
   end)
 
   it("refuses a bad mode or probe option", function()
-    local c = client()
+    local c = helpers.client()
     local url, msg, kind = c:console_url("vm-1", { mode = "fast" })
     assert.is_nil(url)
     assert.are.equal("invalid", kind)

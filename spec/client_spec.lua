@@ -7,8 +7,9 @@
 -- prove retries, lazy login, re-login, redirects not followed and keep-alive.
 --
 -- Secrets never reach the output: comparisons of values that carry a token
--- use assert.is_true(a == b, text) so that luassert prints only booleans, and
--- messages quoted in failure texts are scrubbed first (see `scrub`).
+-- use assert.same_secret (spec/helpers.lua), which prints only a label and
+-- booleans, and messages quoted in failure texts are scrubbed first
+-- (helpers.scrub). Clients come from helpers.client and close after each test.
 --
 -- Loopback only. Runs under Lua 5.4 and LuaJIT 2.1 (Lua 5.1 syntax).
 
@@ -18,82 +19,21 @@ local helpers = require "helpers"
 
 local sim = helpers.sim()
 
-local STATIC_TOKEN = "sim-token"
-local USER, PASS = "admin", "sim-pass"
+local STATIC_TOKEN = helpers.STATIC_TOKEN
+local USER, PASS = helpers.USER, helpers.PASS
 local ALL_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
 
 -- A tag unique to this run (the flaky counters of the simulator are per id).
 local RUN_TAG = tostring(os.time()) .. "-" .. tostring(math.random(100000, 999999))
 
+-- hidden from any message quoted in a failure text (helpers.scrub)
 local SECRETS = { STATIC_TOKEN, PASS, "secret-token-XYZ", "bad-pass-Q7z" }
 
---- A message made safe to quote in a failure text.
-local function scrub(msg) return helpers.scrub(msg, SECRETS) end
-
---- Asserts that `msg` is a clean message (helpers.message_problem).
-local function assert_clean(msg, secrets, label)
-  local problem = helpers.message_problem(msg, secrets)
-  assert.is_nil(problem, label .. ": " .. tostring(problem))
-end
-
---- Asserts a failure: nil, a clean message, the expected kind.
-local function assert_fail(kind, label, secrets, res, msg, got)
-  assert.is_true(res == nil, label .. ": expected a failure, got a result")
-  assert_clean(msg, secrets, label)
-  assert.is_true(got == kind, label .. ": expected kind " .. kind .. ", got "
-    .. tostring(got) .. " (" .. scrub(msg) .. ")")
-  return msg
-end
-
-local clients = {}
-
---- An option value that removes the option.
-local NONE = {}
-
---- A client on the simulator's HTTP endpoint with a static token, no retry
--- and a short retry delay; `opts` overrides (NONE removes a default).
-local function client(opts)
-  local o = {
-    endpoint = sim.http, token = STATIC_TOKEN, retries = 0, retry_delay = 0.01, timeout = 10,
-  }
-  for k, v in pairs(opts or {}) do
-    if v == NONE then o[k] = nil else o[k] = v end
-  end
-  local c, msg, kind = ctvnc.new(o)
-  assert.is_true(c ~= nil, "ctvnc.new failed: " .. scrub(msg) .. " (" .. tostring(kind) .. ")")
-  clients[#clients + 1] = c
-  return c
-end
+-- clients registered by helpers, closed after each test (helpers.autoclose)
+local client, NONE = helpers.client, helpers.NONE
 
 local function login_client(opts)
-  local o = { token = NONE, username = USER, password = PASS }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return client(o)
-end
-
-local function close_clients()
-  for i = #clients, 1, -1 do
-    local c = clients[i]
-    if type(c.close) == "function" then c:close() end
-    clients[i] = nil
-  end
-end
-
---- Asserts a successful vnc answer for vm-<n> of the simulator.
-local function assert_info(info, msg, n, label)
-  assert.is_true(type(info) == "table", label .. ": vnc failed: " .. scrub(msg))
-  for _, k in ipairs(ALL_FIELDS) do
-    assert.is_true(type(info[k]) == "string" and #info[k] > 0,
-      label .. ": field " .. k .. " is not a non-empty string")
-  end
-  if n then
-    assert.are.equal(("%08x-0000-4000-8000-%012x"):format(n, n), info.vm_uuid)
-    assert.are.equal("127.0.0.1", info.host_ip)
-    assert.are.equal(n % 2 == 1 and "127.0.0.2" or "127.0.0.3", info.cluster_ip)
-  end
-  assert.is_true(#info.raw_token == 32 and info.raw_token:find("^%x+$") ~= nil,
-    label .. ": raw_token is not 32 hex digits")
-  assert.is_true(info.token:find("^[%w+/]+=*$") ~= nil, label .. ": token is not base64")
+  return client({ token = NONE, username = USER, password = PASS }, opts)
 end
 
 local function stats() return helpers.stats() end
@@ -123,7 +63,7 @@ end
 describe("ctvnc client", function()
   -- a latency left behind by another spec file must not slow these down
   setup(function() helpers.reset() end)
-  after_each(close_clients)
+  helpers.autoclose()
 
   -------------------------------------------------------------------------
   describe("kind invalid", function()
@@ -133,7 +73,7 @@ describe("ctvnc client", function()
         if v == NONE then o[k] = nil else o[k] = v end
       end
       local c, msg, kind = ctvnc.new(o)
-      assert_fail("invalid", label, { STATIC_TOKEN, PASS, "pw-Q9" }, c, msg, kind)
+      helpers.assert_fail("invalid", { label = label, secrets = { "pw-Q9" } }, c, msg, kind)
     end
 
     it("refuses endpoints with user info, query, fragment or another scheme", function()
@@ -182,9 +122,9 @@ describe("ctvnc client", function()
       helpers.reset()
       local c = client()
       local before = api_count(stats())
-      assert_fail("invalid", "empty vm id", { STATIC_TOKEN }, c:vnc(""))
-      assert_fail("invalid", "urls empty vm id", { STATIC_TOKEN }, c:urls(""))
-      assert_fail("invalid", "console_url empty vm id", { STATIC_TOKEN },
+      helpers.assert_fail("invalid", "empty vm id", c:vnc(""))
+      helpers.assert_fail("invalid", "urls empty vm id", c:urls(""))
+      helpers.assert_fail("invalid", "console_url empty vm id",
         c:console_url("", { mode = "direct" }))
       assert.are.equal(before, api_count(stats()))
     end)
@@ -195,13 +135,13 @@ describe("ctvnc client", function()
     it("when nothing listens on the endpoint port", function()
       local port = closed_port()
       local c = client({ endpoint = "http://127.0.0.1:" .. port, connect_timeout = 2 })
-      local msg = assert_fail("connect", "closed port", { STATIC_TOKEN }, c:vnc("vm-1"))
+      local msg = helpers.assert_fail("connect", "closed port", c:vnc("vm-1"))
       assert.is_truthy(msg:find("vm-1", 1, true), "the message does not name the VM id")
     end)
 
     it("when the connection is closed in the middle of the answer (fault-close)", function()
       local c = client()
-      assert_fail("connect", "fault-close", { STATIC_TOKEN }, c:vnc("fault-close"))
+      helpers.assert_fail("connect", "fault-close", c:vnc("fault-close"))
     end)
   end)
 
@@ -212,7 +152,7 @@ describe("ctvnc client", function()
       local t0 = core.now()
       local res, msg, kind = c:vnc("fault-slow")
       local elapsed = core.now() - t0
-      assert_fail("timeout", "fault-slow", { STATIC_TOKEN }, res, msg, kind)
+      helpers.assert_fail("timeout", "fault-slow", res, msg, kind)
       assert.is_true(elapsed < 2.5, ("took %.2f s, expected < 2.5 s"):format(elapsed))
       assert.is_true(elapsed > 0.5, ("took %.2f s: too fast for a 1 s timeout"):format(elapsed))
     end)
@@ -222,19 +162,19 @@ describe("ctvnc client", function()
   describe("TLS", function()
     it("refuses the self-signed tower by default (kind tls)", function()
       local c = client({ endpoint = sim.https })
-      assert_fail("tls", "https without ca_file", { STATIC_TOKEN }, c:vnc("vm-1"))
+      helpers.assert_fail("tls", "https without ca_file", c:vnc("vm-1"))
     end)
 
     it("accepts the tower with ca_file = the simulator's certificate", function()
       local c = client({ endpoint = sim.https, ca_file = sim.cert })
       local info, msg = c:vnc("vm-1")
-      assert_info(info, msg, 1, "https with ca_file")
+      helpers.assert_info(info, msg, "https with ca_file", 1)
     end)
 
     it("accepts the tower with insecure = true", function()
       local c = client({ endpoint = sim.https, insecure = true })
       local info, msg = c:vnc("vm-3")
-      assert_info(info, msg, 3, "https insecure")
+      helpers.assert_info(info, msg, "https insecure", 3)
     end)
 
     it("still verifies with insecure = false and a ca_file of another certificate", function()
@@ -246,30 +186,32 @@ describe("ctvnc client", function()
       local c = client({ endpoint = sim.https, insecure = false, ca_file = path })
       local res, msg, kind = c:vnc("vm-1")
       os.remove(path)
-      assert_fail("tls", "https with an empty ca_file", { STATIC_TOKEN }, res, msg, kind)
+      helpers.assert_fail("tls", "https with an empty ca_file", res, msg, kind)
     end)
   end)
 
   -------------------------------------------------------------------------
   describe("kind auth", function()
     it("on HTTP 401 (fault-401)", function()
-      local msg = assert_fail("auth", "fault-401", { STATIC_TOKEN }, client():vnc("fault-401"))
+      local msg = helpers.assert_fail("auth", "fault-401", client():vnc("fault-401"))
       assert.is_truthy(msg:find("401", 1, true), "the message does not name the status")
     end)
 
     it("on HTTP 403 (fault-403)", function()
-      local msg = assert_fail("auth", "fault-403", { STATIC_TOKEN }, client():vnc("fault-403"))
+      local msg = helpers.assert_fail("auth", "fault-403", client():vnc("fault-403"))
       assert.is_truthy(msg:find("403", 1, true), "the message does not name the status")
     end)
 
     it("with a wrong token", function()
       local c = client({ token = "wrong-token-QQ" })
-      assert_fail("auth", "wrong token", { "wrong-token-QQ" }, c:vnc("vm-1"))
+      helpers.assert_fail("auth", { label = "wrong token", secrets = { "wrong-token-QQ" } },
+        c:vnc("vm-1"))
     end)
 
     it("with a bad password (login rejected)", function()
       local c = login_client({ password = "bad-pass-Q7z" })
-      assert_fail("auth", "bad password vnc", { "bad-pass-Q7z" }, c:vnc("vm-1"))
+      helpers.assert_fail("auth", { label = "bad password vnc", secrets = { "bad-pass-Q7z" } },
+        c:vnc("vm-1"))
     end)
   end)
 
@@ -278,7 +220,7 @@ describe("ctvnc client", function()
     for _, code in ipairs({ "500", "502", "503" }) do
       it("on HTTP " .. code .. " with an HTML body (fault-" .. code .. ")", function()
         local id = "fault-" .. code
-        local msg = assert_fail("http", id, { STATIC_TOKEN }, client():vnc(id))
+        local msg = helpers.assert_fail("http", id, client():vnc(id))
         assert.is_truthy(msg:find(code, 1, true), "the message does not name the status")
         assert.is_truthy(msg:find(id, 1, true), "the message does not name the VM id")
       end)
@@ -288,7 +230,7 @@ describe("ctvnc client", function()
       helpers.reset()
       local c = client({ retries = 0 })
       local before = api_count(stats())
-      local msg = assert_fail("http", "fault-307", { STATIC_TOKEN }, c:vnc("fault-307"))
+      local msg = helpers.assert_fail("http", "fault-307", c:vnc("fault-307"))
       assert.is_truthy(msg:find("307", 1, true), "the message does not name the status")
       assert.are.equal(before + 1, api_count(stats()))
     end)
@@ -297,30 +239,30 @@ describe("ctvnc client", function()
   -------------------------------------------------------------------------
   describe("kind graphql", function()
     it("carries the server's first message", function()
-      local msg = assert_fail("graphql", "fault-graphql", { STATIC_TOKEN },
+      local msg = helpers.assert_fail("graphql", "fault-graphql",
         client():vnc("fault-graphql"))
       assert.is_truthy(msg:find("does not exist", 1, true),
-        "the message lacks the server's message: " .. scrub(msg))
+        "the message lacks the server's message: " .. helpers.scrub(msg, SECRETS))
     end)
 
     it("for an unknown VM id", function()
-      local msg = assert_fail("graphql", "unknown vm", { STATIC_TOKEN }, client():vnc("vm-0"))
+      local msg = helpers.assert_fail("graphql", "unknown vm", client():vnc("vm-0"))
       assert.is_truthy(msg:find("does not exist", 1, true),
-        "the message lacks the server's message: " .. scrub(msg))
+        "the message lacks the server's message: " .. helpers.scrub(msg, SECRETS))
     end)
   end)
 
   -------------------------------------------------------------------------
   describe("kind not_found", function()
     it("when data.vnc is null without errors (fault-null)", function()
-      assert_fail("not_found", "fault-null", { STATIC_TOKEN }, client():vnc("fault-null"))
+      helpers.assert_fail("not_found", "fault-null", client():vnc("fault-null"))
     end)
   end)
 
   -------------------------------------------------------------------------
   describe("kind decode", function()
     it("when the answer is not JSON (fault-nonjson)", function()
-      assert_fail("decode", "fault-nonjson", { STATIC_TOKEN }, client():vnc("fault-nonjson"))
+      helpers.assert_fail("decode", "fault-nonjson", client():vnc("fault-nonjson"))
     end)
 
     for _, how in ipairs({ "missing", "empty", "type" }) do
@@ -328,19 +270,19 @@ describe("ctvnc client", function()
         local c = client()
         for _, field in ipairs(ALL_FIELDS) do
           local id = "fault-" .. how .. "-" .. field
-          local msg = assert_fail("decode", id, { STATIC_TOKEN }, c:vnc(id))
+          local msg = helpers.assert_fail("decode", id, c:vnc(id))
           assert.is_truthy(msg:find(id, 1, true), id .. ": the message does not name the VM id")
         end
       end)
     end
 
     it("when cluster_ip is not a host (fault-inject)", function()
-      assert_fail("decode", "fault-inject", { STATIC_TOKEN, "evil" },
+      helpers.assert_fail("decode", { label = "fault-inject", secrets = { "evil" } },
         client():vnc("fault-inject"))
     end)
 
     it("when host_ip is not a host (fault-inject-host)", function()
-      assert_fail("decode", "fault-inject-host", { STATIC_TOKEN, "stolen" },
+      helpers.assert_fail("decode", { label = "fault-inject-host", secrets = { "stolen" } },
         client():vnc("fault-inject-host"))
     end)
   end)
@@ -348,11 +290,11 @@ describe("ctvnc client", function()
   -------------------------------------------------------------------------
   describe("kind too_large", function()
     it("for a 3 MiB answer with the default max_body (fault-huge)", function()
-      assert_fail("too_large", "fault-huge", { STATIC_TOKEN }, client():vnc("fault-huge"))
+      helpers.assert_fail("too_large", "fault-huge", client():vnc("fault-huge"))
     end)
 
     it("for a normal answer with max_body = 100", function()
-      assert_fail("too_large", "max_body 100", { STATIC_TOKEN },
+      helpers.assert_fail("too_large", "max_body 100",
         client({ max_body = 100 }):vnc("vm-1"))
     end)
 
@@ -361,7 +303,7 @@ describe("ctvnc client", function()
       local t0 = core.now()
       local res, msg, kind = c:vnc("fault-endless")
       local elapsed = core.now() - t0
-      assert_fail("too_large", "fault-endless", { STATIC_TOKEN }, res, msg, kind)
+      helpers.assert_fail("too_large", "fault-endless", res, msg, kind)
       -- the simulator streams for 60 s: an answer buffered to the end (or to
       -- a much larger limit) would take far longer than this
       assert.is_true(elapsed < 3, ("took %.2f s, expected < 3 s"):format(elapsed))
@@ -373,19 +315,20 @@ describe("ctvnc client", function()
     -- the simulator answers 400 to a wrong method, header or body
     it("is accepted by the strict simulator (en-US)", function()
       local info, msg = client():vnc("vm-1")
-      assert_info(info, msg, 1, "vm-1")
+      helpers.assert_info(info, msg, "vm-1", 1)
     end)
 
     it("is accepted with language = zh-CN", function()
       local info, msg = client({ language = "zh-CN" }):vnc("vm-2")
-      assert_info(info, msg, 2, "vm-2 zh-CN")
+      helpers.assert_info(info, msg, "vm-2 zh-CN", 2)
     end)
 
     it("carries a VM id with quotes and backslashes intact (JSON encoder)", function()
       -- unknown id: the server quotes it back in its error message
       local id = 'a"b\\c'
-      local msg = assert_fail("graphql", "quoted id", { STATIC_TOKEN }, client():vnc(id))
-      assert.is_truthy(msg:find("does not exist", 1, true), "not a GraphQL answer: " .. scrub(msg))
+      local msg = helpers.assert_fail("graphql", "quoted id", client():vnc(id))
+      assert.is_truthy(msg:find("does not exist", 1, true),
+        "not a GraphQL answer: " .. helpers.scrub(msg, SECRETS))
     end)
   end)
 
@@ -395,26 +338,26 @@ describe("ctvnc client", function()
 
     it("makes 3 requests for HTTP 503 with retries = 2", function()
       local c = client({ retries = 2 })
-      assert_fail("http", "fault-503 retries 2", { STATIC_TOKEN }, c:vnc("fault-503"))
+      helpers.assert_fail("http", "fault-503 retries 2", c:vnc("fault-503"))
       assert.are.equal(3, vm_count(stats(), "fault-503"))
     end)
 
     it("makes 1 request for HTTP 503 with retries = 0", function()
       local c = client({ retries = 0 })
-      assert_fail("http", "fault-503 retries 0", { STATIC_TOKEN }, c:vnc("fault-503"))
+      helpers.assert_fail("http", "fault-503 retries 0", c:vnc("fault-503"))
       assert.are.equal(1, vm_count(stats(), "fault-503"))
     end)
 
     it("succeeds after one 503 with retries = 2 (flaky-1)", function()
       local id = "flaky-1-" .. RUN_TAG
       local info, msg = client({ retries = 2 }):vnc(id)
-      assert_info(info, msg, nil, id)
+      helpers.assert_info(info, msg, id, nil)
       assert.are.equal(2, vm_count(stats(), id))
     end)
 
     it("uses the default of 2 retries", function()
       local c = client({ retries = NONE })
-      assert_fail("http", "fault-502 default retries", { STATIC_TOKEN }, c:vnc("fault-502"))
+      helpers.assert_fail("http", "fault-502 default retries", c:vnc("fault-502"))
       assert.are.equal(3, vm_count(stats(), "fault-502"))
     end)
 
@@ -424,7 +367,7 @@ describe("ctvnc client", function()
     }) do
       it("never retries " .. case[1] .. " (retries = 2)", function()
         local c = client({ retries = 2 })
-        assert_fail(case[2], case[1], { STATIC_TOKEN }, c:vnc(case[1]))
+        helpers.assert_fail(case[2], case[1], c:vnc(case[1]))
         assert.are.equal(1, vm_count(stats(), case[1]))
       end)
     end
@@ -438,12 +381,12 @@ describe("ctvnc client", function()
       local c = login_client()
       assert.are.equal(0, login_count(stats()))
       local info, msg = c:vnc("vm-1")
-      assert_info(info, msg, 1, "first vnc")
+      helpers.assert_info(info, msg, "first vnc", 1)
       local s = stats()
       assert.are.equal(1, login_count(s))
       assert.are.equal(1, api_count(s))
       info, msg = c:vnc("vm-3")
-      assert_info(info, msg, 3, "second vnc")
+      helpers.assert_info(info, msg, "second vnc", 3)
       s = stats()
       assert.are.equal(1, login_count(s))
       assert.are.equal(2, api_count(s))
@@ -452,41 +395,43 @@ describe("ctvnc client", function()
     it("client:login() returns a token string", function()
       local c = login_client()
       local token, msg = c:login()
-      assert.is_true(type(token) == "string" and #token > 0, "login failed: " .. scrub(msg))
+      assert.is_true(type(token) == "string" and #token > 0,
+        "login failed: " .. helpers.scrub(msg, SECRETS))
       assert.are.equal(1, login_count(stats()))
       -- the token is the one used afterwards: no second login
       local info
       info, msg = c:vnc("vm-1")
-      assert_info(info, msg, 1, "vnc after login()")
+      helpers.assert_info(info, msg, "vnc after login()", 1)
       assert.are.equal(1, login_count(stats()))
     end)
 
     it("with a bad password returns nil, message, auth without the password", function()
       local c = login_client({ password = "bad-pass-Q7z" })
       local res, msg, kind = c:login()
-      assert_fail("auth", "bad password", { "bad-pass-Q7z" }, res, msg, kind)
+      helpers.assert_fail("auth", { label = "bad password", secrets = { "bad-pass-Q7z" } },
+        res, msg, kind)
       assert.are.equal(1, login_count(stats()))
     end)
 
     it("logs in again once when the login token is revoked", function()
       local c = login_client()
       local info, msg = c:vnc("vm-1")
-      assert_info(info, msg, 1, "before revoke")
+      helpers.assert_info(info, msg, "before revoke", 1)
       assert.are.equal(1, login_count(stats()))
       helpers.control("revoke")
       info, msg = c:vnc("vm-1")
-      assert_info(info, msg, 1, "after revoke")
+      helpers.assert_info(info, msg, "after revoke", 1)
       assert.are.equal(2, login_count(stats()))
       info, msg = c:vnc("vm-3")
-      assert_info(info, msg, 3, "after re-login")
+      helpers.assert_info(info, msg, "after re-login", 3)
       assert.are.equal(2, login_count(stats()))
     end)
 
     it("never logs in when a static token is refused", function()
       local c = client({ token = "wrong", username = USER, password = PASS })
-      assert_fail("auth", "refused static token", { PASS }, c:vnc("vm-1"))
+      helpers.assert_fail("auth", "refused static token", c:vnc("vm-1"))
       local c2 = client({ token = "wrong" })
-      assert_fail("auth", "refused static token only", {}, c2:vnc("vm-1"))
+      helpers.assert_fail("auth", "refused static token only", c2:vnc("vm-1"))
       local s = stats()
       assert.are.equal(0, login_count(s))
       assert.are.equal(2, api_count(s))
@@ -510,36 +455,40 @@ describe("ctvnc client", function()
     end
 
     it("never carry a token, a password or the Authorization header", function()
-      local secrets = { STATIC_TOKEN, PASS }
+      -- helpers.assert_fail looks for the simulator's token and password
+      -- in every message; a login token is added where one is in use
       -- static token
       local c = client()
       for _, f in ipairs(FAULTS) do
-        assert_fail(f[2], "token " .. f[1], secrets, c:vnc(f[1]))
-        assert_fail(f[2], "token urls " .. f[1], secrets, c:urls(f[1]))
-        assert_fail(f[2], "token console_url " .. f[1], secrets,
+        helpers.assert_fail(f[2], "token " .. f[1], c:vnc(f[1]))
+        helpers.assert_fail(f[2], "token urls " .. f[1], c:urls(f[1]))
+        helpers.assert_fail(f[2], "token console_url " .. f[1],
           c:console_url(f[1], { mode = "proxy" }))
       end
       -- a login token, known here through login()
       local lc = login_client()
       local token, msg = lc:login()
-      assert.is_true(type(token) == "string", "login failed: " .. scrub(msg))
-      local with_login = { STATIC_TOKEN, PASS, token }
+      assert.is_true(type(token) == "string", "login failed: " .. helpers.scrub(msg, SECRETS))
+      local with_login = { token }
       for _, f in ipairs(FAULTS) do
-        assert_fail(f[2], "login " .. f[1], with_login, lc:vnc(f[1]))
+        helpers.assert_fail(f[2], { label = "login " .. f[1], secrets = with_login },
+          lc:vnc(f[1]))
       end
       -- transport failures
-      assert_fail("connect", "closed port", secrets,
+      helpers.assert_fail("connect", "closed port",
         client({ endpoint = "http://127.0.0.1:" .. closed_port() }):vnc("vm-1"))
-      assert_fail("tls", "tls", secrets, client({ endpoint = sim.https }):vnc("vm-1"))
-      assert_fail("tls", "tls login", secrets,
+      helpers.assert_fail("tls", "tls", client({ endpoint = sim.https }):vnc("vm-1"))
+      helpers.assert_fail("tls", "tls login",
         login_client({ endpoint = sim.https }):vnc("vm-1"))
-      assert_fail("too_large", "max_body", secrets, client({ max_body = 100 }):vnc("vm-1"))
-      assert_fail("too_large", "max_body login", with_login,
+      helpers.assert_fail("too_large", "max_body", client({ max_body = 100 }):vnc("vm-1"))
+      helpers.assert_fail("too_large", { label = "max_body login", secrets = with_login },
         login_client({ max_body = 100 }):vnc("vm-1"))
       -- find_vms failures
-      assert_fail("auth", "find_vms wrong token", { "wrong-token-QQ" },
+      helpers.assert_fail("auth",
+        { label = "find_vms wrong token", secrets = { "wrong-token-QQ" } },
         client({ token = "wrong-token-QQ" }):find_vms("web-1"))
-      assert_fail("auth", "find_vms bad password", { "bad-pass-Q7z" },
+      helpers.assert_fail("auth",
+        { label = "find_vms bad password", secrets = { "bad-pass-Q7z" } },
         login_client({ password = "bad-pass-Q7z" }):find_vms("web-1"))
     end)
 
@@ -572,7 +521,7 @@ describe("ctvnc client", function()
       local c = client()
       for i = 1, 20 do
         local info, msg = c:vnc("vm-" .. i)
-        assert_info(info, msg, i, "vm-" .. i)
+        helpers.assert_info(info, msg, "vm-" .. i, i)
       end
       local s = stats()
       assert.are.equal(20, api_count(s))
@@ -584,25 +533,26 @@ describe("ctvnc client", function()
   describe("urls()", function()
     it("builds the direct and proxy URLs of vm-1", function()
       local u, msg = client():urls("vm-1")
-      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
-      assert_info(u.info, nil, 1, "urls info")
+      assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg, SECRETS))
+      helpers.assert_info(u.info, nil, "urls info", 1)
 
       local direct_prefix = "wss://127.0.0.2/websockify/?uuid=00000001-0000-4000-8000-000000000001"
         .. "&token="
-      assert.is_true(u.direct:sub(1, #direct_prefix) == direct_prefix,
+      assert.same_secret(direct_prefix, u.direct:sub(1, #direct_prefix),
         "the direct URL does not start with the expected prefix")
       local raw, tail = u.direct:sub(#direct_prefix + 1):match("^(%x+)(.*)$")
       assert.is_true(raw ~= nil and #raw == 32, "the direct URL token is not 32 hex digits")
-      assert.is_true(tail == "&host=127.0.0.1", "the direct URL does not end with &host=127.0.0.1")
-      assert.is_true(raw == u.info.raw_token, "the direct URL token is not info.raw_token")
+      assert.same_secret("&host=127.0.0.1", tail,
+        "the direct URL does not end with &host=127.0.0.1")
+      assert.same_secret(u.info.raw_token, raw, "the direct URL token is not info.raw_token")
 
       local proxy_prefix = "ws://127.0.0.1:" .. sim.http_port .. "/websockify/?token="
-      assert.is_true(u.proxy:sub(1, #proxy_prefix) == proxy_prefix,
+      assert.same_secret(proxy_prefix, u.proxy:sub(1, #proxy_prefix),
         "the proxy URL does not start with the expected prefix")
       local enc, rest = u.proxy:sub(#proxy_prefix + 1):match("^([^&]+)(.*)$")
       assert.is_true(enc ~= nil, "the proxy URL has no token")
       assert.is_nil(enc:find("[+/=]"), "the proxy URL token is not percent-encoded")
-      assert.is_true(percent_decode(enc) == u.info.token,
+      assert.same_secret(u.info.token, percent_decode(enc),
         "the proxy URL token does not decode to info.token")
       assert.are.equal("&uuid=00000001-0000-4000-8000-000000000001&host=127.0.0.1", rest)
     end)
@@ -610,24 +560,25 @@ describe("ctvnc client", function()
     it("builds URLs from an https endpoint and with ws scheme / port options", function()
       local u, msg = client({ endpoint = sim.https, ca_file = sim.cert })
         :urls("vm-1", { scheme = "ws", port = sim.cluster_port })
-      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg, SECRETS))
       local dp = "ws://127.0.0.2:" .. sim.cluster_port .. "/websockify/?uuid="
-      assert.is_true(u.direct:sub(1, #dp) == dp, "the direct URL prefix is wrong")
+      assert.same_secret(dp, u.direct:sub(1, #dp), "the direct URL prefix is wrong")
       local pp = "ws://127.0.0.1:" .. sim.https_port .. "/websockify/?token="
-      assert.is_true(u.proxy:sub(1, #pp) == pp, "the proxy URL prefix is wrong")
+      assert.same_secret(pp, u.proxy:sub(1, #pp), "the proxy URL prefix is wrong")
 
       u, msg = client({ endpoint = sim.https, ca_file = sim.cert }):urls("vm-1")
-      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg, SECRETS))
       pp = "wss://127.0.0.1:" .. sim.https_port .. "/websockify/?token="
-      assert.is_true(u.proxy:sub(1, #pp) == pp, "the https proxy URL prefix is wrong")
+      assert.same_secret(pp, u.proxy:sub(1, #pp), "the https proxy URL prefix is wrong")
     end)
 
     it("brackets an IPv6 cluster (vm6-1)", function()
       local u, msg = client():urls("vm6-1")
-      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+      assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg, SECRETS))
       assert.are.equal("::1", u.info.cluster_ip)
       local dp = "wss://[::1]/websockify/?uuid="
-      assert.is_true(u.direct:sub(1, #dp) == dp, "the direct URL does not start with wss://[::1]/")
+      assert.same_secret(dp, u.direct:sub(1, #dp),
+        "the direct URL does not start with wss://[::1]/")
       assert.is_truthy(u.direct:find("&host=" .. plain("%3A%3A1") .. "$"),
         "the direct URL does not end with the encoded IPv6 host")
     end)
@@ -637,22 +588,22 @@ describe("ctvnc client", function()
   describe("console_url()", function()
     it("returns the direct URL and \"direct\" in mode direct", function()
       local url, mode = client():console_url("vm-1", { mode = "direct" })
-      assert.is_true(type(url) == "string", "console_url failed: " .. scrub(mode))
+      assert.is_true(type(url) == "string", "console_url failed: " .. helpers.scrub(mode, SECRETS))
       assert.are.equal("direct", mode)
       local p = "wss://127.0.0.2/websockify/?uuid=00000001-0000-4000-8000-000000000001&token="
-      assert.is_true(url:sub(1, #p) == p, "not the direct URL")
+      assert.same_secret(p, url:sub(1, #p), "not the direct URL")
     end)
 
     it("returns the proxy URL and \"proxy\" in mode proxy", function()
       local url, mode = client():console_url("vm-1", { mode = "proxy" })
-      assert.is_true(type(url) == "string", "console_url failed: " .. scrub(mode))
+      assert.is_true(type(url) == "string", "console_url failed: " .. helpers.scrub(mode, SECRETS))
       assert.are.equal("proxy", mode)
       local p = "ws://127.0.0.1:" .. sim.http_port .. "/websockify/?token="
-      assert.is_true(url:sub(1, #p) == p, "not the proxy URL")
+      assert.same_secret(p, url:sub(1, #p), "not the proxy URL")
     end)
 
     it("refuses an unknown mode (invalid)", function()
-      assert_fail("invalid", "bad mode", { STATIC_TOKEN },
+      helpers.assert_fail("invalid", "bad mode",
         client():console_url("vm-1", { mode = "sideways" }))
     end)
   end)
@@ -661,7 +612,7 @@ describe("ctvnc client", function()
   describe("find_vms()", function()
     it("finds web-3", function()
       local vms, msg = client():find_vms("web-3")
-      assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
+      assert.is_true(type(vms) == "table", "find_vms failed: " .. helpers.scrub(msg, SECRETS))
       assert.are.same({ { id = "vm-3", name = "web-3", local_id = "local-3", status = "RUNNING",
         cluster = { id = "cl2k0mz7q0d0k0958ca000001", name = "cluster-a" },
         host = { id = "cl2k0mz7q0d0k0958ha000001", name = "host-a1" } } }, vms)
@@ -669,14 +620,14 @@ describe("ctvnc client", function()
 
     it("finds web-3 with a login client", function()
       local vms, msg = login_client():find_vms("web-3")
-      assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
+      assert.is_true(type(vms) == "table", "find_vms failed: " .. helpers.scrub(msg, SECRETS))
       assert.are.equal(1, #vms)
       assert.are.equal("vm-3", vms[1].id)
     end)
 
     it("returns an empty table when nothing matches", function()
       local vms, msg = client():find_vms("nope")
-      assert.is_true(type(vms) == "table", "find_vms failed: " .. scrub(msg))
+      assert.is_true(type(vms) == "table", "find_vms failed: " .. helpers.scrub(msg, SECRETS))
       assert.are.same({}, vms)
     end)
 

@@ -1,21 +1,17 @@
 -- Specs for the fetch engine's edges against the simulator: callbacks that
 -- call back into the client or its session, to-be-closed clients, and
 -- console_url_for on credentials already in hand. Loopback only.
+-- Clients come from helpers.client and are closed by helpers; values that
+-- carry tokens are compared with assert.same_secret (spec/helpers.lua).
 local ctvnc = require "ctvnc"
 local core = require "ctvnc.core"
 local helpers = require "helpers"
 
 local sim = helpers.sim()
 
-local function client(opts)
-  local o = { endpoint = sim.http, token = "sim-token", retries = 0 }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(ctvnc.new(o))
-end
-
 local function vnc_req(id)
   return { method = "POST", url = sim.http .. "/api",
-           headers = { Authorization = "sim-token", ["Content-Type"] = "application/json",
+           headers = { Authorization = helpers.STATIC_TOKEN, ["Content-Type"] = "application/json",
                        accept = "application/json", ["content-language"] = "en-US" },
            body = require("cjson").encode({ operationName = "vnc",
              variables = { input = { vm = { id = id } } },
@@ -61,8 +57,10 @@ describe("a session's callbacks", function()
 end)
 
 describe("a batch's on_progress", function()
+  helpers.autoclose()
+
   it("may close the client: the run in flight completes, the client is closed after", function()
-    local c = client()
+    local c = helpers.client()
     assert(c:vnc("vm-1"))
     local results, summary = c:batch({ "vm-1", "vm-2", "vm-3", "vm-4" },
       { mode = "proxy", concurrency = 2, on_progress = function() c:close() end })
@@ -72,7 +70,7 @@ describe("a batch's on_progress", function()
   end)
 
   it("may close the client mid-batch: later requests raise, nothing crashes", function()
-    local c = client()
+    local c = helpers.client()
     local ok, err = pcall(c.batch, c, { "vm-1", "vm-2", "vm-3" },
       { mode = "proxy", on_progress = function() c:close() end })
     assert.is_false(ok)
@@ -80,19 +78,20 @@ describe("a batch's on_progress", function()
   end)
 
   it("may not call the client's requests: an error, not a hang", function()
-    local c = client()
+    local c = helpers.client()
     local ok, err = pcall(c.batch, c, { "vm-1", "vm-2" },
       { mode = "proxy", on_progress = function() c:vnc("vm-3") end })
     assert.is_false(ok)
     assert.is_truthy(tostring(err):find("session is busy", 1, true))
     assert.is_truthy(c:vnc("vm-1"))              -- the client still works
-    c:close()
   end)
 end)
 
 describe("clients as to-be-closed values", function()
+  helpers.autoclose()
+
   it("have __close, which closes them", function()
-    local c = client()
+    local c = helpers.client()
     assert.are.equal(c.close, getmetatable(c).__close)
     getmetatable(c).__close(c)
     assert.has_error(function() c:vnc("vm-1") end)
@@ -110,7 +109,7 @@ describe("clients as to-be-closed values", function()
         end
         return kept
       ]]))
-      local c = chunk(ctvnc, { endpoint = sim.http, token = "sim-token" })
+      local c = chunk(ctvnc, { endpoint = sim.http, token = helpers.STATIC_TOKEN })
       assert.has_error(function() c:vnc("vm-1") end)
     end)
   end
@@ -118,22 +117,23 @@ end)
 
 describe("client:console_url_for", function()
   local c, info
+  -- one client for the whole block, closed after its last test
   setup(function()
-    c = client()
+    c = helpers.client()
     info = assert(c:vnc("vm-1"))
   end)
-  teardown(function() c:close() end)
+  teardown(helpers.close_clients)
 
   it("gives the proxy URL in proxy mode", function()
     local url, mode = c:console_url_for(info, { mode = "proxy" })
     assert.are.equal("proxy", mode)
-    assert.is_true(url == ctvnc.proxy_url(sim.http, info))
+    assert.same_secret(ctvnc.proxy_url(sim.http, info), url, "the proxy URL")
   end)
 
   it("gives the direct URL with its port in direct mode", function()
     local url, mode = c:console_url_for(info, { mode = "direct", port = 8443 })
     assert.are.equal("direct", mode)
-    assert.is_true(url == ctvnc.direct_url(info, { port = 8443 }))
+    assert.same_secret(ctvnc.direct_url(info, { port = 8443 }), url, "the direct URL")
   end)
 
   it("probes in auto mode, with the client's cache", function()

@@ -7,25 +7,13 @@ local core = require "ctvnc.core"
 local helpers = require "helpers"
 
 local sim = helpers.sim()
-local clients = {}
+local NONE = helpers.NONE
 
-local NONE = {}    -- an option value that removes the default
-
-local function client(opts)
-  local o = { endpoint = sim.http, token = "sim-token", retries = 0, retry_delay = 0.01 }
-  for k, v in pairs(opts or {}) do
-    if v == NONE then o[k] = nil else o[k] = v end
-  end
-  local c = assert(ctvnc.new(o))
-  clients[#clients + 1] = c
-  return c
-end
+local function client(opts) return helpers.client(opts) end
 
 local function login_client(flavour, opts)
-  local o = { endpoint = sim.http .. flavour, token = NONE, username = "admin",
-              password = "sim-pass" }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return client(o)
+  return helpers.client({ endpoint = sim.http .. flavour, token = NONE, username = "admin",
+                          password = "sim-pass" }, opts)
 end
 
 local function stats() return helpers.stats() end
@@ -36,10 +24,8 @@ local function ids(n, from)
 end
 
 describe("CloudTower as in the field", function()
+  helpers.autoclose()
   before_each(function() helpers.reset() end)
-  after_each(function()
-    for i = #clients, 1, -1 do clients[i]:close(); clients[i] = nil end
-  end)
 
   describe("auth from GraphQL codes (gqlauth: a refused token is HTTP 200 + LOAD_TOKEN_FAILED)",
     function()
@@ -200,10 +186,8 @@ describe("CloudTower as in the field", function()
 end)
 
 describe("batches bound to their requests", function()
+  helpers.autoclose()
   before_each(function() helpers.reset() end)
-  after_each(function()
-    for i = #clients, 1, -1 do clients[i]:close(); clients[i] = nil end
-  end)
 
   it("ask per_request VMs in one request, mapping mixed outcomes back by alias", function()
     local list = { "vm-1", "fault-null", "vm-2", "fault-code-VM_LOCKED", "vm-3", "nope-x" }

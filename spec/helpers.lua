@@ -1,4 +1,6 @@
---- Helpers shared by the specs: the simulator, shell commands, secrets.
+--- Helpers shared by the specs: the simulator, shell commands, secrets,
+-- clients that close themselves, and the assertions every spec file uses
+-- (assert_fail, assert_info, assert.same_secret).
 local helpers = {}
 
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helpers%.lua$")) or "."
@@ -172,12 +174,26 @@ end
 
 local HEX32 = string.rep("%x", 32)
 
---- Text safe to quote in a failure message: the given secrets, anything
--- shaped like a raw token (32 hex digits), a login token or a base64
--- console token is hidden, other bytes outside printable ASCII become \ddd.
+--- The simulator's credentials: never in a message, always scrubbed.
+helpers.STATIC_TOKEN = "sim-token"
+helpers.USER, helpers.PASS = "admin", "sim-pass"
+local SIM_SECRETS = { helpers.STATIC_TOKEN, helpers.PASS }
+
+--- `secrets` followed by the simulator's credentials.
+local function with_sim_secrets(secrets)
+  local all = {}
+  for _, s in ipairs(secrets or {}) do all[#all + 1] = s end
+  for _, s in ipairs(SIM_SECRETS) do all[#all + 1] = s end
+  return all
+end
+
+--- Text safe to quote in a failure message: the given secrets, the
+-- simulator's credentials, anything shaped like a raw token (32 hex
+-- digits), a login token or a base64 console token is hidden, other bytes
+-- outside printable ASCII become \ddd.
 function helpers.scrub(msg, secrets)
   msg = tostring(msg)
-  for _, s in ipairs(secrets or {}) do
+  for _, s in ipairs(with_sim_secrets(secrets)) do
     local i = msg:find(s, 1, true)
     while i do
       msg = msg:sub(1, i - 1) .. "<secret>" .. msg:sub(i + #s)
@@ -217,5 +233,173 @@ function helpers.message_problem(msg, secrets)
   if msg:find("login%-%x%x%x%x") then return "the message carries a login token" end
   return nil
 end
+
+---------------------------------------------------------------------------
+-- Clients and assertions shared by the spec files. `assert` here is
+-- luassert, the same instance busted hands to every spec file.
+---------------------------------------------------------------------------
+
+local luassert = require "luassert"
+local say = require "say"
+
+--- Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
+function helpers.valid_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len
+      if c >= 0xC2 and c <= 0xDF then len = 2
+      elseif c >= 0xE0 and c <= 0xEF then len = 3
+      elseif c >= 0xF0 and c <= 0xF4 then len = 4
+      else return false end
+      if i + len - 1 > n then return false end
+      local cp = c % 2 ^ (7 - len)
+      for j = 1, len - 1 do
+        local b = s:byte(i + j)
+        if b < 0x80 or b > 0xBF then return false end
+        cp = cp * 64 + (b - 0x80)
+      end
+      if (len == 3 and (cp < 0x800 or (cp >= 0xD800 and cp <= 0xDFFF)))
+        or (len == 4 and (cp < 0x10000 or cp > 0x10FFFF)) then
+        return false
+      end
+      i = i + len
+    end
+  end
+  return true
+end
+
+--- An option value for helpers.client that removes the option (the
+-- library's default applies).
+helpers.NONE = setmetatable({}, { __tostring = function() return "helpers.NONE" end })
+
+local clients = {}
+
+--- A client, registered for helpers.close_clients. The defaults: the
+-- simulator's HTTP endpoint, its static token, no retry, a short retry
+-- delay, a timeout of 10 s. Each argument is a table of options laid over
+-- the defaults in turn (a spec file's own defaults, then a test's);
+-- helpers.NONE removes an option. Fails the test when ctvnc.new fails.
+function helpers.client(...)
+  local o = { endpoint = helpers.sim().http, token = helpers.STATIC_TOKEN, retries = 0,
+    retry_delay = 0.01, timeout = 10 }
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do
+      if v == helpers.NONE then o[k] = nil else o[k] = v end
+    end
+  end
+  local c, msg, kind = require("ctvnc").new(o)
+  luassert.is_true(c ~= nil, "ctvnc.new failed: " .. helpers.scrub(msg) .. " ("
+    .. tostring(kind) .. ")")
+  clients[#clients + 1] = c
+  return c
+end
+
+--- Closes every client helpers.client made (close is idempotent, so a
+-- client a test closed itself does no harm), newest first.
+function helpers.close_clients()
+  for i = #clients, 1, -1 do
+    clients[i]:close()
+    clients[i] = nil
+  end
+end
+
+--- Called inside a describe block: closes the clients after each of its
+-- tests, nested ones included (busted's after_each, reached through its
+-- module as the spec files' global is not visible here).
+function helpers.autoclose()
+  require("busted").after_each(helpers.close_clients)
+end
+
+--- Asserts a failure `res, msg, got` of the library: res is nil, msg a clean
+-- message (helpers.message_problem, valid UTF-8) and got the expected kind.
+-- `kind` is a string or a set of accepted kinds ({ connect = true, ... }).
+-- `check` is the label to print, or a table:
+--   label    what failed, for the failure text
+--   secrets  strings the message must not carry (besides the simulator's
+--            credentials and what message_problem looks for)
+--   id       a VM id the message must name
+--   max      the most bytes the message may have
+-- A table keeps the failure's three values last, so that a call's results
+-- pass straight through: assert_fail("auth", "401", c:vnc("fault-401")).
+-- Returns the message.
+function helpers.assert_fail(kind, check, res, msg, got)
+  if type(check) ~= "table" then check = { label = check } end
+  local label = tostring(check.label)
+  local secrets = with_sim_secrets(check.secrets)
+  local function shown(m) return helpers.scrub(m, secrets) end
+
+  luassert.is_true(res == nil, label .. ": expected a failure, got a result")
+  local problem = helpers.message_problem(msg, secrets)
+  luassert.is_nil(problem, label .. ": " .. tostring(problem) .. ": " .. shown(msg))
+  if check.max then
+    luassert.is_true(#msg <= check.max,
+      ("%s: the message has %d bytes, more than %d: %s"):format(label, #msg, check.max,
+        shown(msg:sub(1, 200))))
+  end
+  luassert.is_true(helpers.valid_utf8(msg), label .. ": the message is not valid UTF-8: "
+    .. shown(msg))
+
+  local ok, want = got == kind, kind
+  if type(kind) == "table" then
+    ok = got ~= nil and kind[got] ~= nil
+    local t = {}
+    for k in pairs(kind) do t[#t + 1] = k end
+    table.sort(t)
+    want = table.concat(t, " or ")
+  end
+  luassert.is_true(ok, label .. ": expected kind " .. want .. ", got " .. tostring(got)
+    .. " (" .. shown(msg) .. ")")
+  if check.id then
+    luassert.is_truthy(msg:find(check.id, 1, true), label
+      .. ": the message does not name the VM id: " .. shown(msg))
+  end
+  return msg
+end
+
+local INFO_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
+
+--- Asserts a good vnc answer of the simulator: five non-empty strings, a
+-- raw token of 32 hex digits, a console token as the simulator makes them
+-- (base64 starting "++//"), and when `n` is given the uuid and hosts of
+-- vm-<n>. `msg` is the failure message when `info` is nil.
+function helpers.assert_info(info, msg, label, n)
+  luassert.is_true(type(info) == "table", label .. ": vnc failed: "
+    .. helpers.scrub(msg))
+  for _, k in ipairs(INFO_FIELDS) do
+    luassert.is_true(type(info[k]) == "string" and #info[k] > 0,
+      label .. ": field " .. k .. " is not a non-empty string")
+  end
+  if n then
+    luassert.are.equal(("%08x-0000-4000-8000-%012x"):format(n, n), info.vm_uuid)
+    luassert.are.equal("127.0.0.1", info.host_ip)
+    luassert.are.equal(n % 2 == 1 and "127.0.0.2" or "127.0.0.3", info.cluster_ip)
+  end
+  luassert.is_true(#info.raw_token == 32 and info.raw_token:find("^%x+$") ~= nil,
+    label .. ": raw_token is not 32 hex digits")
+  luassert.is_true(info.token:find("^%+%+//[%w+/]+=*$") ~= nil,
+    label .. ": token is not a simulator token")
+end
+
+--- assert.same_secret(a, b, label): a == b for values that may carry a
+-- token (URLs, tokens, parts of them). On failure only the label and a few
+-- booleans are printed, never the values.
+local function same_secret(_, args)
+  local a, b, label = args[1], args[2], args[3]
+  local facts = ("first is a string: %s, second is a string: %s, same length: %s"):format(
+    tostring(type(a) == "string"), tostring(type(b) == "string"),
+    tostring(type(a) == "string" and type(b) == "string" and #a == #b))
+  for i = 1, math.max(args.n or 0, 3) do args[i] = nil end
+  args[1], args[2], args.n = tostring(label or "values"), facts, 2
+  args.nofmt = { true, true }
+  return a == b
+end
+say:set("assertion.same_secret.positive", "%s: the values differ (%s)")
+say:set("assertion.same_secret.negative", "%s: the values are the same (%s)")
+luassert:register("assertion", "same_secret", same_secret,
+  "assertion.same_secret.positive", "assertion.same_secret.negative")
 
 return helpers

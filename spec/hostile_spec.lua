@@ -11,14 +11,14 @@
 -- hang (timings are asserted), and a client that still works afterwards.
 --
 -- Secrets never reach the output: comparisons of values that carry a token
--- use assert.is_true(a == b, text), and messages quoted in failure texts are
--- scrubbed first (see `scrub`).
+-- use assert.same_secret (spec/helpers.lua), which prints only a label and
+-- booleans, and messages quoted in failure texts are scrubbed first
+-- (helpers.scrub). Clients come from helpers.client and close after each test.
 --
 -- Loopback only. Runs under Lua 5.4 and LuaJIT 2.1 (Lua 5.1 syntax), and
 -- under valgrind and ASan (spec/support/test.sh): every case is fast, the
 -- dribbling ones take the client's timeout of 2 s.
 
-local ctvnc = require "ctvnc"
 local core = require "ctvnc.core"
 local helpers = require "helpers"
 local socket = require "socket"
@@ -29,8 +29,7 @@ local CONNECT_TIMEOUT = os.getenv("CTVNC_SLOW") and 4.5 or 2
 
 local sim = helpers.sim()
 
-local STATIC_TOKEN = "sim-token"
-local ALL_FIELDS = { "vm_uuid", "host_ip", "cluster_ip", "raw_token", "token" }
+local STATIC_TOKEN = helpers.STATIC_TOKEN
 -- what a hostile answer carries that must never reach a message
 local FORBIDDEN = { STATIC_TOKEN, "evil", "stolen", "smuggled", "c211Z2dsZWQ", "000003e7",
   "login-" }
@@ -52,119 +51,19 @@ local function sim_env(name)
   return v
 end
 
---- A message made safe to quote in a failure text.
-local function scrub(msg) return helpers.scrub(msg, { STATIC_TOKEN }) end
-
---- Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF.
-local function valid_utf8(s)
-  local i, n = 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    if c < 0x80 then
-      i = i + 1
-    else
-      local len
-      if c >= 0xC2 and c <= 0xDF then len = 2
-      elseif c >= 0xE0 and c <= 0xEF then len = 3
-      elseif c >= 0xF0 and c <= 0xF4 then len = 4
-      else return false end
-      if i + len - 1 > n then return false end
-      local cp = c % 2 ^ (7 - len)
-      for j = 1, len - 1 do
-        local b = s:byte(i + j)
-        if b < 0x80 or b > 0xBF then return false end
-        cp = cp * 64 + (b - 0x80)
-      end
-      if (len == 3 and (cp < 0x800 or (cp >= 0xD800 and cp <= 0xDFFF)))
-        or (len == 4 and (cp < 0x10000 or cp > 0x10FFFF)) then
-        return false
-      end
-      i = i + len
-    end
-  end
-  return true
+--- What helpers.assert_fail checks of a hostile failure: the message is
+-- short, names the VM id and carries nothing the answer smuggled in.
+local function hostile(label, id)
+  return { label = label, id = id, secrets = FORBIDDEN, max = MAX_MESSAGE }
 end
 
---- Asserts that `msg` is one short line of valid UTF-8 without anything a
--- hostile answer could have put there (tokens, raw tokens, injected hosts).
-local function assert_clean(msg, label, extra)
-  local secrets = {}
-  for _, list in ipairs({ FORBIDDEN, extra or {} }) do
-    for _, s in ipairs(list) do secrets[#secrets + 1] = s end
-  end
-  local problem = helpers.message_problem(msg, secrets)
-  assert.is_nil(problem, label .. ": " .. tostring(problem) .. ": " .. scrub(msg))
-  assert.is_true(#msg <= MAX_MESSAGE,
-    ("%s: the message has %d bytes, more than %d: %s"):format(label, #msg, MAX_MESSAGE,
-      scrub(msg:sub(1, 200))))
-  assert.is_true(valid_utf8(msg), label .. ": the message is not valid UTF-8: " .. scrub(msg))
-end
-
---- Asserts a failure: nil, a clean message that names `id`, the expected kind
--- (a string, or a set of accepted kinds).
-local function assert_fail(kind, id, label, res, msg, got)
-  assert.is_true(res == nil, label .. ": expected a failure, got a result")
-  assert_clean(msg, label)
-  local ok
-  if type(kind) == "table" then ok = kind[got] ~= nil else ok = got == kind end
-  local want = kind
-  if type(kind) == "table" then
-    local t = {}
-    for k in pairs(kind) do t[#t + 1] = k end
-    table.sort(t)
-    want = table.concat(t, " or ")
-  end
-  assert.is_true(ok, label .. ": expected kind " .. want .. ", got " .. tostring(got)
-    .. " (" .. scrub(msg) .. ")")
-  if id then
-    assert.is_truthy(msg:find(id, 1, true), label .. ": the message does not name the VM id: "
-      .. scrub(msg))
-  end
-  return msg
-end
-
-local clients = {}
-
---- A client on the simulator's HTTP endpoint with a static token, no retry;
--- `opts` overrides.
-local function client(opts)
-  local o = { endpoint = sim.http, token = STATIC_TOKEN, retries = 0, retry_delay = 0.01,
-    timeout = 5, connect_timeout = CONNECT_TIMEOUT }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local c, msg, kind = ctvnc.new(o)
-  assert.is_true(c ~= nil, "ctvnc.new failed: " .. scrub(msg) .. " (" .. tostring(kind) .. ")")
-  clients[#clients + 1] = c
-  return c
-end
-
-local function close_clients()
-  for i = #clients, 1, -1 do
-    clients[i]:close()
-    clients[i] = nil
-  end
-end
-
---- Asserts a good answer of the simulator for VM 1 (or `n`).
-local function assert_info(info, msg, label, n)
-  n = n or 1
-  assert.is_true(type(info) == "table", label .. ": vnc failed: " .. scrub(msg))
-  for _, k in ipairs(ALL_FIELDS) do
-    assert.is_true(type(info[k]) == "string" and #info[k] > 0,
-      label .. ": field " .. k .. " is not a non-empty string")
-  end
-  assert.are.equal(("%08x-0000-4000-8000-%012x"):format(n, n), info.vm_uuid)
-  assert.are.equal("127.0.0.1", info.host_ip)
-  assert.are.equal(n % 2 == 1 and "127.0.0.2" or "127.0.0.3", info.cluster_ip)
-  assert.is_true(#info.raw_token == 32 and info.raw_token:find("^%x+$") ~= nil,
-    label .. ": raw_token is not 32 hex digits")
-  assert.is_true(info.token:find("^%+%+//[%w+/]+=*$") ~= nil,
-    label .. ": token is not a simulator token")
-end
+-- Hostile answers fail fast: a shorter timeout than helpers.client's.
+local FAST = { timeout = 5, connect_timeout = CONNECT_TIMEOUT }
 
 --- The same client still works: vm-3 comes back as vm-3.
 local function assert_survives(c, label)
   local info, msg = c:vnc("vm-3")
-  assert_info(info, msg, label .. ", then vm-3 on the same client", 3)
+  helpers.assert_info(info, msg, label .. ", then vm-3 on the same client", 3)
 end
 
 local function elapsed_of(f, ...)
@@ -224,20 +123,20 @@ local CASES = {
 
 describe("ctvnc against a hostile CloudTower", function()
   setup(function() helpers.reset() end)
-  after_each(close_clients)
+  helpers.autoclose()
 
   -------------------------------------------------------------------------
   describe("every hostile answer", function()
     for _, case in ipairs(CASES) do
       it(case.id .. " gives " .. (type(case.kind) == "string" and case.kind or "a failure")
         .. " quickly, and the client survives", function()
-        local c = client()
+        local c = helpers.client(FAST)
         local t, res, msg, kind = elapsed_of(c.vnc, c, case.id)
-        assert_fail(case.kind, case.id, case.id, res, msg, kind)
+        helpers.assert_fail(case.kind, hostile(case.id, case.id), res, msg, kind)
         assert.is_true(t < case.max, ("%s: took %.2f s, expected < %g s"):format(case.id, t,
           case.max))
-        assert_fail(case.kind, case.id, "urls " .. case.id, c:urls(case.id))
-        assert_fail(case.kind, case.id, "console_url " .. case.id,
+        helpers.assert_fail(case.kind, hostile("urls " .. case.id, case.id), c:urls(case.id))
+        helpers.assert_fail(case.kind, hostile("console_url " .. case.id, case.id),
           c:console_url(case.id, { mode = "proxy" }))
         assert_survives(c, case.id)
       end)
@@ -249,9 +148,9 @@ describe("ctvnc against a hostile CloudTower", function()
     for _, case in ipairs({ { "fault-dribble", "body" }, { "fault-dribble-head", "headers" } }) do
       local id, where = case[1], case[2]
       it("one byte a second in the " .. where .. " is cut by the timeout (" .. id .. ")", function()
-        local c = client({ timeout = 2 })
+        local c = helpers.client(FAST, { timeout = 2 })
         local t, res, msg, kind = elapsed_of(c.vnc, c, id)
-        assert_fail("timeout", id, id, res, msg, kind)
+        helpers.assert_fail("timeout", hostile(id, id), res, msg, kind)
         assert.is_true(t >= 1.5 and t < 4, ("took %.2f s, expected about 2 s"):format(t))
         assert_survives(c, id)
       end)
@@ -259,9 +158,10 @@ describe("ctvnc against a hostile CloudTower", function()
 
     it("Content-Length: 2 GiB with a few bytes is too_large at once (fault-length-2g)", function()
       -- the simulator then keeps the connection open and silent for 10 s
-      local c = client({ timeout = 5 })
+      local c = helpers.client(FAST, { timeout = 5 })
       local t, res, msg, kind = elapsed_of(c.vnc, c, "fault-length-2g")
-      assert_fail("too_large", "fault-length-2g", "fault-length-2g", res, msg, kind)
+      helpers.assert_fail("too_large", hostile("fault-length-2g", "fault-length-2g"),
+        res, msg, kind)
       assert.is_true(t < 1, ("took %.2f s, expected < 1 s"):format(t))
     end)
   end)
@@ -269,22 +169,22 @@ describe("ctvnc against a hostile CloudTower", function()
   -------------------------------------------------------------------------
   describe("framing", function()
     it("HTTP/1.0 with the body ending at close: a complete answer succeeds", function()
-      local c = client()
+      local c = helpers.client(FAST)
       local info, msg = c:vnc("fault-http10")
-      assert_info(info, msg, "fault-http10")
+      helpers.assert_info(info, msg, "fault-http10", 1)
       local u
       u, msg = c:urls("fault-http10")
-      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
-      assert_info(u.info, nil, "fault-http10 urls")
+      assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg))
+      helpers.assert_info(u.info, nil, "fault-http10 urls", 1)
       assert_survives(c, "fault-http10")
     end)
 
     it("a complete JSON answer in a chunked body that is cut short is not accepted", function()
       -- fault-chunk-short and fault-chunk-noend carry a whole, valid answer:
       -- only the framing says it is incomplete
-      local c = client()
+      local c = helpers.client(FAST)
       for _, id in ipairs({ "fault-chunk-short", "fault-chunk-noend" }) do
-        assert_fail("connect", id, id, c:vnc(id))
+        helpers.assert_fail("connect", hostile(id, id), c:vnc(id))
       end
     end)
 
@@ -293,14 +193,14 @@ describe("ctvnc against a hostile CloudTower", function()
         function()
         -- {"data"...} of VM 999 with cluster smuggled.example follows "{}" on
         -- the same connection, at once or 0.1 s later
-        local c = client()
-        assert_fail("decode", id, id, c:vnc(id))
+        local c = helpers.client(FAST)
+        helpers.assert_fail("decode", hostile(id, id), c:vnc(id))
         if id == "fault-smuggle-late" then socket.sleep(0.3) end
         local info, msg = c:vnc("vm-3")
-        assert_info(info, msg, id .. ", then vm-3", 3)
+        helpers.assert_info(info, msg, id .. ", then vm-3", 3)
         local u
         u, msg = c:urls("vm-1")
-        assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg))
+        assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg))
         assert.is_nil(u.direct:find("smuggled", 1, true), "the smuggled answer was used")
       end)
     end
@@ -312,50 +212,51 @@ describe("ctvnc against a hostile CloudTower", function()
       function()
       -- the contract asks for non-empty strings and valid hosts only; the
       -- URL builders encode any byte, so the URLs are still well formed
-      local c = client()
+      local c = helpers.client(FAST)
       local u, msg, kind = c:urls("fault-badutf8")
-      assert.is_true(type(u) == "table", "urls failed: " .. scrub(msg) .. " (" .. tostring(kind)
-        .. ")")
+      assert.is_true(type(u) == "table", "urls failed: " .. helpers.scrub(msg) .. " ("
+        .. tostring(kind) .. ")")
       local info = u.info
-      assert.is_true(info.raw_token:sub(1, 2) == "\255\254", "raw_token lost its first bytes")
+      assert.same_secret("\255\254", info.raw_token:sub(1, 2), "raw_token lost its first bytes")
       assert.is_true(info.token:find("\0", 1, true) ~= nil, "token lost its NUL")
       for _, url in ipairs({ u.direct, u.proxy }) do
         assert.is_truthy(url:find("^[%w%-_%.!~%*'%(%)%%/:?&=%[%]]+$"),
           "a URL has a byte that is not URL-safe ASCII")
       end
-      assert.is_true(percent_decode(param(u.direct, "token")) == info.raw_token,
+      assert.same_secret(info.raw_token, percent_decode(param(u.direct, "token")),
         "the direct URL token does not decode to raw_token")
-      assert.is_true(percent_decode(param(u.direct, "uuid")) == info.vm_uuid,
+      assert.same_secret(info.vm_uuid, percent_decode(param(u.direct, "uuid")),
         "the direct URL uuid does not decode to vm_uuid")
-      assert.is_true(percent_decode(param(u.proxy, "token")) == info.token,
+      assert.same_secret(info.token, percent_decode(param(u.proxy, "token")),
         "the proxy URL token does not decode to token")
       assert.is_truthy(u.direct:find("^wss://127%.0%.0%.2/websockify/%?uuid=%%E2%%82"),
         "the direct URL does not start as expected")
       assert.is_truthy(u.direct:find("&token=%FF%FE", 1, true), "raw_token is not encoded")
       assert.is_truthy(u.proxy:find("%00", 1, true), "the NUL of token is not encoded")
       local url, mode = c:console_url("fault-badutf8", { mode = "direct" })
-      assert.is_true(type(url) == "string", "console_url failed: " .. scrub(mode))
+      assert.is_true(type(url) == "string", "console_url failed: " .. helpers.scrub(mode))
       assert_survives(c, "fault-badutf8")
     end)
 
     it("a GraphQL message with invalid UTF-8 and a line break is one short line", function()
-      local msg = assert_fail("graphql", "fault-badutf8-graphql", "fault-badutf8-graphql",
-        client():vnc("fault-badutf8-graphql"))
+      local msg = helpers.assert_fail("graphql",
+        hostile("fault-badutf8-graphql", "fault-badutf8-graphql"),
+        helpers.client(FAST):vnc("fault-badutf8-graphql"))
       assert.is_truthy(msg:find("does not exist", 1, true),
-        "the message lacks the server's message: " .. scrub(msg))
+        "the message lacks the server's message: " .. helpers.scrub(msg))
     end)
 
     it("a long GraphQL message in Chinese is cut at a character boundary", function()
-      local msg = assert_fail("graphql", "fault-zh-graphql", "fault-zh-graphql",
-        client({ language = "zh-CN" }):vnc("fault-zh-graphql"))
+      local msg = helpers.assert_fail("graphql", hostile("fault-zh-graphql", "fault-zh-graphql"),
+        helpers.client(FAST, { language = "zh-CN" }):vnc("fault-zh-graphql"))
       -- the server's text is kept (the first characters, 虚拟机不存在)
       assert.is_truthy(msg:find("\232\153\154\230\139\159\230\156\186", 1, true),
-        "the message lacks the server's message: " .. scrub(msg))
+        "the message lacks the server's message: " .. helpers.scrub(msg))
     end)
 
     it("a long HTTP 500 message in Chinese is cut at a character boundary", function()
-      local msg = assert_fail("http", "fault-zh-500", "fault-zh-500",
-        client():vnc("fault-zh-500"))
+      local msg = helpers.assert_fail("http", hostile("fault-zh-500", "fault-zh-500"),
+        helpers.client(FAST):vnc("fault-zh-500"))
       assert.is_truthy(msg:find("HTTP 500", 1, true), "the message lacks the status")
     end)
   end)
@@ -363,9 +264,9 @@ describe("ctvnc against a hostile CloudTower", function()
   -------------------------------------------------------------------------
   describe("JSON", function()
     it("nested 100,000 deep gives decode at once (fault-deep)", function()
-      local c = client()
+      local c = helpers.client(FAST)
       local t, res, msg, kind = elapsed_of(c.vnc, c, "fault-deep")
-      assert_fail("decode", "fault-deep", "fault-deep", res, msg, kind)
+      helpers.assert_fail("decode", hostile("fault-deep", "fault-deep"), res, msg, kind)
       assert.is_true(t < 1, ("took %.2f s, expected < 1 s"):format(t))
     end)
 
@@ -378,10 +279,10 @@ describe("ctvnc against a hostile CloudTower", function()
     }) do
       local id, field, good = case[1], case[2], case[3]
       it("duplicate keys never let an injected " .. field .. " through (" .. id .. ")", function()
-        local c = client()
+        local c = helpers.client(FAST)
         local u, msg, kind = c:urls(id)
         if u == nil then
-          assert_fail("decode", id, id, u, msg, kind)
+          helpers.assert_fail("decode", hostile(id, id), u, msg, kind)
         else
           assert.are.equal(good, u.info[field])
           for _, url in ipairs({ u.direct, u.proxy }) do
@@ -394,7 +295,7 @@ describe("ctvnc against a hostile CloudTower", function()
           assert.is_nil(url:find("evil", 1, true), id .. ": an injected host reached a URL")
           assert.is_nil(url:find("stolen", 1, true), id .. ": an injected host reached a URL")
         else
-          assert_fail("decode", id, "console_url " .. id, url, mode, k)
+          helpers.assert_fail("decode", hostile("console_url " .. id, id), url, mode, k)
         end
       end)
     end
@@ -417,33 +318,35 @@ describe("ctvnc against a hostile CloudTower", function()
       function()
       need()
       local ep = "https://127.0.0.1:" .. wrong_port
-      local c = client({ endpoint = ep, ca_file = wrong_cert })
-      assert_fail("tls", "vm-1", "wrong name, ca_file", c:vnc("vm-1"))
-      assert_fail("tls", "vm-1", "wrong name, system store", client({ endpoint = ep }):vnc("vm-1"))
+      local c = helpers.client(FAST, { endpoint = ep, ca_file = wrong_cert })
+      helpers.assert_fail("tls", hostile("wrong name, ca_file", "vm-1"), c:vnc("vm-1"))
+      helpers.assert_fail("tls", hostile("wrong name, system store", "vm-1"),
+        helpers.client(FAST, { endpoint = ep }):vnc("vm-1"))
       -- the same listener answers when verification is off: the failure was the name
-      local info, msg = client({ endpoint = ep, insecure = true }):vnc("vm-1")
-      assert_info(info, msg, "wrong name, insecure")
+      local info, msg = helpers.client(FAST, { endpoint = ep, insecure = true }):vnc("vm-1")
+      helpers.assert_info(info, msg, "wrong name, insecure", 1)
     end)
 
     it("an expired certificate gives tls with its CA as ca_file, and works insecure", function()
       need()
       local ep = "https://127.0.0.1:" .. expired_port
-      assert_fail("tls", "vm-1", "expired, ca_file",
-        client({ endpoint = ep, ca_file = expired_ca }):vnc("vm-1"))
-      assert_fail("tls", "vm-1", "expired, localhost, ca_file",
-        client({ endpoint = "https://localhost:" .. expired_port, ca_file = expired_ca })
-          :vnc("vm-1"))
-      assert_fail("tls", "vm-1", "expired, system store", client({ endpoint = ep }):vnc("vm-1"))
-      local info, msg = client({ endpoint = ep, insecure = true }):vnc("vm-1")
-      assert_info(info, msg, "expired, insecure")
+      helpers.assert_fail("tls", hostile("expired, ca_file", "vm-1"),
+        helpers.client(FAST, { endpoint = ep, ca_file = expired_ca }):vnc("vm-1"))
+      helpers.assert_fail("tls", hostile("expired, localhost, ca_file", "vm-1"),
+        helpers.client(FAST,
+          { endpoint = "https://localhost:" .. expired_port, ca_file = expired_ca }):vnc("vm-1"))
+      helpers.assert_fail("tls", hostile("expired, system store", "vm-1"),
+        helpers.client(FAST, { endpoint = ep }):vnc("vm-1"))
+      local info, msg = helpers.client(FAST, { endpoint = ep, insecure = true }):vnc("vm-1")
+      helpers.assert_info(info, msg, "expired, insecure", 1)
     end)
 
     it("a tls failure is not retried into a hang (retries = 2)", function()
       need()
-      local c = client({ endpoint = "https://127.0.0.1:" .. expired_port, ca_file = expired_ca,
-        retries = 2, retry_delay = 0.5 })
+      local c = helpers.client(FAST, { endpoint = "https://127.0.0.1:" .. expired_port,
+        ca_file = expired_ca, retries = 2, retry_delay = 0.5 })
       local t, res, msg, kind = elapsed_of(c.vnc, c, "vm-1")
-      assert_fail("tls", "vm-1", "expired, retries 2", res, msg, kind)
+      helpers.assert_fail("tls", hostile("expired, retries 2", "vm-1"), res, msg, kind)
       assert.is_true(t < 0.5, ("took %.2f s: a tls failure was retried"):format(t))
     end)
   end)
@@ -464,7 +367,7 @@ describe("ctvnc against a hostile CloudTower", function()
       want["fault-smuggle"] = "decode"
       ids[#ids + 1] = "vm-3"
       want["vm-3"] = "ok"
-      local c = client({ timeout = 2 })
+      local c = helpers.client(FAST, { timeout = 2 })
       local t, results, summary = elapsed_of(c.batch, c, ids, { mode = "proxy", concurrency = 8 })
       assert.are.equal(#ids, summary.total)
       assert.is_true(t < 4, ("the batch took %.2f s, expected about 2 s"):format(t))
@@ -476,16 +379,19 @@ describe("ctvnc against a hostile CloudTower", function()
           assert.are.equal(id, r.vm_id)
           local w = want[id]
           if id == "fault-dupkey" then
-            if not r.ok then assert_fail("decode", id, "batch " .. id, nil, r.message, r.kind) end
+            if not r.ok then
+              helpers.assert_fail("decode", hostile("batch " .. id, id), nil, r.message, r.kind)
+            end
             if r.ok then assert.is_nil(r.url:find("evil", 1, true), "batch: injected host") end
           elseif w == "ok" then
-            assert.is_true(r.ok, "batch " .. id .. " failed: " .. scrub(r.message) .. " ("
+            assert.is_true(r.ok, "batch " .. id .. " failed: " .. helpers.scrub(r.message) .. " ("
               .. tostring(r.kind) .. ")")
             local n = tonumber(id:match("^vm%-(%d+)$"))
-            assert_info(r.info, nil, "batch " .. id, n)
+            helpers.assert_info(r.info, nil, "batch " .. id, n or 1)
             assert.is_nil(r.url:find("smuggled", 1, true), "batch: a smuggled answer was used")
           else
-            assert_fail(w, id, "batch " .. id, r.ok and r or nil, r.message, r.kind)
+            helpers.assert_fail(w, hostile("batch " .. id, id), r.ok and r or nil, r.message,
+              r.kind)
           end
         end)
         if not ok then
