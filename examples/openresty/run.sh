@@ -1,6 +1,8 @@
 #!/bin/sh
-# Starts or stops the example gateway in DIR, against a CloudTower (by
-# default the simulator whose env file SIM_ENV names).
+# Starts or stops the example gateway in DIR, against a CloudTower. With
+# TOWER unset it is the bundled simulator: the one whose env file SIM_ENV
+# names, else one it starts in DIR/sim (and stops with the gateway), with
+# the key "demo-key" for every VM when KEYS is unset too.
 #   run.sh start DIR     run.sh stop DIR
 # Settings (environment):
 #   GATEWAY_PORT (free port), WORKERS (1)
@@ -27,6 +29,7 @@ dir=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 if [ "$cmd" = stop ]; then
+  [ -d "$dir/sim" ] && bash "$root/spec/support/sim.sh" stop "$dir/sim" > /dev/null 2>&1
   [ -f "$dir/nginx.pid" ] || exit 0
   pid=$(cat "$dir/nginx.pid")
   kill -QUIT "$pid" 2>/dev/null || exit 0
@@ -44,6 +47,22 @@ free_port() {
 die() { echo "run.sh: $*" >&2; exit 2; }
 
 mkdir -p "$dir/tmp"
+if [ -z "${TOWER:-}" ]; then      # the bundled simulator
+  if [ -z "${SIM_ENV:-}" ]; then
+    bash "$root/spec/support/sim.sh" start "$dir/sim" > "$dir/sim.log" 2>&1 \
+      || die "the simulator did not start (see $dir/sim.log)"
+    SIM_ENV=$dir/sim/env
+  fi
+  . "$SIM_ENV"
+  TOWER=127.0.0.1:$SIM_HTTPS_PORT TOWER_CA=$SIM_CERT TOWER_NAME=localhost
+  CTVNC_ENDPOINT=https://127.0.0.1:$SIM_HTTPS_PORT CTVNC_TOKEN=sim-token
+  export CTVNC_ENDPOINT CTVNC_TOKEN
+  if [ -z "${KEYS:-}" ]; then
+    KEYS=$dir/demo-keys
+    echo "demo-key *" > "$KEYS"
+    echo "run.sh: the bundled simulator; API key demo-key (X-API-Key) for every VM" >&2
+  fi
+fi
 port=${GATEWAY_PORT:-$(free_port)}
 if [ -n "${KEYS:-}" ]; then authorize="gateway.key_file(\"$KEYS\")"; else authorize=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
