@@ -27,6 +27,30 @@ describe("examples/", function()
     assert.truthy(out:find("2 of 3 ok, 1 failed", 1, true))
   end)
 
+  it("the README's gateway start command runs against the bundled simulator", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local env = "env -u TOWER -u SIM_ENV -u KEYS -u CTVNC_ENDPOINT -u CTVNC_TOKEN "
+    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
+      :format(helpers.ROOT, env, dir))
+    assert(ok, out)
+    local port = assert(out:match("GATEWAY_PORT=(%d+)"), out)
+    local body, got = helpers.run(("curl -s -f -H 'X-API-Key: demo-key' "
+      .. "http://127.0.0.1:%s/console/vm-1/url"):format(port))
+    assert(got, body)
+    assert.truthy(body:find('"url":"wss:', 1, true), body)
+    local sim_port = assert(io.open(dir .. "/sim/env")):read("*a"):match("SIM_HTTP_PORT=(%d+)")
+    out, ok = helpers.run(("cd %s && sh examples/openresty/run.sh stop %s"):format(helpers.ROOT,
+      dir))
+    assert(ok, out)
+    -- the gateway and the simulator it started are gone
+    local _, up = helpers.run("curl -s -m 2 http://127.0.0.1:" .. port .. "/")
+    assert.is_false(up)
+    _, up = helpers.run("curl -s -m 2 http://127.0.0.1:" .. sim_port .. "/_sim/stats")
+    assert.is_false(up)
+    helpers.run("rm -rf " .. dir)
+  end)
+
   it("make demo prints URLs in both modes", function()
     local out, ok = helpers.run("cd " .. helpers.ROOT .. " && sh examples/demo.sh")
     assert(ok, out)
