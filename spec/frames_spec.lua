@@ -515,6 +515,31 @@ describe("core.viewonly_filter", function()
     assert.equal(MSG.fb_update_request, (read_frames(out)))
   end)
 
+  -- Found by fuzz/frames (script mode): bytes shaped like a whole frame that
+  -- arrive while a frame is open are that frame's payload, header and key
+  -- included, and are split as RFB like any payload.
+  it("reads a frame-shaped run inside an open frame's payload as payload", function()
+    local f = session()
+    local before = f:stats().frames_in
+    -- a binary frame of 8 bytes with the all-zero key (payload in clear)
+    assert.equal("", (assert(f:from_browser(h "82 88 00 00 00 00"))))
+    -- as a frame: binary, not FIN, masked, 2 bytes, key 00 01 ff ff;
+    -- as RFB: SetEncodings (pad 0x82), 1 encoding, DesktopSize (-223)
+    local inner = h "02 82 00 01 ff ff ff 21"
+    assert.same({ fin = false, opcode = "binary", masked = true, payload = h "ff 20" },
+      (core.ws_parse(inner, "client")))
+    local data, frames = read_frames(assert(f:from_browser(inner)))
+    assert.equal(hex(inner), hex(data))
+    assert.equal(1, #frames)
+    -- and the next frame is a frame again: its KeyEvent is dropped
+    local out = assert(f:from_browser(cframe(MSG.key_event .. MSG.fb_update_request)))
+    assert.equal(MSG.fb_update_request, (read_frames(out)))
+    local st = f:stats()
+    assert.equal(before + 2, st.frames_in)
+    assert.equal(2, st.passed)
+    assert.equal(1, st.dropped_key)
+  end)
+
   it("streams a large dropped clipboard without passing any of it", function()
     local f = session()
     local text = rep(0x41, 200000)
