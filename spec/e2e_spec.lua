@@ -319,6 +319,21 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       assert.is_true(r.gateway.reconnected, "noVNC did not connect again")
     end)
 
+  it("opens the desktop in Debian's noVNC page through ctvnc.novnc_url links", function()
+    local direct, proxy = credentials()
+    -- browse.js serves Debian's noVNC under /novnc/ on its own loopback port
+    local r = browse({
+      { name = "novnc-direct", path = assert(ctvnc.novnc_url("/novnc/vnc.html", direct)) },
+      { name = "novnc-proxy", path = assert(ctvnc.novnc_url("/novnc/vnc.html", proxy,
+        { resize = "scale" })) },
+    })
+    assert_connected(r["novnc-direct"], "noVNC page, direct URL")
+    assert_connected(r["novnc-proxy"], "noVNC page, proxy URL")
+    -- the websocket noVNC opened is the URL ctvnc built, query and all
+    assert.is_true(r["novnc-direct"].ws_urls[1] == direct, "noVNC opened another websocket URL")
+    assert.is_true(r["novnc-proxy"].ws_urls[1] == proxy, "noVNC opened another websocket URL")
+  end)
+
   it("needs the proxy token URI-encoded, the right raw token and the right key", function()
     local direct, proxy, info = credentials()
     assert.truthy(info.token:find("+", 1, true) and info.token:find("/", 1, true)

@@ -10,6 +10,7 @@
 //   { "out": DIR, "chromium": BIN (default /usr/bin/chromium), "pid_file": FILE,
 //     "timeout_ms": N, "colour": [r, g, b],
 //     "pages": [ { "name": "direct", "ws": "ws://..." }          -- console.html on it
+//              | { "name": "novnc", "path": "/novnc/vnc.html?.." } -- on this server
 //              | { "name": "gateway", "url": "http://...",      -- a page as it is
 //                  "cad": true,                                  -- click Ctrl-Alt-Del
 //                  "reconnect": true } ] }                       -- Disconnect, Connect
@@ -168,8 +169,11 @@ async function press(tab, selector) {
 
 async function state(page) {
   try {
+    // the gateway's page says its state in data-ctvnc; noVNC's own vnc.html
+    // puts noVNC_connected on the root element
     return await page.evaluate(() => [document.title, document.readyState, document.contentType,
-      document.documentElement.dataset.ctvnc || null]);
+      document.documentElement.dataset.ctvnc
+        || (document.documentElement.classList.contains('noVNC_connected') ? 'connected' : null)]);
   } catch (e) {
     return null;     // a navigation replacing the page
   }
@@ -193,7 +197,8 @@ async function visit(page, base) {
     const cdp = await tab.createCDPSession();
     await cdp.send('Network.enable');
     cdp.on('Network.webSocketCreated', (e) => wsUrls.push(e.url));
-    const url = page.ws ? `${base}/console.html#${encodeURIComponent(page.ws)}` : page.url;
+    const url = page.ws ? `${base}/console.html#${encodeURIComponent(page.ws)}`
+      : page.path ? `${base}${page.path}` : page.url;
     await tab.goto(url, { waitUntil: 'domcontentloaded', timeout: CONNECT_WAIT })
       .catch(() => {});
     let title = null;
@@ -209,7 +214,7 @@ async function visit(page, base) {
         break;
       }
       // an HTML page with no noVNC in it (the gateway's error pages)
-      if (s && s[1] === 'complete' && !s[3] && !page.ws) break;
+      if (s && s[1] === 'complete' && !s[3] && !page.ws && !page.path) break;
       await sleep(100);
     }
     let pixel = await tab.evaluate(PIXEL).catch(() => null);
