@@ -57,7 +57,8 @@ die() { echo "run.sh: $*" >&2; exit 2; }
 mkdir -p "$dir/tmp"
 port=${GATEWAY_PORT:-$(free_port)}
 if [ -n "${KEYS:-}" ]; then authorize="gateway.key_file(\"$KEYS\")"; else authorize=nil; fi
-jwt_opts="audience = ${JWT_AUDIENCE:+\"$JWT_AUDIENCE\"}${JWT_AUDIENCE:-nil}, issuer = ${JWT_ISSUER:+\"$JWT_ISSUER\"}${JWT_ISSUER:-nil}, leeway = ${JWT_LEEWAY:-0}, cookie = ${JWT_COOKIE:+\"$JWT_COOKIE\"}${JWT_COOKIE:-nil}"
+lua_str() { if [ -n "$1" ]; then printf '"%s"' "$1"; else printf nil; fi; }
+jwt_opts="audience = $(lua_str "${JWT_AUDIENCE:-}"), issuer = $(lua_str "${JWT_ISSUER:-}"), leeway = ${JWT_LEEWAY:-0}, cookie = $(lua_str "${JWT_COOKIE:-}")"
 case ${JWT:-} in
   "") jwt_hook= ;;
   hs256) jwt_hook="gateway.jwt({ secret = os.getenv(\"CTVNC_JWT_SECRET\"), $jwt_opts })" ;;

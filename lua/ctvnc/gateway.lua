@@ -821,7 +821,20 @@ local function run_session(rec, up, protocol)
   rec.filter = filter
   local now = ngx.now
   rec.last_input = now()
-  local closing   -- the close frame for the browser, if the gateway ends the session
+  -- st.reason: why the gateway ends the session, once decided; a thread
+  -- that decides sends the browser its close frame itself (killing the
+  -- thread that reads the browser closes that side at once).
+  local st = {}
+
+  --- The last word to the page: a close frame (retried while the other
+  -- pump is writing to the browser).
+  local function last_word(frame)
+    for _ = 1, 100 do
+      local sent, e = down:send(frame)
+      if sent or e ~= "socket busy writing" then return end
+      ngx.sleep(0.01)
+    end
+  end
 
   local function from_browser()
     while true do
@@ -830,15 +843,22 @@ local function run_session(rec, up, protocol)
         rec.bytes_in = rec.bytes_in + #data
         local out, inputs, _, close = viewonly.from_browser(filter, data)
         if not out then
-          closing = close
+          st.reason = st.reason or "protocol"
+          last_word(close)
+          -- a moment for the browser's answer to the close frame
+          down:settimeout(1000)
+          for _ = 1, 64 do
+            if not down:receiveany(4096) then break end
+          end
           return "protocol", "view-only: " .. tostring(inputs)
         end
         if inputs > 0 then rec.last_input = now() end
-        if #out > 0 then
+        if #out > 0 and not st.reason then
           local sent, e2 = up:send(out)
           if not sent then return "target", "target send: " .. tostring(e2) end
         end
       elseif e ~= "timeout" then
+        st.browser_done = true
         return "browser", "browser " .. tostring(e)
       end
     end
@@ -850,9 +870,11 @@ local function run_session(rec, up, protocol)
       if data then
         local fine, msg = filter:from_target(data)
         if not fine then
-          closing = viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed")
+          st.reason = st.reason or "protocol"
+          down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
           return "protocol", "view-only: " .. tostring(msg)
         end
+        if st.reason then return st.reason end
         local sent, e2 = down:send(data)
         if not sent then return "browser", "browser send: " .. tostring(e2) end
         rec.bytes_out = rec.bytes_out + #data
@@ -879,7 +901,13 @@ local function run_session(rec, up, protocol)
       end
       if why then
         local text = CLOSE_TEXT[why]:format(why == "idle" and conf.idle_timeout or conf.max_session)
-        closing = viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text)
+        st.reason = why
+        last_word(viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
+        -- a moment for the browser's answer, then the end
+        for _ = 1, 20 do
+          if st.browser_done then break end
+          ngx.sleep(0.05)
+        end
         return why, text
       end
       if t - last_refresh >= 2 then
@@ -899,14 +927,7 @@ local function run_session(rec, up, protocol)
   local done, reason, msg = wait(threads[1], threads[2], threads[3])
   for _, th in ipairs(threads) do kill_thread(th) end
   if not done then reason, msg = "error", tostring(reason) end
-  if closing then
-    -- the last word to the page, then a moment for the browser's answer
-    down:send(closing)
-    down:settimeout(1000)
-    for _ = 1, 64 do
-      if not down:receiveany(4096) then break end
-    end
-  end
+  if st.reason and st.reason ~= reason then reason, msg = st.reason, CLOSE_TEXT[st.reason] end
   if reason ~= "target" then
     up:send(core.ws_frame("close", "\3\232", true))
   end

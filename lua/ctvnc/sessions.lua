@@ -307,10 +307,16 @@ local audit_file, audit_path
 
 --- Where audit lines go: a file path, "error_log" (nginx's error log at
 -- notice), or "off".
+-- A file is opened here, at configure time (nginx's master, before
+-- workers drop privileges), in append mode: each line is one write.
 function _M.audit_to(path)
   audit_path = path
   if audit_file then pcall(audit_file.close, audit_file) end
   audit_file = nil
+  if path ~= "off" and path ~= "error_log" and path then
+    audit_file = io_open(path, "a")
+    if audit_file then audit_file:setvbuf("no") end
+  end
 end
 
 local AUDIT_FIELDS = { "event", "session", "user", "vm_id", "mode", "view_only", "client",
