@@ -174,11 +174,11 @@ function _M.kill(id, who)
   return true
 end
 
---- Asks every session of vm_id to end: the ids.
+--- Asks every session of vm_id to end (but those asked already): the ids.
 function _M.kill_vm(vm_id, who)
   local ids = {}
   for _, rec in ipairs(_M.of_vm(vm_id)) do
-    if _M.kill(rec.id, who) then ids[#ids + 1] = rec.id end
+    if not _M.killer(rec.id) and _M.kill(rec.id, who) then ids[#ids + 1] = rec.id end
   end
   return ids
 end
