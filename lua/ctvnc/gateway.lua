@@ -537,6 +537,17 @@ local function page_html(vm_id)
   var path = "@PREFIX@".slice(1) + encodeURIComponent(vm) + "/ws";
   var hash = "#autoconnect=1&reconnect=0&resize=scale&shared=1&path=" + encodeURIComponent(path);
   history.replaceState(null, "", location.pathname + hash);
+  /* the gateway's last word when it ends a session (time limit, idle,
+     kill, view-only): the reason of its close frame, for the status line */
+  var W = window.WebSocket;
+  var Wrapped = function (url, protocols) {
+    var ws = protocols === undefined ? new W(url) : new W(url, protocols);
+    ws.addEventListener("close", function (e) { window.ctvncCloseReason = e.reason || ""; });
+    return ws;
+  };
+  Wrapped.prototype = W.prototype;
+  ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (k) { Wrapped[k] = W[k]; });
+  window.WebSocket = Wrapped;
 })();
 </script>
 <style>
@@ -565,6 +576,11 @@ UI.connectFinished = (e) => {
   return connected(e);
 };
 UI.disconnectFinished = (e) => {
+  const why = window.ctvncCloseReason;
+  if (why) {
+    say("Console of " + vm + ": " + why + ". Open a new console link to continue.", "failed");
+    return disconnected(e);
+  }
   say("Console of " + vm + (e.detail.clean
     ? ": disconnected. Press Connect within a minute, or open a new console link."
     : ": the connection failed. Open a new console link to try again."), "failed");
