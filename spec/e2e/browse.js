@@ -262,6 +262,7 @@ async function visit(page, base) {
         await tab.mouse.move(x, y);
         await tab.mouse.click(x, y);
         await sleep(300);
+        await tab.keyboard.press('Enter');    // a fresh line, whatever was there
         await tab.keyboard.type(page.type, { delay: 20 });
         await tab.keyboard.press('Enter');
         await sleep(2000);
