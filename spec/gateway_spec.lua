@@ -622,6 +622,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     chunk()
     assert.are.equal("lua/ctvnc/gateway.lua", spec.build.modules["ctvnc.gateway"])
     assert.are.equal("lua/ctvnc/ticket.lua", spec.build.modules["ctvnc.ticket"])
+    assert.are.equal("lua/ctvnc/sessions.lua", spec.build.modules["ctvnc.sessions"])
     -- and the reference configuration requires the module, not a file of its own
     local conf = read_file(ROOT .. "/examples/openresty/nginx.conf")
     assert.truthy(conf:find('require("ctvnc.gateway")', 1, true))

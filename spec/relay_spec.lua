@@ -447,6 +447,62 @@ describe("the gateway's relay #novalgrind", function()
     end)
   end)
 
+  describe("counts that heal", function()
+    local p, master
+    setup(function()
+      p = start_gateway("heal", { MAX_PER_VM = 1 })
+      master = tonumber(read_file(gateways.heal.dir .. "/nginx.pid"):match("%d+"))
+    end)
+
+    local function worker()
+      return tonumber((helpers.run("pgrep -P " .. master)):match("%d+"))
+    end
+
+    it("frees a crashed worker's slots when their TTL runs out", function()
+      local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, status)
+      c:handshake()
+      local w = worker()
+      helpers.run("kill -KILL " .. w)     -- a worker of the nginx this spec started
+      assert.is_true(wait_for(function() local n = worker() return n ~= nil and n ~= w end, 5))
+      c:close()
+      -- the dead session still holds the VM's one slot, for at most TTL (10 s)
+      assert.are.equal(429, (ws(p, "vm-1", { ["X-API-Key"] = K_FULL })))
+      local t0 = socket.gettime()
+      local c2
+      assert.is_true(wait_for(function()
+        local st, _, conn = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+        if st == 101 then c2 = conn end
+        return st == 101
+      end, 13))
+      assert.is_true(socket.gettime() - t0 <= 11)
+      c2:close()
+    end)
+
+    it("ends sessions and frees their slots when nginx reloads", function()
+      local c
+      assert.is_true(wait_for(function()
+        local st, _, conn = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+        if st == 101 then c = conn end
+        return st == 101
+      end, 3))
+      c:handshake()
+      helpers.run("kill -HUP " .. master)
+      local code, reason = c:wait_close(3)
+      assert.are.equal(1001, code)
+      assert.truthy(reason:find("restarting", 1, true), reason)
+      c:close()
+      assert.is_true(wait_for(function()
+        return (ws(p, "vm-1", { ["X-API-Key"] = K_FULL })) == 101
+      end, 2))
+      local ended
+      for _, a in ipairs(audit("heal")) do
+        if a.event == "close" and a.reason == "gateway shutdown" then ended = true end
+      end
+      assert.is_true(ended)
+    end)
+  end)
+
   describe("kill, metrics", function()
     local p
     setup(function() p = start_gateway("admin", { METRICS_ALLOW = "10.0.0.0/8" }) end)
@@ -624,6 +680,22 @@ describe("the gateway's relay #novalgrind", function()
       local log = read_file(gateways.jwt.dir .. "/error.log") or ""
       assert.is_nil(log:find("[error]", 1, true), log)
     end)
+  end)
+
+  it("lets /metrics be read from loopback and METRICS_ALLOW only", function()
+    local sessions = require "ctvnc.sessions"
+    local set = sessions.address_set("10.0.0.0/8, 192.0.2.7 fd00::5")
+    for _, a in ipairs({ "127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "10.1.2.3",
+      "192.0.2.7", "FD00::5" }) do
+      assert.is_true(sessions.address_allowed(set, a), a)
+    end
+    for _, a in ipairs({ "11.0.0.1", "192.0.2.8", "fd00::6", "128.0.0.1", "9.255.255.255", "",
+      "10.0.0.256" }) do
+      assert.is_false(sessions.address_allowed(set, a), a)
+    end
+    local default = sessions.address_set(nil)
+    assert.is_true(sessions.address_allowed(default, "127.0.0.1"))
+    assert.is_false(sessions.address_allowed(default, "10.1.2.3"))
   end)
 
   it("leaves no secret in any log, audit.log included", function()

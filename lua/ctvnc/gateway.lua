@@ -1083,48 +1083,7 @@ function _M.admin()
   return reply(200, { killed = array(ids), vm_id = vm_id })
 end
 
-local function ipv4(s)
-  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return nil end
-  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
-  return ((a * 256 + b) * 256 + c) * 256 + d
-end
-
---- A set of addresses and IPv4 CIDRs ("10.0.0.0/8 192.0.2.7, ::2"), with
--- loopback always in it.
-function _M.address_set(list)
-  local set = { exact = { ["::1"] = true }, nets = { { ipv4("127.0.0.0"), 8 } } }
-  local items = {}
-  if type(list) == "string" then
-    for a in list:gmatch("[^%s,]+") do items[#items + 1] = a end
-  elseif type(list) == "table" then
-    items = list
-  end
-  for _, a in ipairs(items) do
-    local ip, bits = a:match("^([%d%.]+)/(%d+)$")
-    if ip and ipv4(ip) and tonumber(bits) <= 32 then
-      set.nets[#set.nets + 1] = { ipv4(ip), tonumber(bits) }
-    else
-      set.exact[a:lower()] = true
-    end
-  end
-  return set
-end
-
---- Is addr in set (from address_set)?
-function _M.address_allowed(set, addr)
-  if type(addr) ~= "string" then return false end
-  addr = addr:lower()
-  if set.exact[addr] then return true end
-  local v4 = ipv4(addr:match("^::ffff:([%d%.]+)$") or addr)
-  if not v4 then return false end
-  for _, net in ipairs(set.nets) do
-    local size = 2 ^ (32 - net[2])
-    if floor(v4 / size) == floor(net[1] / size) then return true end
-  end
-  return false
-end
+_M.address_set, _M.address_allowed = sessions.address_set, sessions.address_allowed
 
 --- GET /metrics: the Prometheus text format, every name ctvnc_*; from
 -- loopback and metrics_allow only.
