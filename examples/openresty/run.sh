@@ -29,6 +29,7 @@
 #   /admin/; empty: the admin routes answer 403)
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
+#   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
@@ -146,6 +147,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \
     -e "s|@MAX_PER_VM@|${MAX_PER_VM:-0}|g" \
+    -e "s|@RELAY_BUFFER@|${RELAY_BUFFER:-64k}|g" \
     -e "s|@MAX_PER_USER@|${MAX_PER_USER:-0}|g" \
     -e "s|@MAX_SESSION@|${MAX_SESSION:-0}|g" \
     -e "s|@IDLE_TIMEOUT@|${IDLE_TIMEOUT:-0}|g" \
