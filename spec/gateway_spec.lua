@@ -633,7 +633,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     assert.is_true(#secrets > 8)
     local checked = 0
     for name, g in pairs(gateways) do
-      for _, file in ipairs({ "access.log", "error.log" }) do
+      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
         local log = read_file(g.dir .. "/" .. file) or ""
         checked = checked + #log
         for i, s in ipairs(secrets) do

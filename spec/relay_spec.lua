@@ -680,6 +680,33 @@ describe("the gateway's relay #novalgrind", function()
       local log = read_file(gateways.jwt.dir .. "/error.log") or ""
       assert.is_nil(log:find("[error]", 1, true), log)
     end)
+
+    it("verifies RS256 tokens with JWT_PUBLIC_KEY, and only RS256 there", function()
+      local out, ok = helpers.run(("cd %s && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+        .. "-out rs.key 2>&1 && openssl pkey -in rs.key -pubout -out rs.pub 2>&1"):format(dir))
+      assert(ok, out)
+      local q = start_gateway("jwt-rs", { JWT = "rs256", JWT_PUBLIC_KEY = dir .. "/rs.pub",
+        KEYS = false })
+      local claims = { sub = "bob", exp = os.time() + 300, vms = "*", view_only = { "vm-1" } }
+      local input = b64url(cjson.encode({ alg = "RS256", typ = "JWT" })) .. "." .. b64url(cjson.encode(claims))
+      local sig = helpers.run(("printf '%%s' '%s' | openssl dgst -sha256 -sign %s/rs.key -binary | base64 -w0")
+        :format(input, dir))
+      local rs = secret(input .. "." .. sig:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+      assert.are.equal(200, (http(q, "GET", "/console/vm-3/url", { Authorization = "Bearer " .. rs })))
+      local status, body = http(q, "GET", "/console/vm-1/url", { Authorization = "Bearer " .. token() })
+      assert.are.equal(401, status)
+      assert.truthy(cjson.decode(body).reason:find("not RS256", 1, true), body)
+      -- and its view_only list makes vm-1 view-only
+      local st, _, c = ws(q, "vm-1", { Authorization = "Bearer " .. rs })
+      assert.are.equal(101, st)
+      c:handshake()
+      local n = last_conn()
+      c:send(KEY_A .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:close()
+      socket.sleep(0.3)
+      assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
+    end)
   end)
 
   it("lets /metrics be read from loopback and METRICS_ALLOW only", function()
