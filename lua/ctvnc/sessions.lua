@@ -117,7 +117,7 @@ function _M.fits(vm_id, user, limits)
   if full("v:" .. vm_id .. ":", limits.max_per_vm) then
     return nil, "vm", _M.of_vm(vm_id)[1]
   end
-  if full("u:" .. tostring(user) .. ":", limits.max_per_user) then
+  if user ~= nil and user ~= "" and full("u:" .. tostring(user) .. ":", limits.max_per_user) then
     return nil, "user", _M.of_user(user)[1]
   end
   return true
@@ -134,7 +134,9 @@ function _M.open(rec, limits)
   if not take(d, "v:" .. rec.vm_id .. ":", limits.max_per_vm, rec.id, held) then
     return nil, "vm", _M.of_vm(rec.vm_id)[1]
   end
-  if not take(d, "u:" .. tostring(rec.user) .. ":", limits.max_per_user, rec.id, held) then
+  -- a hook that names no user has no per-user limit
+  local per_user = (rec.user ~= nil and rec.user ~= "") and limits.max_per_user or 0
+  if not take(d, "u:" .. tostring(rec.user) .. ":", per_user, rec.id, held) then
     drop(d, held, rec.id)
     return nil, "user", _M.of_user(rec.user)[1]
   end
