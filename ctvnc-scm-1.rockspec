@@ -56,6 +56,7 @@ build = {
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
     ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
     ["ctvnc.gateway"] = "lua/ctvnc/gateway.lua", ["ctvnc.ticket"] = "lua/ctvnc/ticket.lua",
+    ["ctvnc.sessions"] = "lua/ctvnc/sessions.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },

@@ -6,6 +6,7 @@
 #   2. URL building, ctvnc (C) vs plain Lua, on lua5.4 and luajit
 #   3. RSS over repeated 10,000-VM batches
 #   4. the OpenResty gateway under wrk, beside a static location
+#   5. the console relay vs nginx's proxy_pass vs websockify (bench/relay.sh)
 # BENCH_URL_N sets the number of URL-building calls (default 1000000).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -48,6 +49,8 @@ echo
 lua54 bench/memory.lua || rc=1
 echo
 sh bench/gateway.sh "$tmp" || rc=1
+echo
+sh bench/relay.sh "$tmp" || rc=1
 echo
 echo "bench: done in $(( $(date +%s) - start )) s"
 exit $rc

@@ -23,7 +23,9 @@ local ROOT = helpers.ROOT
 local OUT = ROOT .. "/out/e2e"
 local COLOUR, RGB = "#2a6f97", { 42, 111, 151 }
 local KEY = "k-e2e-" .. tostring(os.time()) .. tostring(math.random(1e6, 9e6))
-local PACKAGES = "tigervnc-standalone-server x11-xserver-utils chromium novnc websockify "
+local KEY_VIEW = "k-e2e-view-" .. tostring(os.time()) .. tostring(math.random(1e6, 9e6))
+local TYPED, TYPED_RGB = "#aa3300", { 170, 51, 0 }
+local PACKAGES = "tigervnc-standalone-server x11-xserver-utils xterm chromium novnc websockify "
   .. "python3-requests nodejs"
 
 --- Hides tokens and keys in logs shown on failure.
@@ -63,7 +65,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   local sim, dir, keys
   local started = {}       -- { name, pid } of every background process, in start order
   local gateways = {}      -- gateway dirs
-  local cluster_port, gw_direct, gw_proxy, gw_slow, gw_busy
+  local cluster_port, gw_direct, gw_proxy, gw_slow, gw_busy, gw_cap, display
 
   --- Starts `cmd` in the background in a session of its own (setsid: the
   -- whole group can be stopped, websockify's per-connection children too).
@@ -124,7 +126,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   end
 
   local function start_all()
-    for _, bin in ipairs({ "Xvnc", "xsetroot", "websockify", "node" }) do
+    for _, bin in ipairs({ "Xvnc", "xsetroot", "xterm", "websockify", "node" }) do
       assert(sh_ok("command -v " .. bin), bin .. " is missing (apt-get install " .. PACKAGES .. ")")
     end
     assert(sh_ok("test -x /usr/lib/chromium/chromium || command -v chromium"),
@@ -148,7 +150,6 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     local vnc_port = helpers.free_port("127.0.0.1")
     spawn("xvnc", ("Xvnc -displayfd 3 -rfbport %d -localhost -nolisten tcp -SecurityTypes None "
       .. "-geometry 800x600 -depth 24 -desktop ctvnc-e2e 3> %s/display"):format(vnc_port, dir))
-    local display
     for _ = 1, 100 do
       display = (read_file(dir .. "/display") or ""):match("%d+")
       if display then break end
@@ -158,6 +159,9 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     wait_port("127.0.0.1", vnc_port, "xvnc")
     local out, ok = helpers.run(("xsetroot -display :%s -solid '%s'"):format(display, COLOUR))
     assert(ok, "xsetroot: " .. out)
+    -- a terminal on the desktop, away from pixel (10, 10): what is typed
+    -- into the console runs there (the pointer gives it the keyboard)
+    spawn("xterm", ("xterm -display :%s -geometry 40x6+450+350 -e /bin/sh"):format(display))
 
     -- the proxy side: a plain websockify in front of the desktop, where the
     -- simulator's /websockify/ carries the websocket
@@ -179,7 +183,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     -- the example gateway: auto mode (vm-1's cluster answers: direct), and
     -- one in proxy mode whose proxy URLs go to the simulator's plain port
     keys = dir .. "/keys"
-    write_file(keys, KEY .. " vm-1,nope,fault-500,fault-slow\n")
+    write_file(keys, KEY .. " vm-1,nope,fault-500,fault-slow\n" .. KEY_VIEW .. " vm-1:view\n")
     local common = table.concat({
       "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
       "CTVNC_TOKEN=sim-token", "KEYS=" .. keys, "SCHEME=ws", "CLUSTER_PORT=" .. cluster_port,
@@ -190,6 +194,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       .. sim.https)
     gw_busy = start_gateway("gw-busy", common .. " MODE=auto RATE=1r/m BURST=1 CTVNC_ENDPOINT="
       .. sim.https)
+    gw_cap = start_gateway("gw-cap", common .. " MODE=auto MAX_SESSION=4 CTVNC_ENDPOINT=" .. sim.https)
   end
 
   setup(function()
@@ -265,9 +270,9 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   local tickets = {}   -- every ticket minted, for the log check
 
   --- A ticket link for vm on the gateway at port: url, ticket.
-  local function ticket_link(port, vm)
+  local function ticket_link(port, vm, key)
     local out = helpers.run(("curl -s -m 10 -X POST -H 'X-API-Key: %s' "
-      .. "http://127.0.0.1:%d/console/%s/ticket"):format(KEY, port, vm))
+      .. "http://127.0.0.1:%d/console/%s/ticket"):format(key or KEY, port, vm))
     local doc = cjson.decode(out)
     assert(doc and doc.url, "no ticket for " .. vm)
     tickets[#tickets + 1] = doc.ticket
@@ -395,13 +400,47 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     assert_connected(r["console-used"], "the console before its ticket was used")
   end)
 
+  it("drops a view-only console's keys in the stream, and passes a full one's", function()
+    local view_link = ticket_link(gw_direct, "vm-1", KEY_VIEW)
+    local full_link = ticket_link(gw_direct, "vm-1")
+    local cmd = ("xsetroot -solid '%s'"):format(TYPED)
+    finally(function()
+      helpers.run(("xsetroot -display :%s -solid '%s'"):format(display, COLOUR))
+    end)
+    local r = browse({
+      { name = "typed-view-only", url = view_link, type = cmd, at = { 560, 380 } },
+      { name = "typed-full", url = full_link, type = cmd, at = { 560, 380 } },
+    })
+    assert_connected(r["typed-view-only"], "view-only console")
+    assert.are.same(RGB, r["typed-view-only"].pixel_after, "the view-only console changed the desktop")
+    assert_connected(r["typed-full"], "full console")
+    assert.are.same(TYPED_RGB, r["typed-full"].pixel_after, "the full console's keys did not arrive")
+    -- the audit trail tells the two apart
+    local views, fulls = 0, 0
+    for line in (read_file(dir .. "/gw-auto/audit.log") or ""):gmatch("[^\n]+") do
+      local a = cjson.decode(line)
+      if a.event == "close" and a.view_only == true then views = views + 1 end
+      if a.event == "close" and a.view_only == false then fulls = fulls + 1 end
+    end
+    assert.is_true(views >= 1 and fulls >= 1)
+  end)
+
+  it("ends a console at MAX_SESSION and says why on the page", function()
+    local r = browse({ { name = "time-limit", url = (ticket_link(gw_cap, "vm-1")), linger_ms = 5000 } })
+    assert.are.equal("connected", r["time-limit"].title, "noVNC did not connect")
+    assert.are.equal("failed", r["time-limit"].lingered)
+    assert.truthy(r["time-limit"].lingered_text:find("time limit of 4 s is reached", 1, true),
+      r["time-limit"].lingered_text)
+  end)
+
   it("leaves no key, ticket or token in the gateways' logs", function()
     assert.is_true(#tickets >= 5)
     for _, d in ipairs(gateways) do
-      for _, file in ipairs({ "access.log", "error.log" }) do
+      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
         local log = read_file(d .. "/" .. file) or ""
         local where = d:match("[^/]+$") .. "/" .. file
         assert.is_nil(log:find(KEY, 1, true), where .. " holds the key")
+        assert.is_nil(log:find(KEY_VIEW, 1, true), where .. " holds the view-only key")
         for i, t in ipairs(tickets) do
           assert.is_nil(log:find(t, 1, true), where .. " holds ticket #" .. i)
         end

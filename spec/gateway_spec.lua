@@ -325,9 +325,12 @@ describe("the console gateway, secure by default #novalgrind", function()
       local names = {}
       for k in pairs(got[#got].headers) do names[#names + 1] = k end
       table.sort(names)
-      assert.are.same({ "connection", "host", "sec-websocket-extensions", "sec-websocket-key",
+      -- the gateway's own handshake: its own key, no extension offered
+      assert.are.same({ "connection", "host", "sec-websocket-key",
         "sec-websocket-protocol", "sec-websocket-version", "upgrade" }, names)
       assert.are.equal("127.0.0.2:" .. servers.cluster.port, got[#got].headers.host)
+      assert.are_not.equal("dGhlIHNhbXBsZSBub25jZQ==", got[#got].headers["sec-websocket-key"])
+      assert.are.equal("binary", got[#got].headers["sec-websocket-protocol"])
       assert.truthy(payload:find("sec-websocket-key", 1, true))
     end)
 
@@ -619,6 +622,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     chunk()
     assert.are.equal("lua/ctvnc/gateway.lua", spec.build.modules["ctvnc.gateway"])
     assert.are.equal("lua/ctvnc/ticket.lua", spec.build.modules["ctvnc.ticket"])
+    assert.are.equal("lua/ctvnc/sessions.lua", spec.build.modules["ctvnc.sessions"])
     -- and the reference configuration requires the module, not a file of its own
     local conf = read_file(ROOT .. "/examples/openresty/nginx.conf")
     assert.truthy(conf:find('require("ctvnc.gateway")', 1, true))
@@ -629,7 +633,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     assert.is_true(#secrets > 8)
     local checked = 0
     for name, g in pairs(gateways) do
-      for _, file in ipairs({ "access.log", "error.log" }) do
+      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
         local log = read_file(g.dir .. "/" .. file) or ""
         checked = checked + #log
         for i, s in ipairs(secrets) do

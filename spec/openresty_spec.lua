@@ -230,7 +230,7 @@ describe("the OpenResty gateway #novalgrind", function()
   end)
 
   it("leaves no secret in its logs", function()
-    for _, file in ipairs({ "access.log", "error.log" }) do
+    for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
       local f = assert(io.open(dir .. "/gw/" .. file))
       local log = f:read("*a")
       f:close()

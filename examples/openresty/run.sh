@@ -23,6 +23,18 @@
 #   batch VM ids per second and client, at least BATCH_MAX; 0: off),
 #   ALLOWED_ORIGINS (space separated),
 #   FRAME_ANCESTORS ('self'), TICKET_TTL (60: seconds a ticket lives, 1-60)
+#   KEYS lines may grant view-only consoles: "<key> vm-1:view,vm-2" (or *:view)
+#   MAX_PER_VM, MAX_PER_USER (concurrent consoles; 0: no limit), MAX_SESSION
+#   (seconds a console stays open; 0: no cap), IDLE_TIMEOUT (seconds without
+#   keys, pointer or clipboard from the browser; 0: none)
+#   ADMIN_KEYS (file of admin keys, one a line, given in X-API-Key to
+#   /admin/; empty: the admin routes answer 403)
+#   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
+#   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
+#   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
+#   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
+#   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
+#   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
 set -eu
 cmd=$1
 dir=$2
@@ -65,6 +77,22 @@ if [ -z "${TOWER:-}" ]; then      # the bundled simulator
 fi
 port=${GATEWAY_PORT:-$(free_port)}
 if [ -n "${KEYS:-}" ]; then authorize="gateway.key_file(\"$KEYS\")"; else authorize=nil; fi
+lua_str() { if [ -n "$1" ]; then printf '"%s"' "$1"; else printf nil; fi; }
+jwt_opts="audience = $(lua_str "${JWT_AUDIENCE:-}"), issuer = $(lua_str "${JWT_ISSUER:-}"), leeway = ${JWT_LEEWAY:-0}, cookie = $(lua_str "${JWT_COOKIE:-}")"
+case ${JWT:-} in
+  "") jwt_hook= ;;
+  hs256) jwt_hook="gateway.jwt({ secret = os.getenv(\"CTVNC_JWT_SECRET\"), $jwt_opts })" ;;
+  rs256) [ -r "${JWT_PUBLIC_KEY:-}" ] || die "JWT_PUBLIC_KEY must name a readable PEM file"
+         jwt_hook="gateway.jwt({ public_key = assert(io.open(\"$JWT_PUBLIC_KEY\")):read(\"*a\"), $jwt_opts })" ;;
+  *) die "JWT must be hs256 or rs256" ;;
+esac
+if [ -n "$jwt_hook" ]; then
+  if [ "$authorize" = nil ]; then authorize=$jwt_hook; else authorize="gateway.either($authorize, $jwt_hook)"; fi
+fi
+for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" "${JWT_LEEWAY:-0}"; do
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY are numbers" ;; esac
+done
+if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
 
 # TLS: verified on every hop unless a setting says insecure
@@ -137,6 +165,14 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \
+    -e "s|@MAX_PER_VM@|${MAX_PER_VM:-0}|g" \
+    -e "s|@RELAY_BUFFER@|${RELAY_BUFFER:-64k}|g" \
+    -e "s|@MAX_PER_USER@|${MAX_PER_USER:-0}|g" \
+    -e "s|@MAX_SESSION@|${MAX_SESSION:-0}|g" \
+    -e "s|@IDLE_TIMEOUT@|${IDLE_TIMEOUT:-0}|g" \
+    -e "s|@ADMIN_AUTHORIZE@|$admin|g" \
+    -e "s|@AUDIT_LOG@|${AUDIT_LOG:-}|g" \
+    -e "s|@METRICS_ALLOW@|${METRICS_ALLOW:-}|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
 i=0

@@ -6,22 +6,30 @@
 --   POST     /console/<vm>/ticket  -> {"ticket", "url", "expires_in"} (X-API-Key)
 --   GET|HEAD /console/<vm>?ticket= -> 303 to /console/<vm>, the ticket in a cookie
 --   GET|HEAD /console/<vm>         -> noVNC's full page               (cookie ticket or X-API-Key)
---   GET      /console/<vm>/ws      -> the websocket, carried to the target ctvnc chose
---                                     (cookie ticket, used up; or X-API-Key)
+--   GET      /console/<vm>/ws      -> the websocket, relayed by the gateway itself to the
+--                                     target ctvnc chose (cookie ticket, used up; or the
+--                                     authorize hook: X-API-Key, JWT)
 --   POST     /console/batch        -> client:batch's results          (X-API-Key)
+--   GET      /admin/sessions       -> the open sessions               (admin_authorize)
+--   POST     /admin/sessions/<id>/kill, /admin/vms/<vm>/kill           (admin_authorize)
+--   GET      /metrics              -> Prometheus text                 (loopback, metrics_allow)
 --
 -- Every route first passes the operator's authorize(vm_id, ngx) hook (or a
 -- ticket it minted); no hook, no access. VM ids are read from the raw
 -- request URI and decoded exactly once.
 local ctvnc = require "ctvnc"
+local core = require "ctvnc.core"
 local resty = require "ctvnc.resty"
 local tickets = require "ctvnc.ticket"
+local sessions = require "ctvnc.sessions"
+local viewonly = require "ctvnc.viewonly"
 local cjson = require "cjson.safe"
 
 local ngx = ngx
-local type, tostring, tonumber, ipairs, pcall, select = type, tostring, tonumber, ipairs, pcall,
-  select
-local concat, floor = table.concat, math.floor
+local type, tostring, tonumber, pairs, ipairs, pcall, select = type, tostring, tonumber, pairs,
+  ipairs, pcall, select
+local concat, floor, setmetatable = table.concat, math.floor, setmetatable
+local spawn, wait, kill_thread = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
 
 local _M = {}
 
@@ -60,7 +68,7 @@ local SENTENCE_TOWER = "The gateway could not get the console from CloudTower. "
 
 local TITLE = {
   [400] = "Bad request", [403] = "Access denied", [404] = "No such VM",
-  [405] = "Method not allowed", [429] = "Too many requests",
+  [405] = "Method not allowed", [429] = "Too many requests", [401] = "Sign-in needed",
   [502] = "CloudTower unreachable", [504] = "CloudTower timed out",
 }
 
@@ -79,9 +87,11 @@ end
 _M.log = log
 
 --- The shipped authorize hook: a file of "<api key> <vm id>[,<vm id>...]"
--- lines ("*" allows every VM; "#" starts a comment). The key comes in the
--- X-API-Key header, never in a URL (browsers use tickets). The user named
--- in tickets and logs is "key#<line number>", never the key.
+-- lines ("*" allows every VM; "#" starts a comment); "<vm id>:view" (or
+-- "*:view") grants a view-only console. The key comes in the X-API-Key
+-- header, never in a URL (browsers use tickets). The user named in
+-- tickets, limits and logs is "key#<line number>", never the key.
+-- The hook returns true, user, view_only | false, reason, status.
 function _M.key_file(path)
   local keys = {}
   local f = assert(io.open(path, "r"), "cannot read the key file " .. path)
@@ -91,19 +101,83 @@ function _M.key_file(path)
     local key, vms = line:match("^%s*([^#%s]+)%s+(%S+)")
     if key then
       local allowed = { [" user"] = "key#" .. n }
-      for vm in vms:gmatch("[^,]+") do allowed[vm] = true end
+      for vm in vms:gmatch("[^,]+") do
+        local id = vm:match("^(.*):view$")
+        if id and id ~= "" then allowed[id] = "view" else allowed[vm] = "full" end
+      end
       keys[key] = allowed
     end
   end
   f:close()
   return function(vm_id, ngx_)
     local key = ngx_.req.get_headers()["x-api-key"]
-    if type(key) ~= "string" then return false end
+    if type(key) ~= "string" then return false, "no key", 403 end
     local allowed = keys[key]
-    if allowed ~= nil and (allowed["*"] or allowed[vm_id]) == true then
-      return true, allowed[" user"]
-    end
+    local grant = allowed and (allowed[vm_id] or allowed["*"])
+    if grant then return true, allowed[" user"], grant == "view" end
+    return false, "the key does not grant this VM", 403
+  end
+end
+
+--- An admin_authorize hook: a file of admin keys, one a line ("#"
+-- starts a comment), given in the X-API-Key header. The admin named in
+-- the audit trail is "admin#<line number>".
+function _M.admin_keys(path)
+  local keys = {}
+  local f = assert(io.open(path, "r"), "cannot read the admin key file " .. path)
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    local key = line:match("^%s*([^#%s]+)")
+    if key then keys[key] = "admin#" .. n end
+  end
+  f:close()
+  return function(ngx_)
+    local key = ngx_.req.get_headers()["x-api-key"]
+    local who = type(key) == "string" and keys[key]
+    if who then return true, who end
     return false
+  end
+end
+
+--- The shipped JWT authorize hook: gateway.jwt{ secret = ... (HS256) |
+-- public_key = PEM (RS256), alg, audience, issuer, leeway, cookie }. The
+-- token comes in "Authorization: Bearer" or the cookie named `cookie`;
+-- `sub` is the user, `vms` ("*" or a list) grants VMs and `view_only`
+-- (true, or a list of VM ids) makes them view-only (ctvnc.jwt.grant).
+-- No or a bad token: 401 with the reason; a good one without this VM: 403.
+function _M.jwt(opts)
+  local jwt = require "ctvnc.jwt"
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  local cookie = o.cookie
+  o.cookie = nil
+  if o.secret == "" then o.secret = nil end
+  local v = assert(jwt.new(o))
+  opts.secret = nil
+  return function(vm_id, ngx_)
+    local token = jwt.token_from(ngx_.var.http_authorization, ngx_.var.http_cookie, cookie)
+    if not token then return false, "no token", 401 end
+    local claims, why = v:verify(token)
+    if not claims then return false, why, 401 end
+    local user, view_only = jwt.grant(claims, vm_id)
+    if not user then return false, view_only, 403 end
+    return true, user, view_only
+  end
+end
+
+--- Several authorize hooks: the first that allows wins; else the first
+-- one's refusal that is about a credential given (403), or the first's.
+function _M.either(...)
+  local hooks = { ... }
+  return function(vm_id, ngx_)
+    local first_reason, first_status
+    for _, h in ipairs(hooks) do
+      local ok, a, b = h(vm_id, ngx_)
+      if ok == true then return true, a, b end
+      if b == 403 or not first_status then first_reason, first_status = a, b end
+    end
+    return false, first_reason, first_status
   end
 end
 
@@ -132,9 +206,23 @@ end
 -- per start: single node), ticket_ttl (60 s at most), allowed_origins,
 -- frame_ancestors ("'self'"), batch_max (100), id_rate (ids per second and
 -- client in batches, 100), tower_tls, cluster_tls ("verify" | "insecure":
--- what nginx.conf does, for the start-up warning), novnc_dir, novnc_url }
+-- checked by the relay, warned at start), tower_name (the name checked in
+-- CloudTower's certificate on the console proxy), novnc_dir, novnc_url,
+-- max_per_vm, max_per_user (concurrent sessions; 0: no limit),
+-- max_session, idle_timeout (seconds; 0: none), admin_authorize (hook
+-- (ngx) -> true, admin; none: the admin routes answer 403), audit_log (a
+-- path, "error_log" or "off"; default <nginx prefix>/audit.log),
+-- metrics_allow (addresses or IPv4 CIDRs besides loopback) }
 function _M.configure(c)
   conf = c
+  for _, k in ipairs({ "max_per_vm", "max_per_user", "max_session", "idle_timeout" }) do
+    conf[k] = conf[k] or 0
+    assert(type(conf[k]) == "number" and conf[k] >= 0, k .. " must be a number >= 0")
+  end
+  conf.metrics_allow = _M.address_set(conf.metrics_allow)
+  local audit = conf.audit_log
+  if audit == nil or audit == "" then audit = ngx.config.prefix() .. "audit.log" end
+  sessions.audit_to(audit)
   conf.credential_ttl = conf.credential_ttl or 0
   assert(type(conf.credential_ttl) == "number" and conf.credential_ttl >= 0
     and conf.credential_ttl <= 10, "credential_ttl must be 0-10 seconds")
@@ -194,6 +282,7 @@ local function finish(status)
 end
 
 local function reply(status, body)
+  ngx.ctx.ctvnc_kind = type(body) == "table" and body.kind or nil
   ngx.status = status
   common_headers(false)
   ngx.header["Content-Type"] = "application/json"
@@ -232,14 +321,14 @@ p.code { color: #666; font-size: .8em; }
 ]]
 
 --- An HTML error page: the status, its title and a sentence.
-local function error_page(status, kind, vm_id)
+local function error_page(status, kind, vm_id, sentence)
   ngx.status = status
   common_headers(true)
   ngx.header["Content-Type"] = "text/html; charset=utf-8"
   if ngx.req.get_method() ~= "HEAD" then
     local values = {
       TITLE = TITLE[status] or "Error", STATUS = tostring(status),
-      SENTENCE = html_escape(SENTENCE[kind] or SENTENCE_TOWER),
+      SENTENCE = html_escape(sentence or SENTENCE[kind] or SENTENCE_TOWER),
       VM = vm_id and vm_id ~= "" and (" · VM " .. html_escape(vm_id)) or "",
     }
     ngx.print((ERROR_PAGE:gsub("@(%u+)@", values)))
@@ -255,6 +344,7 @@ local function fail(vm_id, msg, kind, html)
     kind = "not_found"
   end
   log(ngx.WARN, "ctvnc: ", msg, " (", kind, ")")   -- ctvnc's messages hold no secrets
+  ngx.ctx.ctvnc_kind = kind
   local status = STATUS[kind] or 502
   if html then return error_page(status, kind, vm_id) end
   return reply(status, { error = REASON[kind] or "failed", kind = kind, vm_id = vm_id })
@@ -270,6 +360,18 @@ end
 -- from the raw request URI and decoded exactly once (nginx's own $uri and
 -- location captures are decoded already). nil when the raw path does not
 -- have the expected shape (a dot segment, an encoded slash).
+--- What a refused person reads: who holds the console, since when.
+function _M.in_use_sentence(which, holder)
+  if which == "vm" then
+    if holder then
+      return ("This console is in use by %s since %s UTC. Try again when they are done.")
+        :format(tostring(holder.user), os.date("!%Y-%m-%d %H:%M:%S", floor(holder.start or 0)))
+    end
+    return "This console is in use. Try again when it is free."
+  end
+  return "You have as many consoles open as this gateway allows. Close one and try again."
+end
+
 local function vm_of(suffix)
   local path = ngx.var.request_uri:match("^[^?#]*")
   local prefix = conf.prefix
@@ -284,14 +386,24 @@ local function vm_of(suffix)
 end
 _M.vm_of = vm_of
 
---- The operator's hook: allowed, user. No hook, no access.
+--- The operator's hook: true, user, view_only | false, reason, status
+-- (401 or 403). No hook, no access.
 local function authorize(vm_id)
   local hook = conf and conf.authorize
-  if type(hook) ~= "function" then return false end
-  local ok, yes, user = pcall(hook, vm_id, ngx)
-  if not ok then log(ngx.ERR, "ctvnc: authorize hook failed: ", tostring(yes)) end
-  if ok and yes == true then return true, user end
-  return false
+  if type(hook) ~= "function" then return false, "no authorize hook", 403 end
+  local ok, yes, user, view = pcall(hook, vm_id, ngx)
+  if not ok then
+    log(ngx.ERR, "ctvnc: authorize hook failed: ", tostring(yes))
+    return false, "authorize hook failed", 403
+  end
+  if yes == true then return true, user, view == true end
+  return false, type(user) == "string" and user or "denied", view == 401 and 401 or 403
+end
+
+local function deny(vm_id, why, status, html)
+  if status == 401 then ngx.header["WWW-Authenticate"] = "Bearer" end
+  if html then return _M.error_page(status or 403, "denied", vm_id) end
+  return reply(status or 403, { error = "denied", reason = why, vm_id = vm_id })
 end
 
 local function client_key()
@@ -334,7 +446,11 @@ local function credentials(vm_id)
     local cached = dict:get(vm_id)
     if cached then return cjson.decode(cached) end
   end
+  ngx.update_time()
+  local t0 = ngx.now()
   local info, msg, kind = client:vnc(vm_id)
+  ngx.update_time()
+  sessions.observe("ctvnc_tower_request_seconds", ngx.now() - t0)
   if info and ttl > 0 then dict:set(vm_id, cjson.encode(info), ttl) end
   return info, msg, kind
 end
@@ -367,7 +483,8 @@ function _M.url(vm_id)
   if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
   vm_id = vm_id or vm_of("/url")
   if not vm_id then return fail(nil, "the path is not a console URL", "invalid") end
-  if not authorize(vm_id) then return reply(403, { error = "denied", vm_id = vm_id }) end
+  local allowed, why, status = authorize(vm_id)
+  if not allowed then return deny(vm_id, why, status) end
   if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
   local url, mode, kind = choose(vm_id)
   if not url then return fail(vm_id, mode, kind) end
@@ -383,9 +500,9 @@ function _M.ticket(vm_id)
   if not method_is("POST") then return not_allowed("POST") end
   vm_id = vm_id or vm_of("/ticket")
   if not vm_id or vm_id == "" then return fail(nil, "the path is not a console URL", "invalid") end
-  local ok, user = authorize(vm_id)
-  if not ok then return reply(403, { error = "denied", vm_id = vm_id }) end
-  local t, ttl = ticket.mint(vm_id, user)
+  local ok, user, view = authorize(vm_id)
+  if not ok then return deny(vm_id, user, view) end
+  local t, ttl = ticket.mint(vm_id, user, view)
   return reply(200, { ticket = t, expires_in = ttl,
                       url = page_path(vm_id) .. "?ticket=" .. t })
 end
@@ -419,6 +536,17 @@ local function page_html(vm_id)
   var path = "@PREFIX@".slice(1) + encodeURIComponent(vm) + "/ws";
   var hash = "#autoconnect=1&reconnect=0&resize=scale&shared=1&path=" + encodeURIComponent(path);
   history.replaceState(null, "", location.pathname + hash);
+  /* the gateway's last word when it ends a session (time limit, idle,
+     kill, view-only): the reason of its close frame, for the status line */
+  var W = window.WebSocket;
+  var Wrapped = function (url, protocols) {
+    var ws = protocols === undefined ? new W(url) : new W(url, protocols);
+    ws.addEventListener("close", function (e) { window.ctvncCloseReason = e.reason || ""; });
+    return ws;
+  };
+  Wrapped.prototype = W.prototype;
+  ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (k) { Wrapped[k] = W[k]; });
+  window.WebSocket = Wrapped;
 })();
 </script>
 <style>
@@ -447,6 +575,11 @@ UI.connectFinished = (e) => {
   return connected(e);
 };
 UI.disconnectFinished = (e) => {
+  const why = window.ctvncCloseReason;
+  if (why) {
+    say("Console of " + vm + ": " + why + ". Open a new console link to continue.", "failed");
+    return disconnected(e);
+  }
   say("Console of " + vm + (e.detail.clean
     ? ": disconnected. Press Connect within a minute, or open a new console link."
     : ": the connection failed. Open a new console link to try again."), "failed");
@@ -485,8 +618,23 @@ function _M.page(vm_id)
     return finish(303)
   end
   local t = cookie_ticket()
-  if not ((t and ticket.check(t, vm_id)) or (not t and authorize(vm_id))) then
-    return error_page(403, "denied", vm_id)
+  local user
+  if t then
+    local doc = ticket.check(t, vm_id)
+    if not doc then return error_page(403, "denied", vm_id) end
+    user = doc.u
+  else
+    local ok, who, status = authorize(vm_id)
+    if not ok then return deny(vm_id, who, status, true) end
+    user = who
+  end
+  -- a console that is full is told before anything is asked of CloudTower
+  local fits, which, holder = sessions.fits(vm_id, tostring(user or ""), conf)
+  if not fits then
+    sessions.count("ctvnc_sessions_refused_total", { limit = which })
+    sessions.audit("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
+      reason = "limit " .. which }, log)
+    return error_page(429, "in_use", vm_id, _M.in_use_sentence(which, holder))
   end
   if ngx.req.get_method() == "HEAD" then
     ngx.header["Content-Type"] = "text/html; charset=utf-8"
@@ -519,9 +667,11 @@ local function origin_ok()
 end
 
 --- access_by_lua of the websocket location: checks the method, Origin,
--- the key or ticket, then sets $ctvnc_target and $ctvnc_ssl_name and hands
--- the request to the named location of the target's hop
--- (@ctvnc_ws_cluster or @ctvnc_ws_tower).
+-- the handshake, the key, ticket or JWT, then sets the $ctvnc_*
+-- variables (the target and its checked name, the VM, the user, view-only)
+-- and hands the request to the named location of the target's hop
+-- (@ctvnc_ws_cluster or @ctvnc_ws_tower), whose content handler is
+-- gateway.relay with that hop's CA (lua_ssl_trusted_certificate).
 function _M.ws(vm_id)
   if not method_is("GET") then return not_allowed("GET") end
   vm_id = vm_id or vm_of("/ws")
@@ -530,70 +680,451 @@ function _M.ws(vm_id)
   if not upgrade or upgrade:lower() ~= "websocket" then
     return reply(400, { error = "a websocket upgrade is expected", vm_id = vm_id })
   end
+  local wskey = ngx.var.http_sec_websocket_key
+  if ngx.var.http_sec_websocket_version ~= "13" or not wskey
+    or not wskey:match("^[%w+/]+=*$") or #wskey ~= 24 then
+    return reply(400, { error = "a websocket handshake (version 13) is expected", vm_id = vm_id })
+  end
   if not origin_ok() then
     log(ngx.WARN, "ctvnc: websocket for ", vm_id, " from a foreign origin refused")
     return reply(403, { error = "foreign origin", vm_id = vm_id })
   end
   local t = cookie_ticket()
   local key = ngx.var.http_x_api_key
-  if key and key ~= "" then
-    if not authorize(vm_id) then return reply(403, { error = "denied", vm_id = vm_id }) end
-  elseif t then
+  local user, view
+  if (key and key ~= "") or not t then
+    local ok, who, status = authorize(vm_id)
+    if not ok then return deny(vm_id, who, status) end
+    user, view = who, status
+  else
     local doc, why = ticket.consume(t, vm_id)
     if not doc then
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
       return reply(403, { error = "denied", vm_id = vm_id })
     end
-    ngx.var.ctvnc_renew = doc.u or ""   -- a new ticket rides on the 101
-  else
-    return reply(403, { error = "denied", vm_id = vm_id })
+    user, view = doc.u, doc.r == 1
+    ngx.var.ctvnc_renew = "1"   -- a new ticket rides on the 101
   end
   local url, mode, info = choose(vm_id)
   if not url then return fail(vm_id, mode, info) end
   -- variables outlive the internal redirects below (ngx.ctx does not)
-  ngx.var.ctvnc_vm = vm_id
-  -- nginx proxies websockets over http(s): wss -> https, ws -> http
-  ngx.var.ctvnc_target = (url:gsub("^ws", "http", 1))
+  local var = ngx.var
+  var.ctvnc_vm = vm_id
+  var.ctvnc_user = tostring(user or "")
+  var.ctvnc_view = view and "1" or ""
+  var.ctvnc_mode = mode
+  var.ctvnc_target = url
   if mode == "direct" then
-    ngx.var.ctvnc_ssl_name = info.cluster_ip
+    var.ctvnc_ssl_name = info.cluster_ip
     return ngx.exec(conf.ws_cluster or "@ctvnc_ws_cluster")
   end
   return ngx.exec(conf.ws_tower or "@ctvnc_ws_tower")
 end
 
---- header_filter_by_lua of the websocket's named locations: a console
--- opened with a ticket gets a fresh one with its 101 (a cookie again, 60 s
--- at most), so noVNC's Connect button can connect again after a drop.
-function _M.ws_header_filter()
-  local user = ngx.var.ctvnc_renew
-  if ngx.status ~= 101 or user == nil or user == "" then return end
-  local vm_id = ngx.var.ctvnc_vm
-  local t, ttl = ticket.mint(vm_id, user)
-  ngx.header["Set-Cookie"] = ticket_cookie(t, ttl, vm_id)
+local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+local function random_bytes(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return s
 end
 
---- error_page of the websocket's named locations (502, 504): the
--- failure in the error log with the target's scheme, host and path, never
--- its query (the console token) nor the request line (the named locations
--- log nginx's own upstream errors only at crit for that reason), and a
--- JSON answer with the kind: tls, connect, timeout or http.
-function _M.ws_failed()
-  local var = ngx.var
-  local status = tonumber((var.upstream_status or ""):match("(%d+)%s*$") or "")
-  if status ~= 504 then status = 502 end
-  local connect = (var.upstream_connect_time or "-"):match("([^%s,]+)%s*$")
-  local kind = "http"
-  if status == 504 then
-    kind = "timeout"
-  elseif connect == "-" or connect == nil then
-    local tls = (var.ctvnc_target or ""):find("^https:") ~= nil
-    kind = tls and resty.takes_connections(var.upstream_addr) and "tls" or "connect"
+--- The websocket client handshake with the target, over TCP or TLS
+-- (verified against the location's lua_ssl_trusted_certificate, with
+-- ssl_name checked): sock, subprotocol | nil, kind, message. Only the
+-- handshake's own headers are sent: nothing of the browser's request.
+local function connect_target(url, ssl_name, verify, protocol)
+  local scheme, hostport, path = url:match("^(wss?)://([^/?#]+)(.*)$")
+  if not scheme then return nil, "http", "the target URL is not a websocket URL" end
+  if path:sub(1, 1) ~= "/" then path = "/" .. path end
+  local host, port = hostport:match("^%[(.-)%]:?(%d*)$")
+  if not host then host, port = hostport:match("^([^:]+):?(%d*)$") end
+  if not host then return nil, "http", "the target URL has no host" end
+  port = tonumber(port) or (scheme == "wss" and 443 or 80)
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(5000, 10000, 10000)
+  local ok, err = sock:connect(host, port)
+  if not ok then return nil, err == "timeout" and "timeout" or "connect", err end
+  if scheme == "wss" then
+    local sess
+    sess, err = sock:sslhandshake(nil, ssl_name or host, verify)
+    if not sess then
+      sock:close()
+      return nil, err == "timeout" and "timeout" or "tls", err
+    end
   end
-  local target = (var.ctvnc_target or ""):match("^[^?#]*")
-  log(ngx.ERR, "ctvnc: websocket of ", tostring(var.ctvnc_vm), " to ", target, " failed: HTTP ",
-    tostring(status), " (", kind, ")")
-  ngx.header["X-Ctvnc-Error"] = kind
-  return reply(status, { error = "the console's websocket could not be opened", kind = kind })
+  local key = ngx.encode_base64(random_bytes(16))
+  local req = { "GET " .. path .. " HTTP/1.1", "Host: " .. hostport, "Upgrade: websocket",
+    "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13" }
+  if protocol and protocol:match("^[%w%-%._, ]+$") then
+    req[#req + 1] = "Sec-WebSocket-Protocol: " .. protocol
+  end
+  ok, err = sock:send(concat(req, "\r\n") .. "\r\n\r\n")
+  if not ok then
+    sock:close()
+    return nil, err == "timeout" and "timeout" or "connect", err
+  end
+  local line
+  line, err = sock:receive("*l")
+  if not line then
+    sock:close()
+    return nil, err == "timeout" and "timeout" or "http", "no answer to the handshake: " .. err
+  end
+  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)") or "")
+  local headers = {}
+  for _ = 1, 100 do
+    local h
+    h, err = sock:receive("*l")
+    if not h then
+      sock:close()
+      return nil, err == "timeout" and "timeout" or "http", "the handshake's answer broke off"
+    end
+    if h == "" then break end
+    local k, v = h:match("^([^:]+):%s*(.-)%s*$")
+    if k then headers[k:lower()] = v end
+  end
+  local why
+  if status ~= 101 then
+    why = "the target answered HTTP " .. tostring(status)
+  elseif (headers.upgrade or ""):lower() ~= "websocket" then
+    why = "the target did not upgrade to a websocket"
+  elseif headers["sec-websocket-accept"] ~= ngx.encode_base64(ngx.sha1_bin(key .. GUID)) then
+    why = "the target's Sec-WebSocket-Accept is wrong"
+  elseif headers["sec-websocket-extensions"] then
+    why = "the target negotiated an extension it was not offered"
+  end
+  if why then
+    sock:close()
+    return nil, "http", why
+  end
+  return sock, headers["sec-websocket-protocol"]
+end
+
+local CLOSE_TEXT = {
+  max_session = "the console's time limit of %d s is reached",
+  idle = "closed after %d s without input",
+  killed = "closed by an administrator",
+  shutdown = "the gateway is restarting",
+}
+
+--- One relayed session, from the 101 to the end: reason, message.
+local function run_session(rec, up, protocol)
+  local var = ngx.var
+  -- the browser's side: the gateway answers the upgrade itself
+  ngx.status = 101
+  ngx.header["Upgrade"] = "websocket"
+  ngx.header["Sec-WebSocket-Accept"] =
+    ngx.encode_base64(ngx.sha1_bin(var.http_sec_websocket_key .. GUID))
+  if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
+  if var.ctvnc_renew == "1" and rec.user ~= "" then
+    local t, ttl = ticket.mint(rec.vm_id, rec.user, rec.view_only)
+    ngx.header["Set-Cookie"] = ticket_cookie(t, ttl, rec.vm_id)
+  end
+  local ok, err = ngx.send_headers()
+  if ok then ok, err = ngx.flush(true) end
+  if not ok then return "browser", "the 101 could not be sent: " .. tostring(err) end
+  local down
+  down, err = ngx.req.socket(true)
+  if not down then return "error", "no raw socket: " .. tostring(err) end
+  down:settimeout(30000)
+  up:settimeouts(5000, 30000, 30000)
+
+  local filter
+  if rec.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
+  if not filter then return "error", "no filter: " .. tostring(err) end
+  rec.filter = filter
+  local now = ngx.now
+  rec.last_input = now()
+  -- st.reason: why the gateway ends the session, once decided; a thread
+  -- that decides sends the browser its close frame itself (killing the
+  -- thread that reads the browser closes that side at once).
+  local st = {}
+
+  --- The last word to the page: a close frame (retried while the other
+  -- pump is writing to the browser).
+  local function last_word(frame)
+    for _ = 1, 100 do
+      local sent, e = down:send(frame)
+      if sent or e ~= "socket busy writing" then return end
+      ngx.sleep(0.01)
+    end
+  end
+
+  local function from_browser()
+    while true do
+      local data, e = down:receiveany(65536)
+      if data then
+        rec.bytes_in = rec.bytes_in + #data
+        local out, inputs, _, close = viewonly.from_browser(filter, data)
+        if not out then
+          st.reason = st.reason or "protocol"
+          last_word(close)
+          -- a moment for the browser's answer to the close frame
+          down:settimeout(1000)
+          for _ = 1, 64 do
+            if not down:receiveany(4096) then break end
+          end
+          return "protocol", "view-only: " .. tostring(inputs)
+        end
+        if inputs > 0 then rec.last_input = now() end
+        if #out > 0 and not st.reason then
+          local sent, e2 = up:send(out)
+          if not sent then return "target", "target send: " .. tostring(e2) end
+        end
+      elseif e ~= "timeout" then
+        st.browser_done = true
+        return "browser", "browser " .. tostring(e)
+      end
+    end
+  end
+
+  local function from_target()
+    while true do
+      local data, e = up:receiveany(65536)
+      if data then
+        local fine, msg = filter:from_target(data)
+        if not fine then
+          st.reason = st.reason or "protocol"
+          down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
+          return "protocol", "view-only: " .. tostring(msg)
+        end
+        if st.reason then return st.reason end
+        local sent, e2 = down:send(data)
+        if not sent then return "browser", "browser send: " .. tostring(e2) end
+        rec.bytes_out = rec.bytes_out + #data
+      elseif e ~= "timeout" then
+        return "target", "target " .. tostring(e)
+      end
+    end
+  end
+
+  local function ticker()
+    local last_refresh = now()
+    while true do
+      ngx.sleep(0.25)
+      local t = now()
+      local why
+      if sessions.killed(rec.id) then
+        why = "killed"
+      elseif conf.max_session > 0 and t - rec.start >= conf.max_session then
+        why = "max_session"
+      elseif conf.idle_timeout > 0 and t - rec.last_input >= conf.idle_timeout then
+        why = "idle"
+      elseif ngx.worker.exiting() then
+        why = "shutdown"
+      end
+      if why then
+        local text = CLOSE_TEXT[why]:format(why == "idle" and conf.idle_timeout or conf.max_session)
+        st.reason = why
+        last_word(viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
+        -- a moment for the browser's answer, then the end
+        for _ = 1, 20 do
+          if st.browser_done then break end
+          ngx.sleep(0.05)
+        end
+        return why, text
+      end
+      if t - last_refresh >= 2 then
+        last_refresh = t
+        sessions.refresh(rec)
+        sessions.count("ctvnc_relay_bytes_total", { direction = "from_browser" },
+          rec.bytes_in - rec.published_in)
+        sessions.count("ctvnc_relay_bytes_total", { direction = "to_browser" },
+          rec.bytes_out - rec.published_out)
+        rec.published_in, rec.published_out = rec.bytes_in, rec.bytes_out
+      end
+    end
+  end
+
+  rec.published_in, rec.published_out = 0, 0
+  local threads = { spawn(from_browser), spawn(from_target), spawn(ticker) }
+  local done, reason, msg = wait(threads[1], threads[2], threads[3])
+  for _, th in ipairs(threads) do kill_thread(th) end
+  if not done then reason, msg = "error", tostring(reason) end
+  if st.reason and st.reason ~= reason then reason, msg = st.reason, CLOSE_TEXT[st.reason] end
+  if reason ~= "target" then
+    up:send(core.ws_frame("close", "\3\232", true))
+  end
+  return reason, msg
+end
+
+local END_TEXT = {
+  browser = "the browser closed", target = "the target closed", max_session = "time limit",
+  idle = "idle timeout", killed = "killed", shutdown = "gateway shutdown",
+  protocol = "view-only violation", error = "error",
+}
+
+--- content_by_lua of the websocket's named locations (hop "cluster" or
+-- "tower"): takes the session's slots (max_per_vm, max_per_user),
+-- connects to the target (TLS verified unless cluster_tls/tower_tls is
+-- insecure), answers the browser's upgrade, and relays until one side
+-- closes, the time cap or idle timeout is reached, an admin kills it, or
+-- a view-only session breaks its rules. Every way out releases the slots.
+function _M.relay(hop)
+  local var = ngx.var
+  local rec = { user = var.ctvnc_user or "", vm_id = var.ctvnc_vm, mode = var.ctvnc_mode,
+    view_only = var.ctvnc_view == "1", client = var.remote_addr, start = ngx.now() }
+  local opened, which, holder = sessions.open(rec, conf)
+  if not opened then
+    sessions.count("ctvnc_sessions_refused_total", { limit = which })
+    sessions.audit("refused", { user = rec.user, vm_id = rec.vm_id, mode = rec.mode,
+      view_only = rec.view_only, client = rec.client, reason = "limit " .. tostring(which) }, log)
+    local body = { error = _M.in_use_sentence(which, type(holder) == "table" and holder or nil),
+      kind = "busy", limit = which, vm_id = rec.vm_id }
+    if type(holder) == "table" then
+      body.in_use_by, body.since = holder.user, sessions.iso(holder.start or 0)
+    end
+    return reply(429, body)
+  end
+  local target = var.ctvnc_target
+  local verify, ssl_name
+  if hop == "cluster" then
+    verify, ssl_name = conf.cluster_tls ~= "insecure", var.ctvnc_ssl_name
+  else
+    verify, ssl_name = conf.tower_tls ~= "insecure", conf.tower_name
+  end
+  if ssl_name == "" then ssl_name = nil end
+  local up, kind, err = connect_target(target, ssl_name, verify, var.http_sec_websocket_protocol)
+  local protocol = up and kind or nil
+  if not up then
+    sessions.close(rec)
+    log(ngx.ERR, "ctvnc: websocket of ", tostring(rec.vm_id), " to ", target:match("^[^?#]*"),
+      " failed: ", tostring(err), " (", kind, ")")
+    sessions.audit("refused", { user = rec.user, vm_id = rec.vm_id, mode = rec.mode,
+      view_only = rec.view_only, client = rec.client, reason = "target: " .. kind }, log)
+    ngx.header["X-Ctvnc-Error"] = kind
+    return reply(kind == "timeout" and 504 or 502,
+      { error = "the console's websocket could not be opened", kind = kind })
+  end
+  sessions.refresh(rec)
+  sessions.audit("open", { session = rec.id, user = rec.user, vm_id = rec.vm_id, mode = rec.mode,
+    view_only = rec.view_only, client = rec.client, start = rec.start }, log)
+  local ok, reason, msg = pcall(run_session, rec, up, protocol)
+  if not ok then reason, msg = "error", tostring(reason) end
+  up:close()
+  local killed_by = reason == "killed" and sessions.killer(rec.id)
+  sessions.close(rec)
+  if rec.filter then
+    if rec.view_only then
+      log(ngx.NOTICE, "ctvnc: view-only session ", rec.id, ": ", viewonly.summary(rec.filter))
+    end
+    rec.filter:close()
+  end
+  ngx.update_time()
+  local t = ngx.now()
+  sessions.count("ctvnc_sessions_ended_total", { reason = reason })
+  sessions.count("ctvnc_relay_bytes_total", { direction = "from_browser" },
+    rec.bytes_in - (rec.published_in or 0))
+  sessions.count("ctvnc_relay_bytes_total", { direction = "to_browser" },
+    rec.bytes_out - (rec.published_out or 0))
+  if reason == "protocol" or reason == "error" then
+    log(ngx.WARN, "ctvnc: session ", rec.id, " of ", tostring(rec.vm_id), " ended: ", tostring(msg))
+  end
+  sessions.audit(reason == "killed" and "killed" or "close", { session = rec.id, user = rec.user,
+    vm_id = rec.vm_id, mode = rec.mode, view_only = rec.view_only, client = rec.client,
+    start = rec.start, ["end"] = t, duration = floor((t - rec.start) * 1000 + 0.5) / 1000,
+    bytes_in = rec.bytes_in, bytes_out = rec.bytes_out,
+    reason = killed_by and ("killed by " .. killed_by) or END_TEXT[reason] or reason }, log)
+end
+
+local function admin_ok()
+  local hook = conf and conf.admin_authorize
+  if type(hook) ~= "function" then return false end
+  local ok, yes, who = pcall(hook, ngx)
+  if not ok then
+    log(ngx.ERR, "ctvnc: admin_authorize hook failed: ", tostring(yes))
+    return false
+  end
+  return yes == true, tostring(who or "admin")
+end
+
+local function array(t)
+  if cjson.empty_array_mt then setmetatable(t, cjson.empty_array_mt) end
+  return t
+end
+
+--- The admin routes (admin_authorize; none: 403):
+--   GET  /admin/sessions              -> {"sessions": [{id, user, vm_id, mode, view_only,
+--                                         client, start, bytes_in, bytes_out}]}
+--   POST /admin/sessions/<id>/kill    -> {"killed": [id]} | 404
+--   POST /admin/vms/<vm_id>/kill      -> {"killed": [ids]}
+-- Killed sessions end within a second (their relays poll the flag).
+function _M.admin()
+  ngx.ctx.ctvnc_route = "admin"
+  local ok, who = admin_ok()
+  if not ok then return reply(403, { error = "denied", kind = "denied" }) end
+  local path = ngx.var.request_uri:match("^[^?#]*")
+  if path == "/admin/sessions" then
+    if not method_is("GET") then return not_allowed("GET") end
+    local list = {}
+    for i, r in ipairs(sessions.list()) do
+      list[i] = { id = r.id, user = r.user, vm_id = r.vm_id, mode = r.mode,
+        view_only = r.view_only == true, client = r.client, start = sessions.iso(r.start or 0),
+        bytes_in = r.bytes_in, bytes_out = r.bytes_out }
+    end
+    return reply(200, { sessions = array(list) })
+  end
+  local id = path:match("^/admin/sessions/(%x+)/kill$")
+  local raw_vm = path:match("^/admin/vms/([^/]+)/kill$")
+  if not id and not raw_vm then return reply(404, { error = "no such admin route" }) end
+  if not method_is("POST") then return not_allowed("POST") end
+  if id then
+    if not sessions.kill(id, who) then
+      return reply(404, { error = "no such session", kind = "not_found" })
+    end
+    log(ngx.NOTICE, "ctvnc: session ", id, " killed by ", who)
+    return reply(200, { killed = { id } })
+  end
+  local vm_id = raw_vm:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+  local ids = sessions.kill_vm(vm_id, who)
+  log(ngx.NOTICE, "ctvnc: ", #ids, " session(s) of ", vm_id, " killed by ", who)
+  return reply(200, { killed = array(ids), vm_id = vm_id })
+end
+
+_M.address_set, _M.address_allowed = sessions.address_set, sessions.address_allowed
+
+--- GET /metrics: the Prometheus text format, every name ctvnc_*; from
+-- loopback and metrics_allow only.
+function _M.metrics()
+  ngx.ctx.ctvnc_route = "metrics"
+  if not _M.address_allowed(conf.metrics_allow, ngx.var.remote_addr) then
+    return reply(403, { error = "denied", kind = "denied" })
+  end
+  if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
+  ngx.status = 200
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(sessions.prometheus())
+  return finish(200)
+end
+
+local ROUTES = {
+  { "^/console/batch$", "batch" }, { "^/console/[^/]*/url$", "url" },
+  { "^/console/[^/]*/ticket$", "ticket" }, { "^/console/[^/]*/ws$", "ws" },
+  { "^/console/[^/]*$", "page" }, { "^/admin/", "admin" }, { "^/metrics$", "metrics" },
+  { "^/novnc/", "novnc" }, { "^/health$", "health" },
+}
+local KIND_OF = { [400] = "invalid", [401] = "unauthorized", [403] = "denied",
+  [404] = "not_found", [405] = "method", [413] = "too_large", [429] = "busy", [502] = "http",
+  [504] = "timeout" }
+
+--- log_by_lua of the server: counts the request by route and result kind.
+function _M.log_request()
+  local path = (ngx.var.request_uri or ""):match("^[^?#]*")
+  local route = "other"
+  for _, r in ipairs(ROUTES) do
+    if path:find(r[1]) then
+      route = r[2]
+      break
+    end
+  end
+  local status = ngx.status
+  local kind = ngx.ctx.ctvnc_kind
+  if not kind then
+    if status < 400 then kind = "ok" else kind = KIND_OF[status] or tostring(status) end
+  end
+  sessions.count("ctvnc_requests_total", { route = route, result = kind })
 end
 
 --- error_page 429 of the JSON routes (limit_req).

@@ -2,7 +2,8 @@
 -- gateway (ngx_lua only: it uses ngx.hmac_sha1 and a lua_shared_dict).
 --
 -- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
--- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce} and
+-- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce,
+-- r = 1 when the console is view-only (absent: full)} and
 -- the mac is HMAC-SHA1(secret, payload). It is valid until its expiry (at
 -- most 60 s after minting) and usable once per gateway node: `consume`
 -- records the nonce in the shared dict until the ticket expires. Tickets
@@ -74,11 +75,12 @@ function _M.new(opts)
 
   local function mac(payload) return b64url(ngx.hmac_sha1(self.secret, payload)) end
 
-  --- A ticket for vm_id and user: ticket, expires_in.
-  function self.mint(vm_id, user)
+  --- A ticket for vm_id and user (view-only when view_only is true):
+  -- ticket, expires_in.
+  function self.mint(vm_id, user, view_only)
     local exp = floor(now()) + self.ttl
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-                                          n = nonce() }))
+                                          n = nonce(), r = view_only == true and 1 or nil }))
     return payload .. "." .. mac(payload), self.ttl
   end
 
@@ -90,7 +92,7 @@ function _M.new(opts)
     if not payload or not same(mac(payload), sig) then return nil, "bad signature" end
     local doc = cjson.decode(unb64url(payload) or "")
     if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
-      or type(doc.n) ~= "string" then
+      or type(doc.n) ~= "string" or (doc.r ~= nil and doc.r ~= 1) then
       return nil, "malformed"
     end
     local t = now()

@@ -13,7 +13,10 @@
 //              | { "name": "novnc", "path": "/novnc/vnc.html?.." } -- on this server
 //              | { "name": "gateway", "url": "http://...",      -- a page as it is
 //                  "cad": true,                                  -- click Ctrl-Alt-Del
-//                  "reconnect": true } ] }                       -- Disconnect, Connect
+//                  "reconnect": true,                            -- Disconnect, Connect
+//                  "type": "text", "at": [x, y],                 -- click the desktop at
+//                                                                -- (x, y), type text, Enter
+//                  "linger_ms": N } ] }                          -- stay N ms, then look again
 // Prints one JSON line: {"results": [{name, title, state, status, pixel,
 // screenshot, text, urls, ws_urls, cad, ms}]}: the title noVNC's events
 // left ("connected", "failed", "disconnected"; for the gateway's page, the
@@ -23,8 +26,9 @@
 // the visible text, every URL Chromium requested and every websocket it
 // opened (only for the spec to check: never printed elsewhere), whether the
 // Ctrl-Alt-Del keys went out on the websocket, whether noVNC's Connect
-// button connected again after its Disconnect, and the PNG saved as
-// OUT/<name>.png.
+// button connected again after its Disconnect, the pixel (10, 10) again 2 s
+// after typing (pixel_after), the state and text after lingering
+// (lingered, lingered_text), and the PNG saved as OUT/<name>.png.
 
 const fs = require('fs');
 const os = require('os');
@@ -220,6 +224,9 @@ async function visit(page, base) {
     let pixel = await tab.evaluate(PIXEL).catch(() => null);
     let cad = false;
     let reconnected = false;
+    let pixelAfter = null;
+    let lingered = null;
+    let lingeredText = null;
     if (title === 'connected') {
       const until = Date.now() + PAINT_WAIT;
       while (Date.now() < until && !(pixel && pixel.every((v, i) => v === colour[i]))) {
@@ -248,6 +255,31 @@ async function visit(page, base) {
           () => document.documentElement.dataset.ctvnc === 'connected', { timeout: 10000 })
           .then(() => true, () => false);
       }
+      if (page.type) {
+        // a click where the desktop has a terminal (pointer focus), then keys
+        const box = await tab.evaluate(() => {
+          const c = document.querySelector('canvas');
+          const r = c.getBoundingClientRect();
+          return [r.left, r.top, r.width, r.height, c.width, c.height];
+        });
+        const x = box[0] + ((page.at[0] + 0.5) * box[2]) / box[4];
+        const y = box[1] + ((page.at[1] + 0.5) * box[3]) / box[5];
+        await tab.mouse.move(x, y);
+        await tab.mouse.click(x, y);
+        await sleep(300);
+        await tab.keyboard.press('Enter');    // a fresh line, whatever was there
+        await tab.keyboard.type(page.type, { delay: 20 });
+        await tab.keyboard.press('Enter');
+        await sleep(2000);
+        pixelAfter = await tab.evaluate(PIXEL).catch(() => null);
+      }
+      if (page.linger_ms) {
+        await sleep(page.linger_ms);
+        const s2 = await state(tab);
+        lingered = s2 && (s2[3] || s2[0]);
+        lingeredText = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
+          .catch(() => '');
+      }
       await sleep(200);    // let the page settle for the screenshot
     }
     const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
@@ -255,7 +287,8 @@ async function visit(page, base) {
     const file = path.join(job.out, `${page.name}.png`);
     await tab.screenshot({ path: file });
     return { name: page.name, title, status, pixel: pixel || null, screenshot: file, text,
-      urls, ws_urls: wsUrls, cad, reconnected, ms: Date.now() - started };
+      urls, ws_urls: wsUrls, cad, reconnected, pixel_after: pixelAfter, lingered,
+      lingered_text: lingeredText, ms: Date.now() - started };
   } finally {
     await tab.close().catch(() => {});
   }

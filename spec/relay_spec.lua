@@ -1,0 +1,746 @@
+local helpers = require "helpers"
+local cjson = require "cjson"
+local socket = require "socket"
+local core = require "ctvnc.core"
+
+-- The gateway's own relay (issue 13) against real servers on loopback: a
+-- minimal RFB server (spec/gateway/rfb.js, it records every client message)
+-- behind websockify as vm-1's cluster (127.0.0.2), the simulator as
+-- CloudTower. Full and view-only sessions, per-VM and per-user limits, the
+-- time cap and the idle timeout, kill by id and by VM, the audit trail, the
+-- metrics, JWT users; and no secret in any log.
+local ROOT = helpers.ROOT
+
+local function read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+local function random_hex(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+local function b64url(s)
+  local out = helpers.run("printf '" .. s:gsub(".", function(c)
+    return ("\\%03o"):format(c:byte()) end) .. "' | base64 -w0")
+  return (out:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+end
+
+describe("the gateway's relay #novalgrind", function()
+  local sim, dir
+  local pids, gateways = {}, {}
+  local secrets = {}
+  local K_FULL, K_VIEW, K_ADMIN = "k-full-" .. random_hex(8), "k-view-" .. random_hex(8),
+    "k-admin-" .. random_hex(8)
+  local JWT_SECRET = random_hex(24)
+  local rfb_log, ws_port
+
+  local function secret(s)
+    if s and s ~= "" then secrets[#secrets + 1] = s end
+    return s
+  end
+
+  local function spawn(name, cmd)
+    local pidfile = ("%s/%s.pid"):format(dir, name)
+    local out, ok = helpers.run(("(setsid %s > %s/%s.out 2>&1 & echo $! > %s)")
+      :format(cmd, dir, name, pidfile))
+    assert(ok, out)
+    pids[#pids + 1] = tonumber(read_file(pidfile):match("%d+"))
+  end
+
+  local function start_gateway(name, env)
+    local e = {
+      TOWER = "127.0.0.1:" .. sim.https_port, TOWER_CA = sim.cert, TOWER_NAME = "localhost",
+      CTVNC_ENDPOINT = "https://127.0.0.1:" .. sim.https_port, CTVNC_TOKEN = "sim-token",
+      KEYS = dir .. "/keys", MODE = "direct", SCHEME = "ws", CLUSTER_PORT = ws_port,
+      ADMIN_KEYS = dir .. "/admin-keys",
+    }
+    for k, v in pairs(env or {}) do e[k] = v or nil end
+    local parts = {}
+    for k, v in pairs(e) do parts[#parts + 1] = ("%s='%s'"):format(k, v) end
+    local d = dir .. "/" .. name
+    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
+      :format(ROOT, table.concat(parts, " "), d))
+    assert(ok, helpers.scrub(out, secrets))
+    local port = tonumber(out:match("GATEWAY_PORT=(%d+)"))
+    gateways[name] = { dir = d, port = port }
+    return port
+  end
+
+  local function http(port, method, path, headers)
+    local h = ""
+    for k, v in pairs(headers or {}) do h = h .. (" -H '%s: %s'"):format(k, v) end
+    local out = helpers.run(("curl -s -m 20 -X %s -D %s/headers -o %s/out%s 'http://127.0.0.1:%d%s'")
+      :format(method, dir, dir, h, port, path))
+    local raw = read_file(dir .. "/headers") or ""
+    local status = tonumber(raw:match("^HTTP/%S+ (%d+)"))
+    assert(status, "no answer: " .. helpers.scrub(out, secrets))
+    return status, read_file(dir .. "/out") or "", raw
+  end
+
+  --- What the RFB server received: its JSON lines.
+  local function received()
+    local out = {}
+    for line in (read_file(rfb_log) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+    return out
+  end
+
+  local function audit(name)
+    local out = {}
+    for line in (read_file(gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
+      out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
+    end
+    return out
+  end
+
+  --- A websocket client of the gateway: status, headers, conn.
+  local function ws(port, vm, headers)
+    local sock = assert(socket.connect("127.0.0.1", port))
+    sock:settimeout(10)
+    local lines = { ("GET /console/%s/ws HTTP/1.1"):format(vm), ("Host: 127.0.0.1:%d"):format(port),
+      "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: binary" }
+    for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+    assert(sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n"))
+    local status_line = sock:receive("*l") or ""
+    local hs = {}
+    while true do
+      local line = sock:receive("*l")
+      if not line or line == "" then break end
+      local k, v = line:match("^([^:]+):%s*(.*)$")
+      if k then hs[k:lower()] = v end
+    end
+    local status = tonumber(status_line:match("^HTTP/%S+ (%d+)"))
+    local conn = { sock = sock, buf = "", data = "" }
+    if status ~= 101 then
+      local len = tonumber(hs["content-length"] or "")
+      if len then
+        conn.body = sock:receive(len)
+      elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
+        local parts = {}
+        while true do
+          local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+          if size == 0 then break end
+          parts[#parts + 1] = sock:receive(size)
+          sock:receive("*l")
+        end
+        conn.body = table.concat(parts)
+      end
+      sock:close()
+      return status, hs, conn
+    end
+    --- Sends bytes as one masked binary frame.
+    function conn.send(_, bytes)
+      return sock:send(core.ws_frame("binary", bytes, true))
+    end
+    --- The next n bytes of the RFB stream | nil, close code, reason.
+    function conn.read(_, n, timeout)
+      local deadline = socket.gettime() + (timeout or 10)
+      sock:settimeout(0.02)
+      while #conn.data < n do
+        local frame, size = core.ws_parse(conn.buf, "server")
+        if frame then
+          conn.buf = conn.buf:sub(size + 1)
+          if frame.opcode == "close" then
+            local p = frame.payload
+            conn.closed = { code = #p >= 2 and p:byte(1) * 256 + p:byte(2) or nil, reason = p:sub(3) }
+            return nil, conn.closed.code, conn.closed.reason
+          end
+          conn.data = conn.data .. frame.payload
+        else
+          local chunk, err, partial = sock:receive(4096)
+          chunk = chunk or partial or ""
+          if chunk == "" and err == "closed" then return nil, err end
+          if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
+          conn.buf = conn.buf .. chunk
+        end
+      end
+      local out = conn.data:sub(1, n)
+      conn.data = conn.data:sub(n + 1)
+      return out
+    end
+    --- Waits for the gateway's close frame: code, reason | nil, err.
+    function conn.wait_close(_, timeout)
+      local deadline = socket.gettime() + timeout
+      while socket.gettime() < deadline do
+        local got, code, reason = conn:read(1, deadline - socket.gettime())
+        if not got then return code, reason end
+      end
+      return nil, "no close"
+    end
+    function conn.close() sock:close() end
+    --- The RFB client handshake (3.8, security None) through the relay.
+    function conn.handshake()
+      assert.are.equal("RFB 003.008\n", conn:read(12))
+      conn:send("RFB 003.008\n")
+      assert.are.equal("\1\1", conn:read(2))
+      conn:send("\1")
+      assert.are.equal("\0\0\0\0", conn:read(4))
+      conn:send("\1")
+      local init = assert(conn:read(24))
+      local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
+        + init:byte(24)
+      assert.are.equal("rfb-spec", conn:read(nlen))
+    end
+    return status, hs, conn
+  end
+
+  local SET_ENCODINGS = "\2\0\0\1\0\0\0\0"
+  local FBUR = "\3\0\0\0\0\0\0\64\0\48"
+  local KEY_A = "\4\1\0\0\0\0\0\97"
+  local POINTER = "\5\1\0\10\0\10"
+  local CUT = "\6\0\0\0\0\0\0\5hello"
+
+  --- The types (and keys) that reached the server on its connection conn.
+  local function types_of(conn_no)
+    local out = {}
+    for _, e in ipairs(received()) do
+      if e.conn == conn_no and e.type then out[#out + 1] = e.name end
+    end
+    return out
+  end
+
+  local function last_conn()
+    local n = 0
+    for _, e in ipairs(received()) do if e.event == "open" then n = e.conn end end
+    return n
+  end
+
+  local function wait_for(pred, timeout)
+    local deadline = socket.gettime() + (timeout or 5)
+    while socket.gettime() < deadline do
+      if pred() then return true end
+      socket.sleep(0.05)
+    end
+    return pred()
+  end
+
+  setup(function()
+    sim = helpers.sim()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
+    write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
+    write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
+    local rfb_port = helpers.free_port("127.0.0.1")
+    rfb_log = dir .. "/rfb.jsonl"
+    write_file(rfb_log, "")
+    spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
+    helpers.wait_port("127.0.0.1", rfb_port)
+    ws_port = helpers.free_port("127.0.0.2")
+    spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
+    helpers.wait_port("127.0.0.2", ws_port)
+  end)
+
+  teardown(function()
+    local stops = {}
+    for _, g in pairs(gateways) do stops[#stops + 1] = ("sh examples/openresty/run.sh stop %s &"):format(g.dir) end
+    helpers.run(("cd %s && %s wait"):format(ROOT, table.concat(stops, " ")))
+    for _, pid in ipairs(pids) do helpers.run(("kill -TERM -%d; kill -TERM %d"):format(pid, pid)) end
+    helpers.run("rm -rf " .. dir)
+  end)
+
+  describe("view-only in the stream", function()
+    local p
+    setup(function() p = start_gateway("gw") end)
+
+    it("carries a full session's keys, pointer and clipboard to the VNC server", function()
+      local status, hs, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, status)
+      assert.are.equal("binary", hs["sec-websocket-protocol"])
+      assert.is_nil(hs["sec-websocket-extensions"])
+      c:handshake()
+      local n = last_conn()
+      c:send(SET_ENCODINGS .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))        -- the server's empty update
+      c:send(KEY_A .. POINTER)
+      c:send(CUT)
+      c:send(FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:close()
+      assert.is_true(wait_for(function() return #types_of(n) >= 6 end))
+      assert.are.same({ "SetEncodings", "FramebufferUpdateRequest", "KeyEvent", "PointerEvent",
+        "ClientCutText", "FramebufferUpdateRequest" }, types_of(n))
+    end)
+
+    it("passes none of a view-only session's keys, pointer or clipboard", function()
+      local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_VIEW })
+      assert.are.equal(101, status)
+      c:handshake()
+      local n = last_conn()
+      -- input in every shape: alone, sharing a frame with view messages, split over frames
+      c:send(SET_ENCODINGS .. KEY_A .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:send(POINTER .. CUT:sub(1, 4))
+      c:send(CUT:sub(5) .. KEY_A)
+      c:send(FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))       -- still connected, still served
+      c:close()
+      assert.is_true(wait_for(function() return #types_of(n) >= 3 end))
+      socket.sleep(0.2)
+      assert.are.same({ "SetEncodings", "FramebufferUpdateRequest", "FramebufferUpdateRequest" },
+        types_of(n))
+    end)
+
+    it("makes a ticket minted with a view-only key view-only too, and renews it so", function()
+      local st, body = http(p, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = K_VIEW })
+      assert.are.equal(200, st)
+      local t = secret(cjson.decode(body).ticket)
+      local status, hs, c = ws(p, "vm-1", { Cookie = "ctvnc_ticket=" .. t })
+      assert.are.equal(101, status)
+      local fresh = secret((hs["set-cookie"] or ""):match("^ctvnc_ticket=([^;]+)"))
+      assert.truthy(fresh)
+      c:handshake()
+      local n = last_conn()
+      c:send(KEY_A .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:close()
+      local status2, _, c2 = ws(p, "vm-1", { Cookie = "ctvnc_ticket=" .. fresh })
+      assert.are.equal(101, status2)
+      c2:handshake()
+      local n2 = last_conn()
+      c2:send(POINTER .. FBUR)
+      assert.are.equal("\0\0\0\0", c2:read(4))
+      c2:close()
+      socket.sleep(0.3)
+      assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
+      assert.are.same({ "FramebufferUpdateRequest" }, types_of(n2))
+    end)
+
+    it("closes a view-only session on an unknown message: fail closed", function()
+      local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_VIEW })
+      assert.are.equal(101, status)
+      c:handshake()
+      local n = last_conn()
+      c:send("\77\0\0\0")
+      local code, reason = c:wait_close(3)
+      assert.are.equal(1008, code)
+      assert.truthy(reason:find("view-only", 1, true), reason)
+      c:close()
+      assert.is_true(wait_for(function()
+        for _, e in ipairs(received()) do if e.conn == n and e.event == "close" then return true end end
+      end))
+      assert.are.same({}, types_of(n))
+    end)
+
+    it("writes open and close audit lines as JSON, with no secret", function()
+      local lines = audit("gw")
+      assert.truthy(#lines >= 8)
+      local seen = {}
+      for _, a in ipairs(lines) do
+        seen[a.event] = true
+        assert.truthy(a.vm_id and a.user and a.client and a.mode, cjson.encode(a))
+        if a.event == "close" then
+          assert.truthy(a.session and a.start and a["end"] and a.duration and a.bytes_in
+            and a.bytes_out and a.reason, cjson.encode(a))
+          assert.is_true(a.bytes_out > 0)
+        end
+      end
+      assert.is_true(seen.open and seen.close)
+      local views = 0
+      for _, a in ipairs(lines) do
+        if a.event == "close" and a.view_only then
+          views = views + 1
+          assert.are.equal("key#2", a.user)
+        end
+      end
+      assert.is_true(views >= 3)
+    end)
+  end)
+
+  describe("limits and caps", function()
+    it("refuses a second console of a VM (MAX_PER_VM): 429, and the page says who", function()
+      local p = start_gateway("per-vm", { MAX_PER_VM = 1 })
+      local s1, _, c1 = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, s1)
+      local s2, _, c2 = ws(p, "vm-1", { ["X-API-Key"] = K_VIEW })
+      assert.are.equal(429, s2)
+      local doc = cjson.decode(c2.body)
+      assert.are.equal("vm", doc.limit)
+      assert.are.equal("key#1", doc.in_use_by)
+      local status, body = http(p, "GET", "/console/vm-1", { ["X-API-Key"] = K_VIEW })
+      assert.are.equal(429, status)
+      assert.truthy(body:find("in use by key#1 since 20%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d UTC"), body)
+      -- another VM is free; the slot is free again once the first closes
+      assert.are.equal(200, (http(p, "GET", "/console/vm-3", { ["X-API-Key"] = K_FULL })))
+      c1:close()
+      assert.is_true(wait_for(function()
+        return (ws(p, "vm-1", { ["X-API-Key"] = K_VIEW })) == 101
+      end, 3))
+      local refused = 0
+      for _, a in ipairs(audit("per-vm")) do
+        if a.event == "refused" and a.reason == "limit vm" then refused = refused + 1 end
+      end
+      assert.are.equal(2, refused)
+    end)
+
+    it("refuses a user's console beyond MAX_PER_USER", function()
+      local p = start_gateway("per-user", { MAX_PER_USER = 1 })
+      local s1, _, c1 = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, s1)
+      local s2, _, c2 = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(429, s2)
+      assert.are.equal("user", cjson.decode(c2.body).limit)
+      -- another user is not counted against this one
+      local s3, _, c3 = ws(p, "vm-1", { ["X-API-Key"] = K_VIEW })
+      assert.are.equal(101, s3)
+      c1:close()
+      c3:close()
+    end)
+
+    it("closes a session at MAX_SESSION with a last word for the page", function()
+      local p = start_gateway("cap", { MAX_SESSION = 2 })
+      local t0 = socket.gettime()
+      local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, status)
+      c:handshake()
+      local code, reason = c:wait_close(5)
+      local took = socket.gettime() - t0
+      assert.are.equal(1001, code)
+      assert.truthy(reason:find("time limit of 2 s", 1, true), reason)
+      assert.is_true(took >= 1.9 and took < 3.5, ("closed after %.2f s"):format(took))
+      c:close()
+      assert.is_true(wait_for(function()
+        for _, a in ipairs(audit("cap")) do if a.event == "close" then return a.reason == "time limit" end end
+      end))
+    end)
+
+    it("closes a session IDLE_TIMEOUT after the last input, update requests or not", function()
+      local p = start_gateway("idle", { IDLE_TIMEOUT = 2 })
+      local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, status)
+      c:handshake()
+      -- a person: a pointer move every 0.4 s for 3 s keeps it open
+      local t0 = socket.gettime()
+      while socket.gettime() - t0 < 3 do
+        c:send(POINTER .. FBUR)
+        assert.truthy(c:read(4), "closed while in use")
+        socket.sleep(0.4)
+      end
+      -- noVNC alone: update requests only, and it closes about 2 s later
+      local t1 = socket.gettime()
+      local code, reason
+      while socket.gettime() - t1 < 5 and not code do
+        c:send(FBUR)
+        local got
+        got, code, reason = c:read(4, 1)
+        if got then socket.sleep(0.3) end
+      end
+      local took = socket.gettime() - t1
+      assert.are.equal(1001, code)
+      assert.truthy(reason:find("without input", 1, true), reason)
+      assert.is_true(took >= 1.5 and took < 3.5, ("closed after %.2f s"):format(took))
+      c:close()
+    end)
+  end)
+
+  describe("counts that heal", function()
+    local p, master
+    setup(function()
+      p = start_gateway("heal", { MAX_PER_VM = 1 })
+      master = tonumber(read_file(gateways.heal.dir .. "/nginx.pid"):match("%d+"))
+    end)
+
+    local function worker()
+      return tonumber((helpers.run("pgrep -P " .. master)):match("%d+"))
+    end
+
+    it("frees a crashed worker's slots when their TTL runs out", function()
+      local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, status)
+      c:handshake()
+      local w = worker()
+      helpers.run("kill -KILL " .. w)     -- a worker of the nginx this spec started
+      assert.is_true(wait_for(function() local n = worker() return n ~= nil and n ~= w end, 5))
+      c:close()
+      -- the dead session still holds the VM's one slot, for at most TTL (10 s)
+      assert.are.equal(429, (ws(p, "vm-1", { ["X-API-Key"] = K_FULL })))
+      local t0 = socket.gettime()
+      local c2
+      assert.is_true(wait_for(function()
+        local st, _, conn = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+        if st == 101 then c2 = conn end
+        return st == 101
+      end, 13))
+      assert.is_true(socket.gettime() - t0 <= 11)
+      c2:close()
+    end)
+
+    it("ends sessions and frees their slots when nginx reloads", function()
+      local c
+      assert.is_true(wait_for(function()
+        local st, _, conn = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+        if st == 101 then c = conn end
+        return st == 101
+      end, 3))
+      c:handshake()
+      helpers.run("kill -HUP " .. master)
+      local code, reason = c:wait_close(3)
+      assert.are.equal(1001, code)
+      assert.truthy(reason:find("restarting", 1, true), reason)
+      c:close()
+      assert.is_true(wait_for(function()
+        return (ws(p, "vm-1", { ["X-API-Key"] = K_FULL })) == 101
+      end, 2))
+      local ended
+      for _, a in ipairs(audit("heal")) do
+        if a.event == "close" and a.reason == "gateway shutdown" then ended = true end
+      end
+      assert.is_true(ended)
+    end)
+  end)
+
+  describe("kill, metrics", function()
+    local p
+    setup(function() p = start_gateway("admin", { METRICS_ALLOW = "10.0.0.0/8" }) end)
+
+    it("denies the admin routes without an admin key, and without ADMIN_KEYS", function()
+      assert.are.equal(403, (http(p, "GET", "/admin/sessions")))
+      assert.are.equal(403, (http(p, "GET", "/admin/sessions", { ["X-API-Key"] = K_FULL })))
+      local q = start_gateway("no-admin", { ADMIN_KEYS = false })
+      assert.are.equal(403, (http(q, "GET", "/admin/sessions", { ["X-API-Key"] = K_ADMIN })))
+    end)
+
+    it("lists open sessions and kills one by id and the rest by VM, within a second", function()
+      local _, _, c1 = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      local _, _, c2 = ws(p, "vm-1", { ["X-API-Key"] = K_VIEW })
+      local _, _, c3 = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      c1:handshake()
+      c2:handshake()
+      c3:handshake()
+      local status, body = http(p, "GET", "/admin/sessions", { ["X-API-Key"] = K_ADMIN })
+      assert.are.equal(200, status)
+      local list = cjson.decode(body).sessions
+      assert.are.equal(3, #list)
+      local view
+      for _, s in ipairs(list) do
+        assert.are.equal("vm-1", s.vm_id)
+        assert.are.equal("direct", s.mode)
+        assert.truthy(s.id:match("^%x+$") and s.start and s.bytes_out)
+        if s.view_only then view = s end
+      end
+      assert.are.equal("key#2", view.user)
+      local t0 = socket.gettime()
+      assert.are.equal(200, (http(p, "POST", "/admin/sessions/" .. view.id .. "/kill",
+        { ["X-API-Key"] = K_ADMIN })))
+      local code, reason = c2:wait_close(2)
+      assert.are.equal(1001, code)
+      assert.truthy(reason:find("administrator", 1, true))
+      assert.is_true(socket.gettime() - t0 < 1.2)
+      assert.are.equal(404, (http(p, "POST", "/admin/sessions/00ff/kill", { ["X-API-Key"] = K_ADMIN })))
+      assert.are.equal(405, (http(p, "GET", "/admin/vms/vm-1/kill", { ["X-API-Key"] = K_ADMIN })))
+      t0 = socket.gettime()
+      status, body = http(p, "POST", "/admin/vms/vm-1/kill", { ["X-API-Key"] = K_ADMIN })
+      assert.are.equal(200, status)
+      assert.are.equal(2, #cjson.decode(body).killed)
+      assert.are.equal(1001, (c1:wait_close(2)))
+      assert.are.equal(1001, (c3:wait_close(2)))
+      assert.is_true(socket.gettime() - t0 < 1.2)
+      c1:close()
+      c2:close()
+      c3:close()
+      assert.is_true(wait_for(function()
+        local _, b = http(p, "GET", "/admin/sessions", { ["X-API-Key"] = K_ADMIN })
+        return #cjson.decode(b).sessions == 0
+      end, 2))
+      local killed = 0
+      for _, a in ipairs(audit("admin")) do
+        if a.event == "killed" then
+          killed = killed + 1
+          assert.are.equal("killed by admin#2", a.reason)
+        end
+      end
+      assert.are.equal(3, killed)
+    end)
+
+    it("serves Prometheus metrics, every name ctvnc_", function()
+      local status, body, raw
+      assert.is_true(wait_for(function()     -- the killed sessions' requests logged
+        status, body, raw = http(p, "GET", "/metrics")
+        return body:find('ctvnc_requests_total{result="ok",route="ws"} 3', 1, true) ~= nil
+      end, 3), body)
+      assert.are.equal(200, status)
+      assert.truthy(raw:lower():find("content-type: text/plain; version=0.0.4", 1, true))
+      local samples, types = {}, {}
+      for line in body:gmatch("[^\n]+") do
+        local name, kind = line:match("^# TYPE (%S+) (%S+)$")
+        if name then
+          types[name] = kind
+        elseif not line:find("^# HELP ") then
+          local sample, value = line:match("^(ctvnc_[%w_]+%b{}) (%S+)$")
+          if not sample then sample, value = line:match("^(ctvnc_[%w_]+) (%S+)$") end
+          assert.truthy(sample, "not a sample line: " .. line)
+          samples[sample] = assert(tonumber(value), line)
+        end
+      end
+      for name in pairs(types) do assert.truthy(name:find("^ctvnc_")) end
+      assert.are.equal("histogram", types.ctvnc_tower_request_seconds)
+      assert.are.equal(3, samples['ctvnc_sessions_ended_total{reason="killed"}'])
+      assert.are.equal(0, samples['ctvnc_sessions_open{access="full",mode="direct"}'])
+      assert.is_true(samples['ctvnc_relay_bytes_total{direction="to_browser"}'] > 0)
+      assert.is_true(samples['ctvnc_relay_bytes_total{direction="from_browser"}'] > 0)
+      assert.is_true((samples['ctvnc_requests_total{result="ok",route="ws"}'] or 0) >= 3, body)
+      assert.is_true(samples['ctvnc_requests_total{result="denied",route="admin"}'] >= 2)
+      local count = samples.ctvnc_tower_request_seconds_count
+      assert.is_true(count >= 3)
+      assert.are.equal(count, samples['ctvnc_tower_request_seconds_bucket{le="+Inf"}'])
+      assert.is_true(samples['ctvnc_tower_request_seconds_bucket{le="0.005"}']
+        <= samples['ctvnc_tower_request_seconds_bucket{le="10"}'])
+      -- and the refusals by limit, from the per-VM gateway
+      local _, other = http(gateways["per-vm"].port, "GET", "/metrics")
+      assert.truthy(other:find('ctvnc_sessions_refused_total{limit="vm"} 2', 1, true), other)
+    end)
+  end)
+
+  describe("JWT users", function()
+    local p
+    local function hs256(header, claims)
+      local input = b64url(cjson.encode(header)) .. "." .. b64url(cjson.encode(claims))
+      local hexkey = JWT_SECRET:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+      local sig = helpers.run(("printf '%%s' '%s' | openssl dgst -sha256 -mac HMAC -macopt hexkey:%s -binary | base64 -w0")
+        :format(input, hexkey))
+      return secret(input .. "." .. sig:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+    end
+    local function token(claims, header)
+      local c = { sub = "alice", aud = "consoles", exp = os.time() + 300, vms = { "vm-1" } }
+      for k, v in pairs(claims or {}) do c[k] = v end
+      return hs256(header or { alg = "HS256", typ = "JWT" }, c)
+    end
+    setup(function()
+      p = start_gateway("jwt", { JWT = "hs256", CTVNC_JWT_SECRET = JWT_SECRET, JWT_AUDIENCE = "consoles",
+        JWT_COOKIE = "idp_token", KEYS = false })
+    end)
+
+    it("takes a good token from Authorization or the cookie; sub is the user", function()
+      local good = token()
+      assert.are.equal(200, (http(p, "GET", "/console/vm-1/url", { Authorization = "Bearer " .. good })))
+      assert.are.equal(200, (http(p, "GET", "/console/vm-1", { Cookie = "idp_token=" .. good })))
+      local status, _, c = ws(p, "vm-1", { Authorization = "Bearer " .. good })
+      assert.are.equal(101, status)
+      c:handshake()
+      c:send(KEY_A .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:close()
+      assert.is_true(wait_for(function()
+        for _, a in ipairs(audit("jwt")) do
+          if a.event == "close" then return a.user == "alice" and a.view_only == false end
+        end
+      end))
+    end)
+
+    it("makes a view_only claim a view-only console", function()
+      local status, _, c = ws(p, "vm-1", { Authorization = "Bearer " .. token({ view_only = true }) })
+      assert.are.equal(101, status)
+      c:handshake()
+      local n = last_conn()
+      c:send(KEY_A .. POINTER .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:close()
+      socket.sleep(0.3)
+      assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
+    end)
+
+    it("answers 401 or 403 with a reason, never a crash", function()
+      local now = os.time()
+      local cases = {
+        { nil, 401, "no token" },
+        { "not-a-token", 401, "malformed" },
+        { token({ exp = now - 100 }), 401, "expired" },
+        { token({ nbf = now + 600 }), 401, "not yet valid" },
+        { token({ aud = "other" }), 401, "audience" },
+        { token(nil, { alg = "none", typ = "JWT" }), 401, "alg none" },
+        { token(nil, { alg = "HS512", typ = "JWT" }), 401, "algorithm" },
+        { token():sub(1, -3) .. "AA", 401, "signature" },
+        { token({ vms = { "vm-2" } }), 403, "does not grant" },
+        { token({ sub = false }), 403, "subject" },
+      }
+      for i, c in ipairs(cases) do
+        local h = c[1] and { Authorization = "Bearer " .. c[1] } or nil
+        local status, body, raw = http(p, "GET", "/console/vm-1/url", h)
+        assert.are.equal(c[2], status, "case " .. i)
+        local reason = cjson.decode(body).reason
+        assert.truthy(reason and reason:find(c[3], 1, true), "case " .. i .. ": " .. body)
+        if c[2] == 401 then assert.truthy(raw:find("WWW-Authenticate: Bearer", 1, true)) end
+        local s2 = ws(p, "vm-1", h)
+        assert.are.equal(c[2], s2, "websocket, case " .. i)
+      end
+      local log = read_file(gateways.jwt.dir .. "/error.log") or ""
+      assert.is_nil(log:find("[error]", 1, true), log)
+    end)
+
+    it("verifies RS256 tokens with JWT_PUBLIC_KEY, and only RS256 there", function()
+      local out, ok = helpers.run(("cd %s && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+        .. "-out rs.key 2>&1 && openssl pkey -in rs.key -pubout -out rs.pub 2>&1"):format(dir))
+      assert(ok, out)
+      local q = start_gateway("jwt-rs", { JWT = "rs256", JWT_PUBLIC_KEY = dir .. "/rs.pub",
+        KEYS = false })
+      local claims = { sub = "bob", exp = os.time() + 300, vms = "*", view_only = { "vm-1" } }
+      local input = b64url(cjson.encode({ alg = "RS256", typ = "JWT" })) .. "." .. b64url(cjson.encode(claims))
+      local sig = helpers.run(("printf '%%s' '%s' | openssl dgst -sha256 -sign %s/rs.key -binary | base64 -w0")
+        :format(input, dir))
+      local rs = secret(input .. "." .. sig:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+      assert.are.equal(200, (http(q, "GET", "/console/vm-3/url", { Authorization = "Bearer " .. rs })))
+      local status, body = http(q, "GET", "/console/vm-1/url", { Authorization = "Bearer " .. token() })
+      assert.are.equal(401, status)
+      assert.truthy(cjson.decode(body).reason:find("not RS256", 1, true), body)
+      -- and its view_only list makes vm-1 view-only
+      local st, _, c = ws(q, "vm-1", { Authorization = "Bearer " .. rs })
+      assert.are.equal(101, st)
+      c:handshake()
+      local n = last_conn()
+      c:send(KEY_A .. FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:close()
+      socket.sleep(0.3)
+      assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
+    end)
+  end)
+
+  it("lets /metrics be read from loopback and METRICS_ALLOW only", function()
+    local sessions = require "ctvnc.sessions"
+    local set = sessions.address_set("10.0.0.0/8, 192.0.2.7 fd00::5")
+    for _, a in ipairs({ "127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "10.1.2.3",
+      "192.0.2.7", "FD00::5" }) do
+      assert.is_true(sessions.address_allowed(set, a), a)
+    end
+    for _, a in ipairs({ "11.0.0.1", "192.0.2.8", "fd00::6", "128.0.0.1", "9.255.255.255", "",
+      "10.0.0.256" }) do
+      assert.is_false(sessions.address_allowed(set, a), a)
+    end
+    local default = sessions.address_set(nil)
+    assert.is_true(sessions.address_allowed(default, "127.0.0.1"))
+    assert.is_false(sessions.address_allowed(default, "10.1.2.3"))
+  end)
+
+  it("leaves no secret in any log, audit.log included", function()
+    assert.is_true(#secrets > 10)
+    local checked = 0
+    for name, g in pairs(gateways) do
+      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
+        local log = read_file(g.dir .. "/" .. file) or ""
+        checked = checked + #log
+        for i, s in ipairs(secrets) do
+          assert.is_nil(log:find(s, 1, true), ("%s/%s holds secret #%d"):format(name, file, i))
+        end
+        for _, pattern in ipairs({ "ticket=", "token=", "key=", "[Aa]uthorization", "eyJ" }) do
+          assert.is_nil(log:find(pattern), ("%s/%s holds %s"):format(name, file, pattern))
+        end
+        assert.is_nil(log:find(("%x"):rep(32)), ("%s/%s holds a raw token"):format(name, file))
+      end
+    end
+    assert.is_true(checked > 2000)
+  end)
+end)
