@@ -434,9 +434,20 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
 }
 
 /* Closes the HTTP/1.x connection s's answer came on: libcurl finds it dead
- * when it next looks, and opens a new one. */
+ * when it next looks, and opens a new one. libcurl returns a connection to
+ * its pool as a transfer ends, so another transfer of this run may already
+ * be using it: then it is left alone (that transfer's own answer is judged
+ * in its turn), never cut under an innocent transfer. */
 static void drop(ctv_http *h, slot *s) {
   size_t i;
+  int j;
+  for (j = 0; j < h->nslots; j++) {
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (h->slots[j]->busy
+        && curl_easy_getinfo(h->slots[j]->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK
+        && fd == s->fd)
+      return;
+  }
   for (i = 0; i < h->nsocks; i++) {
     if (h->socks[i].fd == s->fd) {
       if (h->socks[i].version != 2) shutdown(s->fd, SHUT_RDWR);
