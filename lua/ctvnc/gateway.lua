@@ -747,10 +747,14 @@ local function connect_target(url, ssl_name, verify, protocol)
   local ok, err = sock:connect(host, port)
   if not ok then return nil, err == "timeout" and "timeout" or "connect", err end
   if scheme == "wss" then
-    local sess
-    sess, err = sock:sslhandshake(nil, ssl_name or host, verify)
-    if not sess then
+    -- lua-resty-core 0.1.25 (Debian 12) asserts when a handshake fails at
+    -- once rather than after a yield: a raised error is a failed handshake
+    -- too, never a pass
+    local done, sess
+    done, sess, err = pcall(sock.sslhandshake, sock, nil, ssl_name or host, verify)
+    if not done or not sess then
       sock:close()
+      if not done then err = "the TLS handshake failed" end
       return nil, err == "timeout" and "timeout" or "tls", err
     end
   end
