@@ -23,11 +23,14 @@ Lab.__index = Lab
 
 --- A fresh temporary directory; stop everything with lab:stop(). `show`
 -- (optional) makes a gateway's start output safe to quote; by default the
--- registered secrets are scrubbed from it.
+-- registered secrets are scrubbed from it. mktemp -d makes the directory
+-- in one step (os.tmpname, remove, mkdir leaves the name free for a
+-- moment); chmod 755 lets nginx's workers (user nobody) reach their temp
+-- directories inside it.
 function common.lab(show)
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
+  local out, ok = helpers.run("d=$(mktemp -d /tmp/ctvnc-lab.XXXXXXXX) && chmod 755 \"$d\" && echo \"$d\"")
+  assert(ok, "mktemp: " .. out)
+  local dir = out:gsub("%s+$", "")
   local lab = setmetatable({ dir = dir, secrets = {}, gateways = {}, started = {} }, Lab)
   lab.show = show or function(s) return helpers.scrub(s, lab.secrets) end
   return lab
