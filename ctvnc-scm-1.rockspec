@@ -50,6 +50,7 @@ build = {
     ["ctvnc.client"] = "lua/ctvnc/client.lua",
     ["ctvnc.api"] = "lua/ctvnc/api.lua",
     ["ctvnc.batch"] = "lua/ctvnc/batch.lua",
+    ["ctvnc.args"] = "lua/ctvnc/args.lua",
     ["ctvnc.console"] = "lua/ctvnc/console.lua",
     ["ctvnc.cli"] = "lua/ctvnc/cli.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",

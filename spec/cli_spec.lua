@@ -70,6 +70,15 @@ describe("the ctvnc command", function()
     e:close()
     return out, tonumber(rc), err
   end
+
+  --- ctvnc `args` (in `env`) must exit 2 with the usage error `msg`;
+  -- returns what it wrote to stdout.
+  local function assert_usage(args, msg, env, label)
+    local out, rc, err = ctvnc(args, env)
+    assert.are.equal(2, rc, label)
+    assert.are.equal("ctvnc: " .. msg .. "\ntry 'ctvnc --help'\n", err, label)
+    return out
+  end
   local TOKEN = function() return "CTVNC_ENDPOINT=" .. sim.http .. " CTVNC_TOKEN=sim-token " end
 
   setup(function() sim = helpers.sim() end)
@@ -186,9 +195,7 @@ describe("the ctvnc command", function()
       { "login now", "login takes no arguments" },
     }
     for _, c in ipairs(cases) do
-      local out, rc, err = ctvnc(c[1])
-      assert.are.equal(2, rc, "ctvnc " .. c[1])
-      assert.are.equal("ctvnc: " .. c[2] .. "\ntry 'ctvnc --help'\n", err, "ctvnc " .. c[1])
+      local out = assert_usage(c[1], c[2], nil, "ctvnc " .. c[1])
       assert.are.equal("", out, "ctvnc " .. c[1])
     end
   end)
@@ -204,9 +211,7 @@ describe("the ctvnc command", function()
         "CTVNC_CA_FILE /nonexistent/ca.pem: cannot read it" },
     }
     for _, c in ipairs(cases) do
-      local _, rc, err = ctvnc("url vm-1", c[1])
-      assert.are.equal(2, rc, c[1])
-      assert.are.equal("ctvnc: " .. c[2] .. "\ntry 'ctvnc --help'\n", err, c[1])
+      assert_usage("url vm-1", c[2], c[1], c[1])
     end
     -- an endpoint may hold a password: named, never repeated
     local _, rc, err = ctvnc("url vm-1", "CTVNC_ENDPOINT=ftp://admin:hunter2@tower CTVNC_TOKEN=t")
@@ -232,9 +237,7 @@ describe("the ctvnc command", function()
       { "url vm-1 --auth-config-id", "--auth-config-id needs a value" },
     }
     for _, c in ipairs(cases) do
-      local _, rc, err = ctvnc(c[1])
-      assert.are.equal(2, rc, "ctvnc " .. c[1])
-      assert.are.equal("ctvnc: " .. c[2] .. "\ntry 'ctvnc --help'\n", err, "ctvnc " .. c[1])
+      assert_usage(c[1], c[2], nil, "ctvnc " .. c[1])
     end
   end)
 

@@ -2,6 +2,7 @@ local helpers = require "helpers"
 local cjson = require "cjson"
 local ctvnc = require "ctvnc"
 local socket = require "socket"
+local common = require "gateway.common"
 
 -- End to end: a real VNC desktop (Xvnc) behind a cluster websockify and
 -- behind the simulator's /websockify/ proxy, the console URLs ctvnc builds,
@@ -39,90 +40,26 @@ local function sh_ok(cmd)
   return ok
 end
 
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local stat = f:read("*a") or ""
-  f:close()
-  return not stat:match("^%d+ %b() Z")
-end
-
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "w"))
-  f:write(s)
-  f:close()
-end
+local alive, read_file, write_file = common.alive, helpers.read_file, helpers.write_file
 
 describe("the console in headless Chromium #e2e #novalgrind", function()
   local sim, dir, keys
-  local started = {}       -- { name, pid } of every background process, in start order
-  local gateways = {}      -- gateway dirs
+  local lab                -- spec/gateway/common.lua: gateways, processes, secrets
   local cluster_port, gw_direct, gw_proxy, gw_slow, gw_busy, gw_cap, display
 
-  --- Starts `cmd` in the background in a session of its own (setsid: the
-  -- whole group can be stopped, websockify's per-connection children too).
-  local function spawn(name, cmd)
-    local pidfile = ("%s/%s.pid"):format(dir, name)
-    local out, ok = helpers.run(("(setsid %s > %s/%s.log 2>&1 & echo $! > %s)")
-      :format(cmd, dir, name, pidfile))
-    assert(ok, out)
-    local pid = tonumber((read_file(pidfile) or ""):match("%d+"))
-    assert(pid, "no pid for " .. name)
-    started[#started + 1] = { name = name, pid = pid }
-    return pid
-  end
-
-  local function log_tail(name)
-    local s = read_file(("%s/%s.log"):format(dir, name)) or ""
-    return redact(s:sub(-1500))
-  end
+  --- Starts `cmd` in the background in a session of its own (websockify's
+  -- per-connection children are stopped with it).
+  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   local function wait_port(host, port, name)
     local ok, err = pcall(helpers.wait_port, host, port)
-    assert(ok, ("%s: %s\n%s"):format(name, tostring(err), log_tail(name)))
+    assert(ok, ("%s: %s\n%s"):format(name, tostring(err), lab:log_tail(name)))
   end
 
   local function stop_all()
-    -- the gateways side by side (run.sh stop waits for each master)
-    local stops = {}
-    for i, d in ipairs(gateways) do
-      stops[i] = ("sh examples/openresty/run.sh stop %s &"):format(d)
-    end
-    if #stops > 0 then helpers.run(("cd %s && %s wait"):format(ROOT, table.concat(stops, " "))) end
-    gateways = {}
-    -- each started process with its group (kill -SIG -PGID: dash's kill takes no "--")
-    for i = #started, 1, -1 do
-      local p = started[i].pid
-      if alive(p) then helpers.run(("kill -TERM -%d; kill -TERM %d"):format(p, p)) end
-    end
-    for i = #started, 1, -1 do
-      local p = started[i].pid
-      for _ = 1, 40 do
-        if not alive(p) then break end
-        socket.sleep(0.05)
-      end
-      if alive(p) then helpers.run(("kill -KILL -%d; kill -KILL %d"):format(p, p)) end
-    end
-    started = {}
+    if lab then lab:stop() end
+    lab = nil
     if sim then pcall(helpers.control, "desktop", { }) end
-    if dir then helpers.run("rm -rf " .. dir) end
-  end
-
-  local function start_gateway(name, env)
-    local d = dir .. "/" .. name
-    gateways[#gateways + 1] = d
-    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
-      :format(ROOT, env, d))
-    assert(ok, "gateway " .. name .. " did not start:\n" .. redact(out))
-    return tonumber(out:match("GATEWAY_PORT=(%d+)"))
   end
 
   local function start_all()
@@ -141,9 +78,10 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     end
 
     sim = helpers.sim()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir .. " " .. OUT))
+    lab = common.lab(redact)
+    dir = lab.dir
+    assert(os.execute("mkdir -p " .. OUT))
+    for _, s in ipairs({ KEY, KEY_VIEW, helpers.STATIC_TOKEN }) do lab:secret(s) end
     helpers.run("rm -f " .. OUT .. "/*.png")
 
     -- the desktop: Xvnc picks a free display (-displayfd), VNC on loopback only
@@ -155,7 +93,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       if display then break end
       socket.sleep(0.05)
     end
-    assert(display, "Xvnc did not start:\n" .. log_tail("xvnc"))
+    assert(display, "Xvnc did not start:\n" .. lab:log_tail("xvnc"))
     wait_port("127.0.0.1", vnc_port, "xvnc")
     local out, ok = helpers.run(("xsetroot -display :%s -solid '%s'"):format(display, COLOUR))
     assert(ok, "xsetroot: " .. out)
@@ -184,17 +122,15 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     -- one in proxy mode whose proxy URLs go to the simulator's plain port
     keys = dir .. "/keys"
     write_file(keys, KEY .. " vm-1,nope,fault-500,fault-slow\n" .. KEY_VIEW .. " vm-1:view\n")
-    local common = table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
-      "CTVNC_TOKEN=sim-token", "KEYS=" .. keys, "SCHEME=ws", "CLUSTER_PORT=" .. cluster_port,
-    }, " ")
-    gw_direct = start_gateway("gw-auto", common .. " MODE=auto CTVNC_ENDPOINT=" .. sim.https)
-    gw_proxy = start_gateway("gw-proxy", common .. " MODE=proxy CTVNC_ENDPOINT=" .. sim.http)
-    gw_slow = start_gateway("gw-slow", common .. " MODE=auto TOWER_TIMEOUT=1s CTVNC_ENDPOINT="
-      .. sim.https)
-    gw_busy = start_gateway("gw-busy", common .. " MODE=auto RATE=1r/m BURST=1 CTVNC_ENDPOINT="
-      .. sim.https)
-    gw_cap = start_gateway("gw-cap", common .. " MODE=auto MAX_SESSION=4 CTVNC_ENDPOINT=" .. sim.https)
+    local function start_gateway(name, env)
+      return lab:start_gateway(name, common.tower_env(sim), { KEYS = keys, SCHEME = "ws",
+        CLUSTER_PORT = cluster_port, MODE = "auto", CTVNC_ENDPOINT = sim.https }, env)
+    end
+    gw_direct = start_gateway("gw-auto")
+    gw_proxy = start_gateway("gw-proxy", { MODE = "proxy", CTVNC_ENDPOINT = sim.http })
+    gw_slow = start_gateway("gw-slow", { TOWER_TIMEOUT = "1s" })
+    gw_busy = start_gateway("gw-busy", { RATE = "1r/m", BURST = 1 })
+    gw_cap = start_gateway("gw-cap", { MAX_SESSION = 4 })
   end
 
   setup(function()
@@ -261,9 +197,8 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
   end
 
   local function gateway_mode(port)
-    local out = helpers.run(("curl -s -m 10 -H 'X-API-Key: %s' http://127.0.0.1:%d/console/vm-1/url")
-      :format(KEY, port))
-    local doc = cjson.decode(out)
+    local _, body = lab:http(port, "GET", "/console/vm-1/url", { ["X-API-Key"] = KEY })
+    local doc = cjson.decode(body)
     return doc and doc.mode
   end
 
@@ -271,11 +206,11 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
 
   --- A ticket link for vm on the gateway at port: url, ticket.
   local function ticket_link(port, vm, key)
-    local out = helpers.run(("curl -s -m 10 -X POST -H 'X-API-Key: %s' "
-      .. "http://127.0.0.1:%d/console/%s/ticket"):format(key or KEY, port, vm))
-    local doc = cjson.decode(out)
+    local _, body = lab:http(port, "POST", "/console/" .. vm .. "/ticket",
+      { ["X-API-Key"] = key or KEY })
+    local doc = cjson.decode(body)
     assert(doc and doc.url, "no ticket for " .. vm)
-    tickets[#tickets + 1] = doc.ticket
+    tickets[#tickets + 1] = lab:secret(doc.ticket)
     return ("http://127.0.0.1:%d%s"):format(port, doc.url), doc.ticket
   end
 
@@ -435,20 +370,7 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
 
   it("leaves no key, ticket or token in the gateways' logs", function()
     assert.is_true(#tickets >= 5)
-    for _, d in ipairs(gateways) do
-      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
-        local log = read_file(d .. "/" .. file) or ""
-        local where = d:match("[^/]+$") .. "/" .. file
-        assert.is_nil(log:find(KEY, 1, true), where .. " holds the key")
-        assert.is_nil(log:find(KEY_VIEW, 1, true), where .. " holds the view-only key")
-        for i, t in ipairs(tickets) do
-          assert.is_nil(log:find(t, 1, true), where .. " holds ticket #" .. i)
-        end
-        for _, s in ipairs({ "sim-token", "ticket=", "token=", "key=" }) do
-          assert.is_nil(log:find(s, 1, true), where .. " holds " .. s)
-        end
-        assert.is_nil(log:find(("%x"):rep(32)), where .. " holds a raw token")
-      end
-    end
+    -- the keys, "sim-token" and every ticket are the lab's secrets
+    lab:assert_logs_clean({ "ticket=", "token=", "key=" })
   end)
 end)

@@ -1,6 +1,7 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
+local common = require "gateway.common"
 
 -- The console gateway (ctvnc.gateway in examples/openresty/nginx.conf) as
 -- an attacker and a careless operator would try it, against loopback
@@ -9,49 +10,17 @@ local socket = require "socket"
 -- spec/gateway/dns.lua as the only DNS server. The last case greps every
 -- gateway's logs for every secret used here.
 local ROOT = helpers.ROOT
-
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "w"))
-  f:write(s)
-  f:close()
-end
-
-local function random_hex(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(n)
-  f:close()
-  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+local read_file, write_file = helpers.read_file, helpers.write_file
 
 describe("the console gateway, secure by default #novalgrind", function()
   local sim, dir
-  local secrets = {}        -- every secret a log line must never hold
-  local gateways = {}       -- name -> { dir, port }
-  local pids = {}
-  local KEY_ONE, KEY_ALL = "key-one-" .. random_hex(12), "key-all-" .. random_hex(12)
+  local lab                 -- spec/gateway/common.lua: gateways, processes, secrets
+  local KEY_ONE, KEY_ALL = "key-one-" .. helpers.random_hex(12), "key-all-" .. helpers.random_hex(12)
   local servers = {}        -- name -> { port, log }
   local dns_port, dns_log
 
-  local function secret(s)
-    if s and s ~= "" then secrets[#secrets + 1] = s end
-    return s
-  end
-
-  local function spawn(name, cmd)
-    local pidfile = ("%s/%s.pid"):format(dir, name)
-    local out, ok = helpers.run(("(setsid %s > %s/%s.out 2>&1 & echo $! > %s)")
-      :format(cmd, dir, name, pidfile))
-    assert(ok, out)
-    pids[#pids + 1] = tonumber(read_file(pidfile):match("%d+"))
-  end
+  local function secret(s) return lab:secret(s) end
+  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   --- An upstream.js server on host; TLS with cert/key when given.
   local function upstream(name, host, cert, key)
@@ -75,68 +44,21 @@ describe("the console gateway, secure by default #novalgrind", function()
     return out
   end
 
-  local function base_env()
-    return {
-      TOWER = "127.0.0.1:" .. sim.https_port, TOWER_CA = sim.cert, TOWER_NAME = "localhost",
-      CTVNC_ENDPOINT = "https://127.0.0.1:" .. sim.https_port, CTVNC_TOKEN = "sim-token",
-      KEYS = dir .. "/keys", RESOLVER = "127.0.0.1:" .. dns_port,
-    }
-  end
-
   --- Starts a gateway; env entries override the base (false removes one).
   local function start_gateway(name, env)
-    local e = base_env()
-    for k, v in pairs(env or {}) do e[k] = v or nil end
-    local parts = {}
-    for k, v in pairs(e) do parts[#parts + 1] = ("%s='%s'"):format(k, v) end
-    local d = dir .. "/" .. name
-    local out, ok = helpers.run(("cd %s && env -u TOWER_CA -u CLUSTER_CA %s sh examples/openresty/run.sh start %s")
-      :format(ROOT, table.concat(parts, " "), d))
-    assert(ok, helpers.scrub(out, secrets))
-    local port = tonumber(out:match("GATEWAY_PORT=(%d+)"))
-    gateways[name] = { dir = d, port = port, out = out }
-    return port
+    return lab:start_gateway(name, common.tower_env(sim),
+      { KEYS = dir .. "/keys", RESOLVER = "127.0.0.1:" .. dns_port }, env)
   end
 
   --- curl: status, body, headers (lower-case names).
   local function http(port, method, path, headers, body)
-    local h = ""
-    for k, v in pairs(headers or {}) do h = h .. (" -H '%s: %s'"):format(k, v) end
-    local data = ""
-    if body then
-      local f = dir .. "/body"
-      write_file(f, body)
-      data = " --data-binary @" .. f
-    end
-    local m = method == "HEAD" and "-I" or ("-X " .. method)
-    local out = helpers.run(("curl -s -m 20 -D %s/headers -o %s/out %s%s%s 'http://127.0.0.1:%d%s'")
-      :format(dir, dir, m, h, data, port, path))
-    local raw = read_file(dir .. "/headers") or ""
-    local status = tonumber(raw:match("^HTTP/%S+ (%d+)"))
-    local hs = {}
-    for k, v in raw:gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do hs[k:lower()] = v end
-    assert(status, "no answer: " .. helpers.scrub(out, secrets))
-    return status, read_file(dir .. "/out") or "", hs
+    local status, got, hs = lab:http(port, method, path, headers, body)
+    return status, got, hs
   end
 
   --- A websocket handshake by hand: status, headers, first frame's payload.
   local function ws(port, path, headers)
-    local sock = assert(socket.connect("127.0.0.1", port))
-    sock:settimeout(10)
-    local lines = { ("GET %s HTTP/1.1"):format(path), ("Host: 127.0.0.1:%d"):format(port),
-      "Upgrade: websocket", "Connection: Upgrade",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13" }
-    for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-    assert(sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n"))
-    local status_line = sock:receive("*l") or ""
-    local hs = {}
-    while true do
-      local line = sock:receive("*l")
-      if not line or line == "" then break end
-      local k, v = line:match("^([^:]+):%s*(.*)$")
-      if k then hs[k:lower()] = v end
-    end
-    local status = tonumber(status_line:match("^HTTP/%S+ (%d+)"))
+    local sock, status, hs = common.ws_handshake(port, path, headers)
     local payload
     if status == 101 then
       local head = sock:receive(2)
@@ -168,9 +90,8 @@ describe("the console gateway, secure by default #novalgrind", function()
 
   setup(function()
     sim = helpers.sim()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir))
+    lab = common.lab()
+    dir = lab.dir
     secret(KEY_ONE)
     secret(KEY_ALL)
     secret("sim-token")
@@ -210,11 +131,7 @@ describe("the console gateway, secure by default #novalgrind", function()
 
   teardown(function()
     pcall(helpers.control, "desktop", {})
-    local stops = {}
-    for _, g in pairs(gateways) do stops[#stops + 1] = ("sh examples/openresty/run.sh stop %s &"):format(g.dir) end
-    helpers.run(("cd %s && %s wait"):format(ROOT, table.concat(stops, " ")))
-    for _, pid in ipairs(pids) do helpers.run(("kill -TERM -%d; kill -TERM %d"):format(pid, pid)) end
-    helpers.run("rm -rf " .. dir)
+    if lab then lab:stop() end
   end)
 
   describe("TLS on every hop", function()
@@ -244,9 +161,9 @@ describe("the console gateway, secure by default #novalgrind", function()
       local p = start_gateway("tower-insecure", { TOWER_CA = false, TOWER_TLS = "insecure" })
       local status = http(p, "GET", "/console/vm-1/url", { ["X-API-Key"] = KEY_ONE })
       assert.are.equal(200, status)
-      local log = read_file(gateways["tower-insecure"].dir .. "/error.log")
+      local log = read_file(lab.gateways["tower-insecure"].dir .. "/error.log")
       assert.truthy(log:find("[warn]", 1, true) and log:find("NOT verified", 1, true), log)
-      assert.truthy(gateways["tower-insecure"].out:find("WARNING", 1, true))
+      assert.truthy(lab.gateways["tower-insecure"].out:find("WARNING", 1, true))
     end)
 
     it("refuses an impostor on CloudTower's console proxy: tls, no request reaches it", function()
@@ -296,7 +213,7 @@ describe("the console gateway, secure by default #novalgrind", function()
         CLUSTER_PORT = servers["cluster-impostor"].port, CLUSTER_TLS = "insecure" })
       local status = ws(p, "/console/vm-1/ws", { ["X-API-Key"] = KEY_ONE })
       assert.are.equal(101, status)
-      local log = read_file(gateways["cluster-insecure"].dir .. "/error.log")
+      local log = read_file(lab.gateways["cluster-insecure"].dir .. "/error.log")
       assert.truthy(log:find("CLUSTER_TLS", 1, true), log)
     end)
   end)
@@ -368,7 +285,7 @@ describe("the console gateway, secure by default #novalgrind", function()
   describe("tickets instead of keys in URLs", function()
     local p
     setup(function()
-      p = gateways.gw and gateways.gw.port or start_gateway("gw", { MODE = "direct", SCHEME = "ws",
+      p = lab.gateways.gw and lab.gateways.gw.port or start_gateway("gw", { MODE = "direct", SCHEME = "ws",
         CLUSTER_PORT = servers.cluster.port })
     end)
 
@@ -450,7 +367,7 @@ describe("the console gateway, secure by default #novalgrind", function()
 
   describe("browser-facing hardening", function()
     local p
-    setup(function() p = gateways.gw.port end)
+    setup(function() p = lab.gateways.gw.port end)
 
     it("answers only GET and HEAD on the page and URL routes; HEAD asks CloudTower nothing", function()
       for _, route in ipairs({ "/console/vm-1", "/console/vm-1/url" }) do
@@ -630,21 +547,8 @@ describe("the console gateway, secure by default #novalgrind", function()
   end)
 
   it("leaves no secret in any log line of any gateway", function()
-    assert.is_true(#secrets > 8)
-    local checked = 0
-    for name, g in pairs(gateways) do
-      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
-        local log = read_file(g.dir .. "/" .. file) or ""
-        checked = checked + #log
-        for i, s in ipairs(secrets) do
-          assert.is_nil(log:find(s, 1, true), ("%s/%s holds secret #%d"):format(name, file, i))
-        end
-        for _, pattern in ipairs({ "ticket=", "token=", "key=", "[Aa]uthorization" }) do
-          assert.is_nil(log:find(pattern), ("%s/%s holds %s"):format(name, file, pattern))
-        end
-        assert.is_nil(log:find(("%x"):rep(32)), ("%s/%s holds a raw token"):format(name, file))
-      end
-    end
+    assert.is_true(#lab.secrets > 8)
+    local checked = lab:assert_logs_clean({ "ticket=", "token=", "key=", "[Aa]uthorization" })
     assert.is_true(checked > 1000)
   end)
 end)

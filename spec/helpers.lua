@@ -107,6 +107,30 @@ function helpers.reset() return helpers.control("reset") end
 
 local socket = require "socket"
 
+--- A file's contents, or nil when it cannot be read.
+function helpers.read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- Writes `s` to the file at `path` (created or truncated).
+function helpers.write_file(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+--- 2n random hex digits from /dev/urandom (keys and secrets for a run).
+function helpers.random_hex(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
 --- Seconds since some fixed point, with sub-second resolution.
 function helpers.now()
   return socket.gettime()
@@ -132,12 +156,15 @@ end
 
 --- A minimal websocket client for the specs: binary frames, a zero mask
 -- (XOR with zero leaves the payload as it is; RFC 6455 allows any key).
-function helpers.websocket(host, port, path)
+-- `headers` (optional) are more request headers, e.g. a Cookie.
+function helpers.websocket(host, port, path, headers)
   local sock = assert(socket.connect(host, port))
   sock:settimeout(5)
+  local extra = ""
+  for k, v in pairs(headers or {}) do extra = extra .. k .. ": " .. v .. "\r\n" end
   assert(sock:send(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
     .. "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    .. "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n"):format(path, host, port)))
+    .. "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n%s\r\n"):format(path, host, port, extra)))
   local status = assert(sock:receive("*l"))
   assert(status:find(" 101 ", 1, true), "no websocket upgrade: " .. status)
   repeat local line = assert(sock:receive("*l")) until line == ""

@@ -49,16 +49,22 @@ end
 describe("core.session connections", function()
   before_each(function() helpers.reset() end)
 
-  it("carries 1,000 requests at concurrency 64 on one connection", function()
-    helpers.control("config", { latency_ms = 20 })
-    local s = core.session({ ca_file = sim.cert })
+  --- Asks `s` for vm-1 .. vm-n, `concurrency` at a time; each answer must
+  -- be 200 and about its own VM.
+  local function run_vms(s, n, concurrency)
     local reqs = {}
-    for i = 1, 1000 do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
-    local status, body = run(s, reqs, 64)
-    for i = 1, 1000 do
+    for i = 1, n do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
+    local status, body = run(s, reqs, concurrency)
+    for i = 1, n do
       assert.are.equal(200, status[i], "request " .. i)
       assert.are.equal(uuid(i), uuid_of(body[i]), "answer " .. i .. " belongs to its request")
     end
+  end
+
+  it("carries 1,000 requests at concurrency 64 on one connection", function()
+    helpers.control("config", { latency_ms = 20 })
+    local s = core.session({ ca_file = sim.cert })
+    run_vms(s, 1000, 64)
     local st = helpers.stats()
     assert.are.equal(1, st.connections)
     assert.are.equal(1000, st.protocols["HTTP/2.0"])
@@ -76,13 +82,7 @@ describe("core.session connections", function()
   it("keeps to HTTP/1.1 with http2 = false, one connection per request in flight", function()
     helpers.control("config", { latency_ms = 10 })
     local s = core.session({ ca_file = sim.cert, http2 = false })
-    local reqs = {}
-    for i = 1, 200 do reqs[i] = vnc_req(sim.https, "vm-" .. i) end
-    local status, body = run(s, reqs, 8)
-    for i = 1, 200 do
-      assert.are.equal(200, status[i], "request " .. i)
-      assert.are.equal(uuid(i), uuid_of(body[i]), "answer " .. i .. " belongs to its request")
-    end
+    run_vms(s, 200, 8)
     local st = helpers.stats()
     assert.are.equal(200, st.protocols["HTTP/1.1"])
     assert.is_nil(st.protocols["HTTP/2.0"])

@@ -1,55 +1,36 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
+local common = require "gateway.common"
 
 -- The example OpenResty gateway (examples/openresty) in a real nginx with
 -- Debian's ngx_lua, one worker, the simulator as its CloudTower.
 describe("the OpenResty gateway #novalgrind", function()
-  local sim, dir, port, keys, wsdir
-
-  local function start_gateway(d, env)
-    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
-      :format(helpers.ROOT, env, d))
-    assert(ok, out)
-    return tonumber(out:match("GATEWAY_PORT=(%d+)"))
-  end
+  local sim, port, keys, lab
 
   local function get(path, headers, p)
-    local h = ""
-    for k, v in pairs(headers or {}) do h = h .. (" -H '%s: %s'"):format(k, v) end
-    local out = helpers.run(("curl -s -m 20 -w '\\n%%{http_code}' %s 'http://127.0.0.1:%d%s'")
-      :format(h, p or port, path))
-    local body, status = out:match("^(.*)\n(%d+)%s*$")
-    return tonumber(status), body
+    local status, body = lab:http(p or port, "GET", path, headers)
+    return status, body
   end
 
   setup(function()
     sim = helpers.sim()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir))
-    keys = dir .. "/keys"
-    local f = assert(io.open(keys, "w"))
-    f:write("# key vm ids\nk-one vm-1,fault-null\nk-all *\n")
-    f:close()
+    lab = common.lab()
+    for _, s in ipairs({ helpers.STATIC_TOKEN, "k-one", "k-all" }) do lab:secret(s) end
+    keys = lab.dir .. "/keys"
+    helpers.write_file(keys, "# key vm ids\nk-one vm-1,fault-null\nk-all *\n")
     -- a websockify standing for vm-1's cluster (127.0.0.2), in front of the
     -- simulator's plain HTTP port: bytes through it come back as HTTP
-    wsdir = dir .. "/ws"
     local wsport = helpers.free_port("127.0.0.2")
-    helpers.run(("mkdir -p %s && (websockify 127.0.0.2:%d 127.0.0.1:%d > %s/websockify.log 2>&1 & "
-      .. "echo $! > %s/websockify.pid)"):format(wsdir, wsport, sim.http_port, wsdir, wsdir))
+    lab:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(wsport, sim.http_port))
     helpers.wait_port("127.0.0.2", wsport)
-    port = start_gateway(dir .. "/gw", table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
-      "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
-      "KEYS=" .. keys, "CLUSTER_PORT=" .. wsport, "SCHEME=ws", "TOWER_TIMEOUT=1s",
-    }, " "))
+    port = lab:start_gateway("gw", common.tower_env(sim), {
+      KEYS = keys, CLUSTER_PORT = wsport, SCHEME = "ws", TOWER_TIMEOUT = "1s" })
   end)
 
   teardown(function()
     helpers.control("config", { latency_ms = 0 })
-    helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/gw; "
-      .. "kill $(cat %s/websockify.pid); rm -rf %s"):format(helpers.ROOT, dir, wsdir, dir))
+    if lab then lab:stop() end
   end)
 
   it("answers /console/<vm>/url with the URL and mode ctvnc chose", function()
@@ -111,13 +92,10 @@ describe("the OpenResty gateway #novalgrind", function()
   end)
 
   it("denies everything when no authorize hook is configured", function()
-    local p = start_gateway(dir .. "/nohook", table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
-      "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
-    }, " "))
+    local p = lab:start_gateway("nohook", common.tower_env(sim))
     local s1 = get("/console/vm-1/url", { ["X-API-Key"] = "k-all" }, p)
     local s2 = get("/console/vm-1", { ["X-API-Key"] = "k-all" }, p)
-    helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/nohook"):format(helpers.ROOT, dir))
+    lab:stop_gateways("nohook")
     assert.are.same({ 403, 403 }, { s1, s2 })
   end)
 
@@ -170,18 +148,15 @@ describe("the OpenResty gateway #novalgrind", function()
     -- the cluster of vm-1 is this listener: each probe is one queued connection
     local srv = assert(socket.bind("127.0.0.2", 0))
     local _, cport = srv:getsockname()
-    local p = start_gateway(dir .. "/cache", table.concat({
-      "TOWER=127.0.0.1:" .. sim.https_port, "TOWER_CA=" .. sim.cert, "TOWER_NAME=localhost",
-      "CTVNC_ENDPOINT=https://127.0.0.1:" .. sim.https_port, "CTVNC_TOKEN=sim-token",
-      "KEYS=" .. keys, "CLUSTER_PORT=" .. cport, "SCHEME=ws", "WORKERS=2", "CREDENTIAL_TTL=5",
-    }, " "))
+    local p = lab:start_gateway("cache", common.tower_env(sim), {
+      KEYS = keys, CLUSTER_PORT = cport, SCHEME = "ws", WORKERS = 2, CREDENTIAL_TTL = 5 })
     helpers.reset()
     local modes = {}
     for i = 1, 4 do
       local status, body = get("/console/vm-1/url", { ["X-API-Key"] = "k-one" }, p)
       modes[i] = status == 200 and cjson.decode(body).mode
     end
-    helpers.run(("cd %s && sh examples/openresty/run.sh stop %s/cache"):format(helpers.ROOT, dir))
+    lab:stop_gateways("cache")
     srv:settimeout(0)
     local probes = 0
     while srv:accept() do probes = probes + 1 end
@@ -199,46 +174,23 @@ describe("the OpenResty gateway #novalgrind", function()
   it("carries the console websocket to the target ctvnc chose", function()
     -- a ticket for the page, used up by the websocket (the cookie the page
     -- redirect sets)
-    local out = helpers.run(("curl -s -m 10 -X POST -H 'X-API-Key: k-one' "
-      .. "http://127.0.0.1:%d/console/vm-1/ticket"):format(port))
-    local ticket = cjson.decode(out).ticket
-    local sock = assert(socket.connect("127.0.0.1", port))
-    sock:settimeout(5)
-    assert(sock:send(("GET /console/vm-1/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-      .. "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-      .. "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n"
-      .. "Cookie: ctvnc_ticket=%s\r\n\r\n"):format(port, ticket)))
-    local status = assert(sock:receive("*l"))
-    assert.truthy(status:find(" 101 ", 1, true), status)
-    repeat local line = assert(sock:receive("*l")) until line == ""
+    local _, out = lab:http(port, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = "k-one" })
+    local ticket = lab:secret(cjson.decode(out).ticket)
+    -- helpers.websocket fails unless the answer is 101
+    local ws = helpers.websocket("127.0.0.1", port, "/console/vm-1/ws",
+      { Cookie = "ctvnc_ticket=" .. ticket })
     -- one masked binary frame (a zero mask), then the raw answer's frames
-    local req = "GET /_sim/stats HTTP/1.0\r\nHost: x\r\n\r\n"
-    assert(sock:send(string.char(0x82, 0x80 + #req) .. "\0\0\0\0" .. req))
-    local got = ""
-    while not got:find("in_flight_max", 1, true) do
-      local head = sock:receive(2)
-      if not head then break end
-      local len = head:byte(2) % 128
-      if len == 126 then
-        local b = sock:receive(2)
-        len = b:byte(1) * 256 + b:byte(2)
-      end
-      got = got .. (len > 0 and sock:receive(len) or "")
-    end
-    sock:close()
+    ws:send("GET /_sim/stats HTTP/1.0\r\nHost: x\r\n\r\n")
+    local got = ws:receive_until("in_flight_max")
+    ws:close()
     assert.truthy(got:find("^HTTP/1%.1 200"), got:sub(1, 80))
   end)
 
   it("leaves no secret in its logs", function()
+    -- "sim-token", "k-one", "k-all" and the ticket are the lab's secrets
+    local _, sizes = lab:assert_logs_clean({ "ticket=", "token=", "key=" })
     for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
-      local f = assert(io.open(dir .. "/gw/" .. file))
-      local log = f:read("*a")
-      f:close()
-      assert.is_true(#log > 100, file)
-      for _, s in ipairs({ "sim-token", "k-one", "k-all", "ticket=", "token=", "key=" }) do
-        assert.is_nil(log:find(s, 1, true), file .. " holds " .. s)
-      end
-      assert.is_nil(log:find(("%x"):rep(32)), file .. " holds a raw token")
+      assert.is_true((sizes["gw/" .. file] or 0) > 100, file)
     end
   end)
 end)
@@ -265,9 +217,7 @@ describe("ctvnc.core in nginx #novalgrind", function()
       end
       return table.concat(out, "\n")
     ]]
-    local f = assert(io.open(dir .. ".lua", "w"))
-    f:write(script)
-    f:close()
+    helpers.write_file(dir .. ".lua", script)
     local conf = ([[
 worker_processes 1; daemon on; pid %s/nginx.pid; error_log %s/error.log;
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
@@ -281,9 +231,7 @@ http {
   server { listen 127.0.0.1:%d; location / { content_by_lua_block { ngx.print(dofile("%s.lua")) } } }
 }]]):format(dir, dir, dir, dir, dir, dir, dir, helpers.ROOT, helpers.ROOT, helpers.ROOT, p, dir)
     assert(os.execute("mkdir -p " .. dir .. "/tmp"))
-    f = assert(io.open(dir .. "/nginx.conf", "w"))
-    f:write(conf)
-    f:close()
+    helpers.write_file(dir .. "/nginx.conf", conf)
     local out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && sleep 0.3 && curl -s -m 5 http://127.0.0.1:%d/; "
       .. "kill -QUIT $(cat %s/nginx.pid)"):format(dir, dir, p, dir))
     assert(ok, out)

@@ -2,6 +2,7 @@ local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
 local core = require "ctvnc.core"
+local common = require "gateway.common"
 
 -- The gateway's own relay (issue 13) against real servers on loopback: a
 -- minimal RFB server (spec/gateway/rfb.js, it records every client message)
@@ -10,27 +11,7 @@ local core = require "ctvnc.core"
 -- time cap and the idle timeout, kill by id and by VM, the audit trail, the
 -- metrics, JWT users; and no secret in any log.
 local ROOT = helpers.ROOT
-
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "w"))
-  f:write(s)
-  f:close()
-end
-
-local function random_hex(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(n)
-  f:close()
-  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 local function b64url(s)
   local out = helpers.run("printf '" .. s:gsub(".", function(c)
@@ -40,54 +21,26 @@ end
 
 describe("the gateway's relay #novalgrind", function()
   local sim, dir
-  local pids, gateways = {}, {}
-  local secrets = {}
+  local lab                 -- spec/gateway/common.lua: gateways, processes, secrets
   local K_FULL, K_VIEW, K_ADMIN = "k-full-" .. random_hex(8), "k-view-" .. random_hex(8),
     "k-admin-" .. random_hex(8)
   local JWT_SECRET = random_hex(24)
   local rfb_log, ws_port
 
-  local function secret(s)
-    if s and s ~= "" then secrets[#secrets + 1] = s end
-    return s
-  end
-
-  local function spawn(name, cmd)
-    local pidfile = ("%s/%s.pid"):format(dir, name)
-    local out, ok = helpers.run(("(setsid %s > %s/%s.out 2>&1 & echo $! > %s)")
-      :format(cmd, dir, name, pidfile))
-    assert(ok, out)
-    pids[#pids + 1] = tonumber(read_file(pidfile):match("%d+"))
-  end
+  local function secret(s) return lab:secret(s) end
+  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   local function start_gateway(name, env)
-    local e = {
-      TOWER = "127.0.0.1:" .. sim.https_port, TOWER_CA = sim.cert, TOWER_NAME = "localhost",
-      CTVNC_ENDPOINT = "https://127.0.0.1:" .. sim.https_port, CTVNC_TOKEN = "sim-token",
+    return lab:start_gateway(name, common.tower_env(sim), {
       KEYS = dir .. "/keys", MODE = "direct", SCHEME = "ws", CLUSTER_PORT = ws_port,
       ADMIN_KEYS = dir .. "/admin-keys",
-    }
-    for k, v in pairs(env or {}) do e[k] = v or nil end
-    local parts = {}
-    for k, v in pairs(e) do parts[#parts + 1] = ("%s='%s'"):format(k, v) end
-    local d = dir .. "/" .. name
-    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
-      :format(ROOT, table.concat(parts, " "), d))
-    assert(ok, helpers.scrub(out, secrets))
-    local port = tonumber(out:match("GATEWAY_PORT=(%d+)"))
-    gateways[name] = { dir = d, port = port }
-    return port
+    }, env)
   end
 
+  --- curl: status, body, the raw header block.
   local function http(port, method, path, headers)
-    local h = ""
-    for k, v in pairs(headers or {}) do h = h .. (" -H '%s: %s'"):format(k, v) end
-    local out = helpers.run(("curl -s -m 20 -X %s -D %s/headers -o %s/out%s 'http://127.0.0.1:%d%s'")
-      :format(method, dir, dir, h, port, path))
-    local raw = read_file(dir .. "/headers") or ""
-    local status = tonumber(raw:match("^HTTP/%S+ (%d+)"))
-    assert(status, "no answer: " .. helpers.scrub(out, secrets))
-    return status, read_file(dir .. "/out") or "", raw
+    local status, body, _, raw = lab:http(port, method, path, headers)
+    return status, body, raw
   end
 
   --- What the RFB server received: its JSON lines.
@@ -99,7 +52,7 @@ describe("the gateway's relay #novalgrind", function()
 
   local function audit(name)
     local out = {}
-    for line in (read_file(gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
+    for line in (read_file(lab.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
       out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
     end
     return out
@@ -107,22 +60,9 @@ describe("the gateway's relay #novalgrind", function()
 
   --- A websocket client of the gateway: status, headers, conn.
   local function ws(port, vm, headers)
-    local sock = assert(socket.connect("127.0.0.1", port))
-    sock:settimeout(10)
-    local lines = { ("GET /console/%s/ws HTTP/1.1"):format(vm), ("Host: 127.0.0.1:%d"):format(port),
-      "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: binary" }
-    for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-    assert(sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n"))
-    local status_line = sock:receive("*l") or ""
-    local hs = {}
-    while true do
-      local line = sock:receive("*l")
-      if not line or line == "" then break end
-      local k, v = line:match("^([^:]+):%s*(.*)$")
-      if k then hs[k:lower()] = v end
-    end
-    local status = tonumber(status_line:match("^HTTP/%S+ (%d+)"))
+    local h = { ["Sec-WebSocket-Protocol"] = "binary" }
+    for k, v in pairs(headers or {}) do h[k] = v end
+    local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
     local conn = { sock = sock, buf = "", data = "" }
     if status ~= 101 then
       local len = tonumber(hs["content-length"] or "")
@@ -218,6 +158,19 @@ describe("the gateway's relay #novalgrind", function()
     return n
   end
 
+  --- One session on vm-1 that sends `input` and a FramebufferUpdateRequest
+  -- and waits for the update: the server's connection number, the headers.
+  local function session(port, headers, input)
+    local status, hs, c = ws(port, "vm-1", headers)
+    assert.are.equal(101, status)
+    c:handshake()
+    local n = last_conn()
+    c:send(input .. FBUR)
+    assert.are.equal("\0\0\0\0", c:read(4))
+    c:close()
+    return n, hs
+  end
+
   local function wait_for(pred, timeout)
     local deadline = socket.gettime() + (timeout or 5)
     while socket.gettime() < deadline do
@@ -229,9 +182,8 @@ describe("the gateway's relay #novalgrind", function()
 
   setup(function()
     sim = helpers.sim()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir))
+    lab = common.lab()
+    dir = lab.dir
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
@@ -246,11 +198,7 @@ describe("the gateway's relay #novalgrind", function()
   end)
 
   teardown(function()
-    local stops = {}
-    for _, g in pairs(gateways) do stops[#stops + 1] = ("sh examples/openresty/run.sh stop %s &"):format(g.dir) end
-    helpers.run(("cd %s && %s wait"):format(ROOT, table.concat(stops, " ")))
-    for _, pid in ipairs(pids) do helpers.run(("kill -TERM -%d; kill -TERM %d"):format(pid, pid)) end
-    helpers.run("rm -rf " .. dir)
+    if lab then lab:stop() end
   end)
 
   describe("view-only in the stream", function()
@@ -299,22 +247,10 @@ describe("the gateway's relay #novalgrind", function()
       local st, body = http(p, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = K_VIEW })
       assert.are.equal(200, st)
       local t = secret(cjson.decode(body).ticket)
-      local status, hs, c = ws(p, "vm-1", { Cookie = "ctvnc_ticket=" .. t })
-      assert.are.equal(101, status)
+      local n, hs = session(p, { Cookie = "ctvnc_ticket=" .. t }, KEY_A)
       local fresh = secret((hs["set-cookie"] or ""):match("^ctvnc_ticket=([^;]+)"))
       assert.truthy(fresh)
-      c:handshake()
-      local n = last_conn()
-      c:send(KEY_A .. FBUR)
-      assert.are.equal("\0\0\0\0", c:read(4))
-      c:close()
-      local status2, _, c2 = ws(p, "vm-1", { Cookie = "ctvnc_ticket=" .. fresh })
-      assert.are.equal(101, status2)
-      c2:handshake()
-      local n2 = last_conn()
-      c2:send(POINTER .. FBUR)
-      assert.are.equal("\0\0\0\0", c2:read(4))
-      c2:close()
+      local n2 = session(p, { Cookie = "ctvnc_ticket=" .. fresh }, POINTER)
       socket.sleep(0.3)
       assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
       assert.are.same({ "FramebufferUpdateRequest" }, types_of(n2))
@@ -451,7 +387,7 @@ describe("the gateway's relay #novalgrind", function()
     local p, master
     setup(function()
       p = start_gateway("heal", { MAX_PER_VM = 1 })
-      master = tonumber(read_file(gateways.heal.dir .. "/nginx.pid"):match("%d+"))
+      master = tonumber(read_file(lab.gateways.heal.dir .. "/nginx.pid"):match("%d+"))
     end)
 
     local function worker()
@@ -600,7 +536,7 @@ describe("the gateway's relay #novalgrind", function()
       assert.is_true(samples['ctvnc_tower_request_seconds_bucket{le="0.005"}']
         <= samples['ctvnc_tower_request_seconds_bucket{le="10"}'])
       -- and the refusals by limit, from the per-VM gateway
-      local _, other = http(gateways["per-vm"].port, "GET", "/metrics")
+      local _, other = http(lab.gateways["per-vm"].port, "GET", "/metrics")
       assert.truthy(other:find('ctvnc_sessions_refused_total{limit="vm"} 2', 1, true), other)
     end)
   end)
@@ -628,12 +564,7 @@ describe("the gateway's relay #novalgrind", function()
       local good = token()
       assert.are.equal(200, (http(p, "GET", "/console/vm-1/url", { Authorization = "Bearer " .. good })))
       assert.are.equal(200, (http(p, "GET", "/console/vm-1", { Cookie = "idp_token=" .. good })))
-      local status, _, c = ws(p, "vm-1", { Authorization = "Bearer " .. good })
-      assert.are.equal(101, status)
-      c:handshake()
-      c:send(KEY_A .. FBUR)
-      assert.are.equal("\0\0\0\0", c:read(4))
-      c:close()
+      session(p, { Authorization = "Bearer " .. good }, KEY_A)
       assert.is_true(wait_for(function()
         for _, a in ipairs(audit("jwt")) do
           if a.event == "close" then return a.user == "alice" and a.view_only == false end
@@ -642,13 +573,7 @@ describe("the gateway's relay #novalgrind", function()
     end)
 
     it("makes a view_only claim a view-only console", function()
-      local status, _, c = ws(p, "vm-1", { Authorization = "Bearer " .. token({ view_only = true }) })
-      assert.are.equal(101, status)
-      c:handshake()
-      local n = last_conn()
-      c:send(KEY_A .. POINTER .. FBUR)
-      assert.are.equal("\0\0\0\0", c:read(4))
-      c:close()
+      local n = session(p, { Authorization = "Bearer " .. token({ view_only = true }) }, KEY_A .. POINTER)
       socket.sleep(0.3)
       assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
     end)
@@ -677,7 +602,7 @@ describe("the gateway's relay #novalgrind", function()
         local s2 = ws(p, "vm-1", h)
         assert.are.equal(c[2], s2, "websocket, case " .. i)
       end
-      local log = read_file(gateways.jwt.dir .. "/error.log") or ""
+      local log = read_file(lab.gateways.jwt.dir .. "/error.log") or ""
       assert.is_nil(log:find("[error]", 1, true), log)
     end)
 
@@ -697,13 +622,7 @@ describe("the gateway's relay #novalgrind", function()
       assert.are.equal(401, status)
       assert.truthy(cjson.decode(body).reason:find("not RS256", 1, true), body)
       -- and its view_only list makes vm-1 view-only
-      local st, _, c = ws(q, "vm-1", { Authorization = "Bearer " .. rs })
-      assert.are.equal(101, st)
-      c:handshake()
-      local n = last_conn()
-      c:send(KEY_A .. FBUR)
-      assert.are.equal("\0\0\0\0", c:read(4))
-      c:close()
+      local n = session(q, { Authorization = "Bearer " .. rs }, KEY_A)
       socket.sleep(0.3)
       assert.are.same({ "FramebufferUpdateRequest" }, types_of(n))
     end)
@@ -726,21 +645,8 @@ describe("the gateway's relay #novalgrind", function()
   end)
 
   it("leaves no secret in any log, audit.log included", function()
-    assert.is_true(#secrets > 10)
-    local checked = 0
-    for name, g in pairs(gateways) do
-      for _, file in ipairs({ "access.log", "error.log", "audit.log" }) do
-        local log = read_file(g.dir .. "/" .. file) or ""
-        checked = checked + #log
-        for i, s in ipairs(secrets) do
-          assert.is_nil(log:find(s, 1, true), ("%s/%s holds secret #%d"):format(name, file, i))
-        end
-        for _, pattern in ipairs({ "ticket=", "token=", "key=", "[Aa]uthorization", "eyJ" }) do
-          assert.is_nil(log:find(pattern), ("%s/%s holds %s"):format(name, file, pattern))
-        end
-        assert.is_nil(log:find(("%x"):rep(32)), ("%s/%s holds a raw token"):format(name, file))
-      end
-    end
+    assert.is_true(#lab.secrets > 10)
+    local checked = lab:assert_logs_clean({ "ticket=", "token=", "key=", "[Aa]uthorization", "eyJ" })
     assert.is_true(checked > 2000)
   end)
 end)

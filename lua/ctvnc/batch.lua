@@ -3,8 +3,9 @@
 -- retries, re-login) is the client's one engine, the modes and URLs are
 -- ctvnc.console's. This file is a method of the client class.
 local core = require "ctvnc.core"
+local argcheck = require("ctvnc.args").check
 
-local type, ipairs, pairs, error = type, ipairs, pairs, error
+local type, ipairs, pairs = type, ipairs, pairs
 
 --- Kinds of a whole group's failure that its answer gave (not the network).
 local ANSWERED = { graphql = true, http = true, decode = true, too_large = true,
@@ -12,12 +13,8 @@ local ANSWERED = { graphql = true, http = true, decode = true, too_large = true,
 
 --- client:batch(vm_ids, opts) -> results, summary
 return function(self, vm_ids, opts)
-  if type(vm_ids) ~= "table" then
-    error("bad argument #1 to 'batch' (table expected, got " .. type(vm_ids) .. ")", 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  argcheck(type(vm_ids) == "table", 1, "batch", "table expected, got " .. type(vm_ids))
+  argcheck(opts == nil or type(opts) == "table", 2, "batch", "table expected, got " .. type(opts))
   opts = opts or {}
   local total = #vm_ids
   local results = {}

@@ -395,13 +395,16 @@ end
 -- succeeded, false when some failed, or nil, message, kind.
 local COMMANDS = {}
 
+--- A check refusing a command given no word and no --<flag>.
+local function needs_words_or(flag, msg)
+  return function(flags, words)
+    if #words == 0 and not flags[flag] then return usage_error(msg) end
+  end
+end
+
 COMMANDS.url = {
   columns = RECORD, text = record_text,
-  check = function(flags, words)
-    if #words == 0 and not flags.name then
-      return usage_error("url needs at least one VM id or --name")
-    end
-  end,
+  check = needs_words_or("name", "url needs at least one VM id or --name"),
   run = function(ctx)
     local c, w = ctx.client, ctx.out
     local ok = true
@@ -444,11 +447,7 @@ COMMANDS.url = {
 
 COMMANDS.batch = {
   columns = RECORD, text = record_text,
-  check = function(flags, words)
-    if #words == 0 and not flags.file then
-      return usage_error("batch needs VM ids, --file FILE or - (stdin)")
-    end
-  end,
+  check = needs_words_or("file", "batch needs VM ids, --file FILE or - (stdin)"),
   run = function(ctx)
     local ids = {}
     for _, id in ipairs(ctx.words) do

@@ -8,8 +8,9 @@ local core = require "ctvnc.core"
 local api = require "ctvnc.api"
 local console = require "ctvnc.console"
 local batch = require "ctvnc.batch"
+local argcheck = require("ctvnc.args").check
 
-local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
+local type, ipairs, pairs, setmetatable = type, ipairs, pairs, setmetatable
 local floor, random, max = math.floor, math.random, math.max
 local find, lower, format = string.find, string.lower, string.format
 local redact = api.redact
@@ -22,10 +23,6 @@ Client.__index = Client
 
 for k, f in pairs(console) do Client[k] = f end
 Client.batch = batch
-
-local function argcheck(cond, n, fname, msg)
-  if not cond then error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3) end
-end
 
 local function check_number(opts, key, default, integer, minimum)
   local v = opts[key]

@@ -4,8 +4,9 @@
 -- address and port. These are methods of the client (ctvnc.client mixes
 -- them in), so they keep their state on it.
 local core = require "ctvnc.core"
+local argcheck = require("ctvnc.args").check
 
-local type, ipairs, error = type, ipairs, error
+local type, ipairs = type, ipairs
 local check_options, direct_url, proxy_url = core.check_options, core.direct_url,
   core.proxy_url
 
@@ -65,9 +66,7 @@ end
 
 --- client:console_url_for(info [, opts]) -> url, mode | nil, message, kind
 function _M:console_url_for(info, opts)
-  if type(info) ~= "table" then
-    error("bad argument #1 to 'console_url_for' (table expected, got " .. type(info) .. ")", 2)
-  end
+  argcheck(type(info) == "table", 1, "console_url_for", "table expected, got " .. type(info))
   opts = opts or {}
   local ok, msg, kind = check_options("console_url_for", opts)
   if not ok then return nil, msg, kind end

@@ -86,6 +86,16 @@ local function log(level, ...)
 end
 _M.log = log
 
+--- The lines of a key file (`what` names it in the error when it cannot
+-- be read).
+local function file_lines(path, what)
+  local f = assert(io.open(path, "r"), "cannot read the " .. what .. " " .. path)
+  local lines = {}
+  for line in f:lines() do lines[#lines + 1] = line end
+  f:close()
+  return lines
+end
+
 --- The shipped authorize hook: a file of "<api key> <vm id>[,<vm id>...]"
 -- lines ("*" allows every VM; "#" starts a comment); "<vm id>:view" (or
 -- "*:view") grants a view-only console. The key comes in the X-API-Key
@@ -94,10 +104,7 @@ _M.log = log
 -- The hook returns true, user, view_only | false, reason, status.
 function _M.key_file(path)
   local keys = {}
-  local f = assert(io.open(path, "r"), "cannot read the key file " .. path)
-  local n = 0
-  for line in f:lines() do
-    n = n + 1
+  for n, line in ipairs(file_lines(path, "key file")) do
     local key, vms = line:match("^%s*([^#%s]+)%s+(%S+)")
     if key then
       local allowed = { [" user"] = "key#" .. n }
@@ -108,7 +115,6 @@ function _M.key_file(path)
       keys[key] = allowed
     end
   end
-  f:close()
   return function(vm_id, ngx_)
     local key = ngx_.req.get_headers()["x-api-key"]
     if type(key) ~= "string" then return false, "no key", 403 end
@@ -124,14 +130,10 @@ end
 -- the audit trail is "admin#<line number>".
 function _M.admin_keys(path)
   local keys = {}
-  local f = assert(io.open(path, "r"), "cannot read the admin key file " .. path)
-  local n = 0
-  for line in f:lines() do
-    n = n + 1
+  for n, line in ipairs(file_lines(path, "admin key file")) do
     local key = line:match("^%s*([^#%s]+)")
     if key then keys[key] = "admin#" .. n end
   end
-  f:close()
   return function(ngx_)
     local key = ngx_.req.get_headers()["x-api-key"]
     local who = type(key) == "string" and keys[key]
@@ -855,52 +857,60 @@ local function run_session(rec, up, protocol)
     end
   end
 
-  local function from_browser()
+  --- Reads `sock` until `handle(data)` returns what ended the session (and
+  -- why), or the socket fails: then `ended(err)` says so.
+  local function pump(sock, handle, ended)
     while true do
-      local data, e = down:receiveany(65536)
+      local data, e = sock:receiveany(65536)
       if data then
-        rec.bytes_in = rec.bytes_in + #data
-        local out, inputs, _, close = viewonly.from_browser(filter, data)
-        if not out then
-          st.reason = st.reason or "protocol"
-          last_word(close)
-          -- a moment for the browser's answer to the close frame
-          down:settimeout(1000)
-          for _ = 1, 64 do
-            if not down:receiveany(4096) then break end
-          end
-          return "protocol", "view-only: " .. tostring(inputs)
-        end
-        if inputs > 0 then rec.last_input = now() end
-        if #out > 0 and not st.reason then
-          local sent, e2 = up:send(out)
-          if not sent then return "target", "target send: " .. tostring(e2) end
-        end
+        local what, why = handle(data)
+        if what then return what, why end
       elseif e ~= "timeout" then
-        st.browser_done = true
-        return "browser", "browser " .. tostring(e)
+        return ended(e)
       end
     end
   end
 
-  local function from_target()
-    while true do
-      local data, e = up:receiveany(65536)
-      if data then
-        local fine, msg = filter:from_target(data)
-        if not fine then
-          st.reason = st.reason or "protocol"
-          down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
-          return "protocol", "view-only: " .. tostring(msg)
+  local function from_browser()
+    return pump(down, function(data)
+      rec.bytes_in = rec.bytes_in + #data
+      local out, inputs, _, close = viewonly.from_browser(filter, data)
+      if not out then
+        st.reason = st.reason or "protocol"
+        last_word(close)
+        -- a moment for the browser's answer to the close frame
+        down:settimeout(1000)
+        for _ = 1, 64 do
+          if not down:receiveany(4096) then break end
         end
-        if st.reason then return st.reason end
-        local sent, e2 = down:send(data)
-        if not sent then return "browser", "browser send: " .. tostring(e2) end
-        rec.bytes_out = rec.bytes_out + #data
-      elseif e ~= "timeout" then
-        return "target", "target " .. tostring(e)
+        return "protocol", "view-only: " .. tostring(inputs)
       end
-    end
+      if inputs > 0 then rec.last_input = now() end
+      if #out > 0 and not st.reason then
+        local sent, e2 = up:send(out)
+        if not sent then return "target", "target send: " .. tostring(e2) end
+      end
+    end, function(e)
+      st.browser_done = true
+      return "browser", "browser " .. tostring(e)
+    end)
+  end
+
+  local function from_target()
+    return pump(up, function(data)
+      local fine, msg = filter:from_target(data)
+      if not fine then
+        st.reason = st.reason or "protocol"
+        down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
+        return "protocol", "view-only: " .. tostring(msg)
+      end
+      if st.reason then return st.reason end
+      local sent, e2 = down:send(data)
+      if not sent then return "browser", "browser send: " .. tostring(e2) end
+      rec.bytes_out = rec.bytes_out + #data
+    end, function(e)
+      return "target", "target " .. tostring(e)
+    end)
   end
 
   local function ticker()

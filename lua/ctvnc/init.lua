@@ -2,23 +2,19 @@
 -- The URL primitives live in C (ctvnc.core); this module is the public face.
 local core = require "ctvnc.core"
 local client = require "ctvnc.client"
+local argcheck = require("ctvnc.args").check
 
-local type, tostring, error, format, match = type, tostring, error, string.format, string.match
+local type, tostring, format, match = type, tostring, string.format, string.match
 local e = core.encode_uri_component
 
 --- ctvnc.novnc_url(page, ws_url [, opts]) -> url | nil, message, "invalid":
 -- the link to a noVNC vnc.html page (`page`) that opens ws_url. Every
 -- value is encoded, so the websocket path and query arrive intact.
 local function novnc_url(page, ws_url, opts)
-  if type(page) ~= "string" then
-    error("bad argument #1 to 'novnc_url' (string expected, got " .. type(page) .. ")", 2)
-  end
-  if type(ws_url) ~= "string" then
-    error("bad argument #2 to 'novnc_url' (string expected, got " .. type(ws_url) .. ")", 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'novnc_url' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  argcheck(type(page) == "string", 1, "novnc_url", "string expected, got " .. type(page))
+  argcheck(type(ws_url) == "string", 2, "novnc_url", "string expected, got " .. type(ws_url))
+  argcheck(opts == nil or type(opts) == "table", 3, "novnc_url",
+    "table expected, got " .. type(opts))
   opts = opts or {}
   if page == "" or match(page, "[%s#]") then
     return nil, "novnc_url: the page must be a URL without spaces or fragment", "invalid"

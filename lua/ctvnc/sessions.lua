@@ -67,23 +67,20 @@ function _M.list()
   return out
 end
 
---- The open sessions of a VM, oldest first.
-function _M.of_vm(vm_id)
+--- The open sessions whose `field` is `value`, oldest first.
+local function where(field, value)
   local out = {}
   for _, rec in ipairs(_M.list()) do
-    if rec.vm_id == vm_id then out[#out + 1] = rec end
+    if rec[field] == value then out[#out + 1] = rec end
   end
   return out
 end
 
+--- The open sessions of a VM, oldest first.
+function _M.of_vm(vm_id) return where("vm_id", vm_id) end
+
 --- The open sessions of a user, oldest first.
-function _M.of_user(user)
-  local out = {}
-  for _, rec in ipairs(_M.list()) do
-    if rec.user == user then out[#out + 1] = rec end
-  end
-  return out
-end
+function _M.of_user(user) return where("user", user) end
 
 local function take(d, prefix, max, id, held)
   if not max or max <= 0 then return true end

@@ -1,0 +1,207 @@
+--- What the gateway spec files (gateway, relay, openresty, e2e) share: a lab
+-- directory with the background processes and example gateways
+-- (examples/openresty/run.sh) started in it, the secrets registered for the
+-- final log grep, a curl wrapper and a websocket handshake by hand.
+local helpers = require "helpers"
+local socket = require "socket"
+local luassert = require "luassert"
+
+local common = {}
+local ROOT = helpers.ROOT
+
+--- The settings every example gateway needs to reach the simulator as its
+-- CloudTower over verified TLS.
+function common.tower_env(sim)
+  return {
+    TOWER = "127.0.0.1:" .. sim.https_port, TOWER_CA = sim.cert, TOWER_NAME = "localhost",
+    CTVNC_ENDPOINT = "https://127.0.0.1:" .. sim.https_port, CTVNC_TOKEN = helpers.STATIC_TOKEN,
+  }
+end
+
+local Lab = {}
+Lab.__index = Lab
+
+--- A fresh temporary directory; stop everything with lab:stop(). `show`
+-- (optional) makes a gateway's start output safe to quote; by default the
+-- registered secrets are scrubbed from it. mktemp -d makes the directory
+-- in one step (os.tmpname, remove, mkdir leaves the name free for a
+-- moment); chmod 755 lets nginx's workers (user nobody) reach their temp
+-- directories inside it.
+function common.lab(show)
+  local out, ok = helpers.run("d=$(mktemp -d /tmp/ctvnc-lab.XXXXXXXX) && chmod 755 \"$d\" && echo \"$d\"")
+  assert(ok, "mktemp: " .. out)
+  local dir = out:gsub("%s+$", "")
+  local lab = setmetatable({ dir = dir, secrets = {}, gateways = {}, started = {} }, Lab)
+  lab.show = show or function(s) return helpers.scrub(s, lab.secrets) end
+  return lab
+end
+
+--- Registers a secret no log line may hold; returns it (nil and "" are skipped).
+function Lab:secret(s)
+  if s and s ~= "" then self.secrets[#self.secrets + 1] = s end
+  return s
+end
+
+--- Starts `cmd` in the background in a session of its own (setsid: the
+-- whole group can be stopped), its output in <dir>/<name>.out; returns the pid.
+function Lab:spawn(name, cmd)
+  local pidfile = ("%s/%s.pid"):format(self.dir, name)
+  local out, ok = helpers.run(("(setsid %s > %s/%s.out 2>&1 & echo $! > %s)")
+    :format(cmd, self.dir, name, pidfile))
+  assert(ok, out)
+  local pid = tonumber((helpers.read_file(pidfile) or ""):match("%d+"))
+  assert(pid, "no pid for " .. name)
+  self.started[#self.started + 1] = { name = name, pid = pid }
+  return pid
+end
+
+--- The last bytes a spawned process wrote, for a failure message.
+function Lab:log_tail(name)
+  local s = helpers.read_file(("%s/%s.out"):format(self.dir, name)) or ""
+  return self.show(s:sub(-1500))
+end
+
+--- Starts the example gateway `name` in <dir>/<name> with the settings of
+-- each table given, laid over one another in turn (false removes one);
+-- TOWER_CA and CLUSTER_CA of the calling environment never leak in.
+-- Returns its port; lab.gateways[name] is { dir, port, out }.
+function Lab:start_gateway(name, ...)
+  local e = {}
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do e[k] = v or nil end
+  end
+  local parts = {}
+  for k, v in pairs(e) do parts[#parts + 1] = ("%s='%s'"):format(k, v) end
+  table.sort(parts)
+  local d = self.dir .. "/" .. name
+  self.gateways[name] = { dir = d }
+  local out, ok = helpers.run(("cd %s && env -u TOWER_CA -u CLUSTER_CA %s sh examples/openresty/run.sh start %s")
+    :format(ROOT, table.concat(parts, " "), d))
+  assert(ok, "gateway " .. name .. " did not start:\n" .. self.show(out))
+  local port = tonumber(out:match("GATEWAY_PORT=(%d+)"))
+  self.gateways[name] = { dir = d, port = port, out = out }
+  return port
+end
+
+--- Stops the named gateways (all when none is named), side by side; their
+-- logs stay for the log grep.
+function Lab:stop_gateways(...)
+  local names = { ... }
+  if #names == 0 then
+    for name in pairs(self.gateways) do names[#names + 1] = name end
+  end
+  local stops = {}
+  for _, name in ipairs(names) do
+    local g = self.gateways[name]
+    if g and not g.stopped then
+      g.stopped = true
+      stops[#stops + 1] = ("sh examples/openresty/run.sh stop %s &"):format(g.dir)
+    end
+  end
+  if #stops > 0 then helpers.run(("cd %s && %s wait"):format(ROOT, table.concat(stops, " "))) end
+end
+
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("*a") or ""
+  f:close()
+  return not stat:match("^%d+ %b() Z")
+end
+common.alive = alive
+
+--- Stops the gateways, then each spawned process with its group (TERM,
+-- KILL after 2 s; kill -SIG -PGID: dash's kill takes no "--"), and removes
+-- the directory.
+function Lab:stop()
+  self:stop_gateways()
+  local started = self.started
+  for i = #started, 1, -1 do
+    local p = started[i].pid
+    if alive(p) then helpers.run(("kill -TERM -%d; kill -TERM %d"):format(p, p)) end
+  end
+  for i = #started, 1, -1 do
+    local p = started[i].pid
+    for _ = 1, 40 do
+      if not alive(p) then break end
+      socket.sleep(0.05)
+    end
+    if alive(p) then helpers.run(("kill -KILL -%d; kill -KILL %d"):format(p, p)) end
+  end
+  self.started = {}
+  helpers.run("rm -rf " .. self.dir)
+end
+
+--- curl to 127.0.0.1:port: status, body, headers (lower-case names), the
+-- raw header block. Fails the test when no answer comes.
+function Lab:http(port, method, path, headers, body)
+  local dir = self.dir
+  local h = ""
+  for k, v in pairs(headers or {}) do h = h .. (" -H '%s: %s'"):format(k, v) end
+  local data = ""
+  if body then
+    local f = dir .. "/body"
+    helpers.write_file(f, body)
+    data = " --data-binary @" .. f
+  end
+  local m = method == "HEAD" and "-I" or ("-X " .. method)
+  os.remove(dir .. "/headers")
+  os.remove(dir .. "/out")
+  local out = helpers.run(("curl -s -m 20 -D %s/headers -o %s/out %s%s%s 'http://127.0.0.1:%d%s'")
+    :format(dir, dir, m, h, data, port, path))
+  local raw = helpers.read_file(dir .. "/headers") or ""
+  local status = tonumber(raw:match("^HTTP/%S+ (%d+)"))
+  local hs = {}
+  for k, v in raw:gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do hs[k:lower()] = v end
+  assert(status, "no answer: " .. helpers.scrub(out, self.secrets))
+  return status, helpers.read_file(dir .. "/out") or "", hs, raw
+end
+
+--- A websocket handshake by hand with 127.0.0.1:port: the socket (10 s
+-- timeout), the status and the answer's headers (lower-case names).
+function common.ws_handshake(port, path, headers)
+  local sock = assert(socket.connect("127.0.0.1", port))
+  sock:settimeout(10)
+  local lines = { ("GET %s HTTP/1.1"):format(path), ("Host: 127.0.0.1:%d"):format(port),
+    "Upgrade: websocket", "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13" }
+  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  assert(sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n"))
+  local status_line = sock:receive("*l") or ""
+  local hs = {}
+  while true do
+    local line = sock:receive("*l")
+    if not line or line == "" then break end
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then hs[k:lower()] = v end
+  end
+  return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
+end
+
+local LOGS = { "access.log", "error.log", "audit.log" }
+
+--- Asserts that no log (access, error, audit) of any gateway the lab
+-- started holds a registered secret, a match of one of `patterns` (Lua
+-- patterns) or something shaped like a raw token (32 hex digits). Returns
+-- the bytes read in all, and by "<gateway>/<file>".
+function Lab:assert_logs_clean(patterns)
+  local checked, sizes = 0, {}
+  for name, g in pairs(self.gateways) do
+    for _, file in ipairs(LOGS) do
+      local log = helpers.read_file(g.dir .. "/" .. file) or ""
+      local where = name .. "/" .. file
+      checked = checked + #log
+      sizes[where] = #log
+      for i, s in ipairs(self.secrets) do
+        luassert.is_nil(log:find(s, 1, true), ("%s holds secret #%d"):format(where, i))
+      end
+      for _, pattern in ipairs(patterns or {}) do
+        luassert.is_nil(log:find(pattern), ("%s holds %s"):format(where, pattern))
+      end
+      luassert.is_nil(log:find(("%x"):rep(32)), where .. " holds a raw token")
+    end
+  end
+  return checked, sizes
+end
+
+return common
