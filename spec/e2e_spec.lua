@@ -21,7 +21,7 @@ local common = require "gateway.common"
 -- to out/e2e/<page>.png. Loopback only; no URL (they hold tokens) is ever
 -- printed.
 local ROOT = helpers.ROOT
-local OUT = ROOT .. "/out/e2e"
+local OUT = os.getenv("CTVNC_E2E_OUT") or ROOT .. "/out/e2e"   -- test.sh: one per suite
 local COLOUR, RGB = "#2a6f97", { 42, 111, 151 }
 local KEY = "k-e2e-" .. tostring(os.time()) .. tostring(math.random(1e6, 9e6))
 local KEY_VIEW = "k-e2e-view-" .. tostring(os.time()) .. tostring(math.random(1e6, 9e6))

@@ -19,8 +19,7 @@ cd "$(dirname "$0")/../.." || exit 1
 OUT=${CTVNC_TEST_OUT:-out/test}
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 JOBS=${JOBS:-2}
-# The whole-suite runs (lua5.x, luajit) go one at a time, beside the others:
-# they all drive Chromium and write out/e2e/. Longest first.
+# Longest first; each suite writes its own screenshots (CTVNC_E2E_OUT).
 SUITES=${SUITES:-"lua5.4 valgrind luajit fuzz lua5.1 asan lua5.2 lua5.3 \
 rock5.4 rock5.1 rock5.2 rock5.3 rockjit jitheaders luacheck cppcheck"}
 BUSTED=/usr/bin/busted
@@ -70,6 +69,7 @@ suite() {  # name abi env-and-command... (abi: the build/<abi> module, or -)
       export LUA_PATH="$LPATH" LUA_CPATH="build/$abi/?.so;;" LUA_CPATH_5_2="build/$abi/?.so;;" \
         LUA_CPATH_5_3="build/$abi/?.so;;" LUA_CPATH_5_4="build/$abi/?.so;;"
     fi
+    export CTVNC_E2E_OUT="$dir/e2e"
     env "$@" -o TAP > "$OUT/$name.tap" 2>&1
   )
   rc=$?
@@ -125,19 +125,15 @@ report() {  # name
   [ -s "$OUT/$1.detail" ] && cat "$OUT/$1.detail"
 }
 
-whole() { case $1 in lua5.[1234]|luajit) return 0 ;; esac; return 1; }
-
 pending=""   # started, not reported yet
 queue=$SUITES
 running=0
-whole_running=""
 collect() {  # reports the suites that have ended
   local s left=""
   for s in $pending; do
     if [ -e "$OUT/$s.result" ]; then
       report "$s"
       running=$((running - 1))
-      [ "$s" = "$whole_running" ] && whole_running=""
     else
       left="$left $s"
     fi
@@ -157,20 +153,11 @@ start() {  # name
   ) &
   pending="$pending $s"
   running=$((running + 1))
-  whole "$s" && whole_running=$s
 }
-# next: the first queued suite that may start now, or nothing
-next() {
-  local s
-  for s in $queue; do
-    if ! whole "$s" || [ -z "$whole_running" ]; then echo "$s"; return; fi
-  done
-}
-
 while [ -n "$(echo $queue)" ] || [ "$running" -gt 0 ]; do
   collect
   s=""
-  [ "$running" -lt "$JOBS" ] && s=$(next)
+  [ "$running" -lt "$JOBS" ] && s=$(set -- $queue; echo "${1:-}")
   if [ -n "$s" ]; then
     start "$s"
     queue=$(echo " $queue " | sed "s/ $s / /")
