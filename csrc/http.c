@@ -36,6 +36,8 @@ typedef struct slot {
   int stale;                  /* a reused connection had unasked-for bytes */
   curl_socket_t fd;           /* the socket its last answer came on, while
                                  libcurl keeps that connection; else BAD */
+  curl_socket_t cur;          /* the socket its request went out on, while
+                                 it runs (known from libcurl 7.80); else BAD */
   size_t index;
   char err[CURL_ERROR_SIZE];
 } slot;
@@ -186,10 +188,10 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port,
   struct pollfd p;
   sock *k;
   (void)ip; (void)local_ip;
+  k = find_sock(s->h, lport, port);
+  s->cur = k ? k->fd : CURL_SOCKET_BAD;
   if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &fresh) != CURLE_OK
-      || fresh > 0)
-    return CURL_PREREQFUNC_OK;
-  if ((k = find_sock(s->h, lport, port)) == NULL)
+      || fresh > 0 || k == NULL)
     return CURL_PREREQFUNC_OK;
   if (s->h->o.http2 && k->version != 1)
     return CURL_PREREQFUNC_OK;
@@ -328,8 +330,12 @@ static int grow_slots(ctv_http *h, int n) {
   while (h->nslots < n) {
     slot *one = calloc(1, sizeof *one);
     if (!one) return -1;
+    if (setup(h, one) != 0) {        /* not counted: no half-made slot */
+      curl_easy_cleanup(one->easy);
+      free(one);
+      return -1;
+    }
     s[h->nslots++] = one;
-    if (setup(h, one) != 0) return -1;
   }
   return 0;
 }
@@ -391,6 +397,7 @@ static enum start_outcome start(ctv_http *h, slot *s, const ctv_req *r, size_t i
   enum start_outcome why = set_headers(h, s, r);
   s->len = 0;
   s->too_large = s->oom = s->stale = 0;
+  s->cur = CURL_SOCKET_BAD;
   s->err[0] = '\0';
   s->index = i;
   if (why != STARTED) return why;
@@ -441,16 +448,16 @@ static void finish(slot *s, CURLcode rc, ctv_res *res) {
 static void drop(ctv_http *h, slot *s) {
   size_t i;
   int j;
-  for (j = 0; j < h->nslots; j++) {
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (h->slots[j]->busy
-        && curl_easy_getinfo(h->slots[j]->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK
-        && fd == s->fd)
-      return;
-  }
+  long version = 0;
+  if (s->fd == CURL_SOCKET_BAD
+      || (curl_easy_getinfo(s->easy, CURLINFO_HTTP_VERSION, &version) == CURLE_OK
+          && version >= CURL_HTTP_VERSION_2_0))
+    return;                   /* gone already, or HTTP/2: streams never mix */
+  for (j = 0; j < h->nslots; j++)
+    if (h->slots[j]->busy && h->slots[j]->cur == s->fd) return;
   for (i = 0; i < h->nsocks; i++) {
     if (h->socks[i].fd == s->fd) {
-      if (h->socks[i].version != 2) shutdown(s->fd, SHUT_RDWR);
+      shutdown(s->fd, SHUT_RDWR);
       return;
     }
   }

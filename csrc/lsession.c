@@ -17,6 +17,7 @@ static int l_session(lua_State *L);
 static int l_request(lua_State *L);
 static int l_request_many(lua_State *L);
 static int l_close(lua_State *L);
+static int l_gc(lua_State *L);
 static int l_tostring(lua_State *L);
 
 static const luaL_Reg funcs[] = {
@@ -32,7 +33,7 @@ static const luaL_Reg methods[] = {
 };
 
 static const luaL_Reg meta[] = {
-  {"__gc", l_close},
+  {"__gc", l_gc},
   {"__close", l_close},
   {"__tostring", l_tostring},
   {NULL, NULL}
@@ -74,6 +75,17 @@ static lua_Number num_opt(lua_State *L, int t, const char *key, lua_Number def) 
   return v;
 }
 
+/* v within [lo, hi] (the casts to long and size_t stay defined) */
+static lua_Number clamp(lua_Number v, lua_Number lo, lua_Number hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* seconds as libcurl milliseconds: at least 1 (0 would mean none), and
+ * at most a year */
+static long ms(lua_Number seconds) {
+  return (long)clamp(seconds * 1000, 1, 31536000000.0);
+}
+
 static const char *str_opt(lua_State *L, int t, const char *key) {
   lua_getfield(L, t, key);
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
@@ -92,9 +104,9 @@ static int l_session(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   memset(&o, 0, sizeof o);
-  o.timeout_ms = (long)(num_opt(L, 1, "timeout", 10) * 1000);
-  o.connect_timeout_ms = (long)(num_opt(L, 1, "connect_timeout", 5) * 1000);
-  o.max_body = (size_t)num_opt(L, 1, "max_body", 1048576);
+  o.timeout_ms = ms(num_opt(L, 1, "timeout", 10));
+  o.connect_timeout_ms = ms(num_opt(L, 1, "connect_timeout", 5));
+  o.max_body = (size_t)clamp(num_opt(L, 1, "max_body", 1048576), 1, 1e15);
   lua_getfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
   lua_getfield(L, 1, "http2");
@@ -117,6 +129,13 @@ static int l_close(lua_State *L) {
   session *s = (session *)luaL_checkudata(L, 1, SESSION);
   if (s->busy) s->closing = 1;
   else release(s);
+  return 0;
+}
+
+/* __gc: a collected session is never mid-run (a run keeps it on the C
+ * stack), so whatever `busy` says after a memory error, free it all. */
+static int l_gc(lua_State *L) {
+  release((session *)luaL_checkudata(L, 1, SESSION));
   return 0;
 }
 
@@ -163,7 +182,8 @@ static const char *url_field(lua_State *L, const session *s, int t,
 
 static size_t count_headers(lua_State *L, int t) {
   size_t n = 0;
-  lua_getfield(L, t, "headers");
+  lua_pushliteral(L, "headers");
+  lua_rawget(L, t);
   if (lua_type(L, -1) == LUA_TTABLE) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -177,7 +197,7 @@ static size_t count_headers(lua_State *L, int t) {
 
 /* Request table at t (the i-th) into r, its headers into hd. */
 static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
-                     int *k, ctv_req *r, ctv_header *hd) {
+                     int *k, ctv_req *r, ctv_header *hd, size_t cap) {
   size_t len;
   r->method = str_field(L, t, "method", anchor, k, &len, i);
   r->url = url_field(L, s, t, anchor, k, i);
@@ -195,7 +215,8 @@ static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
   lua_pop(L, 1);
   r->headers = hd;
   r->nheaders = 0;
-  lua_getfield(L, t, "headers");
+  lua_pushliteral(L, "headers");   /* raw, as count_headers read it: no */
+  lua_rawget(L, t);                /* metamethod runs between the two */
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return;
@@ -203,7 +224,10 @@ static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
   if (!lua_istable(L, -1)) luaL_error(L, "request %d: headers must be a table", i);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    ctv_header *h = &hd[r->nheaders++];
+    ctv_header *h;
+    if (r->nheaders == cap)   /* a metamethod grew the table since it was counted */
+      luaL_error(L, "request %d: headers changed while being read", i);
+    h = &hd[r->nheaders++];
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "request %d: headers must map strings to strings", i);
     h->value = anchored(L, anchor, k, &h->valuelen);
@@ -231,8 +255,9 @@ static ctv_req *read_reqs(lua_State *L, const session *s, int t, size_t n) {
   anchor = lua_gettop(L);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, t, (int)i);
-    read_req(L, s, lua_gettop(L), (int)i, anchor, &k, &reqs[i - 1], hd);
+    read_req(L, s, lua_gettop(L), (int)i, anchor, &k, &reqs[i - 1], hd, nh);
     hd += reqs[i - 1].nheaders;
+    nh -= reqs[i - 1].nheaders;
     lua_pop(L, 1);
   }
   return reqs;

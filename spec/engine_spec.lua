@@ -56,6 +56,24 @@ describe("a session's callbacks", function()
   end)
 end)
 
+describe("a session's request tables", function()
+  it("refuse headers that grow while the request is read (no write past the count)", function()
+    local s = core.session()
+    local h = { a = "1" }
+    local req = setmetatable({ url = "http://127.0.0.1:1/", headers = h }, {
+      __index = function(_, k)         -- runs when `method` is read, after the count
+        if k == "method" then
+          for i = 1, 64 do h["x" .. i] = "v" end
+          return "GET"
+        end
+      end })
+    local ok, err = pcall(s.request, s, req)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("headers changed while being read", 1, true))
+    s:close()
+  end)
+end)
+
 describe("a batch's on_progress", function()
   helpers.autoclose()
 
