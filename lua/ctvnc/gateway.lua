@@ -484,9 +484,15 @@ end
 function _M.url(vm_id)
   if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
   vm_id = vm_id or vm_of("/url")
-  if not vm_id then return fail(nil, "the path is not a console URL", "invalid") end
+  if not vm_id or vm_id == "" then
+    return fail(nil, "the path is not a console URL", "invalid")
+  end
   local allowed, why, status = authorize(vm_id)
   if not allowed then return deny(vm_id, why, status) end
+  local view_only = status          -- allowed: true, user, view_only
+  -- a view-only grant never gets the target's URL: it connects straight to
+  -- the VM, past the relay that enforces view-only
+  if view_only then return deny(vm_id, "view-only: open the console page", 403) end
   if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
   local url, mode, kind = choose(vm_id)
   if not url then return fail(vm_id, mode, kind) end
@@ -1178,7 +1184,12 @@ function _M.batch()
   end
   local results, allowed_ids, where = {}, {}, {}
   for i, id in ipairs(ids) do
-    if type(id) == "string" and id ~= "" and authorize(id) then
+    local allowed, view_only = false, false
+    if type(id) == "string" and id ~= "" then
+      local _
+      allowed, _, view_only = authorize(id)
+    end
+    if allowed and not view_only then   -- view-only grants never get target URLs
       allowed_ids[#allowed_ids + 1] = id
       where[#allowed_ids] = i
     else

@@ -27,6 +27,8 @@ local io_open, os_date = io.open, os.date
 local _M = {}
 
 _M.TTL = 10            -- seconds a session's keys live without a refresh
+_M.OPEN_TTL = 60       -- the same while the target's handshake runs (its timeouts
+                       -- add up past TTL: the slots must not lapse meanwhile)
 _M.DICT = "ctvnc_sessions"
 _M.METRICS = "ctvnc_metrics"
 
@@ -86,7 +88,7 @@ local function take(d, prefix, max, id, held)
   if not max or max <= 0 then return true end
   for i = 1, max do
     local k = prefix .. i
-    if d:add(k, id, _M.TTL) then
+    if d:add(k, id, _M.OPEN_TTL) then
       held[#held + 1] = k
       return true
     end
@@ -138,7 +140,7 @@ function _M.open(rec, limits)
     return nil, "user", _M.of_user(rec.user)[1]
   end
   rec.slots = held
-  local ok, err = d:set("s:" .. rec.id, encode(rec), _M.TTL)
+  local ok, err = d:set("s:" .. rec.id, encode(rec), _M.OPEN_TTL)
   if not ok then
     drop(d, held, rec.id)
     return nil, "store", err
