@@ -77,8 +77,8 @@ test: deps
 	@bash spec/support/test.sh
 
 lint:
-	luacheck -q lua spec bin examples
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c99 csrc
+	$(call need,lua-check cppcheck)
+	@SUITES="luacheck cppcheck" bash spec/support/test.sh
 
 valgrind: deps build
 	@SUITES=valgrind bash spec/support/test.sh
@@ -101,6 +101,7 @@ bench: deps-bench build
 # the rock for one Lua (LuaRocks' own default on Debian 12 is 5.1)
 LUA_VERSION ?= 5.4
 install:
+	$(call need,$(BUILD_PKGS) luarocks)
 	luarocks --lua-version=$(LUA_VERSION) make --deps-mode=none ctvnc-scm-1.rockspec
 
 clean:

@@ -23,7 +23,8 @@ stop() {
   rm -rf "$tmp"
 }
 trap stop EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if ! bash spec/support/sim.sh start "$tmp/sim" >"$tmp/sim.log" 2>&1; then
   cat "$tmp/sim.log"

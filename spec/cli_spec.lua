@@ -226,7 +226,7 @@ describe("the ctvnc command", function()
   it("checks the flags for options of the newer library before any request", function()
     local cases = {
       { "--header nocolon url vm-1", "--header nocolon: must be 'Name: value'" },
-      { "--header 'Bad Name: x' url vm-1", "--header Bad Name: x: must be 'Name: value'" },
+      { "--header 'Bad Name: x' url vm-1", "--header Bad Name: must be 'Name: value'" },
       { "--per-request 0 batch vm-1", "--per-request 0: must be an integer 1 or more" },
       { "--per-request 2 url vm-1", "--per-request does not apply to url" },
       { "--first 0 vms", "--first 0: must be an integer 1 or more" },

@@ -7,6 +7,7 @@ local json = require("cjson.safe").new()
 
 local ipairs, pairs, tonumber, tostring, type = ipairs, pairs, tonumber, tostring, type
 local format, concat, floor = string.format, table.concat, math.floor
+local unpack = table.unpack or unpack  -- luacheck: ignore
 
 local _M = {}
 
@@ -271,10 +272,10 @@ end
 
 -- Options of ctvnc.new: the flag, the environment variable, the key.
 local CONNECTION = {
-  { flag = "--endpoint", env = "CTVNC_ENDPOINT", key = "endpoint", secret = true },
-  { env = "CTVNC_TOKEN", key = "token", secret = true },
+  { flag = "--endpoint", env = "CTVNC_ENDPOINT", key = "endpoint" },
+  { env = "CTVNC_TOKEN", key = "token" },
   { flag = "--username", env = "CTVNC_USERNAME", key = "username" },
-  { env = "CTVNC_PASSWORD", key = "password", secret = true },
+  { env = "CTVNC_PASSWORD", key = "password" },
   { flag = "--source", env = "CTVNC_SOURCE", key = "source" },
   { flag = "--auth-config-id", key = "auth_config_id" },
   { flag = "--ca-file", env = "CTVNC_CA_FILE", key = "ca_file" },
@@ -333,8 +334,9 @@ local function client_options(flags, env)
     opts.headers = {}
     for _, h in ipairs(flags.header) do
       local name, value = h:match("^([!#$%%&'*+%-.^_`|~%w]+):%s*(.-)%s*$")
-      if not name or value:find("[%z\r\n]") then
-        return nil, usage_error("--header " .. printable(h) .. ": must be 'Name: value'")
+      if not name then    -- the name only: what follows may be a secret
+        return nil, usage_error("--header " .. printable(h:match("^[^:]*")) .. ": must be "
+          .. "'Name: value'")
       end
       opts.headers[name] = value
     end
@@ -385,9 +387,8 @@ local function read_ids(path, stdin, label)
   return ids
 end
 
-local function console_opts(flags)
-  return { mode = flags.mode, scheme = flags.scheme, port = flags.port,
-           concurrency = flags.concurrency, per_request = flags["per-request"] }
+local function console_opts(flags)   -- concurrency and per_request went to ctvnc.new
+  return { mode = flags.mode, scheme = flags.scheme, port = flags.port }
 end
 
 -- The commands: check(flags, words) refuses bad usage before any request;
@@ -413,25 +414,29 @@ COMMANDS.url = {
       if not r.ok then ok = false end
       w.row(r)
     end
-    local ids = {}
+    -- every --name resolved before any row goes out: an ambiguous one is a
+    -- usage error with no partial output
+    local ids, unresolved = {}, {}
     for _, id in ipairs(ctx.words) do ids[#ids + 1] = id end
     for _, name in ipairs(ctx.flags.name or {}) do
       local vms, msg, kind = c:find_vms(name)
       if not vms then
-        emit({ vm_id = name, ok = false, message = msg, kind = kind })
+        unresolved[#unresolved + 1] = { vm_id = name, ok = false, message = msg, kind = kind }
       elseif #vms == 0 then
-        emit({ vm_id = name, ok = false, message = "no VM is named " .. name, kind = "not_found" })
+        unresolved[#unresolved + 1] = { vm_id = name, ok = false,
+          message = "no VM is named " .. name, kind = "not_found" }
       elseif #vms > 1 then     -- names are not unique across clusters
         local where = {}
         for i, vm in ipairs(vms) do
           where[i] = vm.id .. " in " .. (vm.cluster and vm.cluster.name or "an unnamed cluster")
         end
         return nil, ("--name %s: %d VMs have this name (%s): give the VM id"):format(name, #vms,
-          table.concat(where, ", ")), "invalid"
+          concat(where, ", ")), "invalid"
       else
         ids[#ids + 1] = vms[1].id
       end
     end
+    for _, r in ipairs(unresolved) do emit(r) end
     for _, id in ipairs(ids) do
       if core.interrupted() then
         emit({ vm_id = id, ok = false, message = "interrupted", kind = "interrupted" })
@@ -574,17 +579,9 @@ function _M.main(args, env, stdio)
     local key, rule = why:match("opts%.(%w+) (must be .*)$")
     return fail(usage_error(format("--%s %s: %s", key, printable(tostring(flags[key])), rule)))
   end
-  local choices = {
-    { "format", { text = true, json = true, csv = true }, "text, json or csv" },
-  }
-  for _, c in ipairs(choices) do
-    local v = flags[c[1]]
-    if v ~= nil and not c[2][v] then
-      return fail(usage_error(("--%s %s: must be %s"):format(c[1], printable(v), c[3])))
-    end
-  end
-  if flags.novnc and not ctvnc.novnc_url then
-    return fail(usage_error("--novnc needs ctvnc.novnc_url, which this ctvnc library lacks"))
+  local fmt = flags.format or "text"
+  if not ({ text = true, json = true, csv = true })[fmt] then
+    return fail(usage_error(("--format %s: must be text, json or csv"):format(printable(fmt))))
   end
   local e = command.check(flags, words)
   if e then return fail(e) end
@@ -599,11 +596,10 @@ function _M.main(args, env, stdio)
     return 1
   end
 
-  local fmt = flags.format or "text"
   local columns = command.columns
   if flags.novnc then
-    columns = { "novnc" }
-    for i, c in ipairs(command.columns) do table.insert(columns, i, c) end
+    columns = { unpack(command.columns) }
+    columns[#columns + 1] = "novnc"
   end
   local ctx = {
     client = client, flags = flags, words = words, format = fmt, console = console_opts(flags),

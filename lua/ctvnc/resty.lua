@@ -170,11 +170,7 @@ function _M.takes_connections(addrs)
   local host, port = match(addr, "^%[(.+)%]:(%d+)$")
   if not host then host, port = match(addr, "^([^:]+):(%d+)$") end
   if not host then return false end
-  local sock = ngx.socket.tcp()
-  sock:settimeout(1000)
-  local ok = sock:connect(host, tonumber(port))
-  sock:close()
-  return ok == 1 or ok == true
+  return (probe_one(host, tonumber(port), 1))
 end
 
 --- transport{ location = "/_ctvnc", timeout = 10, max_body = 1048576, tls = true }

@@ -36,7 +36,8 @@ stop_sims() {
   done
 }
 trap 'stop_sims' EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # A job writes "$OUT/<name>.res" (passed failed) and "$OUT/<name>.detail".
 check() {  # name command...: one test, the command must exit 0
@@ -89,7 +90,7 @@ suite() {  # name abi env-and-command... (abi: the build/<abi> module, or -)
 run() {  # name
   local s=$1
   case $s in
-    luacheck) check luacheck luacheck -q lua spec bin examples ;;
+    luacheck) check luacheck luacheck -q lua spec bin examples bench ;;
     cppcheck) check cppcheck cppcheck --quiet --error-exitcode=1 \
                 --enable=warning,portability,performance --std=c99 csrc ;;
     lua5.[1234]) suite "$s" "${s#lua}" "$s" $BUSTED $NOJIT --exclude-tags=rock ;;
@@ -107,7 +108,7 @@ run() {  # name
                 lua5.4 $BUSTED $NOJIT --exclude-tags=novalgrind,rock ;;
     fuzz)     check fuzz sh fuzz/run.sh 30 ;;
     jitheaders) # what `LUA_INCDIR=/usr/include/luajit-2.1` would build, strict
-              check jitheaders cc -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes \
+              check jitheaders cc -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual \
                 -Werror -fPIC -shared -I/usr/include/luajit-2.1 -o "$OUT/jitheaders.so" \
                 csrc/*.c -lcurl ;;
     *)        echo "    unknown suite" > "$OUT/$s.detail"; echo "0 1" > "$OUT/$s.res" ;;
