@@ -258,6 +258,8 @@ static int setup(ctv_http *h, slot *s) {
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, (void *)h);
 #if LIBCURL_VERSION_NUM >= 0x075500
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->o.timeout_ms);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->o.connect_timeout_ms);

@@ -36,7 +36,6 @@
 #include <sys/random.h>
 #endif
 
-#include "compat.h"
 #include "frames.h"
 #include "lctvnc.h"
 
@@ -80,20 +79,6 @@ static const luaL_Reg meta[] = {
 };
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static void setfuncs(lua_State *L, int t, const luaL_Reg *r) {
-  for (; r->name; r++) {
-    lua_pushcfunction(L, r->func);
-    lua_setfield(L, t, r->name);
-  }
-}
-
-static int fail(lua_State *L, const char *kind, const char *msg) {
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  lua_pushstring(L, kind);
-  return 3;
-}
 
 /* Unpredictable bytes: getrandom() where the C library has it, else
  * /dev/urandom. Never rand(). */
@@ -172,7 +157,7 @@ static int l_viewonly_filter(lua_State *L) {
             && strcmp(lua_tostring(L, -1), known[i]) == 0) break;
       if (!known[i]) {
         lua_pop(L, 1);
-        return fail(L, "invalid", "viewonly_filter: unknown option");
+        return ctv_fail(L, "invalid", "viewonly_filter: unknown option");
       }
     }
   }
@@ -180,13 +165,13 @@ static int l_viewonly_filter(lua_State *L) {
   max_cut = opt_size(L, o, "max_cut_text", 1048576, 0, 2147483648.0);
   max_string = opt_size(L, o, "max_string", 65536, 0, 16777216.0);
   if (max_payload < 0)
-    return fail(L, "invalid",
+    return ctv_fail(L, "invalid",
                 "viewonly_filter: max_payload must be an integer 1-2^30");
   if (max_cut < 0)
-    return fail(L, "invalid",
+    return ctv_fail(L, "invalid",
                 "viewonly_filter: max_cut_text must be an integer 0-2^31");
   if (max_string < 0)
-    return fail(L, "invalid",
+    return ctv_fail(L, "invalid",
                 "viewonly_filter: max_string must be an integer 0-2^24");
   if (o) {
     lua_getfield(L, o, "mode");
@@ -194,15 +179,14 @@ static int l_viewonly_filter(lua_State *L) {
       const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
       if (strcmp(m, "watch") == 0) watch = 1;
       else if (strcmp(m, "view") != 0)
-        return fail(L, "invalid",
+        return ctv_fail(L, "invalid",
                     "viewonly_filter: mode must be \"view\" or \"watch\"");
     }
     lua_pop(L, 1);
   }
   f = (filter *)lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
-  luaL_getmetatable(L, VIEWONLY);
-  lua_setmetatable(L, -2);
+  luaL_setmetatable(L, VIEWONLY);
   ctv_vo_init(&f->vo, (uint64_t)max_payload, (uint32_t)max_cut,
               (uint32_t)max_string, os_random, NULL);
   f->vo.watch = watch;
@@ -211,14 +195,9 @@ static int l_viewonly_filter(lua_State *L) {
 }
 
 static int vo_fail(lua_State *L, filter *f, const char *side) {
-  lua_pushnil(L);
-  if (!f->open)
-    lua_pushstring(L, "view-only filter: closed");
-  else
-    lua_pushfstring(L, "view-only: %s from the %s", ctv_vo_message(&f->vo),
-                    side);
-  lua_pushstring(L, "protocol");
-  return 3;
+  if (!f->open) return ctv_fail(L, "protocol", "view-only filter: closed");
+  return ctv_fail(L, "protocol", "view-only: %s from the %s",
+                  ctv_vo_message(&f->vo), side);
 }
 
 static int vo_from_browser(lua_State *L) {
@@ -364,10 +343,10 @@ static int l_ws_frame(lua_State *L) {
   int fin = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
   unsigned char *buf;
   if ((op & 8) && (n > 125 || !fin))
-    return fail(L, "invalid",
+    return ctv_fail(L, "invalid",
                 "ws_frame: a control frame is whole and at most 125 bytes");
   if (op == CTV_WS_CLOSE && n == 1)
-    return fail(L, "invalid", "ws_frame: a close payload is 0 or 2+ bytes");
+    return ctv_fail(L, "invalid", "ws_frame: a close payload is 0 or 2+ bytes");
   h = ctv_ws_write_header(hdr, fin, op, n, key);
   buf = (unsigned char *)lua_newuserdatauv(L, h + n, 0);
   memcpy(buf, hdr, h);
@@ -399,12 +378,8 @@ static int l_ws_parse(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (r != CTV_WS_OK) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "ws_parse: %s", ctv_ws_result_name(r));
-    lua_pushstring(L, "protocol");
-    return 3;
-  }
+  if (r != CTV_WS_OK)
+    return ctv_fail(L, "protocol", "ws_parse: %s", ctv_ws_result_name(r));
   len = (size_t)fr.payload_len;
   lua_createtable(L, 0, 4);
   lua_pushboolean(L, fr.fin);
@@ -458,12 +433,8 @@ static int l_rfb_client_msg(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (r != CTV_RFB_OK) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "rfb_client_msg: %s", ctv_rfb_result_name(r));
-    lua_pushstring(L, "protocol");
-    return 3;
-  }
+  if (r != CTV_RFB_OK)
+    return ctv_fail(L, "protocol", "rfb_client_msg: %s", ctv_rfb_result_name(r));
   lua_pushinteger(L, m.type);
   lua_pushinteger(L, (lua_Integer)m.len);
   lua_pushstring(L, classes[m.klass]);
@@ -473,14 +444,12 @@ static int l_rfb_client_msg(lua_State *L) {
 /* ---- opening ---------------------------------------------------------- */
 
 void ctv_open_frames(lua_State *L) {
-  int t = lua_gettop(L);
   if (luaL_newmetatable(L, VIEWONLY)) {
-    int mt = lua_gettop(L);
-    setfuncs(L, mt, meta);
+    luaL_setfuncs(L, meta, 0);
     lua_newtable(L);
-    setfuncs(L, lua_gettop(L), methods);
-    lua_setfield(L, mt, "__index");
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  setfuncs(L, t, funcs);
+  luaL_setfuncs(L, funcs, 0);
 }

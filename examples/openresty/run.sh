@@ -100,8 +100,7 @@ tower_tls=${TOWER_TLS:-verify}
 cluster_tls=${CLUSTER_TLS:-verify}
 case $tower_tls in verify) tower_verify=on ;; insecure) tower_verify=off ;;
   *) die "TOWER_TLS must be verify or insecure" ;; esac
-case $cluster_tls in verify) cluster_verify=on ;; insecure) cluster_verify=off ;;
-  *) die "CLUSTER_TLS must be verify or insecure" ;; esac
+case $cluster_tls in verify|insecure) ;; *) die "CLUSTER_TLS must be verify or insecure" ;; esac
 [ "$tower_tls" = verify ] || echo "run.sh: WARNING: TOWER_TLS=insecure: CloudTower's certificate is not verified" >&2
 [ "$cluster_tls" = verify ] || echo "run.sh: WARNING: CLUSTER_TLS=insecure: the clusters' certificates are not verified" >&2
 tower_ca=${TOWER_CA:-$store}
@@ -146,7 +145,6 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@TOWER_CA@|$tower_ca|g" \
     -e "s|@TOWER_NAME@|$tower_name|g" \
     -e "s|@TOWER_TLS@|$tower_tls|g" \
-    -e "s|@CLUSTER_VERIFY@|$cluster_verify|g" \
     -e "s|@CLUSTER_CA@|$cluster_ca|g" \
     -e "s|@CLUSTER_TLS@|$cluster_tls|g" \
     -e "s|@RESOLVER@|$resolver|g" \

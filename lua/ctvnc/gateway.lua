@@ -374,6 +374,12 @@ function _M.in_use_sentence(which, holder)
   return "You have as many consoles open as this gateway allows. Close one and try again."
 end
 
+--- %XX decoded, once; in a path "+" is a plus (ngx.unescape_uri would make
+-- it a space)
+local function unpercent(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
 local function vm_of(suffix)
   local path = ngx.var.request_uri:match("^[^?#]*")
   local prefix = conf.prefix
@@ -381,8 +387,7 @@ local function vm_of(suffix)
   local rest = path:sub(#prefix + 1)
   local raw = rest:match("^([^/]*)" .. suffix .. "$")
   if not raw then return nil end
-  -- %XX only: in a path "+" is a plus (ngx.unescape_uri would make it a space)
-  local vm_id = raw:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    local vm_id = unpercent(raw)
   if vm_id:find("/", 1, true) or vm_id == "." or vm_id == ".." then return nil end
   return vm_id
 end
@@ -458,16 +463,24 @@ local function credentials(vm_id)
 end
 
 --- The URL ctvnc chooses for vm_id: url, mode, info | nil, message, kind.
+--- The console options of every URL the gateway hands out, single or
+-- batch: built once per configuration.
+local function url_opts()
+  if not conf.url_opts then
+    conf.url_opts = { scheme = conf.scheme, port = conf.port, mode = conf.mode or "auto",
+                      probe = shared_probe, probe_timeout = conf.probe_timeout,
+                      probe_ttl = conf.probe_ttl }
+  end
+  return conf.url_opts
+end
+
 local function choose(vm_id)
   if vm_id == "" then return nil, "the VM id is empty", "invalid" end
   resty.deadline(conf.tower_timeout)
   local info, msg, kind = credentials(vm_id)
   if not info then return nil, msg, kind end
-  local opts = { scheme = conf.scheme, port = conf.port, mode = conf.mode or "auto",
-                 probe = shared_probe, probe_timeout = conf.probe_timeout,
-                 probe_ttl = conf.probe_ttl }
   local url, mode
-  url, mode, kind = client:console_url_for(info, opts)
+  url, mode, kind = client:console_url_for(info, url_opts())
   if not url then return nil, mode, kind end
   return url, mode, info
 end
@@ -731,13 +744,6 @@ end
 
 local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-local function random_bytes(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(n)
-  f:close()
-  return s
-end
-
 --- The websocket client handshake with the target, over TCP or TLS
 -- (verified against the location's lua_ssl_trusted_certificate, with
 -- ssl_name checked): sock, subprotocol | nil, kind, message. Only the
@@ -766,7 +772,7 @@ local function connect_target(url, ssl_name, verify, protocol)
       return nil, err == "timeout" and "timeout" or "tls", err
     end
   end
-  local key = ngx.encode_base64(random_bytes(16))
+  local key = ngx.encode_base64(tickets.random_bytes(16))
   local req = { "GET " .. path .. " HTTP/1.1", "Host: " .. hostport, "Upgrade: websocket",
     "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13" }
   if protocol and protocol:match("^[%w%-%._, ]+$") then
@@ -1096,7 +1102,7 @@ function _M.admin()
     log(ngx.NOTICE, "ctvnc: session ", id, " killed by ", who)
     return reply(200, { killed = { id } })
   end
-  local vm_id = raw_vm:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+  local vm_id = unpercent(raw_vm)
   local ids = sessions.kill_vm(vm_id, who)
   log(ngx.NOTICE, "ctvnc: ", #ids, " session(s) of ", vm_id, " killed by ", who)
   return reply(200, { killed = array(ids), vm_id = vm_id })
@@ -1197,8 +1203,7 @@ function _M.batch()
     end
   end
   resty.deadline(conf.tower_timeout)
-  local opts = { mode = conf.mode, scheme = conf.scheme, port = conf.port, probe = shared_probe }
-  for j, r in ipairs((client:batch(allowed_ids, opts))) do
+  for j, r in ipairs((client:batch(allowed_ids, url_opts()))) do
     results[where[j]] = { vm_id = r.vm_id, ok = r.ok, url = r.url, mode = r.mode, kind = r.kind,
                           message = r.ok and nil or REASON[r.kind] }
   end

@@ -264,7 +264,7 @@ function _M.verify(self, token)
   local header = json_object(hjson)
   if not header then return fail("malformed token header") end
   if type(header.alg) ~= "string" then return fail("malformed token header (alg)") end
-  if header.alg == "none" or header.alg:lower() == "none" then
+  if header.alg:lower() == "none" then
     return fail("unsigned token (alg none) refused")
   end
   if header.alg ~= self.alg then return fail("token algorithm is not " .. self.alg) end

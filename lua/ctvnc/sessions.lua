@@ -18,6 +18,7 @@
 -- ctvnc_metrics: counters by their sample name (name{labels}).
 local ngx = ngx
 local cjson = require "cjson.safe"
+local random_bytes = require("ctvnc.ticket").random_bytes
 
 local type, tostring, tonumber, pairs, ipairs, pcall = type, tostring, tonumber, pairs, ipairs,
   pcall
@@ -36,10 +37,7 @@ local function book() return ngx.shared[_M.DICT] end
 
 --- A fresh session id: 16 hex digits from the kernel.
 function _M.new_id()
-  local f = assert(io_open("/dev/urandom", "rb"))
-  local s = f:read(8)
-  f:close()
-  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  return (random_bytes(8):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
 --- Seconds since the epoch as ISO 8601 UTC with milliseconds.

@@ -47,21 +47,23 @@ local function now()
   return ngx.now()
 end
 
---- 16 random bytes from the kernel, base64url.
-local function nonce()
+--- n random bytes from the kernel (for the gateway's nonces, ids, keys).
+function _M.random_bytes(n)
   local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(16)
+  local s = f:read(n)
   f:close()
-  return b64url(s)
+  assert(s and #s == n, "cannot read /dev/urandom")
+  return s
+end
+
+--- 16 random bytes, base64url.
+local function nonce()
+  return b64url(_M.random_bytes(16))
 end
 
 --- A secret of 32 random bytes (read once, at start).
 function _M.random_secret()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(32)
-  f:close()
-  assert(s and #s == 32, "cannot read /dev/urandom")
-  return s
+  return _M.random_bytes(32)
 end
 
 --- ticket.new{ secret = string (>= 32 bytes), dict = "ctvnc_tickets", ttl = 60 }
