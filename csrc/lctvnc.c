@@ -36,6 +36,17 @@ int ctv_fail(lua_State *L, const char *kind, const char *fmt, ...) {
   return 3;
 }
 
+void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
+               const luaL_Reg *methods) {
+  if (luaL_newmetatable(L, name)) {
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
 CTVNC_API int luaopen_ctvnc_core(lua_State *L) {
   static void (*const topics[])(lua_State *) = {
     ctv_open_url, ctv_open_session, ctv_open_sys, ctv_open_frames,

@@ -24,6 +24,11 @@ void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
 void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
                                           ctvnc command */
 
+/* Registers the metatable `name` (once): its metamethods `meta`, and
+ * `methods` as its __index. Leaves the stack as it was. */
+void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
+               const luaL_Reg *methods);
+
 /* Pushes nil, the formatted message and `kind`; returns 3. The format is
  * lua_pushfstring's (%s %d %f %p %c %%), a subset of printf's. */
 int ctv_fail(lua_State *L, const char *kind, const char *fmt, ...)

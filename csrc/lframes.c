@@ -444,12 +444,6 @@ static int l_rfb_client_msg(lua_State *L) {
 /* ---- opening ---------------------------------------------------------- */
 
 void ctv_open_frames(lua_State *L) {
-  if (luaL_newmetatable(L, VIEWONLY)) {
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  ctv_class(L, VIEWONLY, meta, methods);
   luaL_setfuncs(L, funcs, 0);
 }

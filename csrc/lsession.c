@@ -356,12 +356,6 @@ static int l_request_many(lua_State *L) {
 }
 
 void ctv_open_session(lua_State *L) {
-  if (luaL_newmetatable(L, SESSION)) {
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  ctv_class(L, SESSION, meta, methods);
   luaL_setfuncs(L, funcs, 0);
 }

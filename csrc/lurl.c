@@ -26,6 +26,11 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg ep_meta[] = {
+  {"__tostring", l_ep_tostring},
+  {NULL, NULL}
+};
+
 static const luaL_Reg ep_methods[] = {
   {"base", l_ep_base},
   {NULL, NULL}
@@ -268,13 +273,6 @@ static int l_check_options(lua_State *L) {
 }
 
 void ctv_open_url(lua_State *L) {
-  if (luaL_newmetatable(L, ENDPOINT)) {
-    lua_pushcfunction(L, l_ep_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_newtable(L);
-    luaL_setfuncs(L, ep_methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  ctv_class(L, ENDPOINT, ep_meta, ep_methods);
   luaL_setfuncs(L, funcs, 0);
 }
