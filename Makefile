@@ -22,7 +22,7 @@ TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 lib
              luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks zip unzip cppcheck valgrind \
              clang binutils nodejs novnc websockify python3-requests \
              tigervnc-standalone-server x11-xserver-utils xterm chromium
-BENCH_PKGS = $(TEST_PKGS) wrk
+BENCH_PKGS = $(TEST_PKGS) wrk libssl-dev
 
 .PHONY: all build asan deps deps-demo deps-bench e2e-deps test lint demo bench valgrind fuzz install clean
 
@@ -95,8 +95,13 @@ demo: deps-demo
 	@$(MAKE) --no-print-directory build/5.4/ctvnc/core.so
 	@sh examples/demo.sh
 
-bench: deps-bench build
+bench: deps-bench build build/bench/relay_load
 	@sh bench/run.sh
+
+# both ends of the console relay benchmark (bench/relay.sh)
+build/bench/relay_load: bench/relay_load.c
+	@mkdir -p $(@D)
+	$(CC) $(STRICT) $(CFLAGS) -o $@ $< -lcrypto
 
 # the rock for one Lua (LuaRocks' own default on Debian 12 is 5.1)
 LUA_VERSION ?= 5.4

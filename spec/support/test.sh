@@ -92,7 +92,7 @@ run() {  # name
   case $s in
     luacheck) check luacheck luacheck -q lua spec bin examples bench ;;
     cppcheck) check cppcheck cppcheck --quiet --error-exitcode=1 \
-                --enable=warning,portability,performance --std=c99 csrc ;;
+                --enable=warning,portability,performance --std=c99 csrc bench ;;
     lua5.[1234]) suite "$s" "${s#lua}" "$s" $BUSTED $NOJIT --exclude-tags=rock ;;
     luajit)   suite luajit 5.1 luajit $BUSTED --exclude-tags=rock ;;
     rock5.[1234]) suite "$s" - CTVNC_ROCK_DIR="$OUT/$s" "lua${s#rock}" $BUSTED spec/rock_spec.lua ;;
