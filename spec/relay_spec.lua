@@ -624,6 +624,27 @@ describe("the gateway's relay #novalgrind", function()
       assert.is_nil(log:find("[error]", 1, true), log)
     end)
 
+    it("with KEYS too, answers the credential that came: a bad token is not 'no key'", function()
+      local q = start_gateway("jwt-keys", { JWT = "hs256", CTVNC_JWT_SECRET = JWT_SECRET,
+        JWT_AUDIENCE = "consoles" })
+      local bad = token():sub(1, -3) .. "AA"
+      local cases = {
+        { { Authorization = "Bearer " .. bad }, 401, "signature" },
+        { { Authorization = "Bearer " .. token({ vms = { "vm-2" } }) }, 403, "does not grant" },
+        { { ["X-API-Key"] = "k-unknown" }, 403, "does not grant this VM" },
+        { { ["X-API-Key"] = K_FULL, Authorization = "Bearer " .. bad }, 200 },
+        { { Authorization = "Bearer " .. token() }, 200 },
+        { nil, 403, "no key" },
+      }
+      for i, c in ipairs(cases) do
+        local status, body = http(q, "GET", "/console/vm-1/url", c[1])
+        assert.are.equal(c[2], status, "case " .. i .. ": " .. body)
+        if c[3] then
+          assert.truthy(cjson.decode(body).reason:find(c[3], 1, true), "case " .. i .. ": " .. body)
+        end
+      end
+    end)
+
     it("verifies RS256 tokens with JWT_PUBLIC_KEY, and only RS256 there", function()
       local out, ok = helpers.run(("cd %s && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
         .. "-out rs.key 2>&1 && openssl pkey -in rs.key -pubout -out rs.pub 2>&1"):format(dir))

@@ -101,7 +101,8 @@ end
 -- "*:view") grants a view-only console. The key comes in the X-API-Key
 -- header, never in a URL (browsers use tickets). The user named in
 -- tickets, limits and logs is "key#<line number>", never the key.
--- The hook returns true, user, view_only | false, reason, status.
+-- The hook returns true, user, view_only | false, reason, status[, given]
+-- (given: the request carried a key).
 function _M.key_file(path)
   local keys = {}
   for n, line in ipairs(file_lines(path, "key file")) do
@@ -121,7 +122,7 @@ function _M.key_file(path)
     local allowed = keys[key]
     local grant = allowed and (allowed[vm_id] or allowed["*"])
     if grant then return true, allowed[" user"], grant == "view" end
-    return false, "the key does not grant this VM", 403
+    return false, "the key does not grant this VM", 403, true
   end
 end
 
@@ -161,25 +162,27 @@ function _M.jwt(opts)
     local token = jwt.token_from(ngx_.var.http_authorization, ngx_.var.http_cookie, cookie)
     if not token then return false, "no token", 401 end
     local claims, why = v:verify(token)
-    if not claims then return false, why, 401 end
+    if not claims then return false, why, 401, true end
     local user, view_only = jwt.grant(claims, vm_id)
-    if not user then return false, view_only, 403 end
+    if not user then return false, view_only, 403, true end
     return true, user, view_only
   end
 end
 
---- Several authorize hooks: the first that allows wins; else the first
--- one's refusal that is about a credential given (403), or the first's.
+--- Several authorize hooks: the first that allows wins; else the refusal
+-- of the first hook that was given its kind of credential (a hook says so
+-- with a fourth value, true: a key, a token), else the first refusal. So a
+-- bad token is answered as such even when no key came with it.
 function _M.either(...)
   local hooks = { ... }
   return function(vm_id, ngx_)
-    local first_reason, first_status
+    local reason, status, given
     for _, h in ipairs(hooks) do
-      local ok, a, b = h(vm_id, ngx_)
+      local ok, a, b, c = h(vm_id, ngx_)
       if ok == true then return true, a, b end
-      if b == 403 or not first_status then first_reason, first_status = a, b end
+      if not status or (c == true and not given) then reason, status, given = a, b, c == true end
     end
-    return false, first_reason, first_status
+    return false, reason, status
   end
 end
 
