@@ -2,9 +2,7 @@
 -- The simulator is the one bench/run.sh started (SIM_HTTP_PORT in the
 -- environment); every request goes to 127.0.0.1 only.
 local core = require "ctvnc.core"
-local http = require "socket.http"
-local ltn12 = require "ltn12"
-local cjson = require "cjson"
+local simctl = require "spec.support.simctl"
 
 local M = {}
 
@@ -13,23 +11,11 @@ M.now = core.now -- monotonic seconds
 M.port = tonumber(os.getenv("SIM_HTTP_PORT")) -- nil outside bench/run.sh
 M.base = "http://127.0.0.1:" .. tostring(M.port)
 
---- A control request to the simulator: GET when `body` is nil, else POST of
--- `body` as JSON. Returns the decoded answer.
+--- A control request to the simulator (spec/support/simctl.lua): GET of
+-- "stats" (decoded), else a POST of `body` as JSON.
 function M.control(path, body)
   assert(M.port, "SIM_HTTP_PORT is not set (run bench/run.sh)")
-  local data = body and cjson.encode(body) or nil
-  local out = {}
-  http.TIMEOUT = 5
-  local ok, code = http.request({
-    url = M.base .. "/_sim/" .. path,
-    method = path == "stats" and "GET" or "POST",
-    headers = data and { ["Content-Type"] = "application/json", ["Content-Length"] = #data }
-      or { ["Content-Length"] = 0 },
-    source = data and ltn12.source.string(data) or nil,
-    sink = ltn12.sink.table(out),
-  })
-  assert(ok and code == 200, "simulator control /_sim/" .. path .. " failed: " .. tostring(code))
-  return cjson.decode(table.concat(out))
+  return simctl(M.base, path, body)
 end
 
 function M.reset() return M.control("reset") end

@@ -88,18 +88,12 @@ function helpers.sim()
   return shared
 end
 
-local cjson = require "cjson"
 
---- A control request to the simulator (stats, reset, config, revoke).
+local simctl = require "support.simctl"
+
+--- A control request to the simulator (stats, reset, config, revoke, ...).
 function helpers.control(path, body)
-  local sim = helpers.sim()
-  local cmd = ("curl -s -m 5 %s %s/_sim/%s"):format(
-    body and ("-X POST -H 'Content-Type: application/json' -d '" .. cjson.encode(body) .. "'")
-      or (path == "stats" and "" or "-X POST"),
-    sim.http, path)
-  local out, ok = helpers.run(cmd)
-  assert(ok, "control request failed: " .. out)
-  return path == "stats" and cjson.decode(out) or out
+  return simctl(helpers.sim().http, path, body)
 end
 
 function helpers.stats() return helpers.control("stats") end
