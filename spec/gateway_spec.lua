@@ -23,12 +23,12 @@ describe("the console gateway, secure by default #novalgrind", function()
   local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   --- An upstream.js server on host; TLS with cert/key when given.
-  local function upstream(name, host, cert, key)
+  local function upstream(name, host, cert, key, min_tls)
     local port = helpers.free_port(host)
     local log = ("%s/%s.jsonl"):format(dir, name)
     write_file(log, "")
     write_file(("%s/%s.json"):format(dir, name), cjson.encode({
-      host = host, port = port, log = log, cert = cert, key = key }))
+      host = host, port = port, log = log, cert = cert, key = key, min_tls = min_tls }))
     spawn(name, ("node %s/spec/gateway/upstream.js %s/%s.json"):format(ROOT, dir, name))
     helpers.wait_port(host, port)
     servers[name] = { port = port, log = log }
@@ -120,6 +120,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     -- clusters on 127.0.0.2 (vm-1's cluster): plain, verified TLS, impostors
     upstream("cluster", "127.0.0.2")
     upstream("cluster-tls", "127.0.0.2", dir .. "/cluster.pem", dir .. "/cluster.key")
+    upstream("cluster-tls13", "127.0.0.2", dir .. "/cluster.pem", dir .. "/cluster.key", "TLSv1.3")
     upstream("cluster-other", "127.0.0.2", dir .. "/other.pem", dir .. "/other.key")
     upstream("cluster-impostor", "127.0.0.2", dir .. "/impostor.pem", dir .. "/impostor.key")
     upstream("tower-impostor", "127.0.0.1", dir .. "/impostor.pem", dir .. "/impostor.key")
@@ -189,6 +190,14 @@ describe("the console gateway, secure by default #novalgrind", function()
       assert.are.equal(101, status)
       assert.truthy(payload and payload:find("sec-websocket-key", 1, true))
       assert.are.equal(1, #reached("cluster-tls"))
+    end)
+
+    it("speaks TLS 1.3 to a cluster that speaks nothing older", function()
+      local p = start_gateway("cluster-tls13", { MODE = "direct", SCHEME = "wss",
+        CLUSTER_PORT = servers["cluster-tls13"].port, CLUSTER_CA = dir .. "/ca.pem" })
+      local status, hs = ws(p, "/console/vm-1/ws", { ["X-API-Key"] = KEY_ONE })
+      assert.are.equal(101, status, hs and hs["x-ctvnc-error"])
+      assert.are.equal(1, #reached("cluster-tls13"))
     end)
 
     it("refuses an impostor cluster and a cluster certificate for another name", function()

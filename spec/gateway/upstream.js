@@ -2,7 +2,7 @@
 // A target for the gateway specs that records what reaches it.
 //   node upstream.js JOB.json
 // JOB: { "host": "127.0.0.2", "port": N, "log": FILE,
-//        "cert": PEM, "key": PEM (optional: TLS) }
+//        "cert": PEM, "key": PEM (optional: TLS), "min_tls": "TLSv1.3" (optional) }
 // Every request (plain or websocket upgrade) is appended to LOG as one JSON
 // line {method, path (without the query), headers}. An upgrade gets 101 and
 // one text frame holding the JSON of the headers it came with; any other
@@ -37,7 +37,8 @@ const handler = (req, res) => {
   res.end(body);
 };
 const server = job.cert
-  ? https.createServer({ cert: fs.readFileSync(job.cert), key: fs.readFileSync(job.key) }, handler)
+  ? https.createServer({ cert: fs.readFileSync(job.cert), key: fs.readFileSync(job.key),
+    minVersion: job.min_tls || 'TLSv1.2' }, handler)
   : http.createServer(handler);
 server.on('upgrade', (req, socket) => {
   const body = record(req);
