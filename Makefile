@@ -101,7 +101,7 @@ bench: deps-bench build build/bench/relay_load
 # both ends of the console relay benchmark (bench/relay.sh)
 build/bench/relay_load: bench/relay_load.c
 	@mkdir -p $(@D)
-	$(CC) $(STRICT) $(CFLAGS) -o $@ $< -lcrypto
+	$(CC) $(STRICT) $(CFLAGS) -o $@ $< -lssl -lcrypto
 
 # the rock for one Lua (LuaRocks' own default on Debian 12 is 5.1)
 LUA_VERSION ?= 5.4

@@ -1,10 +1,12 @@
 /* Both ends of the console relay benchmark (bench/relay.sh), in C so that
  * the load tools are not what the benchmark measures. Loopback only.
  *
- *   relay_load target WS_HOST WS_PORT TCP_PORT
+ *   relay_load target WS_HOST WS_PORT TCP_PORT [WSS_PORT CERT KEY]
  *     WS_HOST:WS_PORT a websocket server (what a cluster's websockify is to
  *     the gateway), 127.0.0.1:TCP_PORT the same stream as raw TCP (what a
- *     VNC server is to websockify). The client's first byte picks it:
+ *     VNC server is to websockify), and WS_HOST:WSS_PORT the websocket over
+ *     TLS 1.3 (CERT, KEY: PEM files), as clusters serve it. The client's
+ *     first byte picks the stream:
  *       'F' flood: 1 MiB messages (binary frames on the websocket) as fast
  *           as the connection takes them
  *       'E' echo: every later byte (frame payload on the websocket) back
@@ -16,7 +18,7 @@
  *     echo: ROUNDS 8-byte messages (a PointerEvent's size) a session, each
  *       timed from its send to its echo: one every INTERVAL_MS per session,
  *       spread evenly over the sessions (0: each sent when the last came
- *       back). hold: open, keep MS, close.
+ *       back). hold: open them, print "open", keep them MS, close.
  *     Prints {"mib_s": .., "p50_ms": .., "p99_ms": .., "errors": 0|1}.
  */
 #define _GNU_SOURCE
@@ -26,6 +28,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -149,6 +152,7 @@ enum { HEAD, MODE, FLOOD, ECHO };
 
 typedef struct {
   int fd, ws, state;
+  SSL *ssl;                  /* the wss listener's peers */
   size_t have, sent;         /* bytes in in[]; bytes of the flood message sent */
   unsigned char in[INBUF];
   unsigned char *out;        /* echo bytes waiting for the socket */
@@ -158,7 +162,21 @@ typedef struct {
 static unsigned char *flood_ws, *flood_tcp; /* one 1 MiB message, framed and raw */
 static size_t flood_ws_len;
 
+/* recv and send, through TLS for a wss peer (errno EAGAIN when it would block) */
+static ssize_t io(Peer *p, unsigned char *b, size_t n, int writing) {
+  int k, e;
+  if (!p->ssl)
+    return writing ? send(p->fd, b, n, MSG_NOSIGNAL) : recv(p->fd, b, n, 0);
+  k = writing ? SSL_write(p->ssl, b, (int)n) : SSL_read(p->ssl, b, (int)n);
+  if (k > 0) return k;
+  e = SSL_get_error(p->ssl, k);
+  if (e == SSL_ERROR_ZERO_RETURN) return 0;
+  errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+  return -1;
+}
+
 static void peer_close(Peer *p) {
+  SSL_free(p->ssl);
   close(p->fd);
   free(p->out);
   free(p);
@@ -177,15 +195,15 @@ static void queue(Peer *p, const unsigned char *b, size_t n) {
 /* Sends what the peer has to send until the socket pushes back: 0, or -1 if it is gone. */
 static int peer_write(Peer *p) {
   while (p->out_len > 0) {
-    ssize_t k = send(p->fd, p->out, p->out_len, MSG_NOSIGNAL);
+    ssize_t k = io(p, p->out, p->out_len, 1);
     if (k < 0) return errno == EAGAIN ? 0 : -1;
     memmove(p->out, p->out + k, p->out_len - (size_t)k);
     p->out_len -= (size_t)k;
   }
   while (p->state == FLOOD) {
-    const unsigned char *m = p->ws ? flood_ws : flood_tcp;
+    unsigned char *m = p->ws ? flood_ws : flood_tcp;
     size_t len = p->ws ? flood_ws_len : MIB;
-    ssize_t k = send(p->fd, m + p->sent, len - p->sent, MSG_NOSIGNAL);
+    ssize_t k = io(p, m + p->sent, len - p->sent, 1);
     if (k < 0) return errno == EAGAIN ? 0 : -1;
     p->sent = (p->sent + (size_t)k) % len;
   }
@@ -251,7 +269,7 @@ static int on_head(Peer *p) {
 /* Reads what the peer sent until the socket is empty: 0, or -1 if it is gone. */
 static int peer_read(Peer *p) {
   for (;;) {
-    ssize_t k = recv(p->fd, p->in + p->have, INBUF - 1 - p->have, 0);
+    ssize_t k = io(p, p->in + p->have, INBUF - 1 - p->have, 0);
     if (k == 0) return -1;
     if (k < 0) return errno == EAGAIN ? 0 : -1;
     if (!p->ws) {
@@ -284,8 +302,22 @@ static int listener(const char *host, int port) {
   return fd;
 }
 
-static int target(const char *ws_host, int ws_port, int tcp_port) {
+/* A TLS 1.3 server context (one cipher, so every proxy's hop pays the same). */
+static SSL_CTX *tls_server(const char *cert, const char *key) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+      !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") ||
+      SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+    die("TLS: cannot use %s and %s", cert, key);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  return ctx;
+}
+
+static int target(const char *ws_host, int ws_port, int tcp_port, char **tls) {
   int ep = epoll_create1(0), lws = listener(ws_host, ws_port), ltcp = listener("127.0.0.1", tcp_port);
+  int lwss = tls ? listener(ws_host, atoi(tls[0])) : -1;
+  SSL_CTX *ctx = tls ? tls_server(tls[1], tls[2]) : NULL;
   struct epoll_event ev, evs[256];
   size_t i;
   flood_ws = malloc(MIB + 10);
@@ -298,6 +330,10 @@ static int target(const char *ws_host, int ws_port, int tcp_port) {
   epoll_ctl(ep, EPOLL_CTL_ADD, lws, &ev);
   ev.data.ptr = &ltcp;
   epoll_ctl(ep, EPOLL_CTL_ADD, ltcp, &ev);
+  if (tls) {
+    ev.data.ptr = &lwss;
+    epoll_ctl(ep, EPOLL_CTL_ADD, lwss, &ev);
+  }
   puts("ready");
   fflush(stdout);
   for (;;) {
@@ -305,14 +341,19 @@ static int target(const char *ws_host, int ws_port, int tcp_port) {
     if (n < 0 && errno != EINTR) break;
     for (e = 0; e < n; e++) {
       Peer *p;
-      if (evs[e].data.ptr == &lws || evs[e].data.ptr == &ltcp) {
+      if (evs[e].data.ptr == &lws || evs[e].data.ptr == &ltcp || evs[e].data.ptr == &lwss) {
         int fd = accept4(*(int *)evs[e].data.ptr, NULL, NULL, SOCK_NONBLOCK);
         if (fd < 0) continue;
         nodelay(fd);
         p = calloc(1, sizeof *p);
         if (!p) die("out of memory");
         p->fd = fd;
-        p->ws = evs[e].data.ptr == &lws;
+        p->ws = evs[e].data.ptr != &ltcp;
+        if (evs[e].data.ptr == &lwss) {
+          p->ssl = SSL_new(ctx);
+          if (!p->ssl || !SSL_set_fd(p->ssl, fd)) die("TLS: no session");
+          SSL_set_accept_state(p->ssl);
+        }
         p->state = p->ws ? HEAD : MODE;
         ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
         ev.data.ptr = p;
@@ -425,8 +466,10 @@ static int client(char **argv) {
     epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev);
     send_all(s->fd, f, client_frame(f, (const unsigned char *)(seconds > 0 ? "F" : "E"), 1));
   }
-  if (hold > 0) {
+  if (hold > 0) { /* "open" once every session is, then hold */
     struct timespec ts;
+    puts("open");
+    fflush(stdout);
     ts.tv_sec = (time_t)hold;
     ts.tv_nsec = (long)((hold - (double)ts.tv_sec) * 1e9);
     nanosleep(&ts, NULL);
@@ -522,9 +565,10 @@ static int client(char **argv) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  if (argc == 5 && !strcmp(argv[1], "target")) return target(argv[2], atoi(argv[3]), atoi(argv[4]));
+  if ((argc == 5 || argc == 8) && !strcmp(argv[1], "target"))
+    return target(argv[2], atoi(argv[3]), atoi(argv[4]), argc == 8 ? argv + 5 : NULL);
   if ((argc == 9 || argc == 10) && !strcmp(argv[1], "client")) return client(argv + 2);
-  fputs("usage: relay_load target WS_HOST WS_PORT TCP_PORT\n"
+  fputs("usage: relay_load target WS_HOST WS_PORT TCP_PORT [WSS_PORT CERT KEY]\n"
         "       relay_load client HOST PORT PATH KEY SESSIONS flood SECONDS | echo ROUNDS INTERVAL_MS"
         " | hold MS\n", stderr);
   return 2;
