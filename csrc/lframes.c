@@ -388,12 +388,15 @@ static int l_ws_parse(lua_State *L) {
   lua_setfield(L, -2, "opcode");
   lua_pushboolean(L, fr.masked);
   lua_setfield(L, -2, "masked");
-  buf = (unsigned char *)lua_newuserdatauv(L, len ? len : 1, 0);
-  if (fr.masked) ctv_ws_mask(buf, p + fr.header_len, len, fr.key, 0);
-  else if (len) memcpy(buf, p + fr.header_len, len);
-  lua_pushlstring(L, (const char *)buf, len);
-  lua_setfield(L, -3, "payload");
-  lua_pop(L, 1);
+  if (fr.masked) { /* unmasked through a scratch userdata, then dropped */
+    buf = (unsigned char *)lua_newuserdatauv(L, len ? len : 1, 0);
+    ctv_ws_mask(buf, p + fr.header_len, len, fr.key, 0);
+    lua_pushlstring(L, (const char *)buf, len);
+    lua_remove(L, -2);
+  } else {
+    lua_pushlstring(L, (const char *)p + fr.header_len, len);
+  }
+  lua_setfield(L, -2, "payload");
   lua_pushinteger(L, (lua_Integer)(fr.header_len + len));
   return 2;
 }
