@@ -3,9 +3,11 @@
 # target: 1 MiB messages as fast as a connection takes them, or an echo of
 # small input messages) through
 #   relay      the gateway's own relay (/console/vm-1/ws, cosockets, full session)
-#   native     the same gateway, a location with nginx's proxy_pass to the same target
+#   native     the same gateway, a location with nginx's proxy_pass to the same
+#              target (nginx's default 4k proxy_buffer_size); native64: with 64k
 #   websockify websockify in front of the same stream as raw TCP
 #   direct     no proxy at all (the baseline of "added" latency)
+# and relay, native, native64 again with the target over wss (TLS 1.3).
 # with 1 and 100 concurrent sessions: throughput (MiB/s, all sessions
 # together); the round trip of an 8-byte message (p50, p99) when every
 # session sends one each 10 ms (a pointer moving at 100 Hz), and what the
@@ -15,7 +17,6 @@
 # browsers. Needs the simulator's env (SIM_*) and a temp dir. Loopback only.
 set -u
 tmp=$1
-root=$(pwd)
 free_port() {
   lua5.4 -e "local s = require('socket').bind('$1', 0) print((select(2, s:getsockname()))) s:close()"
 }
