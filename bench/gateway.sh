@@ -9,7 +9,11 @@ TOWER=127.0.0.1:$SIM_HTTPS_PORT TOWER_CA=$SIM_CERT TOWER_NAME=localhost CTVNC_EN
 CTVNC_TOKEN=sim-token KEYS=$tmp/keys MODE=proxy RATE=100000r/s BURST=100000 \
   sh examples/openresty/run.sh start "$tmp/gw" > "$tmp/gw.out" || { cat "$tmp/gw.out"; exit 1; }
 . "$tmp/gw/env"
-trap 'sh examples/openresty/run.sh stop "$tmp/gw"' EXIT
+trap 'sh examples/openresty/run.sh stop "$tmp/gw" > /dev/null 2>&1' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 curl -s -X POST -d '{"latency_ms":20}' "http://127.0.0.1:$SIM_HTTP_PORT/_sim/config" > /dev/null
 
 echo "== 4. OpenResty gateway: wrk -t2 -c32 -d10s, simulator at 20 ms, one nginx worker =="

@@ -44,11 +44,18 @@ target_pid=$!
 setsid websockify 127.0.0.1:"$wf_port" 127.0.0.1:"$tcp_port" > "$tmp/websockify.log" 2>&1 &
 wf_pid=$!
 printf 'bench-key *\n' > "$tmp/relay-keys"
-stop_all() {
-  for g in gwr gwt; do [ -f "$tmp/$g/nginx.pid" ] && sh examples/openresty/run.sh stop "$tmp/$g"; done
+stop_all() {  # silent: stdout may be a closed pipe
+  for g in gwr gwt; do
+    [ -f "$tmp/$g/nginx.pid" ] && sh examples/openresty/run.sh stop "$tmp/$g" > /dev/null 2>&1
+  done
   kill -TERM -"$target_pid" "$target_pid" -"$wf_pid" "$wf_pid" 2>/dev/null
 }
+# whatever ends the script stops what it started (a signal too)
 trap stop_all EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 # gateway NAME SCHEME PORT: the example gateway in $tmp/NAME, relaying to the
 # target at SCHEME://127.0.0.2:PORT, and beside its relay two locations with

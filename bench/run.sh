@@ -23,7 +23,9 @@ stop() {
   rm -rf "$tmp"
 }
 trap stop EXIT
+trap 'exit 129' HUP
 trap 'exit 130' INT
+trap 'exit 141' PIPE
 trap 'exit 143' TERM
 
 if ! bash spec/support/sim.sh start "$tmp/sim" >"$tmp/sim.log" 2>&1; then
