@@ -88,7 +88,6 @@ function helpers.sim()
   return shared
 end
 
-
 local simctl = require "support.simctl"
 
 --- A control request to the simulator (stats, reset, config, revoke, ...).
