@@ -14,11 +14,10 @@ local io_open = io.open
 
 local _M = {}
 
-local TOWER = "The gateway could not get the console from CloudTower. "
-  .. "Please try again in a moment."
 local UNREACHABLE = "CloudTower unreachable"
 
--- status: HTTP status; title, sentence: the HTML page; reason: the JSON
+-- status: HTTP status; title, sentence: the HTML page (the kinds the page
+-- routes answer: the page itself asks CloudTower nothing); reason: the JSON
 -- body's error; canonical: the kind a bare status is counted as in
 -- /metrics; close, ended: a session's end (the page's last word, the audit).
 local KINDS = {
@@ -29,8 +28,7 @@ local KINDS = {
   denied = { status = 403, title = "Access denied", reason = "denied", canonical = true,
     sentence = "You may not open this console. The link may have expired or been used "
       .. "already: ask for a new one." },
-  not_found = { status = 404, title = "No such VM", reason = "no such VM", canonical = true,
-    sentence = "There is no virtual machine with this id." },
+  not_found = { status = 404, title = "No such VM", reason = "no such VM", canonical = true },
   method = { status = 405, title = "Method not allowed", reason = "method not allowed",
     canonical = true, sentence = "This address only opens consoles." },
   batch_max = { status = 413, title = "Too many VM ids", reason = "too many VM ids",
@@ -40,11 +38,8 @@ local KINDS = {
     sentence = "Too many consoles were asked for at once. Wait a moment and try again." },
   in_use = { status = 429, title = "Too many requests", reason = "the console is in use" },
   timeout = { status = 504, title = "CloudTower timed out", reason = "CloudTower timed out",
-    canonical = true,
-    sentence = "CloudTower did not answer in time. Please try again in a moment." },
-  tls = { status = 502, title = UNREACHABLE, reason = "TLS with CloudTower failed",
-    sentence = "The gateway could not verify CloudTower's certificate. Please try again "
-      .. "later or tell your administrator." },
+    canonical = true },
+  tls = { status = 502, title = UNREACHABLE, reason = "TLS with CloudTower failed" },
   http = { status = 502, title = UNREACHABLE, reason = "CloudTower answered with an error",
     canonical = true },
   auth = { status = 502, title = UNREACHABLE,
@@ -55,7 +50,9 @@ local KINDS = {
   connect = { status = 502, title = UNREACHABLE, reason = "CloudTower is unreachable" },
   too_large = { status = 502, title = UNREACHABLE,
     reason = "CloudTower's answer was too large" },
-  novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing" },
+  novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
+    sentence = "The console viewer is missing on this gateway. Please tell your "
+      .. "administrator." },
   -- how a session ends
   max_session = { close = "the console's time limit of %d s is reached", ended = "time limit" },
   idle = { close = "closed after %d s without input", ended = "idle timeout" },
@@ -168,7 +165,7 @@ function _M.error_page(status, kind, vm_id, sentence)
     local values = {
       TITLE = k.status == status and k.title or (KINDS[KIND_OF[status]] or {}).title or "Error",
       STATUS = tostring(status),
-      SENTENCE = html_escape(sentence or k.sentence or TOWER),
+      SENTENCE = html_escape(sentence or k.sentence or "The console cannot be opened."),
       VM = vm_id and vm_id ~= "" and (" · VM " .. html_escape(vm_id)) or "",
     }
     ngx.print((ERROR_PAGE:gsub("@(%u+)@", values)))
@@ -178,13 +175,10 @@ end
 local error_page = _M.error_page
 
 --- A failure of kind (from ctvnc or the gateway): logged, then answered
--- as JSON or as an HTML page. ctvnc's messages hold no secrets.
-function _M.fail(vm_id, msg, kind, html)
+-- as JSON. ctvnc's messages hold no secrets.
+function _M.fail(vm_id, msg, kind)
   log(ngx.WARN, "ctvnc: ", msg, " (", kind, ")")
-  ngx.ctx.ctvnc_kind = kind
-  local status = _M.status(kind)
-  if html then return error_page(status, kind, vm_id) end
-  return reply(status, { error = _M.reason(kind), kind = kind, vm_id = vm_id })
+  return reply(_M.status(kind), { error = _M.reason(kind), kind = kind, vm_id = vm_id })
 end
 
 --- A refusal record of ctvnc.gateway.auth ({ status, message }) answered.
