@@ -5,99 +5,122 @@
 -- lists the same settings; spec/settings_spec.lua keeps the two, and
 -- examples/openresty/run.sh, equal.
 --
--- Types: string, secret (a string removed from the table once used),
--- number (min, max), enum (values), hook (a function), list (a string of
--- items separated by spaces or commas, or a table of strings), port.
-local type, tostring, ipairs, pairs, concat = type, tostring, ipairs, pairs, table.concat
+local type, tostring, tonumber, ipairs, pairs = type, tostring, tonumber, ipairs, pairs
+local concat = table.concat
 
 local _M = {}
 
-local SETTINGS = {
-  -- CloudTower
-  { name = "endpoint", type = "string", env = "CTVNC_ENDPOINT", required = true,
-    doc = "the tower as browsers and ctvnc address it (https://host[:port][/prefix])" },
-  { name = "token", type = "secret", env = "CTVNC_TOKEN",
-    doc = "CloudTower token or API key (else username and password)" },
-  { name = "username", type = "string", doc = "CloudTower user, with password, when no token" },
-  { name = "password", type = "secret", doc = "CloudTower password of username" },
-  { name = "tower_timeout", type = "number", default = 10, min = 0.001, env = "TOWER_TIMEOUT",
-    doc = "seconds for a whole console request to CloudTower, retries included" },
-  { name = "retry_delay", type = "number", min = 0,
-    doc = "seconds between CloudTower retries (ctvnc.new's default when unset)" },
-  { name = "tower_scheme", type = "enum", values = { "https", "http" }, default = "https",
-    env = "TOWER_SCHEME", doc = "scheme of the /_ctvnc/ location's proxy_pass to CloudTower" },
-  { name = "tower_tls", type = "enum", values = { "verify", "insecure" }, default = "verify",
-    env = "TOWER_TLS", doc = "verify CloudTower's certificate; insecure warns at every start" },
-  { name = "tower_name", type = "string", env = "TOWER_NAME",
-    doc = "the name checked in CloudTower's certificate on its console proxy" },
-  { name = "credential_ttl", type = "number", default = 0, min = 0, max = 10,
-    env = "CREDENTIAL_TTL", doc = "seconds console credentials are cached (0: never)" },
-  { name = "location", type = "string", default = "/_ctvnc",
-    doc = "the internal location that proxies requests to CloudTower" },
-  -- console URLs
-  { name = "mode", type = "enum", values = { "auto", "direct", "proxy" }, default = "auto",
-    env = "MODE", doc = "direct to the cluster, through CloudTower's proxy, or auto (a probe)" },
-  { name = "scheme", type = "enum", values = { "wss", "ws" }, default = "wss", env = "SCHEME",
-    doc = "scheme of the cluster's websocket (direct mode only)" },
-  { name = "port", type = "port", env = "CLUSTER_PORT",
-    doc = "the cluster's websocket port (unset: 443 for wss, 80 for ws)" },
-  { name = "proxy_scheme", type = "enum", values = { "wss", "ws" }, env = "PROXY_SCHEME",
-    doc = "scheme of CloudTower's console proxy (unset: the tower's, https gives wss; "
-      .. "ws is refused for an https tower)" },
-  { name = "probe_timeout", type = "number", default = 0.5, min = 0, env = "PROBE_TIMEOUT",
-    doc = "seconds the auto mode's probe of a cluster waits" },
-  { name = "probe_ttl", type = "number", default = 30, min = 0, env = "PROBE_TTL",
-    doc = "seconds a probe verdict is kept, for every worker" },
-  -- who may do what
-  { name = "authorize", type = "hook", env = "KEYS",
-    doc = "hook(vm_id, ngx) -> true, user, view_only | false, reason, status (none: 403)" },
-  { name = "admin_authorize", type = "hook", env = "ADMIN_KEYS",
-    doc = "hook(ngx) -> true, admin of the /admin/ routes (none: 403)" },
-  { name = "ticket_secret", type = "secret", env = "CTVNC_TICKET_SECRET",
-    doc = "HMAC secret of tickets, 32+ bytes (unset: random per start, one node only)" },
-  { name = "ticket_ttl", type = "number", default = 60, min = 1, max = 60, env = "TICKET_TTL",
-    doc = "seconds a ticket lives" },
-  { name = "allowed_origins", type = "list", env = "ALLOWED_ORIGINS",
-    doc = "websocket Origins allowed besides the gateway's own" },
-  { name = "frame_ancestors", type = "string", default = "'self'", env = "FRAME_ANCESTORS",
-    doc = "who may frame the pages (CSP frame-ancestors)" },
-  { name = "metrics_allow", type = "list", env = "METRICS_ALLOW",
-    doc = "addresses or IPv4 CIDRs allowed /metrics besides loopback" },
-  -- bounded work
-  { name = "batch_max", type = "number", default = 100, min = 1, env = "BATCH_MAX",
-    doc = "VM ids in one /console/batch" },
-  { name = "id_rate", type = "number", default = 100, min = 0, env = "ID_RATE",
-    doc = "batch VM ids per second and client, at least batch_max (0: off)" },
-  -- console sessions
-  { name = "max_per_vm", type = "number", default = 0, min = 0, env = "MAX_PER_VM",
-    doc = "concurrent consoles of one VM (0: no limit)" },
-  { name = "max_per_user", type = "number", default = 0, min = 0, env = "MAX_PER_USER",
-    doc = "concurrent consoles of one user (0: no limit)" },
-  { name = "max_session", type = "number", default = 0, min = 0, env = "MAX_SESSION",
-    doc = "seconds a console may stay open (0: no cap)" },
-  { name = "idle_timeout", type = "number", default = 0, min = 0, env = "IDLE_TIMEOUT",
-    doc = "seconds without keys, pointer or clipboard from the browser (0: none)" },
-  { name = "slot_ttl", type = "number", default = 10, min = 1, max = 600, env = "SLOT_TTL",
-    doc = "seconds a session's slots outlive its relay (a crashed worker's heal after it)" },
-  { name = "target_timeout", type = "number", default = 10, min = 0.1, max = 120,
-    env = "TARGET_TIMEOUT", doc = "seconds for each step of the target's websocket handshake" },
-  { name = "cluster_tls", type = "enum", values = { "verify", "insecure" }, default = "verify",
-    env = "CLUSTER_TLS", doc = "verify the clusters' certificates; insecure warns at start" },
-  { name = "store", type = "enum", values = { "shdict" }, default = "shdict", env = "STORE",
-    doc = "where sessions, slots, kill flags and used tickets live (shdict: this node)" },
-  { name = "audit_log", type = "string", env = "AUDIT_LOG",
-    doc = "audit trail: a path, error_log or off (unset: <nginx prefix>/audit.log)" },
-  -- the page and the routes
-  { name = "novnc_dir", type = "string", default = "/usr/share/novnc",
-    doc = "where noVNC's vnc.html is read from" },
-  { name = "novnc_url", type = "string", default = "/novnc/",
-    doc = "where the page loads noVNC's assets from" },
-  { name = "prefix", type = "string", default = "/console/", doc = "the console routes' prefix" },
-  { name = "ws_cluster", type = "string", default = "@ctvnc_ws_cluster",
-    doc = "the named location relaying to clusters" },
-  { name = "ws_tower", type = "string", default = "@ctvnc_ws_tower",
-    doc = "the named location relaying through CloudTower's proxy" },
-}
+-- Every setting (as Kong's kong.conf.default): a line with its name in
+-- configure{}, its type, its default ("-": none) and the run.sh variable
+-- that sets it ("-": none), then an indented line that says what it is.
+-- Types: string (string!: required), secret (a string removed from the
+-- table once used), hook (a function),
+-- list (a string of items between spaces or commas, or a table of
+-- strings), port, numberMIN..MAX (either bound may be left out), {a,b}
+-- (one of these words).
+local DECLARED = [[
+endpoint         string!              -                  CTVNC_ENDPOINT
+    the tower as browsers and ctvnc address it (https://host[:port][/prefix])
+token            secret               -                  CTVNC_TOKEN
+    CloudTower token or API key (else username and password)
+username         string               -                  -
+    CloudTower user, with password, when there is no token
+password         secret               -                  -
+    CloudTower password of username
+tower_timeout    number0.001..        10                 TOWER_TIMEOUT
+    seconds for a whole console request to CloudTower, retries included
+retry_delay      number0..            -                  -
+    seconds between CloudTower retries (unset: ctvnc.new's default)
+tower_scheme     {https,http}         https              TOWER_SCHEME
+    scheme of the /_ctvnc/ location's proxy_pass to CloudTower
+tower_tls        {verify,insecure}    verify             TOWER_TLS
+    verify CloudTower's certificate; insecure warns at every start
+tower_name       string               -                  TOWER_NAME
+    the name checked in CloudTower's certificate on its console proxy
+credential_ttl   number0..10          0                  CREDENTIAL_TTL
+    seconds console credentials are cached (0: never; they may be single use)
+location         string               /_ctvnc            -
+    the internal location that proxies requests to CloudTower
+mode             {auto,direct,proxy}  auto               MODE
+    direct to the cluster, through CloudTower's proxy, or auto (a probe decides)
+scheme           {wss,ws}             wss                SCHEME
+    scheme of the cluster's websocket (direct mode only)
+port             port                 -                  CLUSTER_PORT
+    the cluster's websocket port (unset: 443 for wss, 80 for ws)
+proxy_scheme     {wss,ws}             -                  PROXY_SCHEME
+    scheme of CloudTower's console proxy (unset: the tower's; ws refused for an https tower)
+probe_timeout    number0..            0.5                PROBE_TIMEOUT
+    seconds the auto mode's probe of a cluster waits
+probe_ttl        number0..            30                 PROBE_TTL
+    seconds a probe verdict is kept, for every worker
+authorize        hook                 -                  KEYS
+    hook(vm_id, ngx) -> true, user, view_only | false, refusal (none: every request 403)
+admin_authorize  hook                 -                  ADMIN_KEYS
+    hook(ngx) -> true, admin: who may use /admin/ (none: 403)
+ticket_secret    secret               -                  CTVNC_TICKET_SECRET
+    HMAC secret of tickets, 32+ bytes (unset: random per start, one node only)
+ticket_ttl       number1..60          60                 TICKET_TTL
+    seconds a ticket lives
+allowed_origins  list                 -                  ALLOWED_ORIGINS
+    websocket Origins allowed besides the gateway's own
+frame_ancestors  string               'self'             FRAME_ANCESTORS
+    who may frame the pages (CSP frame-ancestors)
+metrics_allow    list                 -                  METRICS_ALLOW
+    addresses or IPv4 CIDRs allowed /metrics besides loopback
+batch_max        number1..            100                BATCH_MAX
+    VM ids in one /console/batch
+id_rate          number0..            100                ID_RATE
+    batch VM ids per second and client, at least batch_max (0: off)
+max_per_vm       number0..            0                  MAX_PER_VM
+    concurrent consoles of one VM (0: no limit)
+max_per_user     number0..            0                  MAX_PER_USER
+    concurrent consoles of one user (0: no limit)
+max_session      number0..            0                  MAX_SESSION
+    seconds a console may stay open (0: no cap)
+idle_timeout     number0..            0                  IDLE_TIMEOUT
+    seconds without keys, pointer or clipboard from the browser (0: none)
+slot_ttl         number1..600         10                 SLOT_TTL
+    seconds a session's slots outlive its relay: a crashed worker's heal after it
+target_timeout   number0.1..120       10                 TARGET_TIMEOUT
+    seconds for each step of the target's websocket handshake (connect, TLS, answer)
+cluster_tls      {verify,insecure}    verify             CLUSTER_TLS
+    verify the clusters' certificates; insecure warns at every start
+store            {shdict}             shdict             STORE
+    where sessions, slots, kill flags and used tickets live (shdict: this node)
+audit_log        string               -                  AUDIT_LOG
+    audit trail: a path, error_log or off (unset: <nginx prefix>/audit.log)
+novnc_dir        string               /usr/share/novnc   -
+    where noVNC's vnc.html is read from
+novnc_url        string               /novnc/            -
+    where the page loads noVNC's assets from
+prefix           string               /console/          -
+    the console routes' prefix
+ws_cluster       string               @ctvnc_ws_cluster  -
+    the named location relaying to clusters
+ws_tower         string               @ctvnc_ws_tower    -
+    the named location relaying through CloudTower's proxy
+]]
+
+local SETTINGS = {}
+for line in DECLARED:gmatch("[^\n]+") do
+  local doc = line:match("^%s+(.-)%s*$")
+  if doc then
+    SETTINGS[#SETTINGS].doc = doc
+  else
+    local name, kind, default, env = line:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)$")
+    local s = { name = name, type = kind, env = env ~= "-" and env or nil }
+    if kind == "string!" then s.type, s.required = "string", true end
+    local min, max = kind:match("^number([%d.]*)%.%.([%d.]*)$")
+    if min then s.type, s.min, s.max = "number", tonumber(min), tonumber(max) end
+    local words = kind:match("^{(.*)}$")
+    if words then
+      s.type, s.values = "enum", {}
+      for w in words:gmatch("[^,]+") do s.values[#s.values + 1] = w end
+    end
+    if default ~= "-" then s.default = s.type == "number" and tonumber(default) or default end
+    SETTINGS[#SETTINGS + 1] = s
+  end
+end
 _M.SETTINGS = SETTINGS
 
 local BY_NAME = {}
