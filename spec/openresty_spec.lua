@@ -265,7 +265,9 @@ http {
 }]]):format(dir, dir, dir, dir, dir, dir, dir, helpers.ROOT, helpers.ROOT, helpers.ROOT, p, dir)
     assert(os.execute("mkdir -p " .. dir .. "/tmp"))
     helpers.write_file(dir .. "/nginx.conf", conf)
-    local out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && sleep 0.3 && curl -s -m 5 http://127.0.0.1:%d/; "
+    -- nginx returns once its master listens: curl's connection waits in the
+    -- backlog for a worker, no sleep needed
+    local out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && curl -s -m 5 http://127.0.0.1:%d/; "
       .. "kill -QUIT $(cat %s/nginx.pid)"):format(dir, dir, p, dir))
     assert(ok, out)
     local expected = (loadstring or load)(script)()  -- luacheck: ignore

@@ -81,6 +81,5 @@ _M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket
 _M.relay = relay.relay
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page
-_M.log = require "ctvnc.gateway.log"
 
 return _M
