@@ -93,9 +93,10 @@ local function refused(rec, which, holder)
   return reply(429, body)
 end
 
-local function run_session(rec, up, protocol, renew)
-  local conf, book = state.conf, state.book
-  -- the browser's side: the gateway answers the upgrade itself
+--- The browser's side: the gateway answers the upgrade itself (a fresh
+-- ticket cookie rides on a ticketed session's 101). The raw socket | nil,
+-- reason, message.
+local function answer_upgrade(rec, protocol, renew)
   ngx.status = 101
   ngx.header["Upgrade"] = "websocket"
   ngx.header["Sec-WebSocket-Accept"] = wsclient.accept(ngx.var.http_sec_websocket_key)
@@ -106,12 +107,31 @@ local function run_session(rec, up, protocol, renew)
   end
   local ok, err = ngx.send_headers()
   if ok then ok, err = ngx.flush(true) end
-  if not ok then return "browser", "the 101 could not be sent: " .. tostring(err) end
+  if not ok then return nil, "browser", "the 101 could not be sent: " .. tostring(err) end
   local down
   down, err = ngx.req.socket(true)
-  if not down then return "error", "no raw socket: " .. tostring(err) end
+  if not down then return nil, "error", "no raw socket: " .. tostring(err) end
+  return down
+end
+
+--- Why the gateway ends a session at time t, if it does: killed,
+-- max_session, idle, shutdown or nil.
+local function time_to_end(rec, t)
+  local conf = state.conf
+  if state.book:killer(rec.id) then return "killed" end
+  if conf.max_session > 0 and t - rec.start >= conf.max_session then return "max_session" end
+  if conf.idle_timeout > 0 and t - rec.last_input >= conf.idle_timeout then return "idle" end
+  if ngx.worker.exiting() then return "shutdown" end
+end
+
+--- One relayed session, from the 101 to the end: reason, message.
+local function run_session(rec, up, protocol, renew)
+  local conf, book = state.conf, state.book
+  local down, failed, message = answer_upgrade(rec, protocol, renew)
+  if not down then return failed, message end
   down:settimeout(30000)
   up:settimeouts(5000, 30000, 30000)
+  local err
 
   local filter
   if rec.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
@@ -195,16 +215,7 @@ local function run_session(rec, up, protocol, renew)
     while true do
       ngx.sleep(0.25)
       local t = now()
-      local why
-      if book:killer(rec.id) then
-        why = "killed"
-      elseif conf.max_session > 0 and t - rec.start >= conf.max_session then
-        why = "max_session"
-      elseif conf.idle_timeout > 0 and t - rec.last_input >= conf.idle_timeout then
-        why = "idle"
-      elseif ngx.worker.exiting() then
-        why = "shutdown"
-      end
+      local why = time_to_end(rec, t)
       if why then
         local limit = why == "idle" and conf.idle_timeout or conf.max_session
         local text = KINDS[why].close:format(limit)
@@ -225,7 +236,6 @@ local function run_session(rec, up, protocol, renew)
     end
   end
 
-  rec.published_in, rec.published_out = 0, 0
   local threads = { spawn(from_browser), spawn(from_target), spawn(ticker) }
   local done, reason, msg = wait(threads[1], threads[2], threads[3])
   for _, th in ipairs(threads) do kill_thread(th) end
