@@ -59,10 +59,10 @@ function _M.options(flags, env)
   if flags.header then
     opts.headers = {}
     for _, h in ipairs(flags.header) do
+      local token = "^[!#$%%&'*+%-.^_`|~%w]*"     -- a header name's characters
       local name, value = h:match("^([!#$%%&'*+%-.^_`|~%w]+):%s*(.-)%s*$")
-      if not name then    -- the name only: what follows may be a secret
-        return nil, usage_error("--header " .. printable(h:match("^[^:]*")) .. ": must be "
-          .. "'Name: value'")
+      if not name then    -- what looks like its name only: the rest may be a secret
+        return nil, usage_error("--header " .. h:match(token) .. ": must be 'Name: value'")
       end
       opts.headers[name] = value
     end

@@ -94,7 +94,7 @@ function _M.progress(err, width, plain, now)
       tail = tail .. "  ETA " .. clock((total - done) / rate)
     end
     local bad = (failed or 0) > 0 and format("  %d failed", failed) or ""
-    if interrupted then bad = format("  %d interrupted", interrupted) end
+    if interrupted then bad = bad .. format("  %d interrupted", interrupted) end
     local room = width - 1 - #tail - #bad - 2
     local bar = ""
     if room >= 5 then
@@ -122,7 +122,7 @@ function _M.progress(err, width, plain, now)
   end
   function p.finish(interrupted)
     if interrupted and interrupted > 0 and state then
-      draw(state[1], state[2], state[3], interrupted)
+      draw(state[1] - interrupted, state[2], (state[3] or 0) - interrupted, interrupted)
     end
     if shown then err:write("\n") err:flush() end
     shown = false
