@@ -7,13 +7,8 @@ local cli = require "ctvnc.cli"
 
 local ROOT = helpers.ROOT
 local ABS = helpers.run("cd " .. ROOT .. " && pwd"):match("^(.-)\n")   -- for symlinks
-local ABI = _VERSION:match("%d+%.%d+")
-local LUA = type(rawget(_G, "jit")) == "table" and "luajit" or "lua" .. ABI
-local PATHS = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/%s/?.so;;' "
-  .. "LUA_CPATH_5_2='build/%s/?.so;;' LUA_CPATH_5_3='build/%s/?.so;;' "
-  .. "LUA_CPATH_5_4='build/%s/?.so;;'"):format(ABI, ABI, ABI, ABI)
-local UNSET = "env -u CTVNC_TOKEN -u CTVNC_ENDPOINT -u CTVNC_USERNAME -u CTVNC_PASSWORD "
-  .. "-u CTVNC_CA_FILE -u CTVNC_SOURCE -u CTVNC_INSECURE -u COLUMNS -u NO_COLOR "
+local ABI = helpers.CLI.abi
+local LUA, PATHS, UNSET = helpers.CLI.lua, helpers.CLI.paths, helpers.CLI.unset
 local NOPATHS = "-u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_2 -u LUA_CPATH_5_2 -u LUA_PATH_5_3 "
   .. "-u LUA_CPATH_5_3 -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
 

@@ -2,15 +2,7 @@ local helpers = require "helpers"
 local cjson = require "cjson"
 local unpack = table.unpack or unpack  -- luacheck: ignore
 
-local ABI = _VERSION:match("%d+%.%d+")
-local LUA = type(rawget(_G, "jit")) == "table" and "luajit" or "lua" .. ABI
--- the module of this interpreter's ABI (never build/asan: a child process
--- runs without the sanitizer preloaded)
-local PATHS = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/%s/?.so;;' "
-  .. "LUA_CPATH_5_2='build/%s/?.so;;' LUA_CPATH_5_3='build/%s/?.so;;' "
-  .. "LUA_CPATH_5_4='build/%s/?.so;;'"):format(ABI, ABI, ABI, ABI)
-local UNSET = "env -u CTVNC_TOKEN -u CTVNC_ENDPOINT -u CTVNC_USERNAME -u CTVNC_PASSWORD "
-  .. "-u CTVNC_CA_FILE -u CTVNC_SOURCE -u CTVNC_INSECURE -u COLUMNS -u NO_COLOR "
+local LUA, PATHS, UNSET = helpers.CLI.lua, helpers.CLI.paths, helpers.CLI.unset
 
 -- RFC 4180 reader: rows of fields.
 local function read_csv(s)
