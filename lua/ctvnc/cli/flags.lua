@@ -97,7 +97,8 @@ function _M.parse(args, known)
       name, value = a:match("^%-%-([%w-]+)=(.*)$")
       name = name or a:match("^%-%-([%w-]+)$")
       local short = a:match("^%-(%w)$")
-      local spec = known[name or ("-" .. (short or ""))]
+      local spec = (name and name:sub(1, 1) ~= "-" and known[name])
+        or (short and known["-" .. short]) or nil
       if not spec then
         local typed = a:match("^(%-%-?[^=]*)") or a
         if a:sub(2, 2) ~= "-" then typed = a:sub(1, 2) end   -- -pSECRET: -p
