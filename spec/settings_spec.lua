@@ -80,7 +80,9 @@ describe("the gateway's settings", function()
     local run = doc("examples/openresty/run.sh")
     local conf = doc("examples/openresty/nginx.conf")
     local given = {}
-    for name in body:gmatch("\n%s*([%l_]+)%s*=") do given[name] = true end
+    for name in body:gsub("%-%-[^\n]*", ""):gmatch("([%a_][%w_]*)%s*=[^=]") do
+      given[name] = true
+    end
     local declared = {}
     for _, s in ipairs(config.SETTINGS) do
       declared[s.name] = true
