@@ -41,6 +41,7 @@ build = {
         "csrc/http.c",
         "csrc/probe.c",
         "csrc/frames.c",
+        "csrc/grow.c",
       },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
