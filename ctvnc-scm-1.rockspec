@@ -57,6 +57,7 @@ build = {
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
     ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
+    ["ctvnc.b64url"] = "lua/ctvnc/b64url.lua",
     ["ctvnc.gateway"] = "lua/ctvnc/gateway.lua", ["ctvnc.ticket"] = "lua/ctvnc/ticket.lua",
     ["ctvnc.sessions"] = "lua/ctvnc/sessions.lua",
   },

@@ -16,11 +16,12 @@
 -- the token or the key.
 local ok_ffi, ffi = pcall(require, "ffi")
 local cjson = require "cjson.safe"
+local b64url_decode = require("ctvnc.b64url").decode
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local next, error, setmetatable = next, error, setmetatable
-local byte, char, sub, find, floor = string.byte, string.char, string.sub, string.find, math.floor
-local concat, os_time = table.concat, os.time
+local sub, find = string.sub, string.find
+local os_time = os.time
 
 local _M = {}
 
@@ -86,47 +87,6 @@ local function call_either(a, b, ...)
   if has(C, a) then return C[a](...) end
   return C[b](...)
 end
-
--- base64url (RFC 4648 section 5) without padding, strict: only the 64
--- characters, no length of 4k+1, unused trailing bits zero.
-local B64 = {}
-do
-  local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-  for i = 1, 64 do B64[byte(alphabet, i)] = i - 1 end
-end
-
-local function b64url_decode(s)
-  local n = #s
-  if n % 4 == 1 then return nil end
-  local out, k = {}, 0
-  for i = 1, n, 4 do
-    local a, b, c, d = byte(s, i, i + 3)
-    a, b = B64[a], B64[b]
-    if not a or not b then return nil end
-    if c then
-      c = B64[c]
-      if not c then return nil end
-    end
-    if d then
-      d = B64[d]
-      if not d then return nil end
-    end
-    local v = a * 262144 + b * 4096 + (c or 0) * 64 + (d or 0)
-    local x, y, z = floor(v / 65536), floor(v / 256) % 256, v % 256
-    k = k + 1
-    if d then
-      out[k] = char(x, y, z)
-    elseif c then
-      if z ~= 0 then return nil end
-      out[k] = char(x, y)
-    else
-      if y ~= 0 then return nil end
-      out[k] = char(x)
-    end
-  end
-  return concat(out)
-end
-_M.b64url_decode = b64url_decode
 
 local function json_object(s)
   local t = cjson.decode(s)
