@@ -609,6 +609,13 @@ describe("the gateway's relay #novalgrind", function()
         { token():sub(1, -3) .. "AA", 401, "signature" },
         { token({ vms = { "vm-2" } }), 403, "does not grant" },
         { token({ sub = false }), 403, "subject" },
+        -- issue 19: mistyped claims are refused, never full access
+        { token({ view_only = "true" }), 401, "claims (view_only)" },
+        { token({ view_only = 1 }), 401, "claims (view_only)" },
+        { token({ view_only = "vm-1" }), 401, "claims (view_only)" },
+        { token({ view_only = { ["vm-1"] = true } }), 401, "claims (view_only)" },
+        { token({ vms = "vm-1" }), 401, "claims (vms)" },
+        { token({ exp = now + 300.5 }), 401, "claims (exp)" },
       }
       for i, c in ipairs(cases) do
         local h = c[1] and { Authorization = "Bearer " .. c[1] } or nil
