@@ -58,6 +58,7 @@ build = {
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
     ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
     ["ctvnc.b64url"] = "lua/ctvnc/b64url.lua",
+    ["ctvnc.logsafe"] = "lua/ctvnc/logsafe.lua",
     ["ctvnc.gateway"] = "lua/ctvnc/gateway.lua", ["ctvnc.ticket"] = "lua/ctvnc/ticket.lua",
     ["ctvnc.sessions"] = "lua/ctvnc/sessions.lua",
   },
