@@ -13,11 +13,7 @@ local common = require "gateway.common"
 local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
-local function b64url(s)
-  local out = helpers.run("printf '" .. s:gsub(".", function(c)
-    return ("\\%03o"):format(c:byte()) end) .. "' | base64 -w0")
-  return (out:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
-end
+local b64url = helpers.b64url
 
 describe("the gateway's relay #novalgrind", function()
   local sim, dir
