@@ -13,7 +13,7 @@
 -- also when a worker crashes: its keys expire and the counts heal by
 -- themselves. While the target's handshake runs the keys live open_ttl.
 local cjson = require "cjson.safe"
-local random_bytes = require("ctvnc.ticket").random_bytes
+local random_bytes = require("ctvnc.core").random_bytes
 
 local type, tostring, ipairs, setmetatable = type, tostring, ipairs, setmetatable
 local sort = table.sort
@@ -30,9 +30,11 @@ function _M.new(store, opts)
   return setmetatable({ store = store, ttl = opts.slot_ttl, open_ttl = opts.open_ttl }, Book)
 end
 
---- A fresh session id: 16 hex digits from the kernel.
+--- A fresh session id: 16 hex digits from the kernel | nil, message.
 function _M.new_id()
-  return (random_bytes(8):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  local b, err = random_bytes(8)
+  if not b then return nil, err end
+  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
 local function encode(rec)
@@ -86,10 +88,14 @@ end
 
 --- Opens a session: takes a slot of its VM and of its user (when limits
 -- say so) and records it. rec | nil, "vm" | "user", the oldest session in
--- the way | nil, "store", err.
+-- the way | nil, "store" | "system", message.
 function Book:open(rec, limits)
   local store = self.store
-  rec.id = rec.id or _M.new_id()
+  if not rec.id then
+    local id, why = _M.new_id()
+    if not id then return nil, "system", why end
+    rec.id = id
+  end
   rec.bytes_in, rec.bytes_out = rec.bytes_in or 0, rec.bytes_out or 0
   local held = {}
   for _, b in ipairs(buckets(rec.vm_id, rec.user, limits)) do

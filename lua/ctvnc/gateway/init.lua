@@ -46,7 +46,7 @@ function _M.configure(c)
   if not used then error("ctvnc: setting store: " .. tostring(why or "no ctvnc_tickets"), 0) end
   local secret = conf.ticket_secret
   if not secret then
-    secret = tickets.random_secret()
+    secret = assert(tickets.random_secret())
     ngx.log(ngx.NOTICE, "ctvnc: no ticket secret given: a random one for this start "
       .. "(tickets are valid on this node only)")
   end

@@ -74,16 +74,16 @@ function _M.in_use_sentence(which, holder)
   return "You have as many consoles open as this gateway allows. Close one and try again."
 end
 
---- A session refused by a limit (or a store that cannot count): 429, or
--- 503 when the store failed.
+--- A session refused by a limit: 429; or 503 when the store or the
+-- system failed (fail closed).
 local function refused(rec, which, holder)
   metrics.count("ctvnc_sessions_refused_total", { limit = which })
   audit.write("refused", audit_fields(rec, { refused = true,
     reason = "limit " .. tostring(which) }))
-  if which == "store" then
-    log(ngx.ERR, "ctvnc: the session store failed for ", tostring(rec.vm_id), ": ",
-      tostring(holder), " (store)")
-    return reply(503, { error = "the session store failed", kind = "store" })
+  if which == "store" or which == "system" then
+    log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " cannot be recorded: ",
+      tostring(holder), " (", which, ")")
+    return reply(503, { error = "the console cannot be opened right now", kind = which })
   end
   local body = { error = _M.in_use_sentence(which, holder), kind = "busy", limit = which,
     vm_id = rec.vm_id }
@@ -102,8 +102,9 @@ local function answer_upgrade(rec, protocol, renew)
   ngx.header["Sec-WebSocket-Accept"] = wsclient.accept(ngx.var.http_sec_websocket_key)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
   if renew and rec.user ~= "" then
+    -- no random bytes: no fresh ticket (the page asks for a new link)
     local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only)
-    ngx.header["Set-Cookie"] = cookie.ticket(t, ttl, rec.vm_id)
+    if t then ngx.header["Set-Cookie"] = cookie.ticket(t, ttl, rec.vm_id) end
   end
   local ok, err = ngx.send_headers()
   if ok then ok, err = ngx.flush(true) end

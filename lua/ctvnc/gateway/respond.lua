@@ -50,6 +50,9 @@ local KINDS = {
   connect = { status = 502, title = UNREACHABLE, reason = "CloudTower is unreachable" },
   too_large = { status = 502, title = UNREACHABLE,
     reason = "CloudTower's answer was too large" },
+  system = { status = 503, title = "Service unavailable", reason = "the gateway cannot do "
+    .. "this right now" },
+  store = { status = 503, title = "Service unavailable", reason = "the session store failed" },
   novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
     sentence = "The console viewer is missing on this gateway. Please tell your "
       .. "administrator." },

@@ -101,7 +101,8 @@ function _M.ticket(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local ok, user, view = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
-  local t, ttl = state.ticket.mint(vm_id, user, view)
+  local t, ttl, kind = state.ticket.mint(vm_id, user, view)
+  if not t then return fail(vm_id, ttl, kind) end
   return reply(200, { ticket = t, expires_in = ttl,
                       url = cookie.page_path(vm_id) .. "?ticket=" .. t })
 end

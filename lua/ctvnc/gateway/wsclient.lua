@@ -4,7 +4,7 @@
 -- against the location's lua_ssl_trusted_certificate with the plan's
 -- server name checked. Only the handshake's own headers are sent: nothing
 -- of the browser's request.
-local random_bytes = require("ctvnc.ticket").random_bytes
+local random_bytes = require("ctvnc.core").random_bytes
 
 local ngx = ngx
 local tostring, tonumber, pcall, concat = tostring, tonumber, pcall, table.concat
@@ -24,9 +24,12 @@ local function failed(sock, err, kind, msg)
 end
 
 --- connect(plan, protocol, timeout): sock, subprotocol | nil, kind
--- (connect, tls, timeout, http), message. `timeout` (seconds) bounds the
--- connect, the TLS handshake and each read and write of the handshake.
+-- (connect, tls, timeout, http, system), message. `timeout` (seconds)
+-- bounds the connect, the TLS handshake and each read and write of the
+-- handshake.
 function _M.connect(plan, protocol, timeout)
+  local nonce, no_bytes, kind = random_bytes(16)
+  if not nonce then return nil, kind, no_bytes end
   local sock = ngx.socket.tcp()
   local ms = timeout * 1000
   sock:settimeouts(ms, ms, ms)
@@ -42,7 +45,7 @@ function _M.connect(plan, protocol, timeout)
       return failed(sock, done and err or "the TLS handshake failed", "tls")
     end
   end
-  local key = ngx.encode_base64(random_bytes(16))
+  local key = ngx.encode_base64(nonce)
   local req = { "GET " .. plan.path .. " HTTP/1.1", "Host: " .. plan.host_header,
     "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " .. key,
     "Sec-WebSocket-Version: 13" }
