@@ -119,6 +119,7 @@ describe("the gateway's settings", function()
         .. "tokens in clear to a tower reached over https" },
       { { endpoint = "" }, "ctvnc: setting endpoint: is required" },
       { with("id_rate", 50), "ctvnc: setting id_rate: must be 0 (off) or at least batch_max" },
+      { with("ticket_secret", "short"), "ctvnc: setting ticket_secret: must be at least 32 bytes" },
     }
     for _, c in ipairs(cases) do
       local conf, err = config.check(c[1])

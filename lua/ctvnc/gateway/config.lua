@@ -186,6 +186,9 @@ function _M.check(c)
     end
     conf[s.name] = v
   end
+  if conf.ticket_secret and #conf.ticket_secret < 32 then
+    return fail("ticket_secret", "must be at least 32 bytes")
+  end
   if conf.id_rate ~= 0 and conf.id_rate < conf.batch_max then
     return fail("id_rate", "must be 0 (off) or at least batch_max")
   end

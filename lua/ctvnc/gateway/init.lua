@@ -65,7 +65,7 @@ function _M.configure(c)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
   -- the slots outlive the target's handshake (three steps, each bounded)
   state.book = book.new(sessions, { slot_ttl = conf.slot_ttl,
-                                 open_ttl = 3 * conf.target_timeout + conf.slot_ttl })
+                                    open_ttl = 3 * conf.target_timeout + conf.slot_ttl })
   state.novnc_html = page.load(conf.novnc_dir)
   state.metrics_allow = metrics.address_set(conf.metrics_allow)
   state.origins = {}
