@@ -127,39 +127,34 @@ end
 _M.graphql_error = graphql_error
 
 --- Calls: what the fetch engine runs. { path=, body=, what= (names the
--- call in messages), read=(what, body, secrets) -> value | nil, msg, kind,
+-- call in messages), read=(what, body, secrets, call) -> value | nil, msg, kind,
 -- login=true for the login itself (no token), graphql=true for /api }.
 
 local NO_TOKEN_FIELD = 'Cannot query field "token" on type "Vnc"'
 
 local host_kind = core.host_kind
 
-local function nonempty(v) return type(v) == "string" and v ~= "" end
-
 --- One vnc object (or null) as info | nil, message, kind.
 local function read_info(what, vnc, without_token)
   if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
   if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
   if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
-  local info = { vm_uuid = vnc.vm_uuid, host_ip = vnc.host_ip, cluster_ip = vnc.cluster_ip,
-                 raw_token = vnc.raw_token, token = not without_token and vnc.token or nil }
-  if not (nonempty(info.vm_uuid) and nonempty(info.host_ip) and nonempty(info.cluster_ip)
-          and nonempty(info.raw_token) and (without_token or nonempty(info.token))) then
+  local u, h, c, r, t = vnc.vm_uuid, vnc.host_ip, vnc.cluster_ip, vnc.raw_token, vnc.token
+  if without_token then t = nil end
+  if type(u) ~= "string" or u == "" or type(h) ~= "string" or h == ""
+    or type(c) ~= "string" or c == "" or type(r) ~= "string" or r == ""
+    or (not without_token and (type(t) ~= "string" or t == "")) then
     for _, k in ipairs(INFO_FIELDS) do   -- which one, for the message
-      local v = info[k]
-      if not (without_token and k == "token") and not nonempty(v) then
+      local v = vnc[k]
+      if not (without_token and k == "token") and (type(v) ~= "string" or v == "") then
         return nil, format("%s: field %s is %s", what, k,
           v == nil and "missing" or v == "" and "empty" or "not a string"), "decode"
       end
     end
   end
-  if not host_kind(info.cluster_ip) then
-    return nil, what .. ": field cluster_ip is not a valid host", "decode"
-  end
-  if not host_kind(info.host_ip) then
-    return nil, what .. ": field host_ip is not a valid host", "decode"
-  end
-  return info
+  local bad = not host_kind(c) and "cluster_ip" or not host_kind(h) and "host_ip"
+  if bad then return nil, format("%s: field %s is not a valid host", what, bad), "decode" end
+  return { vm_uuid = u, host_ip = h, cluster_ip = c, raw_token = r, token = t }
 end
 
 --- The name of a VM in messages.
@@ -238,6 +233,13 @@ local function read_vnc(what, body, secrets, aliases, without_token, ids, index)
 end
 _M.read_vnc = read_vnc
 
+--- The reader of a vnc call (`call.read(what, body, secrets, call)`).
+local function read_call(what, body, secrets, call)
+  local ids = call.vm_ids
+  return read_vnc(what, body, secrets, call.aliases, call.without_token, #ids > 1 and ids or nil,
+    call.index)
+end
+
 local FIELDS = "vm_uuid host_ip cluster_ip raw_token token"
 local FIELDS_2022 = "vm_uuid host_ip cluster_ip raw_token"
 
@@ -288,10 +290,7 @@ function _M.vnc_call(vm_ids, nonce, without_token)
   local what = vm_name(vm_ids[1]) .. (#vm_ids > 1 and format(" (+%d more)", #vm_ids - 1) or "")
   return {
     path = "/api", what = what, graphql = true, vm_ids = vm_ids, aliased = aliases[1] ~= "vnc",
-    read = function(w, body, secrets)
-      return read_vnc(w, body, secrets, aliases, without_token, #vm_ids > 1 and vm_ids or nil,
-        index)
-    end,
+    read = read_call, aliases = aliases, index = index, without_token = without_token,
     body = json.encode({ operationName = "vnc", variables = vars, query = s.query }),
   }
 end

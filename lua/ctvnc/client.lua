@@ -202,7 +202,7 @@ function Client:_fetch(calls, concurrency, on_result)
     end
   end
   local secrets = self:_secrets()
-  local pending, tries, fresh, relogged = {}, {}, {}, false
+  local pending, tries, fresh, relogged, wheres = {}, {}, {}, false, {}
   for i = 1, #calls do pending[i] = i end
   while #pending > 0 do
     local headers = {}
@@ -219,8 +219,13 @@ function Client:_fetch(calls, concurrency, on_result)
       local i = pending[k]
       local c = calls[i]
       if status then self.multiplexed = tkind == 2 end   -- tkind: the HTTP version
-      local v, m, kd, again = api.classify(c, self.base .. c.path, status, body, tkind, secrets)
-      if v then v, m, kd, again = c.read(c.what, v, secrets) end
+      local where = wheres[c.path]
+      if not where then
+        where = self.base .. c.path
+        wheres[c.path] = where
+      end
+      local v, m, kd, again = api.classify(c, where, status, body, tkind, secrets)
+      if v then v, m, kd, again = c.read(c.what, v, secrets, c) end
       if v ~= nil then
         if c.aliased then self.aliased = true end
         on_result(i, v)
