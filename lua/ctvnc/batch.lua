@@ -125,6 +125,15 @@ return function(self, vm_ids, opts)
       if self.no_token_field == nil then self.no_token_field = false end
       if self.multiplexed == nil then self.multiplexed = false end
       if self.one_per_request or self.documented then per = 1 end
+      local r = results[positions[list[1]][1]]
+      if r and r.kind == "auth" then
+        -- the tower refused the token (after a new login, if it was one):
+        -- it would refuse it for every other VM too; none of them is asked
+        for i = first, #list do
+          fail_all(positions[list[i]], "not asked: the tower refused the token", "auth")
+        end
+        return
+      end
     end
     if first <= #list then fetch_groups(list, first, #list) end
   end
