@@ -134,11 +134,12 @@ local NO_TOKEN_FIELD = 'Cannot query field "token" on type "Vnc"'
 
 local host_kind = core.host_kind
 
---- One vnc object (or null) as info | nil, message, kind.
-local function read_info(what, vnc, without_token)
-  if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
-  if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
-  if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
+--- One vnc object (or null) as info | nil, why, kind; `why` follows the
+-- VM's name in a message (made only then).
+local function read_info(vnc, without_token)
+  if vnc == json.null then return nil, ": no such VM", "not_found" end
+  if vnc == nil then return nil, ": the answer has no data.vnc", "decode" end
+  if type(vnc) ~= "table" then return nil, ": data.vnc is not an object", "decode" end
   local u, h, c, r, t = vnc.vm_uuid, vnc.host_ip, vnc.cluster_ip, vnc.raw_token, vnc.token
   if without_token then t = nil end
   if type(u) ~= "string" or u == "" or type(h) ~= "string" or h == ""
@@ -147,13 +148,13 @@ local function read_info(what, vnc, without_token)
     for _, k in ipairs(INFO_FIELDS) do   -- which one, for the message
       local v = vnc[k]
       if not (without_token and k == "token") and (type(v) ~= "string" or v == "") then
-        return nil, format("%s: field %s is %s", what, k,
+        return nil, format(": field %s is %s", k,
           v == nil and "missing" or v == "" and "empty" or "not a string"), "decode"
       end
     end
   end
   local bad = not host_kind(c) and "cluster_ip" or not host_kind(h) and "host_ip"
-  if bad then return nil, format("%s: field %s is not a valid host", what, bad), "decode" end
+  if bad then return nil, ": field " .. bad .. " is not a valid host", "decode" end
   return { vm_uuid = u, host_ip = h, cluster_ip = c, raw_token = r, token = t }
 end
 
@@ -224,8 +225,9 @@ local function read_vnc(what, body, secrets, aliases, without_token, ids, index)
   for k, a in ipairs(aliases) do
     local o = per and per[k]
     if not o then
-      local info, msg, kind = read_info(ids and vm_name(ids[k]) or what, data[a], without_token)
-      o = info and { info = info } or { message = msg, kind = kind }
+      local info, why, kind = read_info(data[a], without_token)
+      o = info and { info = info }
+        or { message = (ids and vm_name(ids[k]) or what) .. why, kind = kind }
     end
     out[k] = o
   end
