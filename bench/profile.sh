@@ -30,7 +30,7 @@ perf report -i "$data" --sort comm,dso --stdio 2> /dev/null | awk -v label="$lab
     else if (d ~ /libssl|libcrypto/) g = "TLS (OpenSSL)"
     else if (d ~ /nghttp2/) g = "HTTP/2 (nghttp2)"
     else if (d ~ /core\.so/) g = "ctvnc C"
-    else if (d ~ /ld-linux/) g = "loading"
+    else if (d ~ /ld-linux/) g = "loading (start-up)"
     else g = "other"
     share[g] += p
   }
