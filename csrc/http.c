@@ -5,11 +5,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "http.h"
+#include "grow.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -53,6 +55,7 @@ struct ctv_http {
   CURLSH *share;
   slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
+  size_t capslots;
   ctv_opts o;                 /* o.ca_file points to ca_file */
   char *ca_file;              /* our copy */
   char *line;                 /* scratch for "Name: value" */
@@ -62,6 +65,7 @@ struct ctv_http {
   struct pollfd *pfds;        /* the sockets libcurl wants watched, and */
   size_t npfds, cappfds;      /* for what (on_socket) */
   struct pollfd *ready;       /* scratch: those poll() found ready */
+  size_t capready;
   long due;                   /* when libcurl wants its timeout run, in
                                  now_ms() time; -1: no timeout pending */
   int oom;                    /* a callback ran out of memory */
@@ -73,14 +77,10 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
                              struct curl_sockaddr *a) {
   struct ctv_http *h = ud;
   curl_socket_t fd;
+  sock *n = ctv_grow(h->socks, &h->capsocks, h->nsocks, 1, sizeof *n, SIZE_MAX);
   (void)purpose;
-  if (h->nsocks == h->capsocks) {
-    size_t cap = h->capsocks ? h->capsocks * 2 : 16;
-    sock *n = realloc(h->socks, cap * sizeof *n);
-    if (!n) return CURL_SOCKET_BAD;
-    h->socks = n;
-    h->capsocks = cap;
-  }
+  if (!n) return CURL_SOCKET_BAD;
+  h->socks = n;
   fd = socket(a->family, a->socktype, a->protocol);
   if (fd != CURL_SOCKET_BAD) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
@@ -126,18 +126,17 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sp) {
     return 0;
   }
   if (i == h->npfds) {
-    if (h->npfds == h->cappfds) {
-      size_t cap = h->cappfds ? h->cappfds * 2 : 16;
-      struct pollfd *p = realloc(h->pfds, cap * sizeof *p);
-      struct pollfd *r = p ? realloc(h->ready, cap * sizeof *r) : NULL;
-      if (p) h->pfds = p;
-      if (!r) {
-        h->oom = 1;
-        return 0;
-      }
-      h->ready = r;
-      h->cappfds = cap;
+    struct pollfd *p = ctv_grow(h->pfds, &h->cappfds, h->npfds, 1, sizeof *p, SIZE_MAX);
+    struct pollfd *r = NULL;
+    if (p) {
+      h->pfds = p;
+      r = ctv_grow(h->ready, &h->capready, h->npfds, 1, sizeof *r, SIZE_MAX);
     }
+    if (!r) {
+      h->oom = 1;
+      return 0;
+    }
+    h->ready = r;
     h->pfds[h->npfds++].fd = fd;
   }
   h->pfds[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0)
@@ -164,22 +163,16 @@ int ctv_http_global_init(void) {
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   slot *s = ud;
   size_t n = size * nmemb;
+  char *b;
   if (n > s->max - s->len) {
     s->too_large = 1;
     return 0;
   }
-  if (s->len + n > s->cap) {
-    size_t cap = s->cap ? s->cap * 2 : 16384;
-    char *b;
-    while (cap < s->len + n) cap *= 2;
-    if (cap > s->max) cap = s->max;
-    if ((b = realloc(s->buf, cap)) == NULL) {
-      s->oom = 1;
-      return 0;
-    }
-    s->buf = b;
-    s->cap = cap;
+  if ((b = ctv_grow(s->buf, &s->cap, s->len, n, 1, s->max)) == NULL) {
+    s->oom = 1;
+    return 0;
   }
+  s->buf = b;
   memcpy(s->buf + s->len, p, n);
   s->len += n;
   return n;
@@ -398,7 +391,8 @@ void ctv_http_free(ctv_http *h) {
 static int grow_slots(ctv_http *h, int n) {
   slot **s;
   if (n <= h->nslots) return 0;
-  if ((s = realloc(h->slots, (size_t)n * sizeof *s)) == NULL) return -1;
+  s = ctv_grow(h->slots, &h->capslots, 0, (size_t)n, sizeof *s, SIZE_MAX);
+  if (s == NULL) return -1;
   h->slots = s;
   while (h->nslots < n) {
     slot *one = calloc(1, sizeof *one);
@@ -455,15 +449,13 @@ static enum start_outcome set_headers(ctv_http *h, slot *s, const ctv_req *r) {
     const ctv_header *hd = &r->headers[i];
     size_t need = hd->namelen + hd->valuelen + 3;
     struct curl_slist *l;
+    char *b;
     if (has_crlf(hd->name, hd->namelen) || has_crlf(hd->value, hd->valuelen)
         || hd->namelen == 0 || memchr(hd->name, ':', hd->namelen))
       return BAD_HEADER;
-    if (need > h->linecap) {
-      char *b = realloc(h->line, need);
-      if (!b) return NO_MEMORY;
-      h->line = b;
-      h->linecap = need;
-    }
+    if ((b = ctv_grow(h->line, &h->linecap, 0, need, 1, SIZE_MAX)) == NULL)
+      return NO_MEMORY;
+    h->line = b;
     memcpy(h->line, hd->name, hd->namelen);
     memcpy(h->line + hd->namelen, ": ", 2);
     memcpy(h->line + hd->namelen + 2, hd->value, hd->valuelen);

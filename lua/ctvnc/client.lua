@@ -137,6 +137,10 @@ function _M.new(opts)
     if v == nil then return nil, msg, "invalid" end
     self[n[1]] = v
   end
+  -- the vnc aliases' nonce: this client's random prefix, then a count
+  local prefix, msg, kind = core.random_bytes(6)
+  if not prefix then return nil, "new: " .. msg, kind end
+  self.nonce_prefix = prefix:gsub(".", function(c) return format("%02x", c:byte()) end)
   -- the runtime: a table, or a function given the default (libcurl) one
   -- that returns the one to use (a wrapper: the ctvnc command's Ctrl-C)
   local t = opts.transport
@@ -306,7 +310,8 @@ end
 --     runtime never sends it after a request with the same nonce on a
 --     kept-alive connection, where that request's late answer could
 --     arrive, and a foreign nonce is refused (a fresh connection, that one
---     closed). A runtime without tags gets a nonce never used before.
+--     closed). A runtime without tags gets a nonce never used before:
+--     this client's random prefix (core.random_bytes) and a count.
 function Client:_vnc_call(vm_ids, spread)
   spread = spread or 2 * self.concurrency
   local nonce, tag = nil, 0
@@ -316,7 +321,7 @@ function Client:_vnc_call(vm_ids, spread)
       nonce = format("%x", self.seq % spread)
       tag = self.seq % spread + 1
     else
-      nonce, tag = format("%x_%x", self.seq, random(0, 0x7fffffff)), nil
+      nonce, tag = format("%s_%x", self.nonce_prefix, self.seq), nil
     end
   end
   local call = api.vnc_call(vm_ids, nonce, self.no_token_field)
