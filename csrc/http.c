@@ -589,6 +589,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
   size_t next = 0, finished = 0;
   int i, stop = 0;
   abandon(h);
+  h->oom = 0;
   if (concurrency < 1) concurrency = 1;
   if ((size_t)concurrency > n) concurrency = (int)n;
   if (grow_slots(h, concurrency) != 0) return -1;

@@ -343,8 +343,8 @@ static int keep_res(void *ud, size_t i, const ctv_res *r) {
   return 0;
 }
 
-/* session:request{method=, url= | path=, headers=, body=}
- *   -> status, body | nil, message, kind */
+/* session:request{method=, url= | path=, headers=, body=, fresh=, tag=}
+ *   -> status, body, version | nil, message, kind */
 static int l_request(lua_State *L) {
   session *s = check_session(L);
   ctv_req *req;
@@ -382,9 +382,11 @@ static int on_done(void *ud, size_t i, const ctv_res *r) {
 }
 
 /* session:request_many(reqs, concurrency, on_done)
- * on_done(i, status, body) or on_done(i, nil, message, kind), as each
- * request finishes; it may return "drop". A request with fresh = true
- * goes out on a new connection. */
+ * on_done(i, status, body, version) or on_done(i, nil, message, kind), as
+ * each request finishes (version: 1 for HTTP/1.x, 2 for HTTP/2); it may
+ * return "drop". A request with fresh = true goes out on a new connection;
+ * one with a tag (an integer >= 0) never on a kept-alive HTTP/1.x
+ * connection whose last request had the same tag. */
 static int l_request_many(lua_State *L) {
   session *s = check_session(L);
   int concurrency = (int)luaL_checkinteger(L, 3);
