@@ -83,6 +83,7 @@ build = {
     ["ctvnc.gateway.relay"] = "lua/ctvnc/gateway/relay.lua",
     ["ctvnc.gateway.book"] = "lua/ctvnc/gateway/book.lua",
     ["ctvnc.gateway.audit"] = "lua/ctvnc/gateway/audit.lua",
+    ["ctvnc.gateway.auditfile"] = "lua/ctvnc/gateway/auditfile.lua",
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",
     ["ctvnc.gateway.admin"] = "lua/ctvnc/gateway/admin.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",

@@ -147,6 +147,18 @@ function helpers.b64url(s)
   return (out:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
 end
 
+--- An HS256 JWT of claims (a table) under secret, signed by openssl (never
+-- the code under test); header defaults to {alg = HS256, typ = JWT}.
+function helpers.hs256(secret, claims, header)
+  local cjson = require "cjson"
+  local input = helpers.b64url(cjson.encode(header or { alg = "HS256", typ = "JWT" })) .. "."
+    .. helpers.b64url(cjson.encode(claims))
+  local hexkey = secret:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  local sig = helpers.run(("printf '%%s' '%s' | openssl dgst -sha256 -mac HMAC -macopt "
+    .. "hexkey:%s -binary | base64 -w0"):format(input, hexkey))
+  return input .. "." .. sig:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" })
+end
+
 --- Seconds since some fixed point, with sub-second resolution.
 function helpers.now()
   return socket.gettime()

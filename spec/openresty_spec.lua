@@ -232,9 +232,6 @@ end)
 -- URLs as under Lua 5.4.
 describe("ctvnc.core in nginx #novalgrind", function()
   it("gives the same URLs as Lua 5.4", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    local p = helpers.free_port("127.0.0.1")
     local script = [[
       local ctvnc = require "ctvnc"
       local vectors = {
@@ -250,28 +247,8 @@ describe("ctvnc.core in nginx #novalgrind", function()
       end
       return table.concat(out, "\n")
     ]]
-    helpers.write_file(dir .. ".lua", script)
-    local conf = ([[
-worker_processes 1; daemon on; pid %s/nginx.pid; error_log %s/error.log;
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-events {}
-http {
-  access_log off; client_body_temp_path %s/tmp; proxy_temp_path %s/tmp;
-  fastcgi_temp_path %s/tmp; uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
-  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
-  lua_package_cpath "%s/build/jit/?.so;;";
-  server { listen 127.0.0.1:%d; location / { content_by_lua_block { ngx.print(dofile("%s.lua")) } } }
-}]]):format(dir, dir, dir, dir, dir, dir, dir, helpers.ROOT, helpers.ROOT, helpers.ROOT, p, dir)
-    assert(os.execute("mkdir -p " .. dir .. "/tmp"))
-    helpers.write_file(dir .. "/nginx.conf", conf)
-    -- nginx returns once its master listens: curl's connection waits in the
-    -- backlog for a worker, no sleep needed
-    local out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && curl -s -m 5 http://127.0.0.1:%d/; "
-      .. "kill -QUIT $(cat %s/nginx.pid)"):format(dir, dir, p, dir))
-    assert(ok, out)
+    local out = assert(common.nginx_lua(script))
     local expected = (loadstring or load)(script)()  -- luacheck: ignore
-    helpers.run("rm -rf " .. dir .. " " .. dir .. ".lua")
     assert.are.equal(expected, out)
   end)
 end)

@@ -61,19 +61,7 @@ describe("the gateway's relay #novalgrind", function()
     local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
     local conn = { sock = sock, buf = "", data = "" }
     if status ~= 101 then
-      local len = tonumber(hs["content-length"] or "")
-      if len then
-        conn.body = sock:receive(len)
-      elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
-        local parts = {}
-        while true do
-          local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
-          if size == 0 then break end
-          parts[#parts + 1] = sock:receive(size)
-          sock:receive("*l")
-        end
-        conn.body = table.concat(parts)
-      end
+      conn.body = common.read_body(sock, hs)
       sock:close()
       return status, hs, conn
     end
@@ -602,11 +590,7 @@ describe("the gateway's relay #novalgrind", function()
   describe("JWT users", function()
     local p
     local function hs256(header, claims)
-      local input = b64url(cjson.encode(header)) .. "." .. b64url(cjson.encode(claims))
-      local hexkey = JWT_SECRET:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
-      local sig = helpers.run(("printf '%%s' '%s' | openssl dgst -sha256 -mac HMAC -macopt hexkey:%s -binary | base64 -w0")
-        :format(input, hexkey))
-      return secret(input .. "." .. sig:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+      return secret(helpers.hs256(JWT_SECRET, claims, header))
     end
     local function token(claims, header)
       local c = { sub = "alice", aud = "consoles", exp = os.time() + 300, vms = { "vm-1" } }

@@ -25,6 +25,13 @@
 #   batch VM ids per second and client, at least BATCH_MAX; 0: off),
 #   ALLOWED_ORIGINS (space separated),
 #   FRAME_ANCESTORS ('self'), TICKET_TTL (60: seconds a ticket lives, 1-60)
+#   TICKET_LIFETIME (3600: seconds a ticket and its renewals are good for from
+#   its first mint; at most MAX_SESSION when set), KILL_LOCK (300: seconds a
+#   kill locks the session's user out of its VM), RAW_TARGET_URLS (off; on:
+#   /url and /console/batch give the target's URL and console token, which
+#   bypass the relay: limits, kill, caps, idle timeout, audit),
+#   TRUSTED_PROXIES (TLS terminators whose X-Forwarded-Proto is believed),
+#   ADMIN_RATE (10r/s: /admin/ requests per client address)
 #   KEYS lines may grant view-only consoles: "<key> vm-1:view,vm-2" (or *:view)
 #   MAX_PER_VM, MAX_PER_USER (concurrent consoles; 0: no limit), MAX_SESSION
 #   (seconds a console stays open; 0: no cap), IDLE_TIMEOUT (seconds without
@@ -113,9 +120,9 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}"; do
+         "${PROBE_TTL:-30}" "${TICKET_LIFETIME:-3600}" "${KILL_LOCK:-300}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, TICKET_LIFETIME, KILL_LOCK are numbers" ;; esac
 done
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
@@ -185,6 +192,11 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@CREDENTIAL_TTL@|${CREDENTIAL_TTL:-0}|g" \
     -e "s|@BATCH_MAX@|${BATCH_MAX:-100}|g" \
     -e "s|@TICKET_TTL@|${TICKET_TTL:-60}|g" \
+    -e "s|@TICKET_LIFETIME@|${TICKET_LIFETIME:-3600}|g" \
+    -e "s|@KILL_LOCK@|${KILL_LOCK:-300}|g" \
+    -e "s|@RAW_TARGET_URLS@|${RAW_TARGET_URLS:-off}|g" \
+    -e "s|@TRUSTED_PROXIES@|${TRUSTED_PROXIES:-}|g" \
+    -e "s|@ADMIN_RATE@|${ADMIN_RATE:-10r/s}|g" \
     -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \

@@ -3,10 +3,14 @@
 --
 -- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
 -- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce,
--- r = 1 when the console is view-only (absent: full)} and
+-- r = 1 when the console is view-only (absent: full), f = the end of its
+-- family, g = the grant's reference, x = the grant's expiry} and
 -- the mac is HMAC-SHA1(secret, payload). It is valid until its expiry (at
--- most 60 s after minting) and usable once per gateway node: `consume`
--- records the nonce in the shared dict until the ticket expires. Tickets
+-- most 60 s after minting, never past f or x) and usable once per gateway
+-- node: `consume` records the nonce in the store until the ticket expires
+-- (a store that cannot record it refuses the ticket: fail closed). A
+-- ticket's renewals are its family: they carry f, g and x unchanged, so
+-- renewing never extends access. Tickets
 -- minted on one node are refused by a node with another secret; with one
 -- shared secret (CTVNC_TICKET_SECRET) a ticket could be used once on *each*
 -- node, so a random per-start secret (the default) means single-node only.
@@ -15,7 +19,7 @@ local cjson = require "cjson.safe"
 local core = require "ctvnc.core"
 local b64 = require "ctvnc.b64url"
 
-local type, tostring, floor, byte = type, tostring, math.floor, string.byte
+local type, tostring, ipairs, floor, byte = type, tostring, ipairs, math.floor, string.byte
 local b64url, unb64url, random_bytes = b64.encode, b64.decode, core.random_bytes
 
 local _M = {}
@@ -68,15 +72,30 @@ function _M.new(opts)
 
   local function mac(payload) return b64url(ngx.hmac_sha1(self.secret, payload)) end
 
-  --- A ticket for vm_id and user (view-only when view_only is true):
-  -- ticket, expires_in | nil, message, "system" (no random bytes).
-  function self.mint(vm_id, user, view_only)
-    local exp = floor(now()) + self.ttl
+  --- A ticket for vm_id and user (view-only when view_only is true) of
+  -- the family { ends = epoch seconds, ref = the grant's reference (not a
+  -- secret) | nil, expires = the grant's expiry | nil }: ticket, expires_in
+  -- | nil, message, "system" (no random bytes) | "expired" (the family or
+  -- the grant has ended).
+  function self.mint(vm_id, user, view_only, family)
+    local t = floor(now())
+    local exp = t + self.ttl
+    for _, limit in ipairs({ family.ends, family.expires or exp }) do
+      if limit < exp then exp = floor(limit) end
+    end
+    if exp <= t then return nil, "the ticket's family or grant has ended", "expired" end
     local n, err, kind = nonce()
     if not n then return nil, err, kind end
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-                                          n = n, r = view_only == true and 1 or nil }))
-    return payload .. "." .. mac(payload), self.ttl
+      n = n, r = view_only == true and 1 or nil, f = family.ends, g = family.ref,
+      x = family.expires }))
+    return payload .. "." .. mac(payload), exp - t
+  end
+
+  --- A fingerprint of a grant's secret (an API key) for a ticket's `g`:
+  -- keyed by the ticket secret, so it tells nothing of the key.
+  function self.fingerprint(s)
+    return mac("grant\0" .. s):sub(1, 22)
   end
 
   --- The ticket's fields when it is well signed, unexpired, for vm_id and
@@ -87,7 +106,9 @@ function _M.new(opts)
     if not payload or not same(mac(payload), sig) then return nil, "bad signature" end
     local doc = cjson.decode(unb64url(payload) or "")
     if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
-      or type(doc.n) ~= "string" or (doc.r ~= nil and doc.r ~= 1) then
+      or type(doc.n) ~= "string" or (doc.r ~= nil and doc.r ~= 1) or type(doc.f) ~= "number"
+      or (doc.g ~= nil and type(doc.g) ~= "string")
+      or (doc.x ~= nil and type(doc.x) ~= "number") then
       return nil, "malformed"
     end
     local t = now()
@@ -97,14 +118,15 @@ function _M.new(opts)
     return doc
   end
 
-  --- check, then mark the ticket used: doc | nil, reason.
+  --- check, then mark the ticket used: doc | nil, reason[, "store" when
+  -- the store could not record it].
   function self.consume(ticket, vm_id)
     local doc, why = self.check(ticket, vm_id)
     if not doc then return nil, why end
     local left = doc.e - now() + 1
     local ok, err = self.store:add("n:" .. doc.n, "1", left)
     if ok == false then return nil, "already used" end
-    if not ok then return nil, "cannot record the ticket: " .. tostring(err) end
+    if not ok then return nil, "cannot record the ticket: " .. tostring(err), "store" end
     return doc
   end
 

@@ -10,11 +10,14 @@ local common = {}
 local ROOT = helpers.ROOT
 
 --- The settings every example gateway needs to reach the simulator as its
--- CloudTower over verified TLS.
+-- CloudTower over verified TLS. The specs of what ctvnc asks the tower
+-- read the target URLs /url answers: RAW_TARGET_URLS=on (spec/revoke_spec
+-- removes it, false, for the default: the gateway's own links).
 function common.tower_env(sim)
   return {
     TOWER = "127.0.0.1:" .. sim.https_port, TOWER_CA = sim.cert, TOWER_NAME = "localhost",
     CTVNC_ENDPOINT = "https://127.0.0.1:" .. sim.https_port, CTVNC_TOKEN = helpers.STATIC_TOKEN,
+    RAW_TARGET_URLS = "on",
   }
 end
 
@@ -187,6 +190,56 @@ function common.ws_handshake(port, path, headers)
     if k then hs[k:lower()] = v end
   end
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
+end
+
+--- Runs the Lua chunk `script` in a fresh nginx (one worker, the
+-- project's modules, ctvnc.core built for LuaJIT, `http_extra` lines in
+-- its http block) as one request's content: what it printed | nil, output.
+function common.nginx_lua(script, http_extra)
+  local out, ok = helpers.run("d=$(mktemp -d /tmp/ctvnc-nginx.XXXXXXXX) && echo \"$d\"")
+  assert(ok, out)
+  local dir = out:gsub("%s+$", "")
+  local p = helpers.free_port("127.0.0.1")
+  helpers.write_file(dir .. "/script.lua", script)
+  local conf = ([[
+worker_processes 1; daemon on; pid %s/nginx.pid; error_log %s/error.log;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+events {}
+http {
+  access_log off; client_body_temp_path %s/tmp; proxy_temp_path %s/tmp;
+  fastcgi_temp_path %s/tmp; uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
+  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
+  lua_package_cpath "%s/build/jit/?.so;;";
+  %s
+  server { listen 127.0.0.1:%d; location / { content_by_lua_block { ngx.print(dofile("%s/script.lua")) } } }
+}]]):format(dir, dir, dir, dir, dir, dir, dir, ROOT, ROOT, ROOT, http_extra or "", p, dir)
+  assert(os.execute("mkdir -p " .. dir .. "/tmp && chmod 755 " .. dir))
+  helpers.write_file(dir .. "/nginx.conf", conf)
+  -- nginx returns once its master listens: curl's connection waits in the
+  -- backlog for a worker, no sleep needed
+  out, ok = helpers.run(("nginx -p %s/ -c %s/nginx.conf && curl -s -f -m 20 http://127.0.0.1:%d/; "
+    .. "r=$?; kill -QUIT $(cat %s/nginx.pid); [ $r -eq 0 ]"):format(dir, dir, p, dir))
+  local log = helpers.read_file(dir .. "/error.log") or ""
+  helpers.run("rm -rf " .. dir)
+  if not ok then return nil, out .. log end
+  return out
+end
+
+--- The body of an answer read off sock after its headers hs (by
+-- Content-Length, or chunked), or nil.
+function common.read_body(sock, hs)
+  local len = tonumber(hs["content-length"] or "")
+  if len then return sock:receive(len) end
+  if (hs["transfer-encoding"] or ""):lower() ~= "chunked" then return nil end
+  local parts = {}
+  while true do
+    local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+    if size == 0 then break end
+    parts[#parts + 1] = sock:receive(size)
+    sock:receive("*l")
+  end
+  return table.concat(parts)
 end
 
 local LOGS = { "access.log", "error.log", "audit.log" }

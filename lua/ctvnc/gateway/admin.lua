@@ -6,8 +6,13 @@
 --                                         client, start, bytes_in, bytes_out}]}
 --   POST /admin/sessions/<id>/kill    -> {"killed": [id]} | 404
 --   POST /admin/vms/<vm_id>/kill      -> {"killed": [ids]}
+--   GET  /admin/locks                 -> {"locks": [{id, user, vm_id, by, since, until}]}
+--   DELETE /admin/locks/<id>          -> {"lifted": [id]} | 404
 --   GET  /metrics                     -> Prometheus text  (loopback, metrics_allow)
--- Killed sessions end within a second (their relays poll the flag).
+-- Killed sessions end within a second (their relays poll the flag), and
+-- each kill locks the session's user out of its VM for kill_lock seconds
+-- (no renewal, no new session) unless the lock is lifted. A failed admin
+-- authentication is logged (the address, never the key).
 local state = require "ctvnc.gateway.state"
 local log = require "ctvnc.gateway.log"
 local respond = require "ctvnc.gateway.respond"
@@ -37,15 +42,45 @@ local function sessions()
   return reply(200, { sessions = array(list) })
 end
 
+local function store_failed(what, err)
+  return respond.fail(nil, what .. ": " .. tostring(err), "store")
+end
+
+--- GET /admin/locks, DELETE /admin/locks/<id>.
+local function locks(path, who)
+  if path == "/admin/locks" then
+    if not method_is("GET") then return not_allowed("GET") end
+    local list, err = state.book:locks()
+    if not list then return store_failed("the locks cannot be read", err) end
+    for _, l in ipairs(list) do
+      l.since, l["until"] = audit.iso(l.since or 0), audit.iso(l["until"] or 0)
+    end
+    return reply(200, { locks = array(list) })
+  end
+  local id = path:match("^/admin/locks/(%x+)$")
+  if not id then return reply(404, { error = "no such admin route", kind = "not_found" }) end
+  if not method_is("DELETE") then return not_allowed("DELETE") end
+  local lifted, err = state.book:unlock(id)
+  if lifted == nil then return store_failed("the lock cannot be lifted", err) end
+  if not lifted then return reply(404, { error = "no such lock", kind = "not_found" }) end
+  log(ngx.NOTICE, "ctvnc: lock ", id, " lifted by ", who)
+  return reply(200, { lifted = array({ id }) })
+end
+
 function _M.admin()
   ngx.ctx.ctvnc_route = "admin"
   local ok, who = auth.admin()
-  if not ok then return denied() end
+  if not ok then
+    log(ngx.WARN, "ctvnc: admin authentication failed from ", tostring(ngx.var.remote_addr),
+      ngx.var.http_x_api_key and " (a key was given)" or " (no key)")
+    return denied()
+  end
   local path = ngx.var.request_uri:match("^[^?#]*")
   if path == "/admin/sessions" then
     if not method_is("GET") then return not_allowed("GET") end
     return sessions()
   end
+  if path:find("^/admin/locks") then return locks(path, who) end
   local id = path:match("^/admin/sessions/(%x+)/kill$")
   local raw_vm = path:match("^/admin/vms/([^/]+)/kill$")
   if not id and not raw_vm then
@@ -53,7 +88,9 @@ function _M.admin()
   end
   if not method_is("POST") then return not_allowed("POST") end
   if id then
-    if not state.book:kill(id, who) then
+    local killed, err = state.book:kill(id, who)
+    if err then return store_failed("the kill cannot lock", err) end
+    if not killed then
       return reply(404, { error = "no such session", kind = "not_found" })
     end
     log(ngx.NOTICE, "ctvnc: session ", id, " killed by ", who)

@@ -4,9 +4,10 @@
 local ngx = ngx
 local cjson = require "cjson.safe"
 local log = require "ctvnc.gateway.log"
+local auditfile = require "ctvnc.gateway.auditfile"
 
-local type, ipairs, pcall, floor = type, ipairs, pcall, math.floor
-local io_open, os_date = io.open, os.date
+local type, ipairs, floor = type, ipairs, math.floor
+local os_date = os.date
 
 local _M = {}
 
@@ -20,16 +21,18 @@ end
 local audit_file, audit_path
 
 --- Where audit lines go: a file path, "error_log" (nginx's error log at
--- notice), or "off".
--- A file is opened here, at configure time (nginx's master, before
--- workers drop privileges), in append mode: each line is one write.
+-- notice), or "off". A file is opened here, at configure time (nginx's
+-- master, before workers drop privileges): ctvnc.gateway.auditfile.
 function _M.to(path)
   audit_path = path
-  if audit_file then pcall(audit_file.close, audit_file) end
+  if audit_file then audit_file:close() end
   audit_file = nil
   if path ~= "off" and path ~= "error_log" and path then
-    audit_file = io_open(path, "a")
-    if audit_file then audit_file:setvbuf("no") end
+    local err
+    audit_file, err = auditfile.open(path)
+    if not audit_file then
+      ngx.log(ngx.ERR, "ctvnc: cannot open the audit log ", path, ": ", err)
+    end
   end
 end
 
@@ -53,14 +56,15 @@ function _M.write(event, f)
     return
   end
   if not audit_file then
-    audit_file = io_open(audit_path, "a")
+    local err
+    audit_file, err = auditfile.open(audit_path)
     if not audit_file then
-      log(ngx.ERR, "ctvnc: cannot open the audit log ", audit_path)
+      log(ngx.ERR, "ctvnc: cannot open the audit log ", audit_path, ": ", err)
       return
     end
-    audit_file:setvbuf("no")
   end
-  audit_file:write(line, "\n")
+  local ok, err = audit_file:write(line)
+  if not ok then log(ngx.ERR, "ctvnc: cannot write the audit log ", audit_path, ": ", err) end
 end
 
 return _M

@@ -1,11 +1,15 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway.auth: who may open which console, and who is an admin.
--- An authorize hook is hook(vm_id, ngx) -> true, user, view_only | false,
--- refusal, where a refusal is one record { status = 401 | 403, message =
--- why, kind = "unauthorized" | "denied", given = true when the request
--- carried the hook's kind of credential } (Kong's `false, { status =,
--- message = }`). Hooks written for earlier versions may still return
--- false, reason, status[, given]: authorize reads both.
+-- An authorize hook is hook(vm_id, ngx) -> true, user, view_only[, grant]
+-- | false, refusal, where a refusal is one record { status = 401 | 403,
+-- message = why, kind = "unauthorized" | "denied", given = true when the
+-- request carried the hook's kind of credential } (Kong's `false, {
+-- status =, message = }`). Hooks written for earlier versions may still
+-- return false, reason, status[, given]: authorize reads both.
+-- A grant { ref = a reference `still` can check again (never a secret),
+-- expires = epoch seconds } rides in the tickets minted from it: a
+-- ticket's renewal is refused once the grant has expired or `still` no
+-- longer finds it (the key left the key file).
 local state = require "ctvnc.gateway.state"
 local log = require "ctvnc.gateway.log"
 
@@ -13,6 +17,10 @@ local ngx = ngx
 local type, tostring, pairs, ipairs, pcall = type, tostring, pairs, ipairs, pcall
 
 local _M = {}
+
+-- tag -> check(rest of the reference, vm_id) -> true, view_only | false:
+-- how each shipped hook made here finds a grant again.
+local checks, made = {}, 0
 
 --- A refusal record.
 local function refusal(status, message, given)
@@ -49,12 +57,31 @@ function _M.key_file(path)
       keys[key] = allowed
     end
   end
+  local function grant_of(allowed, vm_id)
+    local grant = allowed and (allowed[vm_id] or allowed["*"])
+    return grant, grant == "view"
+  end
+  -- the keys by fingerprint (the ticket secret's HMAC), made at first use
+  local by_print
+  made = made + 1
+  local tag = "key" .. made
+  checks[tag] = function(fp, vm_id)
+    if not by_print then
+      by_print = {}
+      for k, allowed in pairs(keys) do by_print[state.ticket.fingerprint(k)] = allowed end
+    end
+    local grant, view = grant_of(by_print[fp], vm_id)
+    if grant then return true, view end
+    return false
+  end
   return function(vm_id, ngx_)
     local key = ngx_.req.get_headers()["x-api-key"]
     if type(key) ~= "string" then return false, refusal(403, "no key") end
     local allowed = keys[key]
-    local grant = allowed and (allowed[vm_id] or allowed["*"])
-    if grant then return true, allowed[" user"], grant == "view" end
+    local grant, view = grant_of(allowed, vm_id)
+    if grant then
+      return true, allowed[" user"], view, { ref = tag .. ":" .. state.ticket.fingerprint(key) }
+    end
     return false, refusal(403, "the key does not grant this VM", true)
   end
 end
@@ -98,13 +125,17 @@ function _M.jwt(opts)
     if not claims then return false, refusal(401, why, true) end
     local user, view_only = jwt.grant(claims, vm_id)
     if not user then return false, refusal(403, view_only, true) end
-    return true, user, view_only
+    return true, user, view_only, { expires = claims.exp }
   end
 end
 
---- A hook's answer as true, user, view_only | false, refusal record.
+--- A hook's answer as true, user, view_only, grant | false, refusal record.
 local function read_answer(yes, a, b, c)
-  if yes == true then return true, a, b == true end
+  if yes == true then
+    local grant = type(c) == "table" and { ref = type(c.ref) == "string" and c.ref or nil,
+      expires = type(c.expires) == "number" and c.expires or nil } or {}
+    return true, a, b == true, grant
+  end
   if type(a) == "table" then
     return false, refusal(a.status == 401 and 401 or 403, tostring(a.message or "denied"),
       a.given)
@@ -121,15 +152,16 @@ function _M.either(...)
   return function(vm_id, ngx_)
     local first
     for _, h in ipairs(hooks) do
-      local ok, a, b = read_answer(h(vm_id, ngx_))
-      if ok then return true, a, b end
+      local ok, a, b, c = read_answer(h(vm_id, ngx_))
+      if ok then return true, a, b, c end
       if not first or (a.given and not first.given) then first = a end
     end
     return false, first
   end
 end
 
---- The operator's hook for vm_id: true, user, view_only | false, refusal.
+--- The operator's hook for vm_id: true, user, view_only, grant | false,
+-- refusal.
 -- No hook, no access; a hook that fails refuses.
 function _M.authorize(vm_id)
   local hook = state.conf and state.conf.authorize
@@ -140,6 +172,15 @@ function _M.authorize(vm_id)
     return false, refusal(403, "authorize hook failed")
   end
   return read_answer(yes, a, b, c)
+end
+
+--- Does the grant a ticket names still hold for vm_id? true, view_only |
+-- false. A reference no hook here knows (a hook of another start) is gone.
+function _M.still(ref, vm_id)
+  local tag, rest = tostring(ref):match("^([^:]+):(.*)$")
+  local check = tag and checks[tag]
+  if not check then return false end
+  return check(rest, vm_id)
 end
 
 --- The admin_authorize hook: true, admin | false.

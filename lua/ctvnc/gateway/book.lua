@@ -7,6 +7,8 @@
 --   v:<vm>       the slots of a VM (max_per_vm), each holding a session id
 --   u:<user>     the slots of a user (max_per_user)
 --   kill flag    set by the admin routes, polled by the session's relay
+--   l:<id>       JSON of a lock (id, user, vm_id, by, since, until): a kill
+--                locks the session's user out of its VM for kill_lock s
 --
 -- Every key of a session lives slot_ttl seconds and its relay refreshes
 -- them while it runs: a session ends by close, error or worker exit, and
@@ -15,6 +17,7 @@
 local cjson = require "cjson.safe"
 local random_bytes = require("ctvnc.core").random_bytes
 
+local ngx = ngx
 local type, tostring, ipairs, setmetatable = type, tostring, ipairs, setmetatable
 local sort = table.sort
 
@@ -25,9 +28,10 @@ local KILL_TTL = 60   -- seconds a kill flag outlives a relay that never polled 
 local Book = {}
 Book.__index = Book
 
---- new(store, { slot_ttl, open_ttl }): a book on that store.
+--- new(store, { slot_ttl, open_ttl, kill_lock }): a book on that store.
 function _M.new(store, opts)
-  return setmetatable({ store = store, ttl = opts.slot_ttl, open_ttl = opts.open_ttl }, Book)
+  return setmetatable({ store = store, ttl = opts.slot_ttl, open_ttl = opts.open_ttl,
+    kill_lock = opts.kill_lock }, Book)
 end
 
 --- A fresh session id: 16 hex digits from the kernel | nil, message.
@@ -142,10 +146,62 @@ function Book:close(rec)
   self.store:delete("s:" .. rec.id)
 end
 
---- Asks the relay of session id to end it (within its next tick).
--- true | nil when there is no such session.
+--- The id of the lock on user and vm_id (16 hex digits).
+local function lock_id(user, vm_id)
+  return ngx.md5(tostring(user) .. "\0" .. tostring(vm_id)):sub(1, 16)
+end
+
+--- Locks user out of vm_id for kill_lock seconds: true | nil, err.
+function Book:lock(user, vm_id, who)
+  local id, t = lock_id(user, vm_id), ngx.now()
+  return self.store:set("l:" .. id, cjson.encode({ id = id, user = tostring(user),
+    vm_id = vm_id, by = tostring(who), since = t, ["until"] = t + self.kill_lock }),
+    self.kill_lock)
+end
+
+--- The lock on user and vm_id: its record | false (none) | nil, err (the
+-- store failed: the caller refuses).
+function Book:locked(user, vm_id)
+  local v, err = self.store:get("l:" .. lock_id(user, vm_id))
+  if v ~= nil then return cjson.decode(v) or {} end
+  if err then return nil, err end
+  return false
+end
+
+--- Every lock (records), oldest first | nil, err.
+function Book:locks()
+  local list, err = self.store:list("l:")
+  if not list then return nil, err end
+  local out = {}
+  for _, v in ipairs(list) do
+    local rec = cjson.decode(v)
+    if type(rec) == "table" then out[#out + 1] = rec end
+  end
+  sort(out, function(a, b) return (a.since or 0) < (b.since or 0) end)
+  return out
+end
+
+--- Lifts lock id: true | false (no such lock) | nil, err.
+function Book:unlock(id)
+  if type(id) ~= "string" or not id:match("^%x+$") then return false end
+  local v, err = self.store:get("l:" .. id)
+  if v == nil then
+    if err then return nil, err end
+    return false
+  end
+  return self.store:delete("l:" .. id)
+end
+
+--- Asks the relay of session id to end it (within its next tick) and
+-- locks its user out of its VM (a kill is a revocation: no renewal, no new
+-- session until the lock ends or is lifted). true | nil when there is no
+-- such session | nil, err when the lock cannot be set.
 function Book:kill(id, who)
-  if type(id) ~= "string" or self.store:get("s:" .. id) == nil then return nil end
+  if type(id) ~= "string" then return nil end
+  local rec = cjson.decode(self.store:get("s:" .. id) or "")
+  if type(rec) ~= "table" then return nil end
+  local ok, err = self:lock(rec.user or "", rec.vm_id, who or "admin")
+  if not ok then return nil, err end
   self.store:kill(id, tostring(who or "admin"), KILL_TTL)
   return true
 end

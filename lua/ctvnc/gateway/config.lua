@@ -61,6 +61,14 @@ ticket_secret    secret               -                  CTVNC_TICKET_SECRET
     HMAC secret of tickets, 32+ bytes (unset: random per start, one node only)
 ticket_ttl       number1..60          60                 TICKET_TTL
     seconds a ticket lives
+ticket_lifetime  number1..            3600               TICKET_LIFETIME
+    seconds a ticket and its renewals are good for from its first mint (at most max_session)
+kill_lock        number1..            300                KILL_LOCK
+    seconds a kill locks the session's user out of its VM (lifted under /admin/locks)
+raw_target_urls  {off,on}             off                RAW_TARGET_URLS
+    on: /url and /console/batch give the target's URL and console token, past the relay
+trusted_proxies  list                 -                  TRUSTED_PROXIES
+    addresses or IPv4 CIDRs of TLS terminators whose X-Forwarded-Proto is believed
 allowed_origins  list                 -                  ALLOWED_ORIGINS
     websocket Origins allowed besides the gateway's own
 frame_ancestors  string               'self'             FRAME_ANCESTORS

@@ -1,8 +1,10 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway.cookie: the ticket cookie of a console's page (its path
--- only, HttpOnly, SameSite=Lax, Secure over https).
+-- only, HttpOnly, SameSite=Lax, Secure over https: the gateway's own TLS,
+-- or a TLS terminator of trusted_proxies that says X-Forwarded-Proto: https).
 local ctvnc = require "ctvnc"
 local state = require "ctvnc.gateway.state"
+local metrics = require "ctvnc.gateway.metrics"
 
 local ngx = ngx
 
@@ -15,9 +17,17 @@ function _M.page_path(vm_id)
   return state.conf.prefix .. ctvnc.encode_uri_component(vm_id)
 end
 
+--- Did the browser reach the gateway over https?
+local function https()
+  if ngx.var.scheme == "https" then return true end
+  local proto = ngx.var.http_x_forwarded_proto
+  return proto ~= nil and proto:lower() == "https"
+    and metrics.address_allowed(state.trusted_proxies, ngx.var.remote_addr)
+end
+
 --- A Set-Cookie value carrying a ticket for max_age seconds.
 function _M.ticket(value, max_age, vm_id)
-  local secure = ngx.var.scheme == "https" and "; Secure" or ""
+  local secure = https() and "; Secure" or ""
   return ("%s=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Lax%s"):format(_M.NAME, value,
     _M.page_path(vm_id), max_age, secure)
 end

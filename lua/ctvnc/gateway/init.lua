@@ -65,9 +65,11 @@ function _M.configure(c)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
   -- the slots outlive the target's handshake (three steps, each bounded)
   state.book = book.new(sessions, { slot_ttl = conf.slot_ttl,
-                                    open_ttl = 3 * conf.target_timeout + conf.slot_ttl })
+                                    open_ttl = 3 * conf.target_timeout + conf.slot_ttl,
+                                    kill_lock = conf.kill_lock })
   state.novnc_html = page.load(conf.novnc_dir)
   state.metrics_allow = metrics.address_set(conf.metrics_allow)
+  state.trusted_proxies = metrics.address_set(conf.trusted_proxies, true)
   state.origins = {}
   for _, o in ipairs(config.items(conf.allowed_origins)) do state.origins[o:lower()] = true end
 end

@@ -130,9 +130,10 @@ local function ipv4(s)
 end
 
 --- A set of addresses and IPv4 CIDRs ("10.0.0.0/8 192.0.2.7, ::2"), with
--- loopback always in it.
-function _M.address_set(list)
+-- loopback always in it, unless only_listed.
+function _M.address_set(list, only_listed)
   local set = { exact = { ["::1"] = true }, nets = { { ipv4("127.0.0.0"), 8 } } }
+  if only_listed then set = { exact = {}, nets = {} } end
   local items = {}
   if type(list) == "string" then
     for a in list:gmatch("[^%s,]+") do items[#items + 1] = a end

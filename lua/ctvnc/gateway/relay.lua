@@ -93,17 +93,18 @@ local function refused(rec, which, holder)
   return reply(429, body)
 end
 
---- The browser's side: the gateway answers the upgrade itself (a fresh
--- ticket cookie rides on a ticketed session's 101). The raw socket | nil,
--- reason, message.
+--- The browser's side: the gateway answers the upgrade itself (a ticketed
+-- session's 101 carries the next ticket of its family, renew: its end and
+-- grant, never later). The raw socket | nil, reason, message.
 local function answer_upgrade(rec, protocol, renew)
   ngx.status = 101
   ngx.header["Upgrade"] = "websocket"
   ngx.header["Sec-WebSocket-Accept"] = wsclient.accept(ngx.var.http_sec_websocket_key)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
-  if renew and rec.user ~= "" then
-    -- no random bytes: no fresh ticket (the page asks for a new link)
-    local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only)
+  if type(renew) == "table" and rec.user ~= "" then
+    -- no random bytes, or the family's end: no fresh ticket (the page asks
+    -- for a new link)
+    local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only, renew)
     if t then ngx.header["Set-Cookie"] = cookie.ticket(t, ttl, rec.vm_id) end
   end
   local ok, err = ngx.send_headers()

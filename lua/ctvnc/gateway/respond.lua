@@ -28,6 +28,9 @@ local KINDS = {
   denied = { status = 403, title = "Access denied", reason = "denied", canonical = true,
     sentence = "You may not open this console. The link may have expired or been used "
       .. "already: ask for a new one." },
+  locked = { status = 403, title = "Console locked", reason = "locked by an administrator",
+    sentence = "An administrator closed your console of this VM and locked it for a while. "
+      .. "Ask them, or try again later." },
   not_found = { status = 404, title = "No such VM", reason = "no such VM", canonical = true },
   method = { status = 405, title = "Method not allowed", reason = "method not allowed",
     canonical = true, sentence = "This address only opens consoles." },

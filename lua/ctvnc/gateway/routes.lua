@@ -1,13 +1,15 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway.routes: the console routes.
 --
---   GET|HEAD /console/<vm>/url     -> {"url": ..., "mode": ...}       (X-API-Key)
+--   GET|HEAD /console/<vm>/url     -> {"url", "mode": "gateway", "expires_in"}: the
+--                                     console page's ticketed link (X-API-Key);
+--                                     RAW_TARGET_URLS=on: the target's URL, mode
 --   POST     /console/<vm>/ticket  -> {"ticket", "url", "expires_in"} (X-API-Key)
 --   GET|HEAD /console/<vm>?ticket= -> 303 to /console/<vm>, the ticket in a cookie
 --   GET|HEAD /console/<vm>         -> noVNC's full page, no CloudTower call
 --                                     (cookie ticket or X-API-Key)
 --   GET      /console/<vm>/ws      -> access phase: the plan, handed to the relay
---   POST     /console/batch        -> client:batch's results          (X-API-Key)
+--   POST     /console/batch        -> a link (as /url) per VM          (X-API-Key)
 --
 -- VM ids are read from the raw request URI and decoded exactly once.
 local cjson = require "cjson.safe"
@@ -76,19 +78,69 @@ local function not_a_console()
   return fail(nil, "the path is not a console URL", "invalid")
 end
 
---- GET|HEAD /console/<vm>/url (X-API-Key). HEAD checks access only.
+--- Why user may not open vm_id now: "locked" (an admin's kill), "store"
+-- (the store cannot tell: fail closed) or nil.
+local function lock_kind(user, vm_id)
+  local lock, err = state.book:locked(tostring(user or ""), vm_id)
+  if lock == false then return nil end
+  if lock == nil then
+    log(ngx.ERR, "ctvnc: the lock of ", vm_id, " cannot be read: ", tostring(err), " (store)")
+    return "store"
+  end
+  return "locked"
+end
+
+--- A ticket of a new family (ticket_lifetime, at most max_session) from
+-- an authorize hook's grant, and the console page's link with it: ticket,
+-- link, expires_in | nil, message, kind ("locked", "store", "system").
+local function mint_link(vm_id, user, view, grant)
+  local conf = state.conf
+  local why = lock_kind(user, vm_id)
+  if why then return nil, respond.reason(why), why end
+  local life = conf.ticket_lifetime
+  if conf.max_session > 0 and conf.max_session < life then life = conf.max_session end
+  local t, ttl, kind = state.ticket.mint(vm_id, user, view, { ends = floor(ngx.now()) + life,
+    ref = grant.ref, expires = grant.expires })
+  if not t then return nil, ttl, kind end
+  return t, cookie.page_path(vm_id) .. "?ticket=" .. t, ttl
+end
+
+--- A refusal of kind for vm_id (locked, store, system, expired) as JSON.
+local function refuse(vm_id, msg, kind)
+  if kind == "locked" then
+    return reply(respond.status(kind), { error = msg, kind = kind, vm_id = vm_id })
+  end
+  return fail(vm_id, msg, kind)
+end
+
+--- Does the grant a ticket was minted from still hold for vm_id (the
+-- key still in the key file; the JWT's expiry is the ticket's own bound)?
+-- true, view_only | false. A ticket of a hook with no reference holds.
+local function grant_holds(doc, vm_id)
+  if doc.g == nil then return true, false end
+  return auth.still(doc.g, vm_id)
+end
+
+--- GET|HEAD /console/<vm>/url (X-API-Key). HEAD checks access only. The
+-- console page's ticketed link; the target's URL only with raw_target_urls.
 function _M.url(vm_id)
   if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
   vm_id = vm_id or vm_of("/url")
   if not vm_id or vm_id == "" then return not_a_console() end
-  local allowed, refusal, view_only = auth.authorize(vm_id)
+  local allowed, refusal, view_only, grant = auth.authorize(vm_id)
   if not allowed then return deny(vm_id, refusal) end
+  local raw = state.conf.raw_target_urls == "on"
   -- a view-only grant never gets the target's URL: it connects straight to
   -- the VM, past the relay that enforces view-only
-  if view_only then
+  if raw and view_only then
     return deny(vm_id, auth.refusal(403, "view-only: open the console page"))
   end
   if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
+  if not raw then
+    local t, link, ttl = mint_link(vm_id, refusal, view_only, grant)
+    if not t then return refuse(vm_id, link, ttl) end
+    return reply(200, { url = link, mode = "gateway", expires_in = ttl })
+  end
   local url, mode, kind = tower.choose(vm_id)
   if not url then return fail(vm_id, mode, kind) end
   return reply(200, { url = url, mode = mode })
@@ -99,12 +151,11 @@ function _M.ticket(vm_id)
   if not method_is("POST") then return not_allowed("POST") end
   vm_id = vm_id or vm_of("/ticket")
   if not vm_id or vm_id == "" then return not_a_console() end
-  local ok, user, view = auth.authorize(vm_id)
+  local ok, user, view, grant = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
-  local t, ttl, kind = state.ticket.mint(vm_id, user, view)
-  if not t then return fail(vm_id, ttl, kind) end
-  return reply(200, { ticket = t, expires_in = ttl,
-                      url = cookie.page_path(vm_id) .. "?ticket=" .. t })
+  local t, link, ttl = mint_link(vm_id, user, view, grant)
+  if not t then return refuse(vm_id, link, ttl) end
+  return reply(200, { ticket = t, expires_in = ttl, url = link })
 end
 
 --- GET|HEAD /console/<vm>[?ticket=]: noVNC's page, or an error page. The
@@ -135,13 +186,15 @@ function _M.page(vm_id)
   local user
   if t then
     local doc = state.ticket.check(t, vm_id)
-    if not doc then return error_page(403, "denied", vm_id) end
+    if not doc or not grant_holds(doc, vm_id) then return error_page(403, "denied", vm_id) end
     user = doc.u
   else
     local ok, who = auth.authorize(vm_id)
     if not ok then return deny(vm_id, who, true) end
     user = who
   end
+  local locked = lock_kind(user, vm_id)
+  if locked then return error_page(respond.status(locked), locked, vm_id) end
   -- a console that is full is told at once
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
   if not fits then
@@ -181,13 +234,21 @@ function _M.ws(vm_id)
     if not ok then return deny(vm_id, who) end
     user, view = who, v
   else
-    local doc, why = state.ticket.consume(t, vm_id)
-    if not doc then
-      log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
+    local doc, why, kind = state.ticket.consume(t, vm_id)
+    local holds, still_view = false, false
+    if doc then holds, still_view = grant_holds(doc, vm_id) end
+    if not holds then
+      log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ",
+        doc and "its grant is gone" or why)
+      if kind == "store" then return fail(vm_id, why, kind) end
       return reply(403, { error = "denied", vm_id = vm_id })
     end
-    user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
+    -- the renewal riding on the 101 is of the same family
+    user, view = doc.u, doc.r == 1 or still_view
+    renew = { ends = doc.f, ref = doc.g, expires = doc.x }
   end
+  local locked = lock_kind(user, vm_id)
+  if locked then return refuse(vm_id, respond.reason(locked), locked) end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return fail(vm_id, msg, kind) end
   plan.renew = renew
@@ -216,8 +277,9 @@ local function body()
   return data
 end
 
---- POST /console/batch with a JSON array of VM ids (at most batch_max):
--- the results of client:batch, each VM authorized on its own.
+--- POST /console/batch with a JSON array of VM ids (at most batch_max),
+-- each VM authorized on its own: the console page's ticketed link of each
+-- (as /url); with raw_target_urls, the results of client:batch.
 function _M.batch()
   if not method_is("POST") then return not_allowed("POST") end
   local conf = state.conf
@@ -234,20 +296,27 @@ function _M.batch()
     return reply(429, { error = ("at most %d VM ids per second per client"):format(conf.id_rate),
                         kind = "busy" })
   end
+  local raw = conf.raw_target_urls == "on"
   local results, allowed_ids, where = {}, {}, {}
   for i, id in ipairs(ids) do
-    local allowed, view_only = false, false
+    local allowed, user, view_only, grant = false, nil, false, nil
     if type(id) == "string" and id ~= "" then
-      local _
-      allowed, _, view_only = auth.authorize(id)
+      allowed, user, view_only, grant = auth.authorize(id)
     end
-    if allowed and not view_only then   -- view-only grants never get target URLs
+    if allowed and not raw then
+      -- the console page's ticketed link, as /url gives it
+      local t, link, ttl = mint_link(id, user, view_only, grant)
+      results[i] = { vm_id = id, ok = t ~= nil, url = t and link, mode = t and "gateway",
+        expires_in = t and ttl, kind = not t and ttl or nil,
+        message = not t and respond.reason(ttl) or nil }
+    elseif allowed and not view_only then   -- view-only grants never get target URLs
       allowed_ids[#allowed_ids + 1] = id
       where[#allowed_ids] = i
     else
       results[i] = { vm_id = id, ok = false, kind = "denied", message = "denied" }
     end
   end
+  if #allowed_ids == 0 then return reply(200, results) end
   resty.deadline(conf.tower_timeout)
   for j, r in ipairs((state.client:batch(allowed_ids, state.url_options.cluster))) do
     local url, kind = r.url, r.kind

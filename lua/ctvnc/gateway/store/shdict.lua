@@ -9,6 +9,9 @@
 -- in seconds (> 0). A Redis backend does each with one command or one Lua
 -- script (EVALSHA), and may refuse what was written before its server's
 -- last restart (run_id) where losing it would let a ticket be used twice.
+-- No write ever evicts another live key to make room (a used ticket's
+-- nonce, a slot, a lock): a full store answers nil, err (no eviction
+-- policy on Redis: noeviction).
 --
 --   store:add(key, value, ttl)        -> true | false (the key exists) | nil, err
 --       add-if-absent with expiry, atomic (a ticket's nonce is used once).
@@ -17,6 +20,8 @@
 --   store:delete(key)                 -> true | nil, err
 --   store:list(prefix)                -> { value, ... } | nil, err
 --       the values of every live key that starts with prefix.
+--       (locks, "l:<id>", are set, get, listed and deleted with these:
+--       a kill's lock on a user and a VM, for kill_lock seconds.)
 --   store:take(bucket, max, holder, ttl)
 --                                     -> handle | false, { holder, ... } | nil, err
 --       counted slots with expiry: one of `max` slots of bucket, atomic (two
@@ -47,14 +52,14 @@ function _M.new(opts)
 end
 
 function Store:add(key, value, ttl)
-  local ok, err = self.dict:add(key, value, ttl)
+  local ok, err = self.dict:safe_add(key, value, ttl)
   if ok then return true end
   if err == "exists" then return false end
   return nil, err
 end
 
 function Store:set(key, value, ttl)
-  return self.dict:set(key, value, ttl)
+  return self.dict:safe_set(key, value, ttl)
 end
 
 function Store:get(key)
@@ -78,12 +83,12 @@ function Store:list(prefix)
 end
 
 -- A bucket's slots are the keys "<bucket>#1" .. "<bucket>#<max>", each
--- taken with dict:add (atomic); the handle is the slot's key.
+-- taken with dict:safe_add (atomic, never evicting); the handle is the slot's key.
 function Store:take(bucket, max, holder, ttl)
   local d, holders = self.dict, {}
   for i = 1, max do
     local k = bucket .. "#" .. i
-    local ok, err = d:add(k, holder, ttl)
+    local ok, err = d:safe_add(k, holder, ttl)
     if ok then return k end
     if err ~= "exists" then return nil, err end
     holders[#holders + 1] = d:get(k)
@@ -102,7 +107,7 @@ end
 
 function Store:refresh(handle, holder, ttl)
   local current = self.dict:get(handle)
-  if current == holder or current == nil then return self.dict:set(handle, holder, ttl) end
+  if current == holder or current == nil then return self.dict:safe_set(handle, holder, ttl) end
   return nil, "the slot is held by another session"
 end
 
@@ -112,7 +117,7 @@ function Store:release(handle, holder)
 end
 
 function Store:kill(id, who, ttl)
-  return self.dict:set("k:" .. id, tostring(who), ttl)
+  return self.dict:safe_set("k:" .. id, tostring(who), ttl)
 end
 
 function Store:killer(id)
