@@ -42,14 +42,28 @@ local function why()
   return ffi.string(C.strerror(ffi.errno()))
 end
 
---- The file at path, opened (created 0640) for appending: file | nil, message.
-function _M.open(path)
+-- The descriptor lives in a box that closes it when collected (the Lua
+-- VM of a reloaded configuration is closed: its file with it).
+local function close_box(box)
+  if box[0] >= 0 then C.close(box[0]) end
+  box[0] = -1
+end
+
+--- The descriptor of path opened (created 0640) for appending, in a box,
+-- and its identity | nil, message.
+local function open_fd(path)
   local fd = C.open(path, O_WRONLY + O_APPEND + O_CREAT, ffi.cast("unsigned int", MODE))
   if fd < 0 then return nil, why() end
   C.fchmod(fd, MODE)   -- a file there before: 0640 all the same (when it is ours)
   local buf = ffi.new("uint64_t[32]")
-  return setmetatable({ path = path, fd = fd, id = identity(C.fstat(fd, buf), buf), buf = buf },
-    File)
+  return ffi.gc(ffi.new("int[1]", fd), close_box), identity(C.fstat(fd, buf), buf)
+end
+
+--- The file at path, opened (created 0640) for appending: file | nil, message.
+function _M.open(path)
+  local box, id = open_fd(path)
+  if not box then return nil, id end
+  return setmetatable({ path = path, box = box, id = id, buf = ffi.new("uint64_t[32]") }, File)
 end
 
 --- Is the file at the path still the one this writer holds?
@@ -60,24 +74,23 @@ end
 --- Appends one line (with its newline): true | nil, message.
 function File:write(line)
   if not self:current() then
-    local new, err = _M.open(self.path)
-    if new then
-      C.close(self.fd)
-      self.fd, self.id = new.fd, new.id
+    local box, id = open_fd(self.path)
+    if box then
+      close_box(self.box)
+      self.box, self.id = box, id
     else
       log(ngx.ERR, "ctvnc: the audit log ", self.path, " was moved and cannot be created "
-        .. "again: ", err, "; writing to the moved file")
+        .. "again: ", id, "; writing to the moved file")
     end
   end
   local data = line .. "\n"
-  local n = C.write(self.fd, data, #data)
+  local n = C.write(self.box[0], data, #data)
   if n ~= #data then return nil, why() end
   return true
 end
 
 function File:close()
-  if self.fd >= 0 then C.close(self.fd) end
-  self.fd = -1
+  close_box(self.box)
 end
 
 return _M
