@@ -21,6 +21,8 @@ external_dependencies = {
   -- Debian keeps curl/curl.h in a multiarch folder LuaRocks does not
   -- search; the compiler finds it on its own, the library is what we check.
   CURL = { library = "curl" },
+  -- zlib: RFB's ZRLE encoding and PNG screenshots
+  ZLIB = { library = "z" },
 }
 -- No -Werror or -fvisibility flags reach a builtin build: csrc/compat.h and
 -- the internal headers make an implicit declaration an error and hide every
@@ -41,10 +43,15 @@ build = {
         "csrc/http.c",
         "csrc/probe.c",
         "csrc/frames.c",
+        "csrc/lshot.c",
+        "csrc/shot.c",
+        "csrc/rfb.c",
+        "csrc/png.c",
+        "csrc/wsc.c",
       },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "z" },
+      incdirs = { "$(CURL_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(ZLIB_LIBDIR)" },
     },
     ["ctvnc"] = "lua/ctvnc/init.lua",
     ["ctvnc.client"] = "lua/ctvnc/client.lua",

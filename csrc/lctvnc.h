@@ -23,6 +23,12 @@ void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
                                           the view-only filter */
 void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
                                           ctvnc command */
+void ctv_open_shot(lua_State *L);      /* lshot.c: screenshots (the Shooter
+                                          class over shot.c) */
+
+/* Fills buf[0..n) with unpredictable bytes (getrandom, else /dev/urandom);
+ * 0 on success. A ctv_random_fn (frames.h); lframes.c. */
+int ctv_os_random(void *ud, unsigned char *buf, size_t n);
 
 /* Registers the metatable `name` (once): its metamethods `meta`, and
  * `methods` as its __index. Leaves the stack as it was. */

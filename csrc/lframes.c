@@ -82,7 +82,7 @@ static const luaL_Reg meta[] = {
 
 /* Unpredictable bytes: getrandom() where the C library has it, else
  * /dev/urandom. Never rand(). */
-static int os_random(void *ud, unsigned char *buf, size_t n) {
+int ctv_os_random(void *ud, unsigned char *buf, size_t n) {
   size_t got = 0;
   int fd;
   (void)ud;
@@ -188,7 +188,7 @@ static int l_viewonly_filter(lua_State *L) {
   memset(f, 0, sizeof *f);
   luaL_setmetatable(L, VIEWONLY);
   ctv_vo_init(&f->vo, (uint64_t)max_payload, (uint32_t)max_cut,
-              (uint32_t)max_string, os_random, NULL);
+              (uint32_t)max_string, ctv_os_random, NULL);
   f->vo.watch = watch;
   f->open = 1;
   return 1;
@@ -322,7 +322,7 @@ static const unsigned char *checkkey(lua_State *L, int i, unsigned char *buf) {
   if (lua_isnoneornil(L, i)) return NULL;
   if (lua_type(L, i) == LUA_TBOOLEAN) {
     if (!lua_toboolean(L, i)) return NULL;
-    if (os_random(NULL, buf, 4)) luaL_error(L, "no random bytes for a key");
+    if (ctv_os_random(NULL, buf, 4)) luaL_error(L, "no random bytes for a key");
     return buf;
   }
   s = luaL_checklstring(L, i, &n);
