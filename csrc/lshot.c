@@ -5,7 +5,8 @@
  *
  *   core.shooter{timeout=, connect_timeout=, insecure=, ca_file=}
  *   shooter:run(jobs, concurrency, on_done)
- *     jobs[i] = {url=, password=, width=, max_pixels=, banner_only=}
+ *     jobs[i] = {url=, password=, width=, max_pixels=, banner_only=,
+ *                timeout=} (timeout in seconds; default the shooter's)
  *     on_done(i, r) as each job ends, r = {ok=true, png=, width=, height=,
  *       fb_width=, fb_height=, name=, version=, stage=, times=} or
  *       {ok=false, message=, kind=, status=, stage=, times=}; stage names
@@ -236,6 +237,10 @@ static int l_run(lua_State *L) {
     if (!(v >= 0 && v <= 4294836225.0))
       return luaL_error(L, "job %d: max_pixels must be 0-65535^2", (int)i + 1);
     jobs[i].max_pixels = (uint64_t)v;
+    lua_getfield(L, t, "timeout");
+    v = lua_isnil(L, -1) ? 0 : lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    if (!(v >= 0 && v <= 31536000)) return luaL_error(L, "job %d: timeout must be 0-31536000", (int)i + 1);
+    jobs[i].timeout_ms = v > 0 && v < 0.001 ? 1 : (long)(v * 1000);
     lua_getfield(L, t, "banner_only");
     jobs[i].banner_only = lua_toboolean(L, -1);
     lua_settop(L, anchor);

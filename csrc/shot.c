@@ -172,13 +172,15 @@ static int start(ctv_shots *s, job *j, const ctv_shot_job *spec, size_t i) {
   char url[2048];
   int tls;
   size_t hl;
+  long timeout;
   memset(&j->res, 0, sizeof j->res);
   j->index = i;
   j->spec = spec;
   j->inlen = 0;
   j->fd = CURL_SOCKET_BAD;
   j->t0 = now();
-  j->deadline = j->t0 + s->o.timeout_ms / 1000.0;
+  timeout = spec->timeout_ms ? spec->timeout_ms : s->o.timeout_ms;
+  j->deadline = j->t0 + timeout / 1000.0;
   tls = strncmp(u, "wss://", 6) == 0;
   if (!tls && strncmp(u, "ws://", 5) != 0) {
     failed(j, "invalid", "the console URL is not ws:// or wss://%s", NULL);
@@ -197,12 +199,15 @@ static int start(ctv_shots *s, job *j, const ctv_shot_job *spec, size_t i) {
   if ((j->easy = curl_easy_init()) == NULL) return -1;
   curl_easy_setopt(j->easy, CURLOPT_URL, url);
   curl_easy_setopt(j->easy, CURLOPT_CONNECT_ONLY, 1L);
+  /* ALPN must offer http/1.1 alone: the upgrade is an HTTP/1.1 request */
+  curl_easy_setopt(j->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(j->easy, CURLOPT_SHARE, s->share);
   curl_easy_setopt(j->easy, CURLOPT_PRIVATE, (void *)j);
   curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->err);
-  curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, s->o.timeout_ms);
-  curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, s->o.connect_timeout_ms);
+  curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, timeout);
+  curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, s->o.connect_timeout_ms < timeout
+                   ? s->o.connect_timeout_ms : timeout);
   curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYPEER, s->o.insecure ? 0L : 1L);
   curl_easy_setopt(j->easy, CURLOPT_SSL_VERIFYHOST, s->o.insecure ? 0L : 2L);
   if (s->o.ca_file) curl_easy_setopt(j->easy, CURLOPT_CAINFO, s->o.ca_file);

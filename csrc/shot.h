@@ -42,6 +42,7 @@ typedef struct ctv_shot_job {
   unsigned width;           /* scale down to this width; 0: full size */
   uint64_t max_pixels;      /* 0: rfb.c's default */
   int banner_only;          /* stop at the RFB banner (probe = "rfb") */
+  long timeout_ms;          /* the whole job; 0: the runner's */
 } ctv_shot_job;
 
 /* A result, valid during the done callback only. */
