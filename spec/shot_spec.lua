@@ -4,23 +4,17 @@
 -- 127.0.0.2) and through the simulator's /websockify/ proxy over TLS. Every
 -- PNG is decoded by spec/support/pngcheck.py (Python's zlib, not ctvnc) and
 -- compared pixel by pixel with the framebuffer served.
-local helpers = require "spec.helpers"
-local common = require "spec.gateway.common"
-
-local ROOT = helpers.ROOT
+local helpers = require "helpers"
+local rfblab = require "support.rfblab"
 
 describe("screenshots", function()
-  local sim, lab, dir, cluster_port
+  local sim, lab, cluster_port
 
-  --- "W H MISMATCHES" of a PNG against the framebuffer of VM n.
+  --- WIDTH, HEIGHT, MISMATCHES of a PNG against the framebuffer of VM n.
   local function check_png(png, n, width)
-    local file = dir .. "/shot.png"
+    local file = lab.dir .. "/shot.png"
     helpers.write_file(file, png)
-    local out, ok = helpers.run(("python3 %s/spec/support/pngcheck.py %s %d %s")
-      :format(ROOT, file, n, width or ""))
-    assert(ok, out)
-    local w, h, bad = out:match("^(%d+) (%d+) (%d+)")
-    return tonumber(w), tonumber(h), tonumber(bad)
+    return rfblab.check_file(file, n, width)
   end
 
   local function direct(extra)
@@ -35,20 +29,12 @@ describe("screenshots", function()
 
   setup(function()
     sim = helpers.sim()
-    lab = common.lab(function(s) return s end)
-    dir = lab.dir
-    local proxy_port = helpers.free_port("127.0.0.1")
-    cluster_port = helpers.free_port("127.0.0.2")
-    lab:spawn("rfbserver", ("python3 %s/spec/support/rfbserver.py 127.0.0.1:%d 127.0.0.2:%d")
-      :format(ROOT, proxy_port, cluster_port))
-    helpers.wait_port("127.0.0.1", proxy_port)
-    helpers.wait_port("127.0.0.2", cluster_port)
-    helpers.control("desktop", { ws = "http://127.0.0.1:" .. proxy_port })
+    lab = rfblab.start()
+    cluster_port = lab.cluster_port
   end)
 
   teardown(function()
-    pcall(helpers.control, "desktop", {})
-    if lab then lab:stop() end
+    if lab then lab.stop() end
   end)
 
   helpers.autoclose()

@@ -21,7 +21,7 @@ local _M = {
 }
 
 --- The commands, in the order --help lists them.
-local COMMANDS = { "url", "batch", "vms", "login" }
+local COMMANDS = { "url", "batch", "vms", "login", "shot", "check" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do
@@ -110,7 +110,7 @@ function _M.main(args, env, stdio)
     return fail(usage_error("unknown command " .. printable(name)
       .. flagset.did_you_mean(name, COMMANDS)))
   end
-  local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out }
+  local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out, env = env }
   local e = check(command, flags, words, ctx)
   if e then return fail(e) end
 
