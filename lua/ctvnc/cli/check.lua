@@ -18,7 +18,7 @@ local _M = {
               "kind", "message" },
 }
 
-_M.flags = console.flags({})
+_M.flags = console.flags({}, console.CHOICE)
 
 function _M.check(_, words)
   if #words == 0 then return usage_error("check needs at least one VM id") end

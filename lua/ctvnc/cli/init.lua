@@ -50,7 +50,8 @@ _M.USAGE = flagset.usage(commands, [[
 
 environment:
   CTVNC_ENDPOINT, CTVNC_TOKEN (token or API key), CTVNC_USERNAME,
-  CTVNC_PASSWORD, CTVNC_SOURCE, CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
+  CTVNC_PASSWORD, CTVNC_VNC_PASSWORD (shot, check), CTVNC_SOURCE,
+  CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
   CTVNC_PROGRESS (1 or 0: force the batch progress bar on or off; by
   default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM
 

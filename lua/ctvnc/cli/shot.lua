@@ -20,7 +20,7 @@ _M.WIDTH = { name = "width", value = "N", number = { integer = true, min = 1 },
 _M.flags = console.flags({
   { name = "out", value = "DIR", help = "the folder to write the PNGs to (default .)" },
   _M.WIDTH,
-})
+}, console.CHOICE)
 
 function _M.text(r)
   if r.ok then return { r.vm_id, r.path, r.width .. "x" .. r.height } end
