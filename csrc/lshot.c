@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "lctvnc.h"
 #include "shot.h"
 
@@ -88,7 +89,7 @@ static int l_shooter(lua_State *L) {
   sh = (shooter *)lua_newuserdatauv(L, sizeof *sh, 0);
   memset(sh, 0, sizeof *sh);
   luaL_setmetatable(L, SHOOTER);
-  if ((sh->s = ctv_shots_new(&o)) == NULL)
+  if (ctv_http_global_init() != 0 || (sh->s = ctv_shots_new(&o)) == NULL)
     return luaL_error(L, "shooter: libcurl could not be initialised");
   return 1;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http.h"
 #include "png.h"
 #include "rfb.h"
 #include "wsc.h"
@@ -120,26 +121,6 @@ static void reached(job *j, int stage) {
   }
 }
 
-static const char *curl_kind(CURLcode rc) {
-  switch (rc) {
-  case CURLE_OPERATION_TIMEDOUT:
-    return "timeout";
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER:
-  case CURLE_SSL_CACERT_BADFILE:
-  case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    return "tls";
-  case CURLE_URL_MALFORMAT:
-  case CURLE_UNSUPPORTED_PROTOCOL:
-    return "invalid";
-  default:
-    return "connect";
-  }
-}
-
 static int queue(job *j, const unsigned char *p, size_t n) {
   if (j->sendlen + n > j->sendcap) {
     size_t cap = j->sendcap ? j->sendcap * 2 : 512;
@@ -229,7 +210,7 @@ static int connected(job *j, CURLcode rc, ctv_random_fn random, void *rud) {
   curl_off_t t = 0;
   size_t n;
   if (rc != CURLE_OK) {
-    failed(j, curl_kind(rc), "%s", j->err[0] ? j->err : curl_easy_strerror(rc));
+    failed(j, ctv_curl_kind(rc), "%s", j->err[0] ? j->err : curl_easy_strerror(rc));
     return 0;
   }
   j->res.stage = CTV_SHOT_TCP;
@@ -392,7 +373,7 @@ static int io(job *j, ctv_random_fn random, void *rud, int *want_out) {
         break;
       }
       if (rc != CURLE_OK) {
-        failed(j, curl_kind(rc), "sending: %s", curl_easy_strerror(rc));
+        failed(j, ctv_curl_kind(rc), "sending: %s", curl_easy_strerror(rc));
         return 1;
       }
       j->sendoff += n;
@@ -410,7 +391,7 @@ static int io(job *j, ctv_random_fn random, void *rud, int *want_out) {
     }
     if (rc == CURLE_AGAIN) return 0;
     if (rc != CURLE_OK) {
-      failed(j, curl_kind(rc), "receiving: %s", curl_easy_strerror(rc));
+      failed(j, ctv_curl_kind(rc), "receiving: %s", curl_easy_strerror(rc));
       return 1;
     }
     if (n == 0) {
