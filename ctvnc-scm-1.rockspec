@@ -72,6 +72,7 @@ build = {
     ["ctvnc.cli.login"] = "lua/ctvnc/cli/login.lua",
     ["ctvnc.cli.shot"] = "lua/ctvnc/cli/shot.lua",
     ["ctvnc.cli.check"] = "lua/ctvnc/cli/check.lua",
+    ["ctvnc.cli.wall"] = "lua/ctvnc/cli/wall.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
     ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",

@@ -76,6 +76,31 @@ describe("ctvnc shot and check", function()
     end)
   end)
 
+  describe("ctvnc wall", function()
+    it("writes one page: a thumbnail per VM with name and status, errors in place", function()
+      local page = lab.dir .. "/wall.html"
+      local out, rc = ctvnc(("wall --out %s --width 32 --mode proxy --contains web-1"):format(page))
+      assert.equal(1, rc, out)          -- web-11 (vm-11) asks for a password, web-15 refuses
+      local html = assert(helpers.read_file(page))
+      local figures, imgs = 0, {}
+      for fig in html:gmatch("<figure.-</figure>") do
+        figures = figures + 1
+        local id, data = fig:match('<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"')
+        if id then imgs[id] = data end
+      end
+      assert.equal(11, figures)        -- web-1, web-10 .. web-19
+      assert.truthy(html:find("<figcaption>web-12<span>RUNNING</span>", 1, true))
+      assert.truthy(html:find("rfb: screenshot vm-15 (proxy): the server refused", 1, true))
+      assert.is_nil(html:find("\27", 1, true))
+      assert.truthy(html:find("default-src 'none'", 1, true))
+      -- a thumbnail decodes (Python) to the framebuffer scaled to 32 wide
+      local file = lab.dir .. "/vm-12.png"
+      local _, ok = helpers.run(("printf '%%s' '%s' | base64 -d > %s"):format(imgs["vm-12"], file))
+      assert.is_true(ok)
+      assert.same({ 32, 24, 0 }, { rfblab.check_file(file, 12, 32) })
+    end)
+  end)
+
   describe("ctvnc check", function()
     --- The rows of `check` for a VM, direct over ws to the cluster port.
     local function check(vm, extra)
@@ -104,14 +129,13 @@ describe("ctvnc shot and check", function()
     it("stops where the target stops, with the reason", function()
       local want = {
         ["vm-3"] = { "frame" },
-        ["vm-5"] = { "frame" },
         ["vm-23"] = { "tcp", "auth" },          -- the handshake is refused
         ["vm-17"] = { "websocket", "rfb" },     -- not RFB
         ["vm-15"] = { "rfb", "rfb" },           -- refused after the banner
         ["vm-25"] = { "websocket", "timeout" }, -- silent
       }
       for vm, w in pairs(want) do
-        local r = check(vm, "--timeout 1")[1]
+        local r = check(vm, vm == "vm-25" and "--timeout 1" or "")[1]
         assert.same(w, { r.stage, r.kind }, vm)
       end
       local text = ctvnc(("check --scheme ws --port %d vm-15"):format(lab.cluster_port))

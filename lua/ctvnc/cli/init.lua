@@ -21,7 +21,7 @@ local _M = {
 }
 
 --- The commands, in the order --help lists them.
-local COMMANDS = { "url", "batch", "vms", "login", "shot", "check" }
+local COMMANDS = { "url", "batch", "vms", "login", "shot", "check", "wall" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do

@@ -17,10 +17,10 @@ local _M = {
 _M.WIDTH = { name = "width", value = "N", number = { integer = true, min = 1 },
   help = "scale down to at most N pixels wide" }
 
-_M.flags = console.flags({
-  { name = "out", value = "DIR", help = "the folder to write the PNGs to (default .)" },
-  _M.WIDTH,
-}, console.CHOICE)
+_M.OUT = { name = "out", value = "PATH", help = "where to write: shot's folder of PNGs "
+  .. "(default .), wall's page (default wall.html)" }
+
+_M.flags = console.flags({ _M.OUT, _M.WIDTH }, console.CHOICE)
 
 function _M.text(r)
   if r.ok then return { r.vm_id, r.path, r.width .. "x" .. r.height } end
