@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An RFB server behind its own websocket, for the screenshot specs.
 
-    python3 rfbserver.py HOST:PORT [HOST:PORT ...]
+    python3 rfbserver.py [--latency=SECONDS] HOST:PORT [HOST:PORT ...]
 
 Listens on each address (loopback only), prints "ready", and serves the
 console websocket (any path; the query's uuid picks the scenario). The
@@ -21,6 +21,9 @@ out (vm-<n>). Scenarios by n (others: ZRLE, 64x48, RFB 3.8, None):
   21  RFB 3.8, VNC Authentication, password "secret" (reason on failure)
   23  the websocket handshake is refused (HTTP 403)
   25  says nothing after the handshake (timeouts)
+  n >= 1000: ZRLE, 1920x1080, all the same picture (benchmarks)
+--latency delays each answer (the 101 and every server message), as a
+network round trip would (bench/shots.lua).
 """
 import base64
 import hashlib
@@ -31,6 +34,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import zlib
 
@@ -52,6 +56,7 @@ def vnc_response(password, challenge):
 
 
 EXPECTED = vnc_response(PASSWORD, CHALLENGE)
+LATENCY = 0.0
 
 
 class Conn:
@@ -88,6 +93,8 @@ class Conn:
         return data
 
     def send(self, data):
+        if LATENCY:
+            time.sleep(LATENCY)
         n = len(data)
         if n < 126:
             head = bytes([0x82, n])
@@ -192,7 +199,7 @@ def zrle_tiles(n, w, h):
 
 
 def zrle_rect(z, n, w, h):
-    data = cached(("zrle", n, w, h), lambda: zrle_tiles(n, w, h))
+    data = cached(("zrle", min(n, 1000), w, h), lambda: zrle_tiles(n, w, h))
     comp = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
     return struct.pack(">I", len(comp)) + comp
 
@@ -309,6 +316,8 @@ class Handler(socketserver.BaseRequestHandler):
             sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return
         key = headers.get(b"sec-websocket-key", b"")
+        if LATENCY:
+            time.sleep(LATENCY)
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
         proto = b"Sec-WebSocket-Protocol: binary\r\n" if b"binary" in headers.get(
             b"sec-websocket-protocol", b"") else b""
@@ -328,8 +337,12 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main():
+    global LATENCY
     servers = []
     for addr in sys.argv[1:]:
+        if addr.startswith("--latency="):
+            LATENCY = float(addr.split("=", 1)[1])
+            continue
         host, port = addr.rsplit(":", 1)
         assert host.startswith("127."), "loopback only"
         servers.append(Server((host, int(port)), Handler))
