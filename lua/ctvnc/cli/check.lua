@@ -36,6 +36,8 @@ end
 
 function _M.run(ctx)
   local c, all_ok = ctx.client, true
+  if not c.transport.shoot then return nil, "check: this runtime has no console websockets",
+    "invalid" end
   local password = ctx.env("CTVNC_VNC_PASSWORD")
   for _, id in ipairs(ctx.words) do
     local urls, msg, kind = c:urls(id, ctx.console)
