@@ -251,7 +251,7 @@ static int l_run(lua_State *L) {
   c.fn = 4;
   c.deliver = lua_gettop(L);
   sh->busy = 1;
-  rc = ctv_shots_run(sh->s, jobs, n, concurrency, ctv_os_random, NULL, on_done, &c);
+  rc = ctv_shots_run(sh->s, jobs, n, concurrency, ctv_random, NULL, on_done, &c);
   sh->busy = 0;
   if (sh->closing) release(sh);
   if (rc < 0) return luaL_error(L, "shooter: out of memory");

@@ -6,6 +6,8 @@
  */
 #include "png.h"
 
+#include "grow.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +19,9 @@ typedef struct out {
 } out;
 
 static int grow(out *o, size_t extra) {
-  size_t cap = o->cap ? o->cap : 4096;
-  unsigned char *q;
-  if (o->len + extra <= o->cap) return 0;
-  while (cap < o->len + extra) cap *= 2;
-  if ((q = realloc(o->p, cap)) == NULL) return -1;
+  unsigned char *q = ctv_grow(o->p, &o->cap, o->len, extra, 1, (size_t)-1);
+  if (!q) return -1;
   o->p = q;
-  o->cap = cap;
   return 0;
 }
 

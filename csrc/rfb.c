@@ -10,6 +10,8 @@
  */
 #include "rfb.h"
 
+#include "grow.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,12 +397,10 @@ static enum ctv_rfbc_result zrle_data(ctv_rfbc *c, const unsigned char *p,
     uInt before = z->avail_in, room;
     int rc;
     if (c->zlen == c->zcap && c->zcap < c->zmax) {
-      size_t cap = c->zcap ? c->zcap * 2 : 65536;
-      unsigned char *q;
-      if (cap > c->zmax) cap = c->zmax;
-      if ((q = realloc(c->zout, cap)) == NULL) return fail(c, CTV_RFBC_ENOMEM, NULL);
+      size_t want = c->zmax - c->zlen < 65536 ? c->zmax - c->zlen : 65536;
+      unsigned char *q = ctv_grow(c->zout, &c->zcap, c->zlen, want, 1, c->zmax);
+      if (!q) return fail(c, CTV_RFBC_ENOMEM, NULL);
       c->zout = q;
-      c->zcap = cap;
     }
     if (c->zlen < c->zcap) {
       room = (uInt)(c->zcap - c->zlen < 1u << 30 ? c->zcap - c->zlen : 1u << 30);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "grow.h"
 #include "http.h"
 #include "png.h"
 #include "rfb.h"
@@ -122,14 +123,9 @@ static void reached(job *j, int stage) {
 }
 
 static int queue(job *j, const unsigned char *p, size_t n) {
-  if (j->sendlen + n > j->sendcap) {
-    size_t cap = j->sendcap ? j->sendcap * 2 : 512;
-    unsigned char *q;
-    while (cap < j->sendlen + n) cap *= 2;
-    if ((q = realloc(j->send, cap)) == NULL) return -1;
-    j->send = q;
-    j->sendcap = cap;
-  }
+  unsigned char *q = ctv_grow(j->send, &j->sendcap, j->sendlen, n, 1, (size_t)-1);
+  if (!q) return -1;
+  j->send = q;
   memcpy(j->send + j->sendlen, p, n);
   j->sendlen += n;
   return 0;
