@@ -70,6 +70,29 @@ describe("ctvnc shot and check", function()
       assert.is_nil(out:find("\27", 1, true))
     end)
 
+    it("stops at once on SIGINT: what came back, the rest interrupted, exit 130", function()
+      local script = lab.dir .. "/int.sh"
+      helpers.write_file(script, ([[
+cd %s
+%s CTVNC_PROGRESS=1 CTVNC_ENDPOINT=%s CTVNC_TOKEN=sim-token CTVNC_CA_FILE=%s %s %s \
+  bin/ctvnc shot --out %s --mode proxy --format json vm-2 vm-25 > %s/int.out 2> %s/int.err &
+pid=$!
+n=0
+until grep -q '1/2' %s/int.err 2>/dev/null || [ $n -ge 200 ]; do sleep 0.05; n=$((n + 1)); done
+t0=$(date +%%s%%N)
+kill -INT $pid
+wait $pid
+rc=$?
+echo "$rc $(( ($(date +%%s%%N) - t0) / 1000000 ))"
+]]):format(ROOT, UNSET, sim.https, sim.cert, PATHS, LUA, lab.dir, lab.dir, lab.dir, lab.dir))
+      local res = helpers.run("sh " .. script)
+      local rc, ms = res:match("(%d+) (%d+)%s*$")
+      assert.equal(130, tonumber(rc), res)
+      assert.is_true(tonumber(ms) < 1000, ms .. " ms from SIGINT to exit")
+      local rows = cjson.decode((assert(helpers.read_file(lab.dir .. "/int.out"))))
+      assert.same({ true, false, "interrupted" }, { rows[1].ok, rows[2].ok, rows[2].kind })
+    end)
+
     it("needs a VM id", function()
       local _, rc = ctvnc("shot")
       assert.equal(2, rc)
