@@ -178,6 +178,9 @@ static int start(ctv_shots *s, job *j, const ctv_shot_job *spec, size_t i) {
   curl_easy_setopt(j->easy, CURLOPT_CONNECT_ONLY, 1L);
   /* ALPN must offer http/1.1 alone: the upgrade is an HTTP/1.1 request */
   curl_easy_setopt(j->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  /* through an HTTP proxy (http_proxy and the like), a CONNECT tunnel for
+   * ws:// too: the upgrade must reach the console, not the proxy */
+  curl_easy_setopt(j->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
   curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(j->easy, CURLOPT_SHARE, s->share);
   curl_easy_setopt(j->easy, CURLOPT_PRIVATE, (void *)j);
