@@ -122,6 +122,16 @@ echo "$rc $(( ($(date +%%s%%N) - t0) / 1000000 ))"
       assert.is_true(ok)
       assert.same({ 32, 24, 0 }, { rfblab.check_file(file, 12, 32) })
     end)
+
+    it("takes the VMs of --file", function()
+      local ids, page = lab.dir .. "/ids.txt", lab.dir .. "/wall2.html"
+      helpers.write_file(ids, "vm-12\n# a comment\n\nvm-14\n")
+      local out, rc = ctvnc(("wall --out %s --mode proxy --file %s"):format(page, ids))
+      assert.equal(0, rc, out)
+      assert.same({ "vm-12\tproxy\t64x48", "vm-14\tproxy\t64x48" }, lines(out))
+      local _, figures = assert(helpers.read_file(page)):gsub("<figure", "")
+      assert.equal(2, figures)
+    end)
   end)
 
   describe("ctvnc check", function()

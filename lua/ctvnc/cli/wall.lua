@@ -3,6 +3,7 @@
 local shot = require "ctvnc.cli.shot"
 local console = require "ctvnc.cli.console"
 local vms = require "ctvnc.cli.vms"
+local batch = require "ctvnc.cli.batch"
 local usage_error = require("ctvnc.cli.flags").usage_error
 
 local ipairs, tostring, concat, format, byte = ipairs, tostring, table.concat,
@@ -54,7 +55,7 @@ figcaption span{color:#999;margin-left:.5em}
 
 local _M = {
   name = "wall",
-  args = "[--out FILE] [--width N] (VM_ID... | --contains TEXT)",
+  args = "[--out FILE] [--width N] (VM_ID... | --file F | --contains TEXT)",
   summary = "one HTML page of console thumbnails (name, status, time; errors in place)",
   console = true,
   columns = { "vm_id", "ok", "mode", "width", "height", "kind", "message" },
@@ -66,12 +67,12 @@ function _M.text(r)
 end
 
 _M.flags = console.flags({
-  shot.OUT, shot.WIDTH, vms.flags[1],
+  shot.OUT, shot.WIDTH, batch.FILE, vms.flags[1],
 }, console.CHOICE)
 
 function _M.check(flags, words)
-  if #words == 0 and not flags.contains then
-    return usage_error("wall needs VM ids or --contains TEXT")
+  if #words == 0 and not flags.contains and not flags.file then
+    return usage_error("wall needs VM ids, --file F or --contains TEXT")
   end
 end
 
@@ -79,6 +80,11 @@ function _M.run(ctx)
   local c, flags = ctx.client, ctx.flags
   local ids, about = {}, {}
   for _, id in ipairs(ctx.words) do ids[#ids + 1] = id end
+  if flags.file then
+    local more, err = batch.read_ids(flags.file, ctx.stdin, "--file")
+    if not more then return nil, err end
+    for _, id in ipairs(more) do ids[#ids + 1] = id end
+  end
   local query = flags.contains and { name_contains = flags.contains } or { id_in = ids }
   local found, msg, kind = c:find_vms(query)
   if not found then return nil, msg, kind end
