@@ -63,6 +63,25 @@ local ok, err = pcall(function()
     printf("  100 VMs, concurrency %3d: %d ok, %.2f s, %.0f screenshots/s "
       .. "(ideal %.2f s, %.0f/s)", c, summary.ok, secs, 100 / secs, ideal, 100 / ideal)
   end
+  -- the wall: `ctvnc wall` for the same 100 VMs (get-vms, the screenshots
+  -- as 320-wide thumbnails, the page), as a whole process
+  local list = os.tmpname()
+  local page = os.tmpname()
+  local lf = assert(io.open(list, "w"))
+  lf:write(table.concat(ids, "\n"), "\n")
+  lf:close()
+  local t0 = now()
+  local rc = os.execute(("CTVNC_ENDPOINT=%s CTVNC_TOKEN=sim-token CTVNC_PROGRESS=0 "
+    .. "lua5.4 bin/ctvnc wall --mode proxy --file %s --out %s > /dev/null")
+    :format(common.base, list, page))
+  local wall_secs = now() - t0
+  local pf = assert(io.open(page, "rb"))
+  local size = #pf:read("*a")
+  pf:close()
+  os.remove(list)
+  os.remove(page)
+  printf("  ctvnc wall of 100 VMs (concurrency 16): %.2f s for the whole command, page %.0f KiB "
+    .. "(%s)", wall_secs, size / 1024, (rc == true or rc == 0) and "ok" or "failed")
   common.latency(0)
   local big = {}
   for i = 1, 20 do big[i] = "vm-" .. (1000 + i) end
