@@ -22,7 +22,10 @@ local function https()
   if ngx.var.scheme == "https" then return true end
   local proto = ngx.var.http_x_forwarded_proto
   return proto ~= nil and proto:lower() == "https"
-    and metrics.address_allowed(state.trusted_proxies, ngx.var.remote_addr)
+    -- the connection's own address (realip may have made remote_addr the
+    -- client's, from X-Forwarded-For)
+    and metrics.address_allowed(state.trusted_proxies,
+      ngx.var.realip_remote_addr or ngx.var.remote_addr)
 end
 
 --- A Set-Cookie value carrying a ticket for max_age seconds.
