@@ -127,8 +127,8 @@ function _M.url(vm_id)
   if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
   vm_id = vm_id or vm_of("/url")
   if not vm_id or vm_id == "" then return not_a_console() end
-  local allowed, refusal, view_only, grant = auth.authorize(vm_id)
-  if not allowed then return deny(vm_id, refusal) end
+  local allowed, who, view_only, grant = auth.authorize(vm_id)
+  if not allowed then return deny(vm_id, who) end
   local raw = state.conf.raw_target_urls == "on"
   -- a view-only grant never gets the target's URL: it connects straight to
   -- the VM, past the relay that enforces view-only
@@ -137,7 +137,7 @@ function _M.url(vm_id)
   end
   if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
   if not raw then
-    local t, link, ttl = mint_link(vm_id, refusal, view_only, grant)
+    local t, link, ttl = mint_link(vm_id, who, view_only, grant)
     if not t then return refuse(vm_id, link, ttl) end
     return reply(200, { url = link, mode = "gateway", expires_in = ttl })
   end
