@@ -23,11 +23,21 @@ void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
                                           the view-only filter */
 void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
                                           ctvnc command */
+void ctv_open_resp(lua_State *L);      /* lresp.c: Redis reply reader */
 
 /* Registers the metatable `name` (once): its metamethods `meta`, and
  * `methods` as its __index. Leaves the stack as it was. */
 void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
                const luaL_Reg *methods);
+
+/* opts[key] (o: the options table's index, 0 for none) as an integer in
+ * [lo, hi]; def when absent; -1 when it is not such an integer. */
+double ctv_opt_size(lua_State *L, int o, const char *key, double def,
+                    double lo, double hi);
+
+/* 1 when every key of the table at index o is one of known[] (NULL
+ * ended), else 0. */
+int ctv_known_fields(lua_State *L, int o, const char *const known[]);
 
 /* Pushes nil, the formatted message and `kind`; returns 3. The format is
  * lua_pushfstring's (%s %d %f %p %c %%), a subset of printf's. */

@@ -1,22 +1,23 @@
 #!/bin/sh
-# fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c and
-# csrc/frames.c into build/fuzz/ and run each one for SECONDS (default 30),
-# one after another.
+# fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c,
+# csrc/frames.c and csrc/resp.c into build/fuzz/ and run each one for
+# SECONDS (default 30), one after another.
 # Run from the repository root. Each run works on a scratch copy of
 # fuzz/corpus/<name>/ so fuzz/corpus/ never changes; crash inputs go to
 # build/fuzz/artifacts/. Exits non-zero, naming the harness, on any crash,
 # leak, timeout, out-of-memory or UBSan report.
 #
-# Environment: CLANG (default clang), HARNESSES (default all five), URL_C
-# and FRAMES_C (default csrc/url.c, csrc/frames.c: point them at a mutated
-# copy to check the harnesses).
+# Environment: CLANG (default clang), HARNESSES (default all six), URL_C,
+# FRAMES_C and RESP_C (default csrc/url.c, csrc/frames.c, csrc/resp.c:
+# point them at a mutated copy to check the harnesses).
 set -u
 
 SECONDS_EACH=${1:-30}
 CLANG=${CLANG:-clang}
-HARNESSES=${HARNESSES:-"encode host endpoint url frames"}
+HARNESSES=${HARNESSES:-"encode host endpoint url frames resp"}
 URL_C=${URL_C:-csrc/url.c}
 FRAMES_C=${FRAMES_C:-csrc/frames.c}
+RESP_C=${RESP_C:-csrc/resp.c}
 OUT=build/fuzz
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
@@ -33,6 +34,7 @@ for h in $HARNESSES; do
   echo "build $OUT/$h"
   case $h in
     frames) src=$FRAMES_C ;;
+    resp) src=$RESP_C ;;
     *) src=$URL_C ;;
   esac
   "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" "$src" -o "$OUT/$h" || {
