@@ -116,14 +116,16 @@ enum ctv_resp_result ctv_resp_token(const unsigned char *p, size_t n,
   case '+': case '-': case '(': case ',':
     max = lim->max_bulk < SIZE_MAX ? (size_t)lim->max_bulk : SIZE_MAX;
     break;
-  case '_': case '#': max = 1; break;
-  case ':': case '$': case '*': case '!': case '=': case '%': case '~':
-  case '>':
+  case '_': case '#': case ':': case '$': case '*': case '!': case '=':
+  case '%': case '~': case '>':
     break;
   default:
     return CTV_RESP_ETYPE;
   }
-  if ((r = line(p, n, max, &cr)) != CTV_RESP_OK) return r;
+  r = line(p, n, max, &cr);
+  if (r == CTV_RESP_EBULK && max == NUMLINE)   /* a number or _ # too long */
+    r = p[0] == '_' || p[0] == '#' ? CTV_RESP_EVALUE : CTV_RESP_ENUMBER;
+  if (r != CTV_RESP_OK) return r;
   t->str = p + 1;
   t->len = cr - 1;
   t->size = cr + 2;
