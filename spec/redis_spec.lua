@@ -41,8 +41,8 @@ end
     local fake = helpers.free_port("127.0.0.1")
     lab:spawn("fake", ("lua5.4 %s/spec/support/fake_redis.lua %d"):format(helpers.ROOT, fake))
     helpers.wait_port("127.0.0.1", fake)
-    E = ("{ port = %s, tls = %s, fake = %d }"):format(os.getenv("REDIS_PORT"),
-      os.getenv("REDIS_TLS_PORT"), fake)
+    E = ("{ port = %s, tls = %s, fake = %d, socket = %q }"):format(os.getenv("REDIS_PORT"),
+      os.getenv("REDIS_TLS_PORT"), fake, os.getenv("REDIS_SOCKET"))
     port = helpers.free_port("127.0.0.1")
     local d = lab.dir
     helpers.write_file(d .. "/nginx.conf", ([[
@@ -347,8 +347,11 @@ http {
       local ipname = R(red:connect_url(url))
       local plain = R(red:connect_url("rediss://127.0.0.1:" .. E.port, { server_name = "localhost" }))
       local skip = R(red:connect("127.0.0.1", E.tls, { ssl = true, ssl_verify = false }))
+      local insecure = R(red:connect_url(url, { server_name = "other.example", insecure = true }))
+      local ping3 = red:ping()
+      red:close()
       return { ok = ok, ping = ping, reused = reused, ping2 = ping2, other = other,
-        ipname = ipname, plain = plain, skip = skip }
+        ipname = ipname, plain = plain, skip = skip, insecure = insecure, ping3 = ping3 }
     ]])
     assert.are.same(true, r.ok and r.ok[1], require("cjson").encode(r))
     assert.are.same({ "PONG", 1, "PONG" }, { r.ping, r.reused, r.ping2 })
@@ -356,6 +359,20 @@ http {
     assert.are.same({ "<nil>", "tls" }, { r.ipname[1], r.ipname[3] })
     assert.are.same("<nil>", r.plain[1])
     assert.are.same({ "<nil>", "invalid" }, { r.skip[1], r.skip[3] })
+    assert.are.same({ true, "PONG" }, { r.insecure[1], r.ping3 })
+  end)
+
+  it("connects over a unix socket", function()
+    local r = run([[
+      local red = assert(redis.new())
+      local ok = R(red:connect("unix:" .. E.socket, { password = os.getenv("CTVNC_REDIS_PASSWORD") }))
+      local s = tostring(red)
+      local ping = red:ping()
+      red:close()
+      return { ok = ok, ping = ping, s = s }
+    ]])
+    assert.are.same({ true, "PONG" }, { r.ok[1], r.ping })
+    assert.are.equal("ctvnc.redis: unix:" .. os.getenv("REDIS_SOCKET"), r.s)
   end)
 
   it("leaves the password out of nginx's logs", function()

@@ -226,6 +226,11 @@ function _M:connect(host, port, opts)
   self._channels = { unsubscribe = 0, punsubscribe = 0 }
   if opts.ssl then
     ok, err = sock:sslhandshake(false, opts.server_name, not opts.insecure)
+    -- ngx_lua 0.10.23 answers true when a handshake that ended at once
+    -- failed its checks; it has closed the socket, which tells.
+    if ok and not sock:getreusedtimes() then
+      ok, err = nil, "certificate refused (nginx's error log says why)"
+    end
     if not ok then
       return fail(self, "TLS handshake: " .. tostring(err), err == "timeout" and "timeout" or "tls")
     end

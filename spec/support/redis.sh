@@ -3,12 +3,13 @@
 #
 #   spec/support/redis.sh start DIR   start one with its state in DIR; prints
 #                                     (and writes to DIR/env) shell lines:
-#                                     REDIS_PORT REDIS_TLS_PORT REDIS_PASSWORD
-#                                     REDIS_CA REDIS_DIR REDIS_PID
+#                                     REDIS_PORT REDIS_TLS_PORT REDIS_SOCKET
+#                                     REDIS_PASSWORD REDIS_CA REDIS_DIR REDIS_PID
 #   spec/support/redis.sh stop DIR    stop it by its pid (idempotent)
 #
 # 127.0.0.1:REDIS_PORT in the clear and 127.0.0.1:REDIS_TLS_PORT over TLS
-# (a certificate for the name "localhost", REDIS_CA its trust anchor), both
+# (a certificate for the name "localhost", REDIS_CA its trust anchor) and
+# the unix socket REDIS_SOCKET (mode 777: nginx's workers are not root), all
 # behind `requirepass` with a random REDIS_PASSWORD; DIR is its working
 # directory; nothing is persisted (no RDB, no AOF).
 set -u
@@ -68,6 +69,8 @@ tls-port $tls
 tls-cert-file $d/tls.crt
 tls-key-file $d/tls.key
 tls-auth-clients no
+unixsocket $d/redis.sock
+unixsocketperm 777
 requirepass $pass
 dir $d
 save ""
@@ -87,6 +90,7 @@ EOF
   cat > "$d/env" <<EOF
 REDIS_PORT=$port
 REDIS_TLS_PORT=$tls
+REDIS_SOCKET=$d/redis.sock
 REDIS_PASSWORD=$pass
 REDIS_CA=$d/tls.crt
 REDIS_DIR=$d
