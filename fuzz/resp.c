@@ -17,30 +17,11 @@
  * exact-size heap copy, so ASan sees any over-read.
  */
 #include <inttypes.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "resp.h"
 
-#define CHECK(c) do { if (!(c)) { \
-  fprintf(stderr, "resp: check failed: %s (line %d)\n", #c, __LINE__); \
-  abort(); } } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct buf { unsigned char *p; size_t len, cap; } buf;
-
-static void put(buf *b, const void *p, size_t n) {
-  if (b->len + n > b->cap) {
-    b->cap = (b->len + n) * 2 + 64;
-    b->p = realloc(b->p, b->cap);
-    CHECK(b->p);
-  }
-  if (n) memcpy(b->p + b->len, p, n);
-  b->len += n;
-}
+#define FUZZ_NAME "resp"
+#include "fuzz.h"
 
 static void putf(buf *b, const char *fmt, int64_t v) {
   char s[32];
