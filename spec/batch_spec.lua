@@ -103,11 +103,27 @@ describe("client:batch", function()
   end)
 
   it("never retries a 4xx", function()
-    -- with the library's default retries (2), which a 4xx must not use
+    -- with the library's default retries (2), which a 4xx must not use;
+    -- a first VM refused with auth would leave the others unasked
     helpers.client({ retries = helpers.NONE })
-      :batch({ "fault-401", "fault-403", "fault-307" }, { mode = "proxy" })
+      :batch({ "fault-307", "fault-401", "fault-403" }, { mode = "proxy" })
     local vm = helpers.stats().vm
     assert.are.same({ 1, 1, 1 }, { vm["fault-401"], vm["fault-403"], vm["fault-307"] })
+  end)
+
+  it("asks no other VM once the first one's token is refused", function()
+    local ids = {}
+    for i = 1, 40 do ids[i] = "vm-" .. i end
+    local results, summary = helpers.client({ token = "wrong-token-QQ" })
+      :batch(ids, { mode = "proxy", concurrency = 8 })
+    assert.are.equal(1, helpers.stats().requests["/api"])
+    assert.are.same({ 0, 40 }, { summary.ok, summary.failed })
+    assert.are.same({ "vm-1", "auth" }, { results[1].vm_id, results[1].kind })
+    assert.is_nil(results[1].message:find("not asked", 1, true))
+    for i = 2, 40 do
+      assert.are.same({ "vm-" .. i, false, "auth", "not asked: the tower refused the token" },
+        { results[i].vm_id, results[i].ok, results[i].kind, results[i].message })
+    end
   end)
 
   it("refuses a bad value for every VM with kind invalid, before any request", function()

@@ -27,21 +27,27 @@ describe("examples/", function()
     assert.truthy(out:find("2 of 3 ok, 1 failed", 1, true))
   end)
 
-  it("the README's gateway start command runs against the bundled simulator", function()
+  it("docs/gateway.md's start, curl and stop commands run against the bundled simulator",
+     function()
     local dir = os.tmpname()
     os.remove(dir)
+    local text = assert(helpers.read_file(helpers.ROOT .. "/docs/gateway.md"))
+    local block = assert(text:match("\n```sh\n(sh examples/openresty/run.sh start .-)```"))
+    local lines = {}
+    for line in block:gmatch("[^\n]+") do
+      lines[#lines + 1] = line:gsub("%s+#.*$", ""):gsub("/tmp/gw", dir)
+    end
+    assert.equal(3, #lines)
+    assert.truthy(lines[3]:find("run.sh stop", 1, true))
     local env = "env -u TOWER -u SIM_ENV -u KEYS -u CTVNC_ENDPOINT -u CTVNC_TOKEN "
-    local out, ok = helpers.run(("cd %s && %s sh examples/openresty/run.sh start %s")
-      :format(helpers.ROOT, env, dir))
+    local out, ok = helpers.run(("cd %s && %s %s"):format(helpers.ROOT, env, lines[1]))
     assert(ok, out)
     local port = assert(out:match("GATEWAY_PORT=(%d+)"), out)
-    local body, got = helpers.run(("curl -s -f -H 'X-API-Key: demo-key' "
-      .. "http://127.0.0.1:%s/console/vm-1/url"):format(port))
+    local body, got = helpers.run(("cd %s && %s"):format(helpers.ROOT, lines[2]))
     assert(got, body)
     assert.truthy(body:find('"url":"wss:', 1, true), body)
     local sim_port = assert(io.open(dir .. "/sim/env")):read("*a"):match("SIM_HTTP_PORT=(%d+)")
-    out, ok = helpers.run(("cd %s && sh examples/openresty/run.sh stop %s"):format(helpers.ROOT,
-      dir))
+    out, ok = helpers.run(("cd %s && %s"):format(helpers.ROOT, lines[3]))
     assert(ok, out)
     -- the gateway and the simulator it started are gone
     local _, up = helpers.run("curl -s -m 2 http://127.0.0.1:" .. port .. "/")

@@ -13,6 +13,21 @@ function helpers.popen(cmd, mode)
   return io.popen("unset LD_PRELOAD; " .. cmd, mode)
 end
 
+--- How the specs run bin/ctvnc as a child process under this interpreter:
+-- its Lua, the paths to lua/ and to the module of its ABI (never
+-- build/asan: a child runs without the sanitizer preloaded), and an `env`
+-- prefix that unsets what would change the command's behaviour.
+local abi = _VERSION:match("%d+%.%d+")
+helpers.CLI = {
+  abi = abi,
+  lua = type(rawget(_G, "jit")) == "table" and "luajit" or "lua" .. abi,
+  paths = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/%s/?.so;;' "
+    .. "LUA_CPATH_5_2='build/%s/?.so;;' LUA_CPATH_5_3='build/%s/?.so;;' "
+    .. "LUA_CPATH_5_4='build/%s/?.so;;'"):format(abi, abi, abi, abi),
+  unset = "env -u CTVNC_TOKEN -u CTVNC_ENDPOINT -u CTVNC_USERNAME -u CTVNC_PASSWORD "
+    .. "-u CTVNC_CA_FILE -u CTVNC_SOURCE -u CTVNC_INSECURE -u COLUMNS -u NO_COLOR ",
+}
+
 --- Runs a shell command; returns its output and whether it exited 0.
 function helpers.run(cmd)
   local f = assert(helpers.popen(cmd .. " 2>&1; echo \"::rc=$?\""))

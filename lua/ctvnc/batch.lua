@@ -112,9 +112,18 @@ return function(self, vm_ids, opts)
     -- token field then costs one extra request, not one per VM
     fetch({ ids[1] })
     if self.no_token_field == nil then self.no_token_field = false end
-    local rest = {}
-    for i = 2, #ids do rest[i - 1] = ids[i] end
-    fetch(rest)
+    local first = results[positions[ids[1]][1]]
+    if first and first.kind == "auth" then
+      -- the tower refused the token (after a new login, if it was one):
+      -- it would refuse it for every other VM too; none of them is asked
+      for i = 2, #ids do
+        fail_all(positions[ids[i]], "not asked: the tower refused the token", "auth")
+      end
+    else
+      local rest = {}
+      for i = 2, #ids do rest[i - 1] = ids[i] end
+      fetch(rest)
+    end
   elseif #ids > 0 then
     fetch(ids)
   end
