@@ -45,7 +45,7 @@ local function arg_string(a, i, cmd)
   local t = type(a)
   if t == "string" then return a end
   if t ~= "number" then
-    error(format("bad argument #%d to '%s' (string or number expected, got %s)", i, cmd, t), 4)
+    error(format("bad argument #%d to '%s' (string or number expected, got %s)", i, cmd, t), 5)
   end
   if mtype and mtype(a) == "integer" then return tostring(a) end
   if a == floor(a) then return format("%.0f", a) end
