@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "lctvnc.h"
 #include "resp.h"
 
@@ -125,6 +126,7 @@ static int rd_feed(lua_State *L) {
   reader *r = checkreader(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
+  unsigned char *p;
   if (failed(r)) return rd_fail(L, r);
   if (n > r->max_size - (r->len - r->start)) {
     r->too_large = 1;
@@ -135,15 +137,9 @@ static int rd_feed(lua_State *L) {
     r->len -= r->start;
     r->start = 0;
   }
-  if (r->len + n > r->cap) {
-    size_t cap = r->cap ? r->cap : 4096;
-    unsigned char *p;
-    while (cap < r->len + n) cap = cap > SIZE_MAX / 2 ? r->len + n : cap * 2;
-    p = (unsigned char *)realloc(r->buf, cap);
-    if (p == NULL) return luaL_error(L, "resp reader: out of memory");
-    r->buf = p;
-    r->cap = cap;
-  }
+  p = (unsigned char *)ctv_grow(r->buf, &r->cap, r->len, n, 1, SIZE_MAX);
+  if (p == NULL) return luaL_error(L, "resp reader: out of memory");
+  r->buf = p;
   if (n) memcpy(r->buf + r->len, s, n);
   r->len += n;
   lua_pushboolean(L, 1);

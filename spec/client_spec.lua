@@ -323,6 +323,33 @@ describe("ctvnc client", function()
       helpers.assert_info(info, msg, "vm-2 zh-CN", 2)
     end)
 
+    local function aliases(c)
+      return (c:_vnc_call({ "vm-1" }).body:match('"query":"query vnc[^{]*{ (a[%w_]+):'))
+    end
+
+    it("names its vnc aliases with a random prefix of its own (getrandom), then a count, "
+      .. "over a runtime without tags", function()
+      local function untagged(t)
+        return { request_many = t.request_many, probe = t.probe, sleep = t.sleep, now = t.now,
+                 close = t.close }
+      end
+      local a, b = client({ transport = untagged }), client({ transport = untagged })
+      local a1, a2, b1 = aliases(a), aliases(a), aliases(b)
+      assert.matches("^a%x%x%x%x%x%x%x%x%x%x%x%x_0_0$", a1)
+      assert.equal(a1:sub(1, 14) .. "1_0", a2)
+      assert.matches("^a%x+_0_0$", b1)
+      assert.are_not.equal(a1, b1)
+    end)
+
+    it("draws its vnc aliases' nonces in turn from 2 x concurrency values over libcurl",
+      function()
+      local c = client({ concurrency = 2 })
+      local seen = {}
+      for i = 1, 9 do seen[i] = aliases(c) end
+      assert.are.same({ "a0_0", "a1_0", "a2_0", "a3_0", "a0_0", "a1_0", "a2_0", "a3_0", "a0_0" },
+        seen)
+    end)
+
     it("carries a VM id with quotes and backslashes intact (JSON encoder)", function()
       -- unknown id: the server quotes it back in its error message
       local id = 'a"b\\c'
