@@ -9,6 +9,8 @@
  *   lsys.c      probe, sleep, now, random_bytes
  *   lframes.c   viewonly_filter, ws_frame, ws_parse, ws_mask, rfb_client_msg
  *   lsignal.c   catch_signals, interrupted, release_signals
+ *   lshot.c     shooter (the ctvnc.Shooter class over shot.c: RFB
+ *               screenshots and banner probes over websockets)
  *   lresp.c     resp_reader (Redis replies, the ctvnc.RespReader class)
  *
  * Misuse (a wrong Lua type) raises; a bad value returns nil, message, kind.
@@ -84,7 +86,7 @@ void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
 CTVNC_API int luaopen_ctvnc_core(lua_State *L) {
   static void (*const topics[])(lua_State *) = {
     ctv_open_url, ctv_open_session, ctv_open_sys, ctv_open_frames,
-    ctv_open_signal, ctv_open_resp
+    ctv_open_signal, ctv_open_shot, ctv_open_resp
   };
   size_t i;
   lua_newtable(L);

@@ -104,10 +104,18 @@ describe("ctvnc.api.read_vnc", function()
     { "a field empty", INFO:gsub('"token":"t"', '"token":""'), "decode", vm = true },
     { "a bad cluster address", INFO:gsub('"::1"', '"1.2.3.4/x"'), "decode", vm = true },
     { "a GraphQL error without code", '{"errors":[{"message":"boom"}]}', "graphql" },
-    { "a GraphQL error with another code", '{"errors":[{"message":"m","code":"VM_NOT_FOUND"}]}',
+    { "a GraphQL error with another code", '{"errors":[{"message":"m","code":"VM_LOCKED"}]}',
       "graphql" },
+    { "VM_NOT_FOUND is not_found", '{"errors":[{"message":"m","code":"VM_NOT_FOUND"}]}',
+      "not_found" },
+    { "RESOURCE_NOT_FOUND under extensions is not_found",
+      '{"errors":[{"message":"m","extensions":{"code":"RESOURCE_NOT_FOUND"}}]}', "not_found" },
+    { "a message saying so without a code is not_found",
+      '{"errors":[{"message":"VM vm-9 does not exist"}]}', "not_found" },
+    { "the code wins over the message", '{"errors":[{"message":"VM not found",'
+      .. '"code":"VM_LOCKED"}]}', "graphql" },
     { "an error whose path names the field", '{"data":{"vnc":null},"errors":[{"message":"m",'
-      .. '"path":["vnc"],"code":"VM_NOT_FOUND"}]}', "graphql", vm = true },
+      .. '"path":["vnc"],"code":"VM_NOT_FOUND"}]}', "not_found", vm = true },
     { "a missing token field", '{"errors":[{"message":"Cannot query field \\"token\\" on type '
       .. '\\"Vnc\\"."}]}', "schema" },
   }

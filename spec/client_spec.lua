@@ -237,16 +237,16 @@ describe("ctvnc client", function()
   end)
 
   -------------------------------------------------------------------------
-  describe("kind graphql", function()
+  describe("kind not_found from a GraphQL error (VM_NOT_FOUND)", function()
     it("carries the server's first message", function()
-      local msg = helpers.assert_fail("graphql", "fault-graphql",
+      local msg = helpers.assert_fail("not_found", "fault-graphql",
         client():vnc("fault-graphql"))
       assert.is_truthy(msg:find("does not exist", 1, true),
         "the message lacks the server's message: " .. helpers.scrub(msg, SECRETS))
     end)
 
     it("for an unknown VM id", function()
-      local msg = helpers.assert_fail("graphql", "unknown vm", client():vnc("vm-0"))
+      local msg = helpers.assert_fail("not_found", "unknown vm", client():vnc("vm-0"))
       assert.is_truthy(msg:find("does not exist", 1, true),
         "the message lacks the server's message: " .. helpers.scrub(msg, SECRETS))
     end)
@@ -353,7 +353,7 @@ describe("ctvnc client", function()
     it("carries a VM id with quotes and backslashes intact (JSON encoder)", function()
       -- unknown id: the server quotes it back in its error message
       local id = 'a"b\\c'
-      local msg = helpers.assert_fail("graphql", "quoted id", client():vnc(id))
+      local msg = helpers.assert_fail("not_found", "quoted id", client():vnc(id))
       assert.is_truthy(msg:find("does not exist", 1, true),
         "not a GraphQL answer: " .. helpers.scrub(msg, SECRETS))
     end)
@@ -390,7 +390,7 @@ describe("ctvnc client", function()
 
     for _, case in ipairs({
       { "fault-401", "auth" }, { "fault-403", "auth" },
-      { "fault-graphql", "graphql" }, { "fault-307", "http" },
+      { "fault-graphql", "not_found" }, { "fault-307", "http" },
     }) do
       it("never retries " .. case[1] .. " (retries = 2)", function()
         local c = client({ retries = 2 })
@@ -470,7 +470,7 @@ describe("ctvnc client", function()
     local FAULTS = {
       { "fault-401", "auth" }, { "fault-403", "auth" }, { "fault-500", "http" },
       { "fault-502", "http" }, { "fault-503", "http" }, { "fault-307", "http" },
-      { "fault-graphql", "graphql" }, { "fault-null", "not_found" },
+      { "fault-graphql", "not_found" }, { "fault-null", "not_found" },
       { "fault-nonjson", "decode" }, { "fault-inject", "decode" },
       { "fault-inject-host", "decode" }, { "fault-huge", "too_large" },
       { "fault-close", "connect" },

@@ -201,7 +201,7 @@ describe("batches bound to their requests", function()
     assert.are.equal("not_found", results[2].kind)
     assert.are.equal("graphql", results[4].kind)
     assert.is_truthy(results[4].message:find("fault-code-VM_LOCKED", 1, true))
-    assert.are.equal("graphql", results[6].kind)
+    assert.are.equal("not_found", results[6].kind)   -- VM_NOT_FOUND
   end)
 
   it("give the same results as one VM a request", function()

@@ -115,6 +115,25 @@ function _M.classify(call, where, status, body, kind, secrets)
     status, where, detail), auth and "auth" or "http", status >= 500
 end
 
+--- GraphQL error codes with which the tower says the VM does not exist.
+local NOT_FOUND_CODES = { VM_NOT_FOUND = true, RESOURCE_NOT_FOUND = true, NOT_FOUND = true }
+
+--- The kind of a GraphQL error, once for every surface (client, batch,
+-- command line, gateway): its code first (auth, not_found), then, for an
+-- error without a code, its message ("... does not exist", "not found").
+local function error_kind(code, message)
+  if AUTH_CODES[code] then return "auth" end
+  if NOT_FOUND_CODES[code] then return "not_found" end
+  if code == nil then
+    local m = message:lower()
+    if find(m, "does not exist", 1, true) or find(m, "not found", 1, true) then
+      return "not_found"
+    end
+  end
+  return "graphql"
+end
+_M.error_kind = error_kind
+
 --- message, kind for a GraphQL error entry.
 local function graphql_error(what, e, secrets)
   if type(e) ~= "table" then return what .. ": GraphQL error: no message", "graphql" end
@@ -122,7 +141,7 @@ local function graphql_error(what, e, secrets)
   local m = type(e.message) == "string" and e.message or "no message"
   local text = format("%s: GraphQL error: %s%s", what, clean(m, 200, secrets),
     code and " (" .. clean(code, 40) .. ")" or "")
-  return text, AUTH_CODES[code] and "auth" or "graphql"
+  return text, error_kind(code, m)
 end
 _M.graphql_error = graphql_error
 
