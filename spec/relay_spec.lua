@@ -10,7 +10,6 @@ local common = require "gateway.common"
 -- CloudTower. Full and view-only sessions, per-VM and per-user limits, the
 -- time cap and the idle timeout, kill by id and by VM, the audit trail, the
 -- metrics, JWT users; and no secret in any log.
-local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 local b64url = helpers.b64url
@@ -24,7 +23,6 @@ describe("the gateway's relay #novalgrind", function()
   local rfb_log, ws_port
 
   local function secret(s) return lab:secret(s) end
-  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   local function start_gateway(name, env)
     return lab:start_gateway(name, common.tower_env(sim), {
@@ -164,14 +162,7 @@ describe("the gateway's relay #novalgrind", function()
     return n, hs
   end
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
   setup(function()
     sim = helpers.sim()
@@ -180,14 +171,7 @@ describe("the gateway's relay #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
-    local rfb_port = helpers.free_port("127.0.0.1")
-    rfb_log = dir .. "/rfb.jsonl"
-    write_file(rfb_log, "")
-    spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
-    helpers.wait_port("127.0.0.1", rfb_port)
-    ws_port = helpers.free_port("127.0.0.2")
-    spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-    helpers.wait_port("127.0.0.2", ws_port)
+    ws_port, rfb_log = lab:rfb_cluster()
   end)
 
   teardown(function()

@@ -12,7 +12,6 @@ local common = require "gateway.common"
 -- limit; the ticket cookie without Secure behind a TLS terminator; a full
 -- used-ticket store evicting nonces; a rotated audit.log left 0666 or
 -- never written again. The last case greps every log for every secret.
-local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 describe("revocation and what a grant may get #novalgrind", function()
@@ -62,14 +61,7 @@ describe("revocation and what a grant may get #novalgrind", function()
 
   local function with_ticket(t) return { Cookie = "ctvnc_ticket=" .. t } end
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
   setup(function()
     sim = helpers.sim()
@@ -78,13 +70,7 @@ describe("revocation and what a grant may get #novalgrind", function()
     for _, s in ipairs({ K1, K2, K_ADMIN, JWT_SECRET, TICKET_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1\n"):format(K1, K2))
     write_file(dir .. "/admin-keys", K_ADMIN .. "\n")
-    local rfb_port = helpers.free_port("127.0.0.1")
-    write_file(dir .. "/rfb.jsonl", "")
-    lab:spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s/rfb.jsonl"):format(ROOT, rfb_port, dir))
-    helpers.wait_port("127.0.0.1", rfb_port)
-    ws_port = helpers.free_port("127.0.0.2")
-    lab:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-    helpers.wait_port("127.0.0.2", ws_port)
+    ws_port = lab:rfb_cluster()
   end)
 
   teardown(function()

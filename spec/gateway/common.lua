@@ -226,6 +226,31 @@ http {
   return out
 end
 
+--- A VM's cluster for the relay: the minimal RFB server
+-- (spec/gateway/rfb.js, it logs every client message to <dir>/rfb.jsonl)
+-- behind websockify on 127.0.0.2. Returns websockify's port, the log.
+function Lab:rfb_cluster()
+  local rfb_port = helpers.free_port("127.0.0.1")
+  local log = self.dir .. "/rfb.jsonl"
+  helpers.write_file(log, "")
+  self:spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, log))
+  helpers.wait_port("127.0.0.1", rfb_port)
+  local ws_port = helpers.free_port("127.0.0.2")
+  self:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
+  helpers.wait_port("127.0.0.2", ws_port)
+  return ws_port, log
+end
+
+--- Waits (timeout s, 5 by default) until pred() is true: whether it became so.
+function common.wait_for(pred, timeout)
+  local deadline = socket.gettime() + (timeout or 5)
+  while socket.gettime() < deadline do
+    if pred() then return true end
+    socket.sleep(0.05)
+  end
+  return pred()
+end
+
 --- The body of an answer read off sock after its headers hs (by
 -- Content-Length, or chunked), or nil.
 function common.read_body(sock, hs)
