@@ -1,12 +1,13 @@
 #!/bin/sh
 # 4. wrk against the example gateway's /console/<vm>/url for 10 s, the
 # simulator at 20 ms latency, beside a static location (/health) as the
-# ceiling of this machine. Needs the simulator's env (SIM_*) and a temp dir.
+# ceiling of this machine (RAW_TARGET_URLS=on: the request asks CloudTower).
+# Needs the simulator's env (SIM_*) and a temp dir.
 set -u
 tmp=$1
 printf 'bench-key *\n' > "$tmp/keys"
 TOWER=127.0.0.1:$SIM_HTTPS_PORT TOWER_CA=$SIM_CERT TOWER_NAME=localhost CTVNC_ENDPOINT=https://127.0.0.1:$SIM_HTTPS_PORT \
-CTVNC_TOKEN=sim-token KEYS=$tmp/keys MODE=proxy RATE=100000r/s BURST=100000 \
+CTVNC_TOKEN=sim-token KEYS=$tmp/keys MODE=proxy RATE=100000r/s BURST=100000 RAW_TARGET_URLS=on \
   sh examples/openresty/run.sh start "$tmp/gw" > "$tmp/gw.out" || { cat "$tmp/gw.out"; exit 1; }
 . "$tmp/gw/env"
 trap 'sh examples/openresty/run.sh stop "$tmp/gw" > /dev/null 2>&1' EXIT
