@@ -41,6 +41,7 @@ build = {
         "csrc/http.c",
         "csrc/probe.c",
         "csrc/frames.c",
+        "csrc/lrecording.c", "csrc/sha256.c", "csrc/recording.c",
       },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },

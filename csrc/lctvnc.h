@@ -23,6 +23,8 @@ void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
                                           the view-only filter */
 void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
                                           ctvnc command */
+void ctv_open_recording(lua_State *L); /* lrecording.c: SHA-256, HMAC,
+                                          console recordings */
 
 /* Registers the metatable `name` (once): its metamethods `meta`, and
  * `methods` as its __index. Leaves the stack as it was. */
