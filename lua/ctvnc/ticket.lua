@@ -1,10 +1,10 @@
 --- ctvnc.ticket: short-lived signed console tickets for the OpenResty
--- gateway (ngx_lua only: it uses ngx.hmac_sha1 and a lua_shared_dict).
+-- gateway (ngx_lua only: it uses ngx's time and a lua_shared_dict).
 --
 -- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
 -- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce,
 -- r = 1 when the console is view-only (absent: full)} and
--- the mac is HMAC-SHA1(secret, payload). It is valid until its expiry (at
+-- the mac is HMAC-SHA256(secret, payload) (ctvnc.core's). It is valid until its expiry (at
 -- most 60 s after minting) and usable once per gateway node: `consume`
 -- records the nonce in the shared dict until the ticket expires. Tickets
 -- minted on one node are refused by a node with another secret; with one
@@ -12,6 +12,7 @@
 -- node, so a random per-start secret (the default) means single-node only.
 local ngx = ngx
 local cjson = require "cjson.safe"
+local core = require "ctvnc.core"
 
 local type, tostring, floor, byte = type, tostring, math.floor, string.byte
 
@@ -75,7 +76,7 @@ function _M.new(opts)
   assert(type(ttl) == "number" and ttl >= 1 and ttl <= MAX_TTL, "ticket ttl must be 1-60 s")
   local self = { secret = opts.secret, dict_name = opts.dict or "ctvnc_tickets", ttl = ttl }
 
-  local function mac(payload) return b64url(ngx.hmac_sha1(self.secret, payload)) end
+  local function mac(payload) return b64url(core.hmac_sha256(self.secret, payload)) end
 
   --- A ticket for vm_id and user (view-only when view_only is true):
   -- ticket, expires_in.
