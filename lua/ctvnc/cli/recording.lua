@@ -31,7 +31,7 @@ local function facts(r)
     { "user", printable(h.user) }, { "node", printable(h.node) },
     { "start", os.date("!%Y-%m-%dT%H:%M:%S", floor(h.start_ms / 1000))
       .. format(".%03dZ", h.start_ms % 1000) },
-    { "rfb", printable(h.rfb) },
+    { "rfb", printable((h.rfb:gsub("\n$", ""))) },
     { "desktop", format("%dx%d", h.width, h.height) },
     { "pixel_format", pixel_format(h.pixel_format) },
     { "duration", seconds((t and t.end_ms or r.last_ms) - h.start_ms) },
