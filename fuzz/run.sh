@@ -7,14 +7,14 @@
 # build/fuzz/artifacts/. Exits non-zero, naming the harness, on any crash,
 # leak, timeout, out-of-memory or UBSan report.
 #
-# Environment: CLANG (default clang), HARNESSES (default all five), URL_C
+# Environment: CLANG (default clang), HARNESSES (default all six), URL_C
 # and FRAMES_C (default csrc/url.c, csrc/frames.c: point them at a mutated
 # copy to check the harnesses).
 set -u
 
 SECONDS_EACH=${1:-30}
 CLANG=${CLANG:-clang}
-HARNESSES=${HARNESSES:-"encode host endpoint url frames"}
+HARNESSES=${HARNESSES:-"encode host endpoint url frames recording"}
 URL_C=${URL_C:-csrc/url.c}
 FRAMES_C=${FRAMES_C:-csrc/frames.c}
 OUT=build/fuzz
@@ -33,9 +33,10 @@ for h in $HARNESSES; do
   echo "build $OUT/$h"
   case $h in
     frames) src=$FRAMES_C ;;
+    recording) src="csrc/recording.c csrc/sha256.c" ;;
     *) src=$URL_C ;;
   esac
-  "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" "$src" -o "$OUT/$h" || {
+  "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" $src -o "$OUT/$h" || {
     echo "fuzz/run.sh: FAILED to build $h" >&2; exit 1; }
 done
 
