@@ -52,7 +52,8 @@ environment:
   CTVNC_ENDPOINT, CTVNC_TOKEN (token or API key), CTVNC_USERNAME,
   CTVNC_PASSWORD, CTVNC_SOURCE, CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
   CTVNC_PROGRESS (1 or 0: force the batch progress bar on or off; by
-  default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM
+  default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM,
+  CTVNC_RECORD_KEY and CTVNC_AUDIT_KEY (keys for recording and audit verify)
 
 Text output is one line per VM, fields separated by tabs:
   <vm id> <mode> <url>            or    <vm id> error <kind> <message>
