@@ -9,6 +9,7 @@
  * other type is refused: an unknown length cannot be split safely.
  */
 #include "frames.h"
+#include "grow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -453,23 +454,9 @@ done:
 /* ---- the view-only filter -------------------------------------------- */
 
 static int reserve(ctv_bytes *b, size_t extra) {
-  size_t need, cap;
-  unsigned char *q;
-  if (extra > (size_t)-1 - b->len) return -1;
-  need = b->len + extra;
-  if (need <= b->cap) return 0;
-  cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > (size_t)-1 / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
-  q = (unsigned char *)realloc(b->p, cap);
+  unsigned char *q = ctv_grow(b->p, &b->cap, b->len, extra, 1, SIZE_MAX);
   if (!q) return -1;
   b->p = q;
-  b->cap = cap;
   return 0;
 }
 
@@ -579,7 +566,23 @@ static void start(ctv_vo *vo, const ctv_rfb_msg *m) {
   }
 }
 
-/* Normal-phase client bytes: split into messages, keep the view ones. */
+/* Normal-phase client bytes are split into messages, the view ones kept.
+ * A message header cut short by the end of a frame is held in vo->head
+ * and completed from the next bytes; the message's other bytes then number
+ * its length less the header. That relies on the invariant stated in
+ * frames.h: a header never exceeds CTV_RFB_MAXHEAD (the size of vo->head)
+ * nor its message's length. A message type that broke it would overflow
+ * vo->head, or wrap vo->left around and let the rest of the stream through
+ * as one message, unfiltered; so header() checks it on every call, given
+ * the held bytes, and the filter fails closed (CTV_RFB_EHEADER). */
+static enum ctv_rfb_result header(const ctv_vo *vo, const unsigned char *p,
+                                  size_t n, size_t held, ctv_rfb_msg *m) {
+  enum ctv_rfb_result r = ctv_rfb_client_len(p, n, vo->max_cut, m);
+  if (r == CTV_RFB_MORE && m->len > CTV_RFB_MAXHEAD) return CTV_RFB_EHEADER;
+  if (r == CTV_RFB_OK && m->len < held) return CTV_RFB_EHEADER;
+  return r;
+}
+
 static enum ctv_vo_result split(ctv_vo *vo, const unsigned char *q,
                                 size_t m) {
   ctv_rfb_msg msg;
@@ -596,7 +599,7 @@ static enum ctv_vo_result split(ctv_vo *vo, const unsigned char *q,
       continue;
     }
     if (vo->headlen == 0) {
-      r = ctv_rfb_client_len(q, m, vo->max_cut, &msg);
+      r = header(vo, q, m, 0, &msg);
       if (r == CTV_RFB_OK) {
         start(vo, &msg);
         continue;
@@ -607,19 +610,19 @@ static enum ctv_vo_result split(ctv_vo *vo, const unsigned char *q,
       return CTV_VO_OK;
     }
     /* A message header split across frames: complete it in head. */
-    r = ctv_rfb_client_len(vo->head, vo->headlen, vo->max_cut, &msg);
+    r = header(vo, vo->head, vo->headlen, vo->headlen, &msg);
     if (r == CTV_RFB_MORE) {
       k = minz(m, msg.len - vo->headlen);
       memcpy(vo->head + vo->headlen, q, k);
       vo->headlen += k;
       q += k;
       m -= k;
-      r = ctv_rfb_client_len(vo->head, vo->headlen, vo->max_cut, &msg);
+      r = header(vo, vo->head, vo->headlen, vo->headlen, &msg);
       if (r == CTV_RFB_MORE) continue;
     }
     if (r != CTV_RFB_OK) return fail(vo, CTV_VO_ERFB, r);
     start(vo, &msg);
-    vo->left -= vo->headlen;
+    vo->left -= vo->headlen;         /* msg.len >= headlen: header() */
     if (!vo->dropping && append(&vo->stage, vo->head, vo->headlen))
       return fail(vo, CTV_VO_ENOMEM, 0);
     vo->headlen = 0;
@@ -727,6 +730,7 @@ const char *ctv_rfb_result_name(int r) {
   case CTV_RFB_MORE: return "incomplete message";
   case CTV_RFB_EUNKNOWN: return "unknown client message type";
   case CTV_RFB_ETOOBIG: return "client cut text or fence over the maximum";
+  case CTV_RFB_EHEADER: return "client message header longer than the message";
   default: return "unknown";
   }
 }

@@ -145,7 +145,9 @@ enum ctv_rfb_result {
   CTV_RFB_MORE,         /* not enough bytes yet */
   CTV_RFB_EUNKNOWN,     /* unknown message type or QEMU sub-type */
   CTV_RFB_ETOOBIG,      /* cut text or fence payload over its maximum */
-  CTV_RFB_EBADVALUE     /* a field no client sends (QEMU audio op > 2) */
+  CTV_RFB_EHEADER       /* the filter's own guard: a header longer than
+                           CTV_RFB_MAXHEAD or than its message (see split
+                           in frames.c); no message type gives it today */
 };
 
 /* Client message types (RFC 6143 section 7.5 and the community register
@@ -177,7 +179,10 @@ typedef struct ctv_rfb_msg {
 /* From the first bytes of a client message at p[0..n): CTV_RFB_OK with
  * m->len the whole length (which may exceed n), CTV_RFB_MORE with m->len
  * the number of bytes needed to know it (<= CTV_RFB_MAXHEAD), or an
- * error. max_cut bounds ClientCutText's text. */
+ * error. max_cut bounds ClientCutText's text.
+ * Invariant (the view-only filter relies on it, fuzz/frames.c asserts it):
+ * a message's header, the bytes needed to know its length, never exceeds
+ * CTV_RFB_MAXHEAD nor the message's length. */
 enum ctv_rfb_result ctv_rfb_client_len(const unsigned char *p, size_t n,
                                        uint32_t max_cut, ctv_rfb_msg *m);
 

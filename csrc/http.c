@@ -5,10 +5,12 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "http.h"
+#include "grow.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -47,6 +49,7 @@ struct ctv_http {
   CURLSH *share;
   slot **slots;              /* each slot stays put: curl points into it */
   int nslots;
+  size_t capslots;
   ctv_opts o;                 /* o.ca_file points to ca_file */
   char *ca_file;              /* our copy */
   char *line;                 /* scratch for "Name: value" */
@@ -61,14 +64,10 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
                              struct curl_sockaddr *a) {
   struct ctv_http *h = ud;
   curl_socket_t fd;
+  sock *n = ctv_grow(h->socks, &h->capsocks, h->nsocks, 1, sizeof *n, SIZE_MAX);
   (void)purpose;
-  if (h->nsocks == h->capsocks) {
-    size_t cap = h->capsocks ? h->capsocks * 2 : 16;
-    sock *n = realloc(h->socks, cap * sizeof *n);
-    if (!n) return CURL_SOCKET_BAD;
-    h->socks = n;
-    h->capsocks = cap;
-  }
+  if (!n) return CURL_SOCKET_BAD;
+  h->socks = n;
   fd = socket(a->family, a->socktype, a->protocol);
   if (fd != CURL_SOCKET_BAD) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
@@ -103,22 +102,16 @@ int ctv_http_global_init(void) {
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   slot *s = ud;
   size_t n = size * nmemb;
+  char *b;
   if (n > s->max - s->len) {
     s->too_large = 1;
     return 0;
   }
-  if (s->len + n > s->cap) {
-    size_t cap = s->cap ? s->cap * 2 : 16384;
-    char *b;
-    while (cap < s->len + n) cap *= 2;
-    if (cap > s->max) cap = s->max;
-    if ((b = realloc(s->buf, cap)) == NULL) {
-      s->oom = 1;
-      return 0;
-    }
-    s->buf = b;
-    s->cap = cap;
+  if ((b = ctv_grow(s->buf, &s->cap, s->len, n, 1, s->max)) == NULL) {
+    s->oom = 1;
+    return 0;
   }
+  s->buf = b;
   memcpy(s->buf + s->len, p, n);
   s->len += n;
   return n;
@@ -327,7 +320,8 @@ void ctv_http_free(ctv_http *h) {
 static int grow_slots(ctv_http *h, int n) {
   slot **s;
   if (n <= h->nslots) return 0;
-  if ((s = realloc(h->slots, (size_t)n * sizeof *s)) == NULL) return -1;
+  s = ctv_grow(h->slots, &h->capslots, 0, (size_t)n, sizeof *s, SIZE_MAX);
+  if (s == NULL) return -1;
   h->slots = s;
   while (h->nslots < n) {
     slot *one = calloc(1, sizeof *one);
@@ -363,15 +357,13 @@ static enum start_outcome set_headers(ctv_http *h, slot *s, const ctv_req *r) {
     const ctv_header *hd = &r->headers[i];
     size_t need = hd->namelen + hd->valuelen + 3;
     struct curl_slist *l;
+    char *b;
     if (has_crlf(hd->name, hd->namelen) || has_crlf(hd->value, hd->valuelen)
         || hd->namelen == 0 || memchr(hd->name, ':', hd->namelen))
       return BAD_HEADER;
-    if (need > h->linecap) {
-      char *b = realloc(h->line, need);
-      if (!b) return NO_MEMORY;
-      h->line = b;
-      h->linecap = need;
-    }
+    if ((b = ctv_grow(h->line, &h->linecap, 0, need, 1, SIZE_MAX)) == NULL)
+      return NO_MEMORY;
+    h->line = b;
     memcpy(h->line, hd->name, hd->namelen);
     memcpy(h->line + hd->namelen, ": ", 2);
     memcpy(h->line + hd->namelen + 2, hd->value, hd->valuelen);

@@ -6,7 +6,7 @@
  *   lurl.c      encode_uri_component, direct_url, proxy_url, endpoint,
  *               host_kind, check_options
  *   lsession.c  session (the ctvnc.Session class over http.c)
- *   lsys.c      probe, sleep, now
+ *   lsys.c      probe, sleep, now, random_bytes
  *   lframes.c   viewonly_filter, ws_frame, ws_parse, ws_mask, rfb_client_msg
  *   lsignal.c   catch_signals, interrupted, release_signals
  *   lrecording.c sha256, hmac_sha256, recording_writer, recording_reader

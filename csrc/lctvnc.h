@@ -18,7 +18,8 @@
  * registers its metatables. */
 void ctv_open_url(lua_State *L);       /* lurl.c: encoding, URLs, endpoint */
 void ctv_open_session(lua_State *L);   /* lsession.c: the Session class */
-void ctv_open_sys(lua_State *L);       /* lsys.c: probe, sleep, now */
+void ctv_open_sys(lua_State *L);       /* lsys.c: probe, sleep, now,
+                                          random_bytes */
 void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
                                           the view-only filter */
 void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
@@ -30,6 +31,11 @@ void ctv_open_recording(lua_State *L); /* lrecording.c: SHA-256, HMAC,
  * `methods` as its __index. Leaves the stack as it was. */
 void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
                const luaL_Reg *methods);
+
+/* Fills buf[0..n) from getrandom(2), looping on EINTR and short reads:
+ * 0, or -1 with errno set. The module's one source of random bytes
+ * (lsys.c), a ctv_random_fn for the view-only filter's masking keys. */
+int ctv_random(void *ud, unsigned char *buf, size_t n);
 
 /* Pushes nil, the formatted message and `kind`; returns 3. The format is
  * lua_pushfstring's (%s %d %f %p %c %%), a subset of printf's. */

@@ -27,14 +27,7 @@
  *
  * Messages never quote the bytes they refuse.
  */
-#define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <unistd.h>
-#if defined(__linux__)
-#include <sys/random.h>
-#endif
 
 #include "frames.h"
 #include "lctvnc.h"
@@ -79,38 +72,6 @@ static const luaL_Reg meta[] = {
 };
 
 /* ---- helpers ---------------------------------------------------------- */
-
-/* Unpredictable bytes: getrandom() where the C library has it, else
- * /dev/urandom. Never rand(). */
-static int os_random(void *ud, unsigned char *buf, size_t n) {
-  size_t got = 0;
-  int fd;
-  (void)ud;
-#if defined(__linux__)
-  while (got < n) {
-    ssize_t r = getrandom(buf + got, n - got, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    got += (size_t)r;
-  }
-  if (got == n) return 0;
-#endif
-  fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  while (got < n) {
-    ssize_t r = read(fd, buf + got, n - got);
-    if (r <= 0) {
-      if (r < 0 && errno == EINTR) continue;
-      close(fd);
-      return -1;
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  return 0;
-}
 
 /* opts[key] as an integer in [lo, hi], def when absent; -1 when bad. */
 static double opt_size(lua_State *L, int o, const char *key, double def,
@@ -188,7 +149,7 @@ static int l_viewonly_filter(lua_State *L) {
   memset(f, 0, sizeof *f);
   luaL_setmetatable(L, VIEWONLY);
   ctv_vo_init(&f->vo, (uint64_t)max_payload, (uint32_t)max_cut,
-              (uint32_t)max_string, os_random, NULL);
+              (uint32_t)max_string, ctv_random, NULL);
   f->vo.watch = watch;
   f->open = 1;
   return 1;
@@ -322,7 +283,7 @@ static const unsigned char *checkkey(lua_State *L, int i, unsigned char *buf) {
   if (lua_isnoneornil(L, i)) return NULL;
   if (lua_type(L, i) == LUA_TBOOLEAN) {
     if (!lua_toboolean(L, i)) return NULL;
-    if (os_random(NULL, buf, 4)) luaL_error(L, "no random bytes for a key");
+    if (ctv_random(NULL, buf, 4)) luaL_error(L, "no random bytes for a key");
     return buf;
   }
   s = luaL_checklstring(L, i, &n);

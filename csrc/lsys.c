@@ -1,24 +1,67 @@
 /*
  * lsys.c: what a runtime needs from the system besides HTTP: the TCP
- * reachability probe (probe.c), a blocking sleep and a monotonic clock.
+ * reachability probe (probe.c), a blocking sleep, a monotonic clock and
+ * the module's one source of random bytes (getrandom(2)).
+ *
+ *   core.random_bytes(n) -> string | nil, msg, "system"
+ *     n (0-1024) bytes from getrandom(2), for tickets, nonces, session
+ *     ids, keys. No other source, never a weaker one: when the kernel
+ *     gives none the caller gets the failure.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "lctvnc.h"
 #include "probe.h"
 
+#define RANDOM_MAX 1024
+
 static int l_probe(lua_State *L);
 static int l_sleep(lua_State *L);
 static int l_now(lua_State *L);
+static int l_random_bytes(lua_State *L);
 
 static const luaL_Reg funcs[] = {
   {"probe", l_probe},
   {"sleep", l_sleep},
   {"now", l_now},
+  {"random_bytes", l_random_bytes},
   {NULL, NULL}
 };
+
+int ctv_random(void *ud, unsigned char *buf, size_t n) {
+  size_t got = 0;
+  (void)ud;
+  while (got < n) {
+    ssize_t r = getrandom(buf + got, n - got, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r == 0) errno = EIO;
+      return -1;
+    }
+    got += (size_t)r;            /* a short read: ask for the rest */
+  }
+  return 0;
+}
+
+/* core.random_bytes(n) -> string | nil, msg, "system" */
+static int l_random_bytes(lua_State *L) {
+  unsigned char buf[RANDOM_MAX];
+  lua_Number x = luaL_checknumber(L, 1);
+  size_t n;
+  int ok;
+  luaL_argcheck(L, x >= 0 && x <= RANDOM_MAX && x == (lua_Number)(size_t)x, 1,
+                "an integer from 0 to 1024");
+  n = (size_t)x;
+  ok = ctv_random(NULL, buf, n) == 0;
+  if (ok) lua_pushlstring(L, (const char *)buf, n);
+  memset(buf, 0, sizeof buf);
+  if (!ok) return ctv_fail(L, "system", "no random bytes: %s", strerror(errno));
+  return 1;
+}
 
 /* core.probe(targets, timeout) -> oks, whys
  * targets: array of {host, port}; oks[i] true when a TCP connect to it

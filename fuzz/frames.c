@@ -11,7 +11,13 @@
  *   - the streaming decoder, fed in pieces, hands out exactly the payloads
  *     that repeated ctv_ws_parse over the whole buffer finds, and fails
  *     on the same frame;
- *   - ctv_rfb_client_split agrees with the reference splitter below.
+ *   - ctv_rfb_client_split agrees with the reference splitter below;
+ *   - the invariant the filter's split relies on (frames.h): a client
+ *     message's header, the bytes ctv_rfb_client_len needs to know its
+ *     length, is at most CTV_RFB_MAXHEAD bytes and never longer than the
+ *     message;
+ *   - ctv_grow (csrc/grow.c): room for what was asked, never past max, the
+ *     contents kept, and NULL (nothing allocated) when a size overflows.
  * Then, by the first byte:
  *   even: bytes 1-3 set max_cut and a PRNG seed; the rest is the client's
  *     normal-phase RFB stream after a canned 3.8 handshake, cut into masked
@@ -40,6 +46,7 @@
 #include <string.h>
 
 #include "frames.h"
+#include "grow.h"
 
 #define CHECK(c) do { if (!(c)) { \
   fprintf(stderr, "frames: check failed: %s (line %d)\n", #c, __LINE__); \
@@ -333,6 +340,47 @@ static void check_split(const uint8_t *data, size_t size) {
   }
 }
 
+/* Asks for the header one step at a time, as the filter's split does. */
+static void check_header(const uint8_t *data, size_t size) {
+  ctv_rfb_msg m;
+  size_t k = 0;
+  enum ctv_rfb_result r;
+  while ((r = ctv_rfb_client_len(data, k, UINT32_MAX, &m)) == CTV_RFB_MORE) {
+    CHECK(m.len > k && m.len <= CTV_RFB_MAXHEAD);
+    if (m.len > size) return;
+    k = (size_t)m.len;
+  }
+  if (r == CTV_RFB_OK) CHECK(m.len >= k);
+}
+
+/* Sizes from the input, small enough to allocate; and sizes that overflow
+ * in elements or in bytes, which must fail before any allocation. */
+static void check_grow(const uint8_t *data, size_t size) {
+  size_t elem = size ? 1 + data[0] % 16 : 1, cap = 0, len = 0, c = 0, i;
+  size_t max = size > 1 && data[1] ? (size_t)data[1] * 4 : SIZE_MAX;
+  unsigned char *p = NULL, *q;
+  CHECK(ctv_grow(NULL, &c, SIZE_MAX - 3, 4, 1, SIZE_MAX) == NULL);
+  CHECK(ctv_grow(NULL, &c, 0, SIZE_MAX / 2 + 1, 2, SIZE_MAX) == NULL);
+  CHECK(ctv_grow(NULL, &c, 1, SIZE_MAX / elem, elem, SIZE_MAX) == NULL);
+  CHECK(ctv_grow(NULL, &c, 0, 5, 1, 4) == NULL && c == 0);
+  for (i = 2; i < size && i < 18; i++) {
+    size_t extra = data[i], old = cap;
+    q = ctv_grow(p, &cap, len, extra, elem, max);
+    if (len + extra > max) {
+      CHECK(q == NULL && cap == old);
+      continue;
+    }
+    CHECK(q != NULL && cap >= len + extra && cap <= max);
+    CHECK(q == p ? cap == old : cap >= 2 * old || cap == max);
+    if (q != p)
+      for (c = 0; c < len * elem; c++) CHECK(q[c] == (unsigned char)c);
+    for (c = len * elem; c < (len + extra) * elem; c++) q[c] = (unsigned char)c;
+    p = q;
+    len += extra;
+  }
+  free(p);
+}
+
 /* ---- filter sessions ---------------------------------------------------- */
 
 static void canned(ctv_vo *vo) {
@@ -536,6 +584,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_mask(data, size);
   check_decoder(data, size);
   check_split(data, size);
+  check_header(data, size);
+  check_grow(data, size);
   if (size == 0) return 0;
   if (data[0] & 1) script(data, size);
   else structured(data, size);

@@ -1,15 +1,15 @@
 #!/bin/sh
-# fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c and
-# csrc/frames.c into build/fuzz/ and run each one for SECONDS (default 30),
-# one after another.
+# fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c,
+# csrc/frames.c and csrc/grow.c into build/fuzz/ and run each one for
+# SECONDS (default 30), one after another.
 # Run from the repository root. Each run works on a scratch copy of
 # fuzz/corpus/<name>/ so fuzz/corpus/ never changes; crash inputs go to
 # build/fuzz/artifacts/. Exits non-zero, naming the harness, on any crash,
 # leak, timeout, out-of-memory or UBSan report.
 #
-# Environment: CLANG (default clang), HARNESSES (default all six), URL_C
-# and FRAMES_C (default csrc/url.c, csrc/frames.c: point them at a mutated
-# copy to check the harnesses).
+# Environment: CLANG (default clang), HARNESSES (default all six), URL_C,
+# FRAMES_C and GROW_C (default csrc/url.c, csrc/frames.c, csrc/grow.c: point
+# them at a mutated copy to check the harnesses).
 set -u
 
 SECONDS_EACH=${1:-30}
@@ -17,6 +17,7 @@ CLANG=${CLANG:-clang}
 HARNESSES=${HARNESSES:-"encode host endpoint url frames recording"}
 URL_C=${URL_C:-csrc/url.c}
 FRAMES_C=${FRAMES_C:-csrc/frames.c}
+GROW_C=${GROW_C:-csrc/grow.c}
 OUT=build/fuzz
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
@@ -32,11 +33,11 @@ mkdir -p "$OUT/artifacts" || exit 2
 for h in $HARNESSES; do
   echo "build $OUT/$h"
   case $h in
-    frames) src=$FRAMES_C ;;
-    recording) src="csrc/recording.c csrc/sha256.c" ;;
-    *) src=$URL_C ;;
+    frames) src=$FRAMES_C; also=$GROW_C ;;
+    recording) src=csrc/recording.c; also=csrc/sha256.c ;;
+    *) src=$URL_C; also= ;;
   esac
-  "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" $src -o "$OUT/$h" || {
+  "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" "$src" ${also:+"$also"} -o "$OUT/$h" || {
     echo "fuzz/run.sh: FAILED to build $h" >&2; exit 1; }
 done
 

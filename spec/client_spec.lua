@@ -323,6 +323,18 @@ describe("ctvnc client", function()
       helpers.assert_info(info, msg, "vm-2 zh-CN", 2)
     end)
 
+    it("names its vnc aliases with a random prefix of its own (getrandom), then a count", function()
+      local a, b = client(), client()
+      local function aliases(c)
+        return (c:_vnc_call({ "vm-1" }).body:match('"query":"query vnc[^{]*{ (a[%w_]+):'))
+      end
+      local a1, a2, b1 = aliases(a), aliases(a), aliases(b)
+      assert.matches("^a%x%x%x%x%x%x%x%x%x%x%x%x_1_0$", a1)
+      assert.equal(a1:sub(1, 14) .. "2_0", a2)
+      assert.matches("^a%x+_1_0$", b1)
+      assert.are_not.equal(a1, b1)
+    end)
+
     it("carries a VM id with quotes and backslashes intact (JSON encoder)", function()
       -- unknown id: the server quotes it back in its error message
       local id = 'a"b\\c'

@@ -284,6 +284,25 @@ describe("the console gateway, secure by default #novalgrind", function()
         Origin = "http://127.0.0.1:" .. p })))
     end)
 
+    -- issue 19.8: VM ids come %XX-decoded, CR and LF included
+    it("never lets a VM id split a line of its log", function()
+      local forged = "2026-01-01 [emerg] 1#1: forged"
+      local path = "/console/vm" .. ("\r\n" .. forged):gsub("[^%w]", function(c)
+        return ("%%%02X"):format(c:byte()) end) .. "/ws"
+      assert.are.equal(403, (ws(p, path, { ["X-API-Key"] = KEY_ONE, Origin = "https://evil.example" })))
+      local log, escaped = lab.gateways.gw.dir .. "/error.log", "vm\\x0D\\x0A" .. forged
+      local deadline = helpers.now() + 5
+      while not (read_file(log) or ""):find(escaped, 1, true) and helpers.now() < deadline do
+        socket.sleep(0.05)
+      end
+      local text = read_file(log) or ""
+      assert.truthy(text:find(escaped, 1, true), text)
+      for line in text:gmatch("[^\n]+") do
+        assert.is_nil(line:find("^2026%-01%-01 %[emerg%]"), line)
+        assert.is_nil(line:find("\r", 1, true), line)
+      end
+    end)
+
     it("needs a key or a ticket", function()
       assert.are.equal(403, (ws(p, "/console/vm-1/ws")))
       assert.are.equal(403, (ws(p, "/console/vm-2/ws", { ["X-API-Key"] = KEY_ONE })))

@@ -139,6 +139,14 @@ function helpers.random_hex(n)
   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
+--- base64url of `s`, unpadded, from coreutils' base64 (never the code
+-- under test): tokens the specs sign themselves, and b64url's oracle.
+function helpers.b64url(s)
+  local out = helpers.run("printf '" .. s:gsub(".", function(c)
+    return ("\\%03o"):format(c:byte()) end) .. "' | base64 -w0")
+  return (out:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
+end
+
 --- Seconds since some fixed point, with sub-second resolution.
 function helpers.now()
   return socket.gettime()

@@ -221,6 +221,54 @@ describe("ctvnc.jwt claims", function()
     refused(v, claims('{"exp":1800000000}'), "issuer")
   end)
 
+  -- Issue 19: every claim ctvnc reads has one type; a wrong one is 401,
+  -- not full access (view_only) nor a token that never expires (exp).
+  it("refuses mistyped claims: view_only, vms, exp, nbf", function()
+    local v = hs_verifier()
+    local function with(k, raw)    -- good claims but k, given as raw JSON
+      local parts, out = { sub = '"a"', vms = '["vm-1"]', exp = "1800000000" }, {}
+      parts[k] = raw
+      for _, name in ipairs({ "sub", "vms", "exp", "nbf", "view_only" }) do
+        if parts[name] then out[#out + 1] = '"' .. name .. '":' .. parts[name] end
+      end
+      return claims("{" .. table.concat(out, ",") .. "}")
+    end
+    local refused_cases = {
+      { "view_only", '"true"' }, { "view_only", "1" }, { "view_only", "0" },
+      { "view_only", '"vm-1"' }, { "view_only", "{}" }, { "view_only", '{"vm-1":true}' },
+      { "view_only", "[]" }, { "view_only", "[1]" }, { "view_only", '["vm-1",true]' },
+      { "view_only", "null" }, { "view_only", '"false"' },
+      { "vms", '"vm-1"' }, { "vms", "1" }, { "vms", "true" }, { "vms", "{}" },
+      { "vms", '{"vm-1":true}' }, { "vms", "[]" }, { "vms", '["vm-1",null]' },
+      { "vms", '[["vm-1"]]' }, { "vms", "null" },
+      { "exp", '"1800000000"' }, { "exp", '"0x6B49D200"' }, { "exp", "1800000000.5" },
+      { "exp", "1e400" }, { "exp", "-1e400" }, { "exp", "true" }, { "exp", "null" },
+      { "exp", "[1800000000]" },
+      { "nbf", '"0"' }, { "nbf", "1699999999.25" }, { "nbf", "-1e400" }, { "nbf", "null" },
+    }
+    for i, c in ipairs(refused_cases) do
+      local claims_, reason, kind = v:verify(with(c[1], c[2]))
+      assert.is_nil(claims_, "case " .. i .. ": " .. c[1] .. "=" .. c[2])
+      assert.equal("auth", kind)
+      assert.equal("malformed token claims (" .. c[1] .. ")", reason, "case " .. i)
+    end
+    -- numbers JSON does not have: the claims are not JSON
+    for i, raw in ipairs({ "NaN", "Infinity", "-Infinity", "0x6B49D200", "nan", "inf" }) do
+      local claims_, reason = v:verify(with("exp", raw))
+      assert.is_nil(claims_, "number " .. i .. ": " .. raw)
+      assert.equal("malformed token claims", reason, raw)
+      assert.is_nil((v:verify(with("nbf", raw))), "nbf " .. raw)
+    end
+    local accepted = {
+      { "view_only", "true" }, { "view_only", "false" }, { "view_only", '["vm-1","vm-2"]' },
+      { "vms", '"*"' }, { "vms", '["vm-1"]' }, { "exp", "1.8e9" }, { "nbf", "1699999999" },
+      { "nbf", "-5" },
+    }
+    for i, c in ipairs(accepted) do
+      assert.truthy(v:verify(with(c[1], c[2])), "accepted case " .. i .. ": " .. c[1] .. "=" .. c[2])
+    end
+  end)
+
   it("refuses claims that are not a JSON object", function()
     refused(hs_verifier(), claims('["exp",1800000000]'), "claims")
     refused(hs_verifier(), claims('"alice"'), "claims")
@@ -270,23 +318,6 @@ describe("ctvnc.jwt malformed tokens", function()
 
   it("raises on a token that is not a string", function()
     assert.has_error(function() hs_verifier():verify(42) end)
-  end)
-end)
-
-describe("ctvnc.jwt.b64url_decode", function()
-  it("decodes RFC 4648 vectors in the URL alphabet, unpadded", function()
-    local d = jwt.b64url_decode
-    assert.equal("", d(""))
-    assert.equal("f", d("Zg"))
-    assert.equal("fo", d("Zm8"))
-    assert.equal("foo", d("Zm9v"))
-    assert.equal("foob", d("Zm9vYg"))
-    assert.equal("fooba", d("Zm9vYmE"))
-    assert.equal("foobar", d("Zm9vYmFy"))
-    assert.equal("\251\255", d("-_8"))
-    assert.is_nil(d("Zh"))   -- unused bits set
-    assert.is_nil(d("Zm9="))
-    assert.is_nil(d("Z"))
   end)
 end)
 
@@ -347,7 +378,27 @@ describe("ctvnc.jwt.grant", function()
     assert.same({ "bob", false }, { jwt.grant({ sub = "bob", vms = "*", view_only = false }, "vm-9") })
     assert.same({ "bob", true }, { jwt.grant({ sub = "bob", vms = "*", view_only = { "vm-9" } }, "vm-9") })
     assert.same({ "bob", false }, { jwt.grant({ sub = "bob", vms = "*", view_only = { "vm-9" } }, "vm-8") })
-    assert.same({ "bob", false }, { jwt.grant({ sub = "bob", vms = { "vm-8" }, view_only = "yes" }, "vm-8") })
+  end)
+
+  -- Issue 19: a view_only of "true", 1 or "vm-1" was full access. Claims
+  -- that are not of their type are refused, never read as "no".
+  it("refuses claims of the wrong type instead of granting full access", function()
+    local cases = {
+      { view_only = "true" }, { view_only = "yes" }, { view_only = 1 }, { view_only = 0 },
+      { view_only = "vm-8" }, { view_only = {} }, { view_only = { ["vm-8"] = true } },
+      { view_only = { 1 } }, { view_only = { "vm-8", 2 } }, { view_only = { "vm-8", nil, "x" } },
+      { vms = {} }, { vms = { ["vm-8"] = true } }, { vms = true }, { vms = 1 },
+      { vms = { "vm-8", false } }, { exp = 1800000000.5 }, { exp = "1800000000" },
+      { exp = 0 / 0 }, { exp = math.huge }, { nbf = -math.huge }, { nbf = "0x10" },
+    }
+    for i, c in ipairs(cases) do
+      local claims = { sub = "bob", vms = { "vm-8" } }
+      for k, v in pairs(c) do claims[k] = v end
+      local user, reason, kind = jwt.grant(claims, "vm-8")
+      assert.is_nil(user, "case " .. i)
+      assert.equal("auth", kind, "case " .. i)
+      assert.matches("malformed token claims %(" .. (next(c)) .. "%)", reason)
+    end
   end)
 
   it("refuses claims without a subject or with no vms", function()

@@ -13,11 +13,7 @@ local common = require "gateway.common"
 local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
-local function b64url(s)
-  local out = helpers.run("printf '" .. s:gsub(".", function(c)
-    return ("\\%03o"):format(c:byte()) end) .. "' | base64 -w0")
-  return (out:gsub("%s", ""):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
-end
+local b64url = helpers.b64url
 
 describe("the gateway's relay #novalgrind", function()
   local sim, dir
@@ -609,6 +605,13 @@ describe("the gateway's relay #novalgrind", function()
         { token():sub(1, -3) .. "AA", 401, "signature" },
         { token({ vms = { "vm-2" } }), 403, "does not grant" },
         { token({ sub = false }), 403, "subject" },
+        -- issue 19: mistyped claims are refused, never full access
+        { token({ view_only = "true" }), 401, "claims (view_only)" },
+        { token({ view_only = 1 }), 401, "claims (view_only)" },
+        { token({ view_only = "vm-1" }), 401, "claims (view_only)" },
+        { token({ view_only = { ["vm-1"] = true } }), 401, "claims (view_only)" },
+        { token({ vms = "vm-1" }), 401, "claims (vms)" },
+        { token({ exp = now + 300.5 }), 401, "claims (exp)" },
       }
       for i, c in ipairs(cases) do
         local h = c[1] and { Authorization = "Bearer " .. c[1] } or nil

@@ -134,6 +134,10 @@ function _M.new(opts)
     if v == nil then return nil, msg, "invalid" end
     self[n[1]] = v
   end
+  -- the vnc aliases' nonce: this client's random prefix, then a count
+  local prefix, msg, kind = core.random_bytes(6)
+  if not prefix then return nil, "new: " .. msg, kind end
+  self.nonce_prefix = prefix:gsub(".", function(c) return format("%02x", c:byte()) end)
   -- the runtime: a table, or a function given the default (libcurl) one
   -- that returns the one to use (a wrapper: the ctvnc command's Ctrl-C)
   local t = opts.transport
@@ -281,10 +285,11 @@ local function check_vm_id(vm_id, fname)
 end
 
 --- The vnc call for the VMs `vm_ids`, in the form this client's tower
--- takes, with a nonce of its own.
+-- takes, with a nonce of its own: unique to this client (random prefix,
+-- from core.random_bytes) and to this call (a count).
 function Client:_vnc_call(vm_ids)
   self.seq = (self.seq or 0) + 1
-  return api.vnc_call(vm_ids, format("%x_%x", self.seq, random(0, 0x7fffffff)),
+  return api.vnc_call(vm_ids, format("%s_%x", self.nonce_prefix, self.seq),
     self.no_token_field)
 end
 

@@ -24,6 +24,7 @@ local tickets = require "ctvnc.ticket"
 local sessions = require "ctvnc.sessions"
 local viewonly = require "ctvnc.viewonly"
 local cjson = require "cjson.safe"
+local logsafe = require("ctvnc.logsafe").line
 
 local ngx = ngx
 local type, tostring, tonumber, pairs, ipairs, pcall, select = type, tostring, tonumber, pairs,
@@ -80,7 +81,7 @@ local function log_now(premature, level, msg)
   if not premature then ngx.log(level, msg) end
 end
 local function log(level, ...)
-  local msg = concat({ ... }, "", 1, select("#", ...))
+  local msg = logsafe(concat({ ... }, "", 1, select("#", ...)))
   local ok = ngx.timer.at(0, log_now, level, msg)
   if not ok then ngx.log(level, msg) end  -- no timer left: still no query in msg
 end

@@ -11,17 +11,25 @@
 -- Strict by design: the header's `alg` must equal the configured one (so
 -- `none`, and an HS256 token signed with an RS256 public key, are refused);
 -- base64url without padding, with zero unused bits, nothing else; a `crit`
--- header is refused; `exp` is required unless require_exp = false. The
--- signature is checked before the claims are decoded. Reasons never quote
--- the token or the key.
+-- header is refused; `exp` is required unless require_exp = false; JSON
+-- without NaN, Infinity or hex numbers, and the claims ctvnc reads strictly
+-- typed (`exp`, `nbf` finite integers; `vms` "*" or a non-empty list of
+-- strings; `view_only` a boolean or a non-empty list of strings), anything
+-- else refused. The signature is checked before the claims are decoded.
+-- Reasons never quote the token or the key.
 local ok_ffi, ffi = pcall(require, "ffi")
-local cjson = require "cjson.safe"
 local core = require "ctvnc.core"
+local b64url_decode = require("ctvnc.b64url").decode
+
+-- JSON as RFC 8259 has it: lua-cjson's own instance, without the NaN,
+-- Infinity and hex numbers it takes by default.
+local cjson = require("cjson.safe").new()
+cjson.decode_invalid_numbers(false)
 
 local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local next, error, setmetatable = next, error, setmetatable
-local byte, char, sub, find, floor = string.byte, string.char, string.sub, string.find, math.floor
-local concat, os_time = table.concat, os.time
+local sub, find, floor, HUGE = string.sub, string.find, math.floor, math.huge
+local os_time = os.time
 
 local _M = {}
 
@@ -86,47 +94,6 @@ local function call_either(a, b, ...)
   return C[b](...)
 end
 
--- base64url (RFC 4648 section 5) without padding, strict: only the 64
--- characters, no length of 4k+1, unused trailing bits zero.
-local B64 = {}
-do
-  local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-  for i = 1, 64 do B64[byte(alphabet, i)] = i - 1 end
-end
-
-local function b64url_decode(s)
-  local n = #s
-  if n % 4 == 1 then return nil end
-  local out, k = {}, 0
-  for i = 1, n, 4 do
-    local a, b, c, d = byte(s, i, i + 3)
-    a, b = B64[a], B64[b]
-    if not a or not b then return nil end
-    if c then
-      c = B64[c]
-      if not c then return nil end
-    end
-    if d then
-      d = B64[d]
-      if not d then return nil end
-    end
-    local v = a * 262144 + b * 4096 + (c or 0) * 64 + (d or 0)
-    local x, y, z = floor(v / 65536), floor(v / 256) % 256, v % 256
-    k = k + 1
-    if d then
-      out[k] = char(x, y, z)
-    elseif c then
-      if z ~= 0 then return nil end
-      out[k] = char(x, y)
-    else
-      if y ~= 0 then return nil end
-      out[k] = char(x)
-    end
-  end
-  return concat(out)
-end
-_M.b64url_decode = b64url_decode
-
 local function json_object(s)
   local t = cjson.decode(s)
   if type(t) ~= "table" or t[1] ~= nil or next(t) == nil and s:match("^%s*%[") then
@@ -137,6 +104,35 @@ end
 
 local function fail(reason)
   return nil, reason, "auth"
+end
+
+local function integer(v)
+  return type(v) == "number" and v == v and v > -HUGE and v < HUGE and v == floor(v)
+end
+
+-- A JSON array of strings, not empty (lua-cjson decodes [] and {} alike).
+local function strings(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  for i = 1, n do
+    if type(t[i]) ~= "string" then return false end
+  end
+  return n > 0
+end
+
+-- The claims the gateway acts on, strictly typed, so that a wrong type is
+-- refused instead of read as "no" (a view_only of "true" or 1 was full
+-- access): exp and nbf finite integers; vms "*" or a list of strings;
+-- view_only a boolean or a list of strings. The first mistyped claim's
+-- name, else nil.
+local function mistyped(claims)
+  if claims.exp ~= nil and not integer(claims.exp) then return "exp" end
+  if claims.nbf ~= nil and not integer(claims.nbf) then return "nbf" end
+  local vms, vo = claims.vms, claims.view_only
+  if vms ~= nil and vms ~= "*" and not strings(vms) then return "vms" end
+  if vo ~= nil and type(vo) ~= "boolean" and not strings(vo) then return "view_only" end
+  return nil
 end
 
 local function hs256(self, input, sig)
@@ -269,10 +265,10 @@ function _M.verify(self, token)
   end
   local claims = json_object(pjson)
   if not claims then return fail("malformed token claims") end
+  local bad = mistyped(claims)
+  if bad then return fail("malformed token claims (" .. bad .. ")") end
   local now, leeway = self.now(), self.leeway
   local exp, nbf = claims.exp, claims.nbf
-  if exp ~= nil and type(exp) ~= "number" then return fail("malformed token claims (exp)") end
-  if nbf ~= nil and type(nbf) ~= "number" then return fail("malformed token claims (nbf)") end
   if exp == nil and self.require_exp then return fail("token has no expiry (exp)") end
   if exp and now >= exp + leeway then return fail("token expired") end
   if nbf and now + leeway < nbf then return fail("token not yet valid (nbf)") end
@@ -286,12 +282,15 @@ end
 --- What verified claims grant on one VM: user, view_only | nil, reason,
 -- "auth". `sub` (a non-empty string) is the user; `vms` is "*" or a list
 -- of VM ids; `view_only` is true (every VM view-only), or a list of the VM
--- ids that are view-only; anything else (absent, false) means full access.
+-- ids that are view-only; absent or false means full access. Any other
+-- type of either is refused, as verify does.
 function _M.grant(claims, vm_id)
   if type(claims) ~= "table" then error("ctvnc.jwt.grant: claims must be a table", 2) end
   if type(vm_id) ~= "string" or vm_id == "" then
     error("ctvnc.jwt.grant: vm_id must be a non-empty string", 2)
   end
+  local bad = mistyped(claims)
+  if bad then return fail("malformed token claims (" .. bad .. ")") end
   local user = claims.sub
   if type(user) ~= "string" or user == "" then return fail("token has no subject (sub)") end
   local vms = claims.vms

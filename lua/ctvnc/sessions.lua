@@ -18,7 +18,7 @@
 -- ctvnc_metrics: counters by their sample name (name{labels}).
 local ngx = ngx
 local cjson = require "cjson.safe"
-local random_bytes = require("ctvnc.ticket").random_bytes
+local random_bytes = require("ctvnc.core").random_bytes
 
 local type, tostring, tonumber, pairs, ipairs, pcall = type, tostring, tonumber, pairs, ipairs,
   pcall

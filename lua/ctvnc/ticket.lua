@@ -13,25 +13,14 @@
 local ngx = ngx
 local cjson = require "cjson.safe"
 local core = require "ctvnc.core"
+local b64 = require "ctvnc.b64url"
 
 local type, tostring, floor, byte = type, tostring, math.floor, string.byte
+local b64url, unb64url, random_bytes = b64.encode, b64.decode, core.random_bytes
 
 local _M = {}
 
 local MAX_TTL = 60
-
-local function b64url(s)
-  return (ngx.encode_base64(s):gsub("[+/=]", { ["+"] = "-", ["/"] = "_", ["="] = "" }))
-end
-
-local function unb64url(s)
-  if type(s) ~= "string" or s:find("[^%w%-_]") then return nil end
-  s = s:gsub("[-_]", { ["-"] = "+", ["_"] = "/" })
-  local pad = #s % 4
-  if pad == 1 then return nil end
-  if pad > 0 then s = s .. ("="):rep(4 - pad) end
-  return ngx.decode_base64(s)
-end
 
 --- Equal strings, in time that does not depend on where they differ.
 local function same(a, b)
@@ -48,23 +37,21 @@ local function now()
   return ngx.now()
 end
 
---- n random bytes from the kernel (for the gateway's nonces, ids, keys).
-function _M.random_bytes(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(n)
-  f:close()
-  assert(s and #s == n, "cannot read /dev/urandom")
-  return s
-end
+--- n random bytes from the kernel (getrandom, no file opened), for the
+-- gateway's nonces, ids, keys: bytes | nil, message, "system".
+_M.random_bytes = random_bytes
 
---- 16 random bytes, base64url.
+--- 16 random bytes, base64url: nonce | nil, message, "system".
 local function nonce()
-  return b64url(_M.random_bytes(16))
+  local b, err, kind = random_bytes(16)
+  if not b then return nil, err, kind end
+  return b64url(b)
 end
 
---- A secret of 32 random bytes (read once, at start).
+--- A secret of 32 random bytes (read once, at start): secret | nil,
+-- message, "system".
 function _M.random_secret()
-  return _M.random_bytes(32)
+  return random_bytes(32)
 end
 
 --- ticket.new{ secret = string (>= 32 bytes), dict = "ctvnc_tickets", ttl = 60 }
@@ -79,11 +66,13 @@ function _M.new(opts)
   local function mac(payload) return b64url(core.hmac_sha256(self.secret, payload)) end
 
   --- A ticket for vm_id and user (view-only when view_only is true):
-  -- ticket, expires_in.
+  -- ticket, expires_in | nil, message, "system" (no random bytes).
   function self.mint(vm_id, user, view_only)
     local exp = floor(now()) + self.ttl
+    local n, err, kind = nonce()
+    if not n then return nil, err, kind end
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-                                          n = nonce(), r = view_only == true and 1 or nil }))
+                                          n = n, r = view_only == true and 1 or nil }))
     return payload .. "." .. mac(payload), self.ttl
   end
 
@@ -121,5 +110,5 @@ function _M.new(opts)
   return self
 end
 
-_M.b64url, _M.unb64url, _M.MAX_TTL = b64url, unb64url, MAX_TTL
+_M.MAX_TTL = MAX_TTL
 return _M
