@@ -4,7 +4,6 @@
 -- forged line appended.
 local chain = require "ctvnc.auditchain"
 local core = require "ctvnc.core"
-local cli = require "ctvnc.cli"
 local helpers = require "helpers"
 
 local KEY = "audit-key-of-the-console-gateway-0123456789"
@@ -130,14 +129,7 @@ describe("ctvnc audit verify", function()
   setup(function() dir = helpers.run("mktemp -d"):match("^(%S+)") end)
   teardown(function() helpers.run("rm -rf " .. dir) end)
 
-  local function ctvnc(args, env)
-    local out, err = {}, {}
-    local function sink(t) return { write = function(_, ...) for _, s in ipairs({ ... }) do
-      t[#t + 1] = s end end } end
-    local rc = cli.main(args, function(k) return (env or {})[k] end,
-      { stdin = io.stdin, stdout = sink(out), stderr = sink(err) })
-    return rc, table.concat(out), table.concat(err)
-  end
+  local ctvnc = helpers.cli_main
 
   local function write(name, lines)
     local path = dir .. "/" .. name

@@ -3,7 +3,6 @@
 -- chain rebuilt with the vector-tested core.sha256, and `ctvnc recording
 -- verify|info` naming the first bad chunk, a truncated file, a wrong key.
 local core = require "ctvnc.core"
-local cli = require "ctvnc.cli"
 local helpers = require "helpers"
 
 local START = 1700000000000
@@ -65,15 +64,7 @@ local function file(name, bytes)
   return path
 end
 
--- ctvnc args (in this process) with env -> exit status, stdout, stderr
-local function ctvnc(args, env)
-  local out, err = {}, {}
-  local function sink(t) return { write = function(_, ...) for _, s in ipairs({ ... }) do
-    t[#t + 1] = s end end } end
-  local rc = cli.main(args, function(k) return (env or {})[k] end,
-    { stdin = io.stdin, stdout = sink(out), stderr = sink(err) })
-  return rc, table.concat(out), table.concat(err)
-end
+local ctvnc = helpers.cli_main
 
 describe("core.recording_writer", function()
   it("writes the header, chunks and trailer docs/recording-format.md describes", function()
