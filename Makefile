@@ -24,7 +24,7 @@ TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 lib
              tigervnc-standalone-server x11-xserver-utils xterm chromium
 BENCH_PKGS = $(TEST_PKGS) wrk libssl-dev
 
-.PHONY: all build asan deps deps-demo deps-bench e2e-deps test lint demo bench valgrind fuzz install clean
+.PHONY: all build asan deps deps-demo deps-bench e2e-deps test lint demo bench bench-batch valgrind fuzz install clean
 
 all: build
 
@@ -97,6 +97,10 @@ demo: deps-demo
 
 bench: deps-bench build build/bench/relay_load
 	@sh bench/run.sh
+
+# the batch benchmark alone (issues 14 and 21), with its perf profile
+bench-batch: deps-bench build
+	@sh bench/run.sh batch
 
 # both ends of the console relay benchmark (bench/relay.sh)
 build/bench/relay_load: bench/relay_load.c

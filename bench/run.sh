@@ -8,6 +8,8 @@
 #   4. the OpenResty gateway under wrk, beside a static location
 #   5. the console relay vs nginx's proxy_pass vs websockify (bench/relay.sh)
 # BENCH_URL_N sets the number of URL-building calls (default 1000000).
+# `sh bench/run.sh batch` (make bench-batch) runs the first alone, with its
+# perf profile.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -45,6 +47,15 @@ jit() { LUA_CPATH='build/jit/?.so;;' timeout 120 luajit "$@"; }
 start=$(date +%s)
 rc=0
 lua54 bench/batch.lua || rc=1
+echo "  where ctvnc's CPU goes (perf, one run each; the kernel's share includes the"
+echo "  simulator's side of loopback TCP, which runs in the sender's context):"
+sh bench/profile.sh "$tmp" 1 "HTTP/1.1 C=16 per_request 1" || rc=1
+sh bench/profile.sh "$tmp" 2 "HTTPS h2 C=64 per_request 1" || rc=1
+sh bench/profile.sh "$tmp" 3 "HTTP/1.1 C=16 per_request 25" || rc=1
+if [ "${1:-}" = batch ]; then
+  echo "bench: done in $(( $(date +%s) - start )) s"
+  exit $rc
+fi
 echo
 lua54 bench/url.lua || rc=1
 jit bench/url.lua || rc=1

@@ -8,6 +8,7 @@
 #include "grow.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
@@ -15,17 +16,20 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ctv_http;
 
 /* A socket libcurl opened, its local and remote ports once connected (0
- * before), and the HTTP version its answers came in: 0 as long as none has,
- * 1 for HTTP/1.x, 2 for HTTP/2. */
+ * before), the HTTP version its answers came in (0 as long as none has, 1
+ * for HTTP/1.x, 2 for HTTP/2) and the tag of the last request sent on it
+ * (-1: none, or untagged). */
 typedef struct sock {
   curl_socket_t fd;
   unsigned lport, port;
   int version;
+  long tag;
 } sock;
 
 typedef struct slot {
@@ -35,7 +39,9 @@ typedef struct slot {
   char *buf;
   size_t len, cap, max;
   int too_large, oom, busy;
-  int stale;                  /* a reused connection had unasked-for bytes */
+  int stale;                  /* a reused connection had unasked-for bytes,
+                                 or carried a request of the same tag */
+  long tag;                   /* the tag of its request (ctv_req.tag) */
   curl_socket_t fd;           /* the socket its last answer came on, while
                                  libcurl keeps that connection; else BAD */
   curl_socket_t cur;          /* the socket its request went out on, while
@@ -56,6 +62,13 @@ struct ctv_http {
   size_t linecap;
   sock *socks;                /* sockets libcurl opened and still holds */
   size_t nsocks, capsocks;
+  struct pollfd *pfds;        /* the sockets libcurl wants watched, and */
+  size_t npfds, cappfds;      /* for what (on_socket) */
+  struct pollfd *ready;       /* scratch: those poll() found ready */
+  size_t capready;
+  long due;                   /* when libcurl wants its timeout run, in
+                                 now_ms() time; -1: no timeout pending */
+  int oom;                    /* a callback ran out of memory */
 };
 
 /* libcurl tells nobody which socket a reused connection has before the
@@ -73,6 +86,7 @@ static curl_socket_t on_open(void *ud, curlsocktype purpose,
     fcntl(fd, F_SETFD, FD_CLOEXEC);   /* not for the commands Lua runs */
     h->socks[h->nsocks].fd = fd;
     h->socks[h->nsocks].lport = h->socks[h->nsocks].port = 0;
+    h->socks[h->nsocks].tag = -1;
     h->socks[h->nsocks++].version = 0;
   }
   return fd;
@@ -90,6 +104,53 @@ static int on_close(void *ud, curl_socket_t fd) {
   return close(fd);
 }
 
+
+/* Milliseconds of a monotonic clock. */
+static long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* libcurl says which sockets to watch for what (the multi socket API): one
+ * poll() then wakes the run for the transfers that can move, where
+ * curl_multi_perform would look at every transfer, with a poll() of its
+ * own each, at every wake-up. */
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sp) {
+  ctv_http *h = ud;
+  size_t i;
+  (void)e; (void)sp;
+  for (i = 0; i < h->npfds && h->pfds[i].fd != fd; i++) continue;
+  if (what == CURL_POLL_REMOVE) {
+    if (i < h->npfds) h->pfds[i] = h->pfds[--h->npfds];
+    return 0;
+  }
+  if (i == h->npfds) {
+    struct pollfd *p = ctv_grow(h->pfds, &h->cappfds, h->npfds, 1, sizeof *p, SIZE_MAX);
+    struct pollfd *r = NULL;
+    if (p) {
+      h->pfds = p;
+      r = ctv_grow(h->ready, &h->capready, h->npfds, 1, sizeof *r, SIZE_MAX);
+    }
+    if (!r) {
+      h->oom = 1;
+      return 0;
+    }
+    h->ready = r;
+    h->pfds[h->npfds++].fd = fd;
+  }
+  h->pfds[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0)
+                              | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+  return 0;
+}
+
+/* libcurl's one timer: run its timeouts (and what it deferred) then. */
+static int on_timer(CURLM *m, long ms, void *ud) {
+  ctv_http *h = ud;
+  (void)m;
+  h->due = ms < 0 ? -1 : now_ms() + ms;
+  return 0;
+}
 
 int ctv_http_global_init(void) {
   static int done = 0;
@@ -164,11 +225,14 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-/* Before a request goes out on a reused HTTP/1.x connection: bytes already
- * waiting there were sent by the server unasked (a late second answer after
- * the last one's Content-Length). Reading them as this request's answer
- * would hand one VM's credentials out as another's, so the request is
- * stopped and run again on a fresh connection.
+/* Before a request goes out on a reused HTTP/1.x connection, two guards,
+ * each of which sends the request on a fresh connection instead:
+ *  - bytes already waiting there were sent by the server unasked (a late
+ *    second answer after the last one's Content-Length): reading them as
+ *    this request's answer would hand one VM's credentials out as another's;
+ *  - the last request sent there had the same tag (ctv_req.tag): a late
+ *    answer to it, arriving once this one is sent, could not be told from
+ *    this one's own (the caller tags requests by what binds their answers).
  * Not over HTTP/2: there the bytes waiting are frames of the other streams
  * (or SETTINGS, PING, WINDOW_UPDATE), each bound to its stream. A reused
  * connection whose version is not known yet is one whose first answer is
@@ -183,18 +247,18 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port,
   (void)ip; (void)local_ip;
   k = find_sock(s->h, lport, port);
   s->cur = k ? k->fd : CURL_SOCKET_BAD;
-  if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &fresh) != CURLE_OK
-      || fresh > 0 || k == NULL)
-    return CURL_PREREQFUNC_OK;
-  if (s->h->o.http2 && k->version != 1)
-    return CURL_PREREQFUNC_OK;
-  p.fd = k->fd;
-  p.events = POLLIN;
-  p.revents = 0;
-  if (poll(&p, 1, 0) > 0) {
-    s->stale = 1;
-    return CURL_PREREQFUNC_ABORT;
+  if (k == NULL) return CURL_PREREQFUNC_OK;
+  if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &fresh) == CURLE_OK
+      && fresh == 0 && !(s->h->o.http2 && k->version != 1)) {
+    p.fd = k->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if ((s->tag >= 0 && k->tag == s->tag) || poll(&p, 1, 0) > 0) {
+      s->stale = 1;
+      return CURL_PREREQFUNC_ABORT;
+    }
   }
+  k->tag = s->tag;
   return CURL_PREREQFUNC_OK;
 }
 #endif
@@ -279,8 +343,13 @@ ctv_http *ctv_http_new(const ctv_opts *o) {
     ctv_http_free(h);
     return NULL;
   }
+  h->due = -1;
   curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
                     o->http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, (void *)h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, (void *)h);
   curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   return h;
@@ -312,6 +381,8 @@ void ctv_http_free(ctv_http *h) {
   if (h->share) curl_share_cleanup(h->share);
   free(h->ca_file);
   free(h->socks);             /* after the cleanups, which close them */
+  free(h->pfds);
+  free(h->ready);
   free(h->slots);
   free(h->line);
   free(h);
@@ -348,9 +419,30 @@ enum start_outcome {
   NO_MEMORY          /* out of memory: the whole run fails */
 };
 
+/* Are r's headers the lines of s's list already (the previous request's:
+ * in a batch, all of them)? Lines are only built from valid headers, so a
+ * request that matches them passes set_headers' checks too. */
+static int same_headers(const slot *s, const ctv_req *r) {
+  const struct curl_slist *l = s->headers;
+  size_t i;
+  for (i = 0; i < r->nheaders; i++, l = l->next) {
+    const ctv_header *hd = &r->headers[i];
+    if (l == NULL || strncmp(l->data, hd->name, hd->namelen) != 0
+        || hd->namelen == 0 || memchr(hd->name, '\0', hd->namelen)
+        || memchr(hd->name, ':', hd->namelen)
+        || strncmp(l->data + hd->namelen, ": ", 2) != 0
+        || memchr(hd->value, '\0', hd->valuelen)
+        || strncmp(l->data + hd->namelen + 2, hd->value, hd->valuelen) != 0
+        || l->data[hd->namelen + 2 + hd->valuelen] != '\0')
+      return 0;
+  }
+  return l == NULL && s->headers != NULL;
+}
+
 /* "Name: value" lists; a line break in either would smuggle a header. */
 static enum start_outcome set_headers(ctv_http *h, slot *s, const ctv_req *r) {
   size_t i;
+  if (same_headers(s, r)) return STARTED;    /* checked when first built */
   curl_slist_free_all(s->headers);
   s->headers = NULL;
   for (i = 0; i < r->nheaders; i++) {
@@ -394,6 +486,7 @@ static enum start_outcome start(ctv_http *h, slot *s, const ctv_req *r, size_t i
   s->cur = CURL_SOCKET_BAD;
   s->err[0] = '\0';
   s->index = i;
+  s->tag = r->tag;
   if (why != STARTED) return why;
   curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
@@ -420,7 +513,10 @@ static enum start_outcome start(ctv_http *h, slot *s, const ctv_req *r, size_t i
 static void finish(slot *s, CURLcode rc, ctv_res *res) {
   memset(res, 0, sizeof *res);
   if (rc == CURLE_OK) {
+    long version = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &res->status);
+    curl_easy_getinfo(s->easy, CURLINFO_HTTP_VERSION, &version);
+    res->version = version >= CURL_HTTP_VERSION_2_0 ? 2 : 1;
     res->body = s->len ? s->buf : "";
     res->len = s->len;
   } else if (s->oom) {
@@ -457,11 +553,43 @@ static void drop(ctv_http *h, slot *s) {
   }
 }
 
+/* Moves the transfers on: libcurl's timeout when it is due, else what the
+ * watched sockets are ready for, waiting for them up to the next timeout
+ * (a second at most). 0, or -1 when libcurl failed as a whole. */
+static int drive(ctv_http *h) {
+  int running, ready;
+  size_t i, n = 0;
+  long wait = h->due < 0 ? 1000 : h->due - now_ms();
+  if (h->due >= 0 && wait <= 0) {
+    h->due = -1;
+    return curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0,
+                                    &running) == CURLM_OK ? 0 : -1;
+  }
+  if (wait > 1000) wait = 1000;
+  ready = poll(h->pfds, (nfds_t)h->npfds, (int)wait);
+  if (ready < 0) return errno == EINTR ? 0 : -1;
+  /* the callbacks of socket_action change pfds: take the ready ones first */
+  for (i = 0; i < h->npfds && ready > 0; i++) {
+    if (h->pfds[i].revents) h->ready[n++] = h->pfds[i];
+  }
+  for (i = 0; i < n; i++) {
+    short r = h->ready[i].revents;
+    int mask = ((r & (POLLIN | POLLHUP)) ? CURL_CSELECT_IN : 0)
+             | ((r & POLLOUT) ? CURL_CSELECT_OUT : 0)
+             | ((r & (POLLERR | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
+    if (curl_multi_socket_action(h->multi, h->ready[i].fd, mask, &running)
+        != CURLM_OK)
+      return -1;
+  }
+  return 0;
+}
+
 int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
                  ctv_done done, void *ud) {
   size_t next = 0, finished = 0;
-  int i, running, stop = 0;
+  int i, stop = 0;
   abandon(h);
+  h->oom = 0;
   if (concurrency < 1) concurrency = 1;
   if ((size_t)concurrency > n) concurrency = (int)n;
   if (grow_slots(h, concurrency) != 0) return -1;
@@ -472,7 +600,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
 #endif
   while (finished < n && !stop) {
     CURLMsg *m;
-    int left, collected = 0;
+    int left;
     for (i = 0; i < concurrency && next < n && !stop; i++) {
       slot *s = h->slots[i];
       enum start_outcome why;
@@ -491,7 +619,7 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       }
       next++;
     }
-    if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
+    if (drive(h) != 0 || h->oom) {
       abandon(h);
       return -1;
     }
@@ -521,15 +649,12 @@ int ctv_http_run(ctv_http *h, const ctv_req *reqs, size_t n, int concurrency,
       }
       finish(s, m->data.result, &res);
       finished++;
-      collected = 1;
       stop = done(ud, s->index, &res);
       if (stop == CTV_DROP) {
         drop(h, s);
         stop = CTV_GO_ON;
       }
     }
-    if (!collected && running && !stop)
-      curl_multi_poll(h->multi, NULL, 0, 1000, NULL);
   }
   abandon(h);
   return stop ? 1 : 0;

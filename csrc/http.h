@@ -30,12 +30,16 @@ typedef struct ctv_req {
   const ctv_header *headers;
   size_t nheaders;
   int fresh;                 /* on a new connection, never a reused one */
+  long tag;                  /* >= 0: never sent on a kept-alive HTTP/1.x
+                                connection whose last request had the same
+                                tag (a new connection then); -1: untagged */
 } ctv_req;
 
 /* An answer, or a failure when kind is not NULL. Valid during the done
  * callback only. */
 typedef struct ctv_res {
   long status;
+  int version;               /* 1: HTTP/1.x, 2: HTTP/2 (a stream of its own) */
   const char *body;
   size_t len;
   const char *kind;          /* "connect", "timeout", "tls", "too_large" */

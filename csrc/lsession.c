@@ -162,21 +162,41 @@ static const char *str_field(lua_State *L, int t, const char *key, int anchor,
   return anchored(L, anchor, k, len);
 }
 
+/* What the previous request of a run had, so that requests sharing a path
+ * or a headers table (a batch: all of them) are read once: the stack slots
+ * of the previous path and headers table (0: none yet), and the URL and
+ * headers read for them. */
+typedef struct prev {
+  int path, headers;
+  const char *url;
+  const ctv_header *hd;
+  size_t nheaders;
+} prev;
+
 /* req.url, or the session's base followed by req.path. */
 static const char *url_field(lua_State *L, const session *s, int t,
-                             int anchor, int *k, int i) {
+                             int anchor, int *k, int i, prev *pv) {
   size_t len;
   lua_getfield(L, t, "url");
   if (lua_isnil(L, -1) && s->base) {
     lua_pop(L, 1);
-    lua_pushstring(L, s->base);
     lua_getfield(L, t, "path");
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "request %d: path must be a string", i);
+    if (pv->path && lua_rawequal(L, -1, pv->path)) {
+      lua_pop(L, 1);
+      return pv->url;
+    }
+    lua_replace(L, pv->path);
+    lua_pushstring(L, s->base);
+    lua_pushvalue(L, pv->path);
     lua_concat(L, 2);
+    return pv->url = anchored(L, anchor, k, &len);
   } else if (lua_type(L, -1) != LUA_TSTRING) {
     luaL_error(L, "request %d: url must be a string", i);
   }
+  lua_pushnil(L);               /* a url: the next path is read anew */
+  lua_replace(L, pv->path);
   return anchored(L, anchor, k, &len);
 }
 
@@ -195,12 +215,14 @@ static size_t count_headers(lua_State *L, int t) {
   return n;
 }
 
-/* Request table at t (the i-th) into r, its headers into hd. */
-static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
-                     int *k, ctv_req *r, ctv_header *hd, size_t cap) {
+/* Request table at t (the i-th) into r, its headers into hd (room for
+ * cap); returns how many of hd it used (none when its headers table is the
+ * previous request's). */
+static size_t read_req(lua_State *L, const session *s, int t, int i, int anchor,
+                       int *k, ctv_req *r, ctv_header *hd, size_t cap, prev *pv) {
   size_t len;
   r->method = str_field(L, t, "method", anchor, k, &len, i);
-  r->url = url_field(L, s, t, anchor, k, i);
+  r->url = url_field(L, s, t, anchor, k, i, pv);
   lua_getfield(L, t, "body");
   if (lua_isnil(L, -1)) {
     r->body = NULL;
@@ -212,16 +234,25 @@ static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
   }
   lua_getfield(L, t, "fresh");
   r->fresh = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  lua_getfield(L, t, "tag");
+  r->tag = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0
+           && lua_tonumber(L, -1) < 1e9 ? (long)lua_tonumber(L, -1) : -1;
+  lua_pop(L, 2);
   r->headers = hd;
   r->nheaders = 0;
   lua_pushliteral(L, "headers");   /* raw, as count_headers read it: no */
   lua_rawget(L, t);                /* metamethod runs between the two */
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    return;
+    return 0;
   }
   if (!lua_istable(L, -1)) luaL_error(L, "request %d: headers must be a table", i);
+  if (pv->headers && lua_rawequal(L, -1, pv->headers)) {
+    lua_pop(L, 1);
+    r->headers = pv->hd;
+    r->nheaders = pv->nheaders;
+    return 0;
+  }
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     ctv_header *h;
@@ -234,7 +265,10 @@ static void read_req(lua_State *L, const session *s, int t, int i, int anchor,
     lua_pushvalue(L, -1);
     h->name = anchored(L, anchor, k, &h->namelen);
   }
-  lua_pop(L, 1);
+  lua_replace(L, pv->headers);     /* the table, kept for the next one */
+  pv->hd = hd;
+  pv->nheaders = r->nheaders;
+  return r->nheaders;
 }
 
 /* reqs[1..n] (tables at stack index t) as C requests, kept in userdata. */
@@ -243,21 +277,36 @@ static ctv_req *read_reqs(lua_State *L, const session *s, int t, size_t n) {
   ctv_header *hd;
   size_t i, nh = 0;
   int anchor, k = 0;
-  for (i = 1; i <= n; i++) {
+  prev pv;
+  const void *last = NULL;
+  for (i = 1; i <= n; i++) {      /* headers tables shared in a row: once */
     lua_rawgeti(L, t, (int)i);
     if (!lua_istable(L, -1)) luaL_error(L, "request %d must be a table", (int)i);
-    nh += count_headers(L, lua_gettop(L));
-    lua_pop(L, 1);
+    lua_pushliteral(L, "headers");
+    lua_rawget(L, -2);
+    if (!lua_istable(L, -1) || lua_topointer(L, -1) != last)
+      nh += count_headers(L, lua_gettop(L) - 1);
+    last = lua_istable(L, -1) ? lua_topointer(L, -1) : NULL;
+    lua_pop(L, 2);
   }
   reqs = (ctv_req *)lua_newuserdatauv(L, (n ? n : 1) * sizeof *reqs, 0);
   hd = (ctv_header *)lua_newuserdatauv(L, (nh ? nh : 1) * sizeof *hd, 0);
-  lua_createtable(L, (int)(n * 4 + nh * 2), 0);
+  lua_createtable(L, (int)(n * 2 + nh * 2 + 2), 0);
   anchor = lua_gettop(L);
+  lua_pushnil(L);                 /* the previous path */
+  lua_pushnil(L);                 /* the previous headers table */
+  pv.path = anchor + 1;
+  pv.headers = anchor + 2;
+  pv.url = NULL;
+  pv.hd = NULL;
+  pv.nheaders = 0;
   for (i = 1; i <= n; i++) {
+    size_t used;
     lua_rawgeti(L, t, (int)i);
-    read_req(L, s, lua_gettop(L), (int)i, anchor, &k, &reqs[i - 1], hd, nh);
-    hd += reqs[i - 1].nheaders;
-    nh -= reqs[i - 1].nheaders;
+    used = read_req(L, s, lua_gettop(L), (int)i, anchor, &k, &reqs[i - 1], hd, nh,
+                    &pv);
+    hd += used;
+    nh -= used;
     lua_pop(L, 1);
   }
   return reqs;
@@ -272,7 +321,8 @@ static int push_res(lua_State *L, const ctv_res *r) {
   }
   lua_pushinteger(L, r->status);
   lua_pushlstring(L, r->body, r->len);
-  return 2;
+  lua_pushinteger(L, r->version);
+  return 3;
 }
 
 /* Runs reqs on s with the session marked busy; a close() from a callback
@@ -293,8 +343,8 @@ static int keep_res(void *ud, size_t i, const ctv_res *r) {
   return 0;
 }
 
-/* session:request{method=, url= | path=, headers=, body=}
- *   -> status, body | nil, message, kind */
+/* session:request{method=, url= | path=, headers=, body=, fresh=, tag=}
+ *   -> status, body, version | nil, message, kind */
 static int l_request(lua_State *L) {
   session *s = check_session(L);
   ctv_req *req;
@@ -332,9 +382,11 @@ static int on_done(void *ud, size_t i, const ctv_res *r) {
 }
 
 /* session:request_many(reqs, concurrency, on_done)
- * on_done(i, status, body) or on_done(i, nil, message, kind), as each
- * request finishes; it may return "drop". A request with fresh = true
- * goes out on a new connection. */
+ * on_done(i, status, body, version) or on_done(i, nil, message, kind), as
+ * each request finishes (version: 1 for HTTP/1.x, 2 for HTTP/2); it may
+ * return "drop". A request with fresh = true goes out on a new connection;
+ * one with a tag (an integer >= 0) never on a kept-alive HTTP/1.x
+ * connection whose last request had the same tag. */
 static int l_request_many(lua_State *L) {
   session *s = check_session(L);
   int concurrency = (int)luaL_checkinteger(L, 3);

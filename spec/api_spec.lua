@@ -104,10 +104,18 @@ describe("ctvnc.api.read_vnc", function()
     { "a field empty", INFO:gsub('"token":"t"', '"token":""'), "decode", vm = true },
     { "a bad cluster address", INFO:gsub('"::1"', '"1.2.3.4/x"'), "decode", vm = true },
     { "a GraphQL error without code", '{"errors":[{"message":"boom"}]}', "graphql" },
-    { "a GraphQL error with another code", '{"errors":[{"message":"m","code":"VM_NOT_FOUND"}]}',
+    { "a GraphQL error with another code", '{"errors":[{"message":"m","code":"VM_LOCKED"}]}',
       "graphql" },
+    { "VM_NOT_FOUND is not_found", '{"errors":[{"message":"m","code":"VM_NOT_FOUND"}]}',
+      "not_found" },
+    { "RESOURCE_NOT_FOUND under extensions is not_found",
+      '{"errors":[{"message":"m","extensions":{"code":"RESOURCE_NOT_FOUND"}}]}', "not_found" },
+    { "a message saying so without a code is not_found",
+      '{"errors":[{"message":"VM vm-9 does not exist"}]}', "not_found" },
+    { "the code wins over the message", '{"errors":[{"message":"VM not found",'
+      .. '"code":"VM_LOCKED"}]}', "graphql" },
     { "an error whose path names the field", '{"data":{"vnc":null},"errors":[{"message":"m",'
-      .. '"path":["vnc"],"code":"VM_NOT_FOUND"}]}', "graphql", vm = true },
+      .. '"path":["vnc"],"code":"VM_NOT_FOUND"}]}', "not_found", vm = true },
     { "a missing token field", '{"errors":[{"message":"Cannot query field \\"token\\" on type '
       .. '\\"Vnc\\"."}]}', "schema" },
   }
@@ -147,6 +155,19 @@ describe("ctvnc.api.read_vnc", function()
                                  raw_token = "r" } } }, read("vnc v", body, nil, nil, true))
   end)
 
+  it("a validation error on one aliased field means: ask in the vendor document's form",
+    function()
+    local refused = '{"errors":[{"message":"only the documented query",'
+      .. '"extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}]}'
+    local _, _, kind = read("vnc a", refused, nil, { "ax_0" })
+    assert.are.equal("form", kind)
+    -- not for the vendor's form itself, nor for several fields, nor another code
+    assert.are.equal("graphql", select(3, read("vnc a", refused)))
+    assert.are.equal("graphql", select(3, read("vnc a", refused, nil, { "ax_0", "ax_1" })))
+    assert.are.equal("graphql", select(3, read("vnc a", refused:gsub("GRAPHQL_VALIDATION_FAILED",
+      "BAD_USER_INPUT"), nil, { "ax_0" })))
+  end)
+
   it("names the GraphQL code in the message", function()
     local _, msg = read("vnc v", '{"errors":[{"message":"gone","code":"VM_NOT_FOUND"}]}')
     assert.are.equal("vnc v: GraphQL error: gone (VM_NOT_FOUND)", msg)
@@ -160,7 +181,7 @@ describe("ctvnc.api.read_vnc", function()
   it("maps mixed outcomes back by alias", function()
     local body = '{"data":{"ax_2":null,"ax_0":' .. field(0) .. ',"ax_3":null,"ax_1":'
       .. field(1) .. '},"errors":[{"message":"denied","path":["ax_3"],"code":"VM_LOCKED"}]}'
-    local outs = read("vnc a", body, nil, A, false, { "vnc a", "vnc b", "vnc c", "vnc d" })
+    local outs = read("vnc a", body, nil, A, false, { "a", "b", "c", "d" })
     assert.are.equal("u-0", outs[1].info.vm_uuid)
     assert.are.equal("r1", outs[2].info.raw_token)
     assert.are.same({ message = "vnc c: no such VM", kind = "not_found" }, outs[3])
@@ -210,6 +231,27 @@ describe("ctvnc.api calls", function()
         .. "an2_0: vnc(input: $v0) { vm_uuid host_ip cluster_ip raw_token token } "
         .. "an2_1: vnc(input: $v1) { vm_uuid host_ip cluster_ip raw_token token } }",
     }, json.decode(call.body))
+  end)
+
+  it("without a nonce, asks for one VM with exactly the vendor document's request", function()
+    assert.are.same({
+      operationName = "vnc",
+      variables = { input = { vm = { id = "vm-1" } } },
+      query = "query vnc($input: VncInput!) { vnc(input: $input) "
+        .. "{ vm_uuid host_ip cluster_ip raw_token token } }",
+    }, json.decode(api.vnc_call({ "vm-1" }).body))
+    assert.is_false(api.vnc_call({ "vm-1" }).aliased)
+    local two = json.decode(api.vnc_call({ "vm-1", "vm-2" }).body).query
+    assert.are.equal("query vnc($v0: VncInput!, $v1: VncInput!) { "
+      .. "a0: vnc(input: $v0) { vm_uuid host_ip cluster_ip raw_token token } "
+      .. "a1: vnc(input: $v1) { vm_uuid host_ip cluster_ip raw_token token } }", two)
+  end)
+
+  it("asks the same text for the same nonce and size, whatever the VMs", function()
+    local a, b = api.vnc_call({ "vm-1", "vm-2" }, "3"), api.vnc_call({ "x", "y" }, "3")
+    assert.are.equal(json.decode(a.body).query, json.decode(b.body).query)
+    assert.are_not.equal(json.decode(a.body).query,
+      json.decode(api.vnc_call({ "vm-1", "vm-2" }, "4").body).query)
   end)
 
   it("leaves the token field out for towers from before it", function()

@@ -125,7 +125,7 @@ describe("the ctvnc command", function()
     assert.are.equal(3, #rows)
     assert.are.same({ "vm-1", "true", "proxy" }, { rows[2][1], rows[2][2], rows[2][3] })
     assert.truthy(rows[2][4]:find("^ws://"))
-    assert.are.same({ "fault-graphql", "false", "", "", "graphql" },
+    assert.are.same({ "fault-graphql", "false", "", "", "not_found" },
       { rows[3][1], rows[3][2], rows[3][3], rows[3][4], rows[3][5] })
   end)
 

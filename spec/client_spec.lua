@@ -237,16 +237,16 @@ describe("ctvnc client", function()
   end)
 
   -------------------------------------------------------------------------
-  describe("kind graphql", function()
+  describe("kind not_found from a GraphQL error (VM_NOT_FOUND)", function()
     it("carries the server's first message", function()
-      local msg = helpers.assert_fail("graphql", "fault-graphql",
+      local msg = helpers.assert_fail("not_found", "fault-graphql",
         client():vnc("fault-graphql"))
       assert.is_truthy(msg:find("does not exist", 1, true),
         "the message lacks the server's message: " .. helpers.scrub(msg, SECRETS))
     end)
 
     it("for an unknown VM id", function()
-      local msg = helpers.assert_fail("graphql", "unknown vm", client():vnc("vm-0"))
+      local msg = helpers.assert_fail("not_found", "unknown vm", client():vnc("vm-0"))
       assert.is_truthy(msg:find("does not exist", 1, true),
         "the message lacks the server's message: " .. helpers.scrub(msg, SECRETS))
     end)
@@ -323,22 +323,37 @@ describe("ctvnc client", function()
       helpers.assert_info(info, msg, "vm-2 zh-CN", 2)
     end)
 
-    it("names its vnc aliases with a random prefix of its own (getrandom), then a count", function()
-      local a, b = client(), client()
-      local function aliases(c)
-        return (c:_vnc_call({ "vm-1" }).body:match('"query":"query vnc[^{]*{ (a[%w_]+):'))
+    local function aliases(c)
+      return (c:_vnc_call({ "vm-1" }).body:match('"query":"query vnc[^{]*{ (a[%w_]+):'))
+    end
+
+    it("names its vnc aliases with a random prefix of its own (getrandom), then a count, "
+      .. "over a runtime without tags", function()
+      local function untagged(t)
+        return { request_many = t.request_many, probe = t.probe, sleep = t.sleep, now = t.now,
+                 close = t.close }
       end
+      local a, b = client({ transport = untagged }), client({ transport = untagged })
       local a1, a2, b1 = aliases(a), aliases(a), aliases(b)
-      assert.matches("^a%x%x%x%x%x%x%x%x%x%x%x%x_1_0$", a1)
-      assert.equal(a1:sub(1, 14) .. "2_0", a2)
-      assert.matches("^a%x+_1_0$", b1)
+      assert.matches("^a%x%x%x%x%x%x%x%x%x%x%x%x_0_0$", a1)
+      assert.equal(a1:sub(1, 14) .. "1_0", a2)
+      assert.matches("^a%x+_0_0$", b1)
       assert.are_not.equal(a1, b1)
+    end)
+
+    it("draws its vnc aliases' nonces in turn from 2 x concurrency values over libcurl",
+      function()
+      local c = client({ concurrency = 2 })
+      local seen = {}
+      for i = 1, 9 do seen[i] = aliases(c) end
+      assert.are.same({ "a0_0", "a1_0", "a2_0", "a3_0", "a0_0", "a1_0", "a2_0", "a3_0", "a0_0" },
+        seen)
     end)
 
     it("carries a VM id with quotes and backslashes intact (JSON encoder)", function()
       -- unknown id: the server quotes it back in its error message
       local id = 'a"b\\c'
-      local msg = helpers.assert_fail("graphql", "quoted id", client():vnc(id))
+      local msg = helpers.assert_fail("not_found", "quoted id", client():vnc(id))
       assert.is_truthy(msg:find("does not exist", 1, true),
         "not a GraphQL answer: " .. helpers.scrub(msg, SECRETS))
     end)
@@ -375,7 +390,7 @@ describe("ctvnc client", function()
 
     for _, case in ipairs({
       { "fault-401", "auth" }, { "fault-403", "auth" },
-      { "fault-graphql", "graphql" }, { "fault-307", "http" },
+      { "fault-graphql", "not_found" }, { "fault-307", "http" },
     }) do
       it("never retries " .. case[1] .. " (retries = 2)", function()
         local c = client({ retries = 2 })
@@ -455,7 +470,7 @@ describe("ctvnc client", function()
     local FAULTS = {
       { "fault-401", "auth" }, { "fault-403", "auth" }, { "fault-500", "http" },
       { "fault-502", "http" }, { "fault-503", "http" }, { "fault-307", "http" },
-      { "fault-graphql", "graphql" }, { "fault-null", "not_found" },
+      { "fault-graphql", "not_found" }, { "fault-null", "not_found" },
       { "fault-nonjson", "decode" }, { "fault-inject", "decode" },
       { "fault-inject-host", "decode" }, { "fault-huge", "too_large" },
       { "fault-close", "connect" },

@@ -127,7 +127,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     -- the desktop behind the simulator's /websockify/ (proxy mode)
     upstream("desktop", "127.0.0.1")
     helpers.control("desktop", { ws = "http://127.0.0.1:" .. servers.desktop.port })
-    socket.sleep(0.3)   -- the DNS server binds
+    lab:wait_output("dns", "ready")
   end)
 
   teardown(function()
@@ -453,13 +453,11 @@ describe("the console gateway, secure by default #novalgrind", function()
     end)
 
     it("shows an HTML page with a sentence for each failure", function()
+      -- (the page asks CloudTower nothing: an unknown VM fails in its websocket)
       local cases = {
-        { "/console/nope", KEY_ALL, 404, "There is no virtual machine with this id." },
-        { "/console/fault-null", KEY_ALL, 404, "There is no virtual machine with this id." },
         { "/console/vm-2", KEY_ONE, 403, "You may not open this console." },
-        { "/console/fault-500", KEY_ALL, 502, "Please try again" },
-        { "/console/fault-slow", KEY_ALL, 504, "Please try again" },
         { "/console/", KEY_ALL, 400, "This console address is not valid." },
+        { "/console/vm-1?key=x", KEY_ALL, 400, "This console address is not valid." },
       }
       local q = start_gateway("short-timeout", { MODE = "direct", SCHEME = "ws", TOWER_TIMEOUT = "1s",
         CLUSTER_PORT = servers.cluster.port })
@@ -493,19 +491,32 @@ describe("the console gateway, secure by default #novalgrind", function()
       p = start_gateway("bounded", { MODE = "proxy", SCHEME = "ws", ID_RATE = 101, TOWER_TIMEOUT = "2s" })
     end)
 
-    it("takes a 12 KB batch body (nginx buffers it to disk)", function()
+    it("takes a 12 KB batch body (nginx buffers it to disk), also in a DIR only root enters", function()
       local ids = {}
       for i = 1, 100 do ids[i] = ("vm-%d"):format(i) .. ("-"):rep(0) end
       local body = cjson.encode(ids)
       -- pad with whitespace JSON allows, to 12 KB
       body = body:sub(1, -2) .. (" "):rep(12 * 1024 - #body) .. "]"
       assert.is_true(#body >= 12 * 1024)
-      local status, out = http(p, "POST", "/console/batch", { ["X-API-Key"] = KEY_ALL }, body)
-      assert.are.equal(200, status, out:sub(1, 200))
-      local results = cjson.decode(out)
-      assert.are.equal(100, #results)
-      assert.is_true(results[1].ok)
-      for _, r in ipairs(results) do secret(r.url and r.url:match("token=([^&]+)")) end
+      -- nginx's workers (nobody, under a root master) cannot enter this DIR:
+      -- run.sh gives them a temp directory they can write
+      helpers.run("mkdir -m 700 " .. dir .. "/closed")
+      local q = start_gateway("closed/gw", { MODE = "proxy", SCHEME = "ws", TOWER_TIMEOUT = "2s" })
+      for _, port in ipairs({ p, q }) do
+        local status, out = http(port, "POST", "/console/batch", { ["X-API-Key"] = KEY_ALL }, body)
+        assert.are.equal(200, status, out:sub(1, 200))
+        local results = cjson.decode(out)
+        assert.are.equal(100, #results)
+        assert.is_true(results[1].ok)
+        for _, r in ipairs(results) do secret(r.url and r.url:match("token=([^&]+)")) end
+      end
+      local tmp = read_file(dir .. "/closed/gw/tmpdir")
+      lab:stop_gateways("closed/gw")
+      -- stop removes the temp directory it made
+      if tmp then
+        local _, left = helpers.run("test -e '" .. tmp:gsub("%s+$", "") .. "'")
+        assert.is_false(left)
+      end
     end)
 
     it("refuses more than BATCH_MAX ids with 413 before asking CloudTower", function()
@@ -533,7 +544,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     end)
 
     it("answers within TOWER_TIMEOUT when CloudTower dribbles", function()
-      for _, route in ipairs({ "/console/fault-dribble/url", "/console/fault-dribble" }) do
+      for _, route in ipairs({ "/console/fault-dribble/url" }) do
         local t0 = socket.gettime()
         local status = http(p, "GET", route, { ["X-API-Key"] = KEY_ALL })
         local took = socket.gettime() - t0
@@ -560,14 +571,25 @@ describe("the console gateway, secure by default #novalgrind", function()
     end)
   end)
 
-  it("is a module of the rock: ctvnc.gateway and ctvnc.ticket are installed", function()
+  it("is a package of the rock: every file of ctvnc.gateway and its templates installed", function()
     local spec = {}
     local chunk = assert(loadfile(ROOT .. "/ctvnc-scm-1.rockspec", "t", spec))
     if setfenv then setfenv(chunk, spec) end
     chunk()
-    assert.are.equal("lua/ctvnc/gateway.lua", spec.build.modules["ctvnc.gateway"])
+    local listed = {}
+    for _, file in pairs(spec.build.modules) do
+      if type(file) == "string" then listed[file] = true end
+    end
+    for _, file in pairs(spec.build.install.lua) do listed[file] = true end
+    local files = helpers.run("cd " .. ROOT .. " && find lua/ctvnc/gateway -type f | sort")
+    local n = 0
+    for file in files:gmatch("[^\n]+") do
+      n = n + 1
+      assert.is_true(listed[file] == true, file .. " is not in the rockspec")
+    end
+    assert.is_true(n > 10)
+    assert.are.equal("lua/ctvnc/gateway/init.lua", spec.build.modules["ctvnc.gateway"])
     assert.are.equal("lua/ctvnc/ticket.lua", spec.build.modules["ctvnc.ticket"])
-    assert.are.equal("lua/ctvnc/sessions.lua", spec.build.modules["ctvnc.sessions"])
     -- and the reference configuration requires the module, not a file of its own
     local conf = read_file(ROOT .. "/examples/openresty/nginx.conf")
     assert.truthy(conf:find('require("ctvnc.gateway")', 1, true))

@@ -104,8 +104,8 @@ local CASES = {
   { id = "fault-deep", kind = "decode", max = 1 },
   { id = "fault-deep-500", kind = "http", max = 1 },
   { id = "fault-badutf8-host", kind = "decode", max = 1 },
-  { id = "fault-badutf8-graphql", kind = "graphql", max = 1 },
-  { id = "fault-zh-graphql", kind = "graphql", max = 1 },
+  { id = "fault-badutf8-graphql", kind = "not_found", max = 1 },   -- VM_NOT_FOUND
+  { id = "fault-zh-graphql", kind = "not_found", max = 1 },
   { id = "fault-zh-500", kind = "http", max = 1 },
   { id = "fault-nul-host", kind = "decode", max = 1 },
   { id = "fault-escaped-host", kind = "decode", max = 1 },
@@ -239,7 +239,7 @@ describe("ctvnc against a hostile CloudTower", function()
     end)
 
     it("a GraphQL message with invalid UTF-8 and a line break is one short line", function()
-      local msg = helpers.assert_fail("graphql",
+      local msg = helpers.assert_fail("not_found",
         hostile("fault-badutf8-graphql", "fault-badutf8-graphql"),
         helpers.client(FAST):vnc("fault-badutf8-graphql"))
       assert.is_truthy(msg:find("does not exist", 1, true),
@@ -247,7 +247,7 @@ describe("ctvnc against a hostile CloudTower", function()
     end)
 
     it("a long GraphQL message in Chinese is cut at a character boundary", function()
-      local msg = helpers.assert_fail("graphql", hostile("fault-zh-graphql", "fault-zh-graphql"),
+      local msg = helpers.assert_fail("not_found", hostile("fault-zh-graphql", "fault-zh-graphql"),
         helpers.client(FAST, { language = "zh-CN" }):vnc("fault-zh-graphql"))
       -- the server's text is kept (the first characters, 虚拟机不存在)
       assert.is_truthy(msg:find("\232\153\154\230\139\159\230\156\186", 1, true),

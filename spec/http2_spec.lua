@@ -4,7 +4,9 @@
 -- HTTP/1.1, and the stale-bytes guard still works there. On HTTP/1.1 an
 -- answer that is not the one asked for can have its connection dropped
 -- (on_done returns "drop"), and a request can ask for a new connection
--- (fresh = true). The simulator counts connections and the protocol of each
+-- (fresh = true), and a tagged request never follows a request of the same
+-- tag on a kept-alive HTTP/1.1 connection. Each answer says its HTTP
+-- version. The simulator counts connections and the protocol of each
 -- request (/_sim/stats).
 local core = require "ctvnc.core"
 local cjson = require "cjson"
@@ -161,6 +163,63 @@ describe("core.session connections", function()
     assert.are.equal(uuid(4), uuid_of(b))
     assert.are.equal(2, helpers.stats().connections)
     s:close()
+  end)
+
+  it("never sends a tagged request after one of the same tag on an HTTP/1.1 connection", function()
+    local s = core.session({ http2 = false })
+    local function tagged(id, tag)
+      local req = vnc_req(sim.http, id)
+      req.tag = tag
+      return req
+    end
+    assert.are.equal(200, (s:request(tagged("vm-1", 1))))
+    assert.are.equal(200, (s:request(tagged("vm-2", 2))))
+    assert.are.equal(200, (s:request(vnc_req(sim.http, "vm-3"))))    -- untagged
+    assert.are.equal(200, (s:request(tagged("vm-4", 1))))
+    assert.are.equal(1, helpers.stats().connections)
+    assert.are.equal(200, (s:request(tagged("vm-5", 1))))            -- same as the last
+    assert.are.equal(2, helpers.stats().connections)
+    s:close()
+  end)
+
+  it("keeps a late answer from a request of the same tag (fault-late)", function()
+    local s = core.session({ http2 = false })
+    local late = vnc_req(sim.http, "fault-late")
+    late.tag = 0
+    assert.are.equal(200, (s:request(late)))
+    local v2 = vnc_req(sim.http, "vm-2")
+    v2.tag = 0
+    local st, b = s:request(v2)          -- sent within the 100 ms: on a new connection
+    assert.are.equal(200, st)
+    assert.are.equal(uuid(2), uuid_of(b))
+    s:close()
+  end)
+
+  it("runs many tagged requests over HTTP/2 on one connection, tags or not", function()
+    local s = core.session({ ca_file = sim.cert })
+    local reqs = {}
+    for i = 1, 50 do
+      reqs[i] = vnc_req(sim.https, "vm-" .. i)
+      reqs[i].tag = 0
+    end
+    local status = run(s, reqs, 8)
+    for i = 1, 50 do assert.are.equal(200, status[i]) end
+    assert.are.equal(1, helpers.stats().connections)
+    s:close()
+  end)
+
+  it("tells the HTTP version of each answer", function()
+    local s2 = core.session({ ca_file = sim.cert })
+    local s1 = core.session({ ca_file = sim.cert, http2 = false })
+    assert.are.same({ 200, 2 }, { (s2:request(vnc_req(sim.https, "vm-1"))), select(3,
+      s2:request(vnc_req(sim.https, "vm-2"))) })
+    local st, _, version = s1:request(vnc_req(sim.https, "vm-3"))
+    assert.are.same({ 200, 1 }, { st, version })
+    local seen = {}
+    s2:request_many({ vnc_req(sim.https, "vm-4") }, 1, function(_, _, _, v) seen[1] = v end)
+    assert.are.same({ 2 }, seen)
+    s1:close()
+    s2:close()
   end)
 
   it("sends a request with fresh = true on a new connection", function()

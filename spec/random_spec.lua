@@ -5,7 +5,7 @@
 
 local core = require "ctvnc.core"
 local ticket = require "ctvnc.ticket"
-local sessions = require "ctvnc.sessions"
+local book = require "ctvnc.gateway.book"
 
 describe("core.random_bytes", function()
   it("gives n bytes, 0 to 1024, different every call", function()
@@ -44,7 +44,7 @@ describe("core.random_bytes", function()
     end
     local secret = ticket.random_secret()
     local bytes = ticket.random_bytes(16)
-    local id = sessions.new_id()
+    local id = book.new_id()
     local probe = io.open("/dev/null", "rb")
     for _, f in ipairs(held) do f:close() end
     if probe then probe:close() end

@@ -76,6 +76,22 @@ describe("the rock #rock #novalgrind", function()
     end
   end)
 
+  it("installs the gateway package with its page templates beside it", function()
+    local share = ("%s/share/lua/%s/ctvnc/gateway/"):format(tree, ABI)
+    for _, file in ipairs({ "init.lua", "config.lua", "respond.lua", "relay.lua",
+                            "store/shdict.lua", "console.html", "error.html" }) do
+      local f = io.open(share .. file)
+      assert.truthy(f, share .. file .. " is missing")
+      f:close()
+    end
+    local script = dir .. "/settings.lua"
+    helpers.write_file(script, 'print(#require("ctvnc.gateway.config").SETTINGS)\n')
+    local out, ok = helpers.run(("%s sh -c 'eval \"$(luarocks --lua-version=%s --tree %s path)\" "
+      .. "&& cd / && %s %s'"):format(CLEAN, ABI, tree, LUA, script))
+    assert(ok, out)
+    assert.is_true(tonumber(out) >= 30, out)
+  end)
+
   it("installs a ctvnc command that runs with the Lua it was built for", function()
     local f = assert(io.open(tree .. "/bin/ctvnc"))
     local wrapper = f:read("*a")

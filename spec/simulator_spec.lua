@@ -172,6 +172,34 @@ describe("the simulator", function()
       assert.are.equal(2, helpers.stats().requests["/noalias/api"])
     end)
 
+    it("/documented/ takes only the vendor document's vnc request", function()
+      local url = sim.http .. "/documented/api"
+      local status, doc = post(s, url, vnc_doc("vm-1"))
+      assert.are.equal(200, status)
+      assert.are.equal(uuid(1), doc.data.vnc.vm_uuid)
+      -- whitespace and the selection are free, as for any GraphQL server
+      status = post(s, url, vnc_doc("vm-2", "query vnc($input: VncInput!) {\n vnc(input: $input)"
+        .. " { raw_token vm_uuid host_ip cluster_ip } }"))
+      assert.are.equal(200, status)
+      local refused = {
+        multi_doc({ "vm-3" }),                                         -- an alias
+        copy(vnc_doc("vm-3", (QUERY:gsub("query vnc", "query other"))),
+          { operationName = "other" }),                                 -- another name
+        vnc_doc("vm-3", (QUERY:gsub("%$input", "$in"))),               -- another variable
+        copy(vnc_doc("vm-3"), { variables = { input = { vm = { id = "vm-3" } }, x = 1 } }),
+        { operationName = "vnc", query = "query vnc { vnc(input: {vm: {id: \"vm-3\"}}) "
+          .. "{ vm_uuid } }" },                                         -- a literal
+      }
+      for i, body in ipairs(refused) do
+        status, doc = post(s, url, body)
+        assert.are.equal(400, status, "refused #" .. i)
+        assert.are.equal("GRAPHQL_VALIDATION_FAILED", doc.errors[1].extensions.code)
+      end
+      -- a query without vnc is not concerned
+      status = post(s, url, { query = "{authnStrategies{id type}}" })
+      assert.are.equal(200, status)
+    end)
+
     it("/pretoken/ has no token field, and takes the raw token at /websockify/", function()
       local status, doc = post(s, sim.http .. "/pretoken/api", vnc_doc("vm-1"))
       assert.are.equal(400, status)
@@ -394,6 +422,17 @@ describe("the simulator", function()
       assert.are.equal(1, st.connections)
       assert.is_number(st.cpu_ms)
       assert.is_true(st.cpu_us_per_request > 0)
+    end)
+
+    it("counts the distinct vnc documents since the reset, by number of fields", function()
+      for i = 1, 5 do post(s, sim.http .. "/api", vnc_doc("vm-" .. i)) end
+      post(s, sim.https .. "/api", vnc_doc("vm-1", QUERY .. " "))      -- another text
+      for i = 1, 3 do post(s, sim.http .. "/api", multi_doc({ "vm-" .. i, "vm-9" })) end
+      post(s, sim.http .. "/api", { query = "{authnStrategies{id type}}" })
+      assert.are.same({ ["1"] = 2, ["2"] = 1 }, helpers.stats().documents)
+      helpers.reset()
+      post(s, sim.http .. "/api", vnc_doc("vm-1"))
+      assert.are.same({ ["1"] = 1 }, helpers.stats().documents)
     end)
   end)
 end)

@@ -17,8 +17,10 @@
 #   | insecure)
 #   RESOLVER (host:port ...; default the nameservers of /etc/resolv.conf),
 #   RESOLVER_IPV6 (on | off; default: on when the system has IPv6)
-#   MODE (auto), SCHEME (wss), CLUSTER_PORT (nil), KEYS (key file; empty: no
-#   authorize hook), TOWER_TIMEOUT (10s: a whole console request), RATE
+#   MODE (auto), SCHEME (wss: the cluster's websocket), CLUSTER_PORT (nil),
+#   PROXY_SCHEME (unset: CloudTower's console proxy follows TOWER's scheme,
+#   https gives wss), PROBE_TIMEOUT (0.5), PROBE_TTL (30), KEYS (key file;
+#   empty: no authorize hook), TOWER_TIMEOUT (10s: a whole console request), RATE
 #   (50r/s), BURST (200), CREDENTIAL_TTL (0), BATCH_MAX (100), ID_RATE (100
 #   batch VM ids per second and client, at least BATCH_MAX; 0: off),
 #   ALLOWED_ORIGINS (space separated),
@@ -29,6 +31,9 @@
 #   keys, pointer or clipboard from the browser; 0: none)
 #   ADMIN_KEYS (file of admin keys, one a line, given in X-API-Key to
 #   /admin/; empty: the admin routes answer 403)
+#   SLOT_TTL (10: seconds a crashed worker's slots outlive it), TARGET_TIMEOUT
+#   (10: seconds for each step of the target's websocket handshake), STORE
+#   (shdict: sessions, slots, kill flags and used tickets on this node)
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
@@ -42,12 +47,16 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 
 if [ "$cmd" = stop ]; then
   [ -d "$dir/sim" ] && bash "$root/spec/support/sim.sh" stop "$dir/sim" > /dev/null 2>&1
-  [ -f "$dir/nginx.pid" ] || exit 0
-  pid=$(cat "$dir/nginx.pid")
-  kill -QUIT "$pid" 2>/dev/null || exit 0
-  i=0
-  while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  kill -KILL "$pid" 2>/dev/null || true
+  if [ -f "$dir/nginx.pid" ]; then
+    pid=$(cat "$dir/nginx.pid")
+    if kill -QUIT "$pid" 2>/dev/null; then
+      i=0
+      while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  # the workers' temp directory outside DIR, when DIR was closed to them
+  [ -f "$dir/tmpdir" ] && rm -rf "$(cat "$dir/tmpdir")" "$dir/tmpdir"
   exit 0
 fi
 
@@ -59,6 +68,19 @@ free_port() {
 die() { echo "run.sh: $*" >&2; exit 2; }
 
 mkdir -p "$dir/tmp"
+# nginx's workers (user nobody when the master is root) write request
+# bodies and proxied answers to temp files: a directory they can write,
+# DIR/tmp when they can reach it, else a fresh one under /tmp.
+tmp=$dir/tmp
+if [ "$(id -u)" = 0 ]; then
+  chown nobody "$tmp" && chmod 700 "$tmp"
+  if ! runuser -u nobody -- test -w "$tmp/" 2>/dev/null; then
+    tmp=$(mktemp -d /tmp/ctvnc-gateway.XXXXXXXX) || die "no temp directory for the workers"
+    chown nobody "$tmp" && chmod 700 "$tmp"
+    echo "$tmp" > "$dir/tmpdir"
+    echo "run.sh: nginx's workers (nobody) cannot enter $dir: their temp files go to $tmp" >&2
+  fi
+fi
 if [ -z "${TOWER:-}" ]; then      # the bundled simulator
   if [ -z "${SIM_ENV:-}" ]; then
     bash "$root/spec/support/sim.sh" start "$dir/sim" > "$dir/sim.log" 2>&1 \
@@ -89,8 +111,11 @@ esac
 if [ -n "$jwt_hook" ]; then
   if [ "$authorize" = nil ]; then authorize=$jwt_hook; else authorize="gateway.either($authorize, $jwt_hook)"; fi
 fi
-for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" "${JWT_LEEWAY:-0}"; do
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY are numbers" ;; esac
+for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
+         "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
+         "${PROBE_TTL:-30}"; do
+  # numbers only: each is written into nginx.conf's Lua as it is
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL are numbers" ;; esac
 done
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
@@ -171,8 +196,20 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@ADMIN_AUTHORIZE@|$admin|g" \
     -e "s|@AUDIT_LOG@|${AUDIT_LOG:-}|g" \
     -e "s|@METRICS_ALLOW@|${METRICS_ALLOW:-}|g" \
+    -e "s|@PROXY_SCHEME@|${PROXY_SCHEME:-}|g" \
+    -e "s|@PROBE_TIMEOUT@|${PROBE_TIMEOUT:-0.5}|g" \
+    -e "s|@PROBE_TTL@|${PROBE_TTL:-30}|g" \
+    -e "s|@SLOT_TTL@|${SLOT_TTL:-10}|g" \
+    -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
+    -e "s|@STORE@|${STORE:-shdict}|g" \
+    -e "s|@TMP@|$tmp|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
-nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+# a setting configure refuses is told in one line, not a Lua traceback
+if ! nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" 2> "$dir/start.err"; then
+  why=$(grep -o 'ctvnc: setting .*' "$dir/start.err" | head -1)
+  [ -n "$why" ] || why=$(cat "$dir/start.err")
+  die "nginx did not start: $why"
+fi
 i=0
 until lua5.4 -e "assert(require('socket').connect('127.0.0.1', $port))" 2>/dev/null; do
   i=$((i + 1))

@@ -46,6 +46,9 @@ _M.redact = redact
 local function clean(s, max, secrets)
   s = redact(tostring(s), secrets)
   max = max or 120
+  if not find(s, "[%c\127-\255]") then      -- printable ASCII: kept as it is
+    return #s <= max and s or sub(s, 1, max) .. "..."
+  end
   local out, n, i, len = {}, 0, 1, #s
   while i <= len do
     local c = byte(s, i)
@@ -112,6 +115,25 @@ function _M.classify(call, where, status, body, kind, secrets)
     status, where, detail), auth and "auth" or "http", status >= 500
 end
 
+--- GraphQL error codes with which the tower says the VM does not exist.
+local NOT_FOUND_CODES = { VM_NOT_FOUND = true, RESOURCE_NOT_FOUND = true, NOT_FOUND = true }
+
+--- The kind of a GraphQL error, once for every surface (client, batch,
+-- command line, gateway): its code first (auth, not_found), then, for an
+-- error without a code, its message ("... does not exist", "not found").
+local function error_kind(code, message)
+  if AUTH_CODES[code] then return "auth" end
+  if NOT_FOUND_CODES[code] then return "not_found" end
+  if code == nil then
+    local m = message:lower()
+    if find(m, "does not exist", 1, true) or find(m, "not found", 1, true) then
+      return "not_found"
+    end
+  end
+  return "graphql"
+end
+_M.error_kind = error_kind
+
 --- message, kind for a GraphQL error entry.
 local function graphql_error(what, e, secrets)
   if type(e) ~= "table" then return what .. ": GraphQL error: no message", "graphql" end
@@ -119,65 +141,77 @@ local function graphql_error(what, e, secrets)
   local m = type(e.message) == "string" and e.message or "no message"
   local text = format("%s: GraphQL error: %s%s", what, clean(m, 200, secrets),
     code and " (" .. clean(code, 40) .. ")" or "")
-  return text, AUTH_CODES[code] and "auth" or "graphql"
+  return text, error_kind(code, m)
 end
 _M.graphql_error = graphql_error
 
 --- Calls: what the fetch engine runs. { path=, body=, what= (names the
--- call in messages), read=(what, body, secrets) -> value | nil, msg, kind,
+-- call in messages), read=(what, body, secrets, call) -> value | nil, msg, kind,
 -- login=true for the login itself (no token), graphql=true for /api }.
 
 local NO_TOKEN_FIELD = 'Cannot query field "token" on type "Vnc"'
 
---- One vnc object (or null) as info | nil, message, kind.
-local function read_info(what, vnc, without_token)
-  if vnc == json.null then return nil, what .. ": no such VM", "not_found" end
-  if vnc == nil then return nil, what .. ": the answer has no data.vnc", "decode" end
-  if type(vnc) ~= "table" then return nil, what .. ": data.vnc is not an object", "decode" end
-  local info = {}
-  for _, k in ipairs(INFO_FIELDS) do
-    local v = vnc[k]
-    if not (without_token and k == "token") then
-      if type(v) ~= "string" or v == "" then
-        return nil, format("%s: field %s is %s", what, k,
+local host_kind = core.host_kind
+
+--- One vnc object (or null) as info | nil, why, kind; `why` follows the
+-- VM's name in a message (made only then).
+local function read_info(vnc, without_token)
+  if vnc == json.null then return nil, ": no such VM", "not_found" end
+  if vnc == nil then return nil, ": the answer has no data.vnc", "decode" end
+  if type(vnc) ~= "table" then return nil, ": data.vnc is not an object", "decode" end
+  local u, h, c, r, t = vnc.vm_uuid, vnc.host_ip, vnc.cluster_ip, vnc.raw_token, vnc.token
+  if without_token then t = nil end
+  if type(u) ~= "string" or u == "" or type(h) ~= "string" or h == ""
+    or type(c) ~= "string" or c == "" or type(r) ~= "string" or r == ""
+    or (not without_token and (type(t) ~= "string" or t == "")) then
+    for _, k in ipairs(INFO_FIELDS) do   -- which one, for the message
+      local v = vnc[k]
+      if not (without_token and k == "token") and (type(v) ~= "string" or v == "") then
+        return nil, format(": field %s is %s", k,
           v == nil and "missing" or v == "" and "empty" or "not a string"), "decode"
       end
-      info[k] = v
     end
   end
-  for _, k in ipairs({ "cluster_ip", "host_ip" }) do
-    if not core.host_kind(info[k]) then
-      return nil, format("%s: field %s is not a valid host", what, k), "decode"
-    end
-  end
-  return info
+  local bad = not host_kind(c) and "cluster_ip" or not host_kind(h) and "host_ip"
+  if bad then return nil, ": field " .. bad .. " is not a valid host", "decode" end
+  return { vm_uuid = u, host_ip = h, cluster_ip = c, raw_token = r, token = t }
 end
 
+--- The name of a VM in messages.
+local function vm_name(id) return "vnc " .. clean(id, 64) end
+
 --- Reads a vnc answer for the fields `aliases` (default: the one field
--- "vnc"): outcomes | nil, message, kind, again. outcomes[k] belongs to
--- aliases[k]: { info = info } or { message =, kind = } (a null field is
--- not_found, an error whose path names the field is that field's).
--- Failures of the whole answer: an error without such a path (kind
--- "schema" when the tower has no token field, so the caller asks without
--- it), an auth code on any error, a wrong shape, and data that does not
--- hold exactly the fields asked for: an answer to another request, which
--- comes back with again = "fresh" (ask again on a new connection).
-local function read_vnc(what, body, secrets, aliases, without_token, names)
+-- "vnc", the vendor document's request): outcomes | nil, message, kind,
+-- again. outcomes[k] belongs to aliases[k], the field of the VM ids[k]
+-- (named in messages; `what` when not given): { info = info } or
+-- { message =, kind = } (a null field is not_found, an error whose path
+-- names the field is that field's). Failures of the whole answer: an error
+-- without such a path (kind "schema" when the tower has no token field, so
+-- the caller asks without it; kind "form" when a tower refuses one aliased
+-- field with a validation error, so the caller asks in the vendor
+-- document's form), an auth code on any error, a wrong shape, and data that
+-- does not hold exactly the fields asked for: an answer to another request,
+-- which comes back with again = "fresh" (ask again on a new connection).
+-- `index` maps each alias to its position (made from aliases when absent).
+local function read_vnc(what, body, secrets, aliases, without_token, ids, index)
   aliases = aliases or { "vnc" }
   local doc = json.decode(body)
   if type(doc) ~= "table" then return nil, what .. ": the answer is not a JSON object", "decode" end
-  local index = {}
-  for k, a in ipairs(aliases) do index[a] = k end
-  local per = {}
+  if not index then
+    index = {}
+    for k, a in ipairs(aliases) do index[a] = k end
+  end
+  local per
   local errors = doc.errors
   if errors ~= nil and errors ~= json.null then
     if type(errors) ~= "table" or errors[1] == nil then
       return nil, what .. ": errors is not a list", "decode"
     end
+    per = {}
     for _, e in ipairs(errors) do
       local path = type(e) == "table" and e.path
       local k = type(path) == "table" and index[path[1]]
-      local msg, kind = graphql_error(names and names[k] or what, e, secrets)
+      local msg, kind = graphql_error(k and ids and vm_name(ids[k]) or what, e, secrets)
       if kind == "auth" then return nil, msg, kind end
       if k then
         per[k] = per[k] or { message = msg, kind = kind }
@@ -185,6 +219,10 @@ local function read_vnc(what, body, secrets, aliases, without_token, names)
         if not without_token and type(e) == "table" and type(e.message) == "string"
           and find(e.message, NO_TOKEN_FIELD, 1, true) then
           return nil, what .. ": " .. NO_TOKEN_FIELD, "schema"
+        end
+        if #aliases == 1 and aliases[1] ~= "vnc"
+          and error_code(e) == "GRAPHQL_VALIDATION_FAILED" then
+          return nil, msg, "form"
         end
         return nil, msg, kind
       end
@@ -204,45 +242,77 @@ local function read_vnc(what, body, secrets, aliases, without_token, names)
   end
   local out = {}
   for k, a in ipairs(aliases) do
-    if per[k] then
-      out[k] = per[k]
-    else
-      local info, msg, kind = read_info(names and names[k] or what, data[a], without_token)
-      out[k] = info and { info = info } or { message = msg, kind = kind }
+    local o = per and per[k]
+    if not o then
+      local info, why, kind = read_info(data[a], without_token)
+      o = info and { info = info }
+        or { message = (ids and vm_name(ids[k]) or what) .. why, kind = kind }
     end
+    out[k] = o
   end
   return out
 end
 _M.read_vnc = read_vnc
 
---- The vnc query for the VMs `vm_ids`, each under its own alias and
--- variable. The aliases carry `nonce` (fresh for every request), so an
--- answer is only ever taken for the request that asked for it.
--- `without_token` for towers from before the token field (2022), whose
--- answers have no token.
-function _M.vnc_call(vm_ids, nonce, without_token)
-  local fields = without_token and "vm_uuid host_ip cluster_ip raw_token"
-    or "vm_uuid host_ip cluster_ip raw_token token"
-  local decl, sel, vars, aliases, names = {}, {}, {}, {}, {}
-  for k, id in ipairs(vm_ids) do
-    local v, a = "v" .. (k - 1), "a" .. nonce .. "_" .. (k - 1)
-    decl[k] = "$" .. v .. ": VncInput!"
-    sel[k] = a .. ": vnc(input: $" .. v .. ") { " .. fields .. " }"
-    vars[v] = { vm = { id = id } }
-    aliases[k] = a
-    names[k] = "vnc " .. clean(id, 64)
+--- The reader of a vnc call (`call.read(what, body, secrets, call)`).
+local function read_call(what, body, secrets, call)
+  local ids = call.vm_ids
+  return read_vnc(what, body, secrets, call.aliases, call.without_token, #ids > 1 and ids or nil,
+    call.index)
+end
+
+local FIELDS = "vm_uuid host_ip cluster_ip raw_token token"
+local FIELDS_2022 = "vm_uuid host_ip cluster_ip raw_token"
+
+--- The query text, aliases and variable names of a vnc request for `n`
+-- VMs, remembered by (n, nonce, without_token): a client asks the same few
+-- shapes over and over (a memo, bounded).
+local shapes, nshapes = {}, 0
+local function shape(n, nonce, without_token)
+  local key = n .. " " .. (nonce or "") .. (without_token and " -" or "")
+  local s = shapes[key]
+  if s then return s end
+  local fields = without_token and FIELDS_2022 or FIELDS
+  if n == 1 and not nonce then      -- the vendor document's request
+    s = { query = "query vnc($input: VncInput!) { vnc(input: $input) { " .. fields .. " } }",
+          aliases = { "vnc" }, vars = { "input" } }
+  else
+    local decl, sel, aliases, vars = {}, {}, {}, {}
+    for k = 1, n do
+      local v = "v" .. (k - 1)
+      local a = nonce and "a" .. nonce .. "_" .. (k - 1) or "a" .. (k - 1)
+      decl[k] = "$" .. v .. ": VncInput!"
+      sel[k] = a .. ": vnc(input: $" .. v .. ") { " .. fields .. " }"
+      aliases[k], vars[k] = a, v
+    end
+    s = { query = "query vnc(" .. concat(decl, ", ") .. ") { " .. concat(sel, " ") .. " }",
+          aliases = aliases, vars = vars }
   end
-  local what = names[1] .. (#vm_ids > 1 and format(" (+%d more)", #vm_ids - 1) or "")
+  s.index = {}
+  for k, a in ipairs(s.aliases) do s.index[a] = k end
+  if nshapes >= 256 then shapes, nshapes = {}, 0 end
+  shapes[key], nshapes = s, nshapes + 1
+  return s
+end
+
+--- The vnc query for the VMs `vm_ids`. With a `nonce`, each field goes
+-- under its own alias and variable, the aliases carrying the nonce
+-- (`a<nonce>_0: vnc(input: $v0)`), so an answer is only taken for a
+-- request that asked with that nonce. Without, one VM is asked with the
+-- vendor document's request (`vnc(input: $input)`, variables
+-- {input: {vm: {id}}}) and several under the aliases a0, a1, ... (over
+-- HTTP/2, where a stream binds its answer). `without_token` for towers
+-- from before the token field (2022), whose answers have no token.
+function _M.vnc_call(vm_ids, nonce, without_token)
+  local s = shape(#vm_ids, nonce, without_token)
+  local vars, names = {}, s.vars
+  for k, id in ipairs(vm_ids) do vars[names[k]] = { vm = { id = id } } end
+  local aliases, index = s.aliases, s.index
+  local what = vm_name(vm_ids[1]) .. (#vm_ids > 1 and format(" (+%d more)", #vm_ids - 1) or "")
   return {
-    path = "/api", what = what, graphql = true, vm_ids = vm_ids,
-    read = function(w, body, secrets)
-      return read_vnc(w, body, secrets, aliases, without_token, names)
-    end,
-    body = json.encode({
-      operationName = "vnc",
-      variables = vars,
-      query = "query vnc(" .. concat(decl, ", ") .. ") { " .. concat(sel, " ") .. " }",
-    }),
+    path = "/api", what = what, graphql = true, vm_ids = vm_ids, aliased = aliases[1] ~= "vnc",
+    read = read_call, aliases = aliases, index = index, without_token = without_token,
+    body = json.encode({ operationName = "vnc", variables = vars, query = s.query }),
   }
 end
 

@@ -20,10 +20,14 @@ return function(self, vm_ids, opts)
   local results = {}
   local done, failed = 0, 0
   local progress = opts.on_progress
-  local function settle(positions, result)
-    for _, i in ipairs(positions) do
-      local r = { vm_id = vm_ids[i] }
-      for k, v in pairs(result) do r[k] = v end
+  local function settle(positions, result)   -- result itself for the first
+    for n, i in ipairs(positions) do
+      local r = result
+      if n > 1 then
+        r = {}
+        for k, v in pairs(result) do r[k] = v end
+      end
+      r.vm_id = vm_ids[i]
       results[i] = r
     end
   end
@@ -66,21 +70,27 @@ return function(self, vm_ids, opts)
       .. "integer >= 1", "invalid") end
     ids = {}
   end
-  if self.one_per_request then per = 1 end
+  if self.one_per_request or self.documented then per = 1 end
 
   -- Fetch `list` in groups of `per` VMs a request. When a group fails as
   -- a whole for what its answer said, its VMs are asked again alone, so
   -- one VM's fault never becomes its neighbours'; a 4xx there means the
   -- tower refuses multi-field queries (validation, a cost limit): one VM a
-  -- request from then on, for the client's lifetime.
+  -- request from then on, for the client's lifetime. While something about
+  -- the tower is still to learn (Client:_learning), the first group goes
+  -- alone: a tower without the token field, or taking only the vendor
+  -- document's request, then costs one extra request, not one per group.
+  -- That group is the odd-sized one, so all others are `per` VMs: the
+  -- fewer query texts the tower sees, the better it caches them.
   local infos, fetched = {}, {}
-  local function fetch(list)
+  local fetch
+  local function fetch_groups(list, first, last)
     local groups, calls = {}, {}
-    for i = 1, #list, per do
+    for i = first, last, per do
       local g = {}
-      for j = i, math.min(i + per - 1, #list) do g[#g + 1] = list[j] end
+      for j = i, math.min(i + per - 1, last) do g[#g + 1] = list[j] end
       groups[#groups + 1] = g
-      calls[#calls + 1] = self:_vnc_call(g)
+      calls[#calls + 1] = self:_vnc_call(g, 2 * concurrency)
     end
     local alone = {}
     self:_fetch(calls, concurrency, function(i, outs, m, k, status)
@@ -104,29 +114,30 @@ return function(self, vm_ids, opts)
       local was = per
       per = 1
       fetch(alone)
-      if not self.one_per_request then per = was end
+      if not (self.one_per_request or self.documented) then per = was end
     end
   end
-  if #ids > 1 and self.no_token_field == nil then
-    -- learn the tower's schema from the first VM: a tower from before the
-    -- token field then costs one extra request, not one per VM
-    fetch({ ids[1] })
-    if self.no_token_field == nil then self.no_token_field = false end
-    local first = results[positions[ids[1]][1]]
-    if first and first.kind == "auth" then
-      -- the tower refused the token (after a new login, if it was one):
-      -- it would refuse it for every other VM too; none of them is asked
-      for i = 2, #ids do
-        fail_all(positions[ids[i]], "not asked: the tower refused the token", "auth")
+  function fetch(list)
+    local first = 1
+    if #list > 1 and self:_learning() then
+      first = (#list - 1) % per + 2
+      fetch_groups(list, 1, first - 1)
+      if self.no_token_field == nil then self.no_token_field = false end
+      if self.multiplexed == nil then self.multiplexed = false end
+      if self.one_per_request or self.documented then per = 1 end
+      local r = results[positions[list[1]][1]]
+      if r and r.kind == "auth" then
+        -- the tower refused the token (after a new login, if it was one):
+        -- it would refuse it for every other VM too; none of them is asked
+        for i = first, #list do
+          fail_all(positions[list[i]], "not asked: the tower refused the token", "auth")
+        end
+        return
       end
-    else
-      local rest = {}
-      for i = 2, #ids do rest[i - 1] = ids[i] end
-      fetch(rest)
     end
-  elseif #ids > 0 then
-    fetch(ids)
+    if first <= #list then fetch_groups(list, first, #list) end
   end
+  fetch(ids)
   for _, id in ipairs(ids) do
     if infos[id] then fetched[#fetched + 1] = id end
   end

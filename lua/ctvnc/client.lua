@@ -54,10 +54,13 @@ local function header_problem(name, value)
 end
 
 --- The default runtime: libcurl through ctvnc.core. Requests carry a path;
--- the session puts the API base in front of it.
+-- the session puts the API base in front of it. It honours req.tag (never
+-- after a request of the same tag on a kept-alive HTTP/1.x connection) and
+-- tells the HTTP version of each answer.
 local function curl_transport(o)
   local session = core.session(o)
   return {
+    tags = true,
     request_many = function(reqs, concurrency, on_done)
       return session:request_many(reqs, concurrency, on_done)
     end,
@@ -186,8 +189,11 @@ end
 --   * an answer for another request (aliases that are not the call's) is
 --     a retry on a fresh connection, and its own connection is dropped;
 --   * a vnc answer saying the tower has no token field turns the client to
---     the pre-token query, for its lifetime;
---   * every retry of a vnc call asks anew, with fresh aliases.
+--     the pre-token query, for its lifetime; one refusing an aliased field
+--     (a validation error) to the vendor document's request, likewise;
+--   * the HTTP version of the answers says whether streams bind them
+--     (HTTP/2: no nonce needed, see _vnc_call);
+--   * every retry of a vnc call asks anew, with another nonce.
 function Client:_fetch(calls, concurrency, on_result)
   local t = self.transport
   local login = calls[1] and calls[1].login
@@ -200,7 +206,7 @@ function Client:_fetch(calls, concurrency, on_result)
     end
   end
   local secrets = self:_secrets()
-  local pending, tries, fresh, relogged = {}, {}, {}, false
+  local pending, tries, fresh, relogged, wheres = {}, {}, {}, false, {}
   for i = 1, #calls do pending[i] = i end
   while #pending > 0 do
     local headers = {}
@@ -210,18 +216,25 @@ function Client:_fetch(calls, concurrency, on_result)
     for k, i in ipairs(pending) do
       local c = calls[i]
       reqs[k] = { method = "POST", path = c.path, headers = headers, body = c.body,
-                  fresh = fresh[i] }
+                  fresh = fresh[i], tag = c.tag }
     end
     local retry, refused, wait = {}, {}, -1
     t.request_many(reqs, concurrency, function(k, status, body, tkind)
       local i = pending[k]
       local c = calls[i]
-      local v, m, kd, again = api.classify(c, self.base .. c.path, status, body, tkind, secrets)
-      if v then v, m, kd, again = c.read(c.what, v, secrets) end
+      if status then self.multiplexed = tkind == 2 end   -- tkind: the HTTP version
+      local where = wheres[c.path]
+      if not where then
+        where = self.base .. c.path
+        wheres[c.path] = where
+      end
+      local v, m, kd, again = api.classify(c, where, status, body, tkind, secrets)
+      if v then v, m, kd, again = c.read(c.what, v, secrets, c) end
       if v ~= nil then
+        if c.aliased then self.aliased = true end
         on_result(i, v)
-      elseif kd == "schema" then
-        self.no_token_field = true
+      elseif kd == "schema" or kd == "form" then
+        if kd == "schema" then self.no_token_field = true else self.documented = true end
         retry[#retry + 1] = i
       elseif again and (tries[i] or 0) < self.retries then
         wait = max(wait, tries[i] or 0)
@@ -245,9 +258,9 @@ function Client:_fetch(calls, concurrency, on_result)
       end
     end
     if wait >= 0 then t.sleep(self.retry_delay * 2 ^ wait * (0.5 + random() / 2)) end
-    for _, i in ipairs(retry) do      -- a vnc call asks anew with fresh aliases
+    for _, i in ipairs(retry) do      -- a vnc call asks anew, another nonce
       local ids = calls[i].vm_ids
-      if ids then calls[i] = self:_vnc_call(ids) end
+      if ids then calls[i] = self:_vnc_call(ids, calls[i].spread) end
     end
     pending = retry
   end
@@ -285,12 +298,42 @@ local function check_vm_id(vm_id, fname)
 end
 
 --- The vnc call for the VMs `vm_ids`, in the form this client's tower
--- takes, with a nonce of its own: unique to this client (random prefix,
--- from core.random_bytes) and to this call (a count).
-function Client:_vnc_call(vm_ids)
-  self.seq = (self.seq or 0) + 1
-  return api.vnc_call(vm_ids, format("%s_%x", self.nonce_prefix, self.seq),
-    self.no_token_field)
+-- takes, tagged for the runtime (req.tag). What binds its answer to it:
+--   * over HTTP/2 (the answers so far came that way), the stream: no
+--     nonce, so the tower sees one query text a size (one VM: the vendor
+--     document's request);
+--   * on a tower that takes only the vendor document's request, nothing
+--     in the text: all share tag 0, so the libcurl runtime sends each on a
+--     fresh HTTP/1.x connection;
+--   * else (HTTP/1.x) the aliases' nonce, drawn in turn from `spread`
+--     (default twice the concurrency) values, the tag telling which: the
+--     runtime never sends it after a request with the same nonce on a
+--     kept-alive connection, where that request's late answer could
+--     arrive, and a foreign nonce is refused (a fresh connection, that one
+--     closed). A runtime without tags gets a nonce never used before:
+--     this client's random prefix (core.random_bytes) and a count.
+function Client:_vnc_call(vm_ids, spread)
+  spread = spread or 2 * self.concurrency
+  local nonce, tag = nil, 0
+  if not (self.documented or self.multiplexed) then
+    self.seq = (self.seq or -1) + 1
+    if self.transport.tags then
+      nonce = format("%x", self.seq % spread)
+      tag = self.seq % spread + 1
+    else
+      nonce, tag = format("%s_%x", self.nonce_prefix, self.seq), nil
+    end
+  end
+  local call = api.vnc_call(vm_ids, nonce, self.no_token_field)
+  call.tag, call.spread = tag, spread
+  return call
+end
+
+--- Is something about the tower still to learn (its token field, whether
+-- its answers come over HTTP/2, whether it takes aliased fields)?
+function Client:_learning()
+  return self.no_token_field == nil or self.multiplexed == nil
+    or not (self.aliased or self.documented)
 end
 
 --- client:vnc(vm_id) -> info | nil, message, kind

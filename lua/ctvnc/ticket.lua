@@ -54,14 +54,17 @@ function _M.random_secret()
   return random_bytes(32)
 end
 
---- ticket.new{ secret = string (>= 32 bytes), dict = "ctvnc_tickets", ttl = 60 }
+--- ticket.new{ secret = string (>= 32 bytes), ttl = 60, store = a store of
+-- the gateway's seam (ctvnc.gateway.store.*: add, get) }: used nonces live
+-- in the store, so a ticket is used once wherever the store reaches.
 function _M.new(opts)
   assert(type(opts) == "table", "ticket.new: table expected")
   assert(type(opts.secret) == "string" and #opts.secret >= 32,
     "the ticket secret must be at least 32 bytes")
   local ttl = opts.ttl or MAX_TTL
   assert(type(ttl) == "number" and ttl >= 1 and ttl <= MAX_TTL, "ticket ttl must be 1-60 s")
-  local self = { secret = opts.secret, dict_name = opts.dict or "ctvnc_tickets", ttl = ttl }
+  assert(type(opts.store) == "table", "ticket.new: a store is needed")
+  local self = { secret = opts.secret, store = opts.store, ttl = ttl }
 
   local function mac(payload) return b64url(core.hmac_sha256(self.secret, payload)) end
 
@@ -90,7 +93,7 @@ function _M.new(opts)
     local t = now()
     if doc.e <= t or doc.e > t + MAX_TTL + 1 then return nil, "expired" end
     if doc.v ~= vm_id then return nil, "for another VM" end
-    if ngx.shared[self.dict_name]:get("n:" .. doc.n) then return nil, "already used" end
+    if self.store:get("n:" .. doc.n) then return nil, "already used" end
     return doc
   end
 
@@ -99,11 +102,9 @@ function _M.new(opts)
     local doc, why = self.check(ticket, vm_id)
     if not doc then return nil, why end
     local left = doc.e - now() + 1
-    local ok, err = ngx.shared[self.dict_name]:add("n:" .. doc.n, true, left)
-    if not ok then
-      return nil, err == "exists" and "already used"
-        or "cannot record the ticket: " .. tostring(err)
-    end
+    local ok, err = self.store:add("n:" .. doc.n, "1", left)
+    if ok == false then return nil, "already used" end
+    if not ok then return nil, "cannot record the ticket: " .. tostring(err) end
     return doc
   end
 

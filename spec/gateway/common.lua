@@ -55,6 +55,17 @@ function Lab:spawn(name, cmd)
   return pid
 end
 
+--- Waits (5 s at most) until the spawned process `name` has written `text`
+-- (a readiness line such as "ready"); fails the test otherwise.
+function Lab:wait_output(name, text)
+  local file = ("%s/%s.out"):format(self.dir, name)
+  for _ = 1, 100 do
+    if (helpers.read_file(file) or ""):find(text, 1, true) then return true end
+    socket.sleep(0.05)
+  end
+  error(("%s did not say %q: %s"):format(name, text, self:log_tail(name)))
+end
+
 --- The last bytes a spawned process wrote, for a failure message.
 function Lab:log_tail(name)
   local s = helpers.read_file(("%s/%s.out"):format(self.dir, name)) or ""

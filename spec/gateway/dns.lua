@@ -16,6 +16,8 @@ end
 
 local udp = assert(socket.udp())
 assert(udp:setsockname("127.0.0.1", port))
+io.stdout:write("ready\n")   -- for Lab:wait_output: it answers from now on
+io.stdout:flush()
 
 local function u16(s, i) return s:byte(i) * 256 + s:byte(i + 1) end
 local function p16(n) return string.char(math.floor(n / 256) % 256, n % 256) end

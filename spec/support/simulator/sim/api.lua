@@ -148,6 +148,22 @@ local function execute(fields, vars, fl)
   return body .. "}"
 end
 
+-- Counts a vnc query text the first time it comes after the last reset:
+-- stats.documents[<number of vnc fields>] is how many distinct texts the
+-- tower had to parse and validate (a GraphQL server caches them by text).
+local function counts_document(text, cache, fields)
+  local epoch = dict("sim"):get("epoch") or 0
+  if cache.epoch == epoch then return end
+  cache.epoch = epoch
+  local n = 0
+  for _, f in ipairs(fields) do
+    if f.name == "vnc" then n = n + 1 end
+  end
+  if n > 0 and dict("sim_stats"):add("doc:" .. ngx.md5(text), true) then
+    incr(dict("sim_stats"), "docs:" .. n)
+  end
+end
+
 -- Parsed and validated queries, by text, operation name and schema: a
 -- batch sends one query text many times (only the variables change), and
 -- the simulator's own cost per request should be the tower's, not a parser's.
@@ -168,7 +184,26 @@ local function read_query(text, opname, fl, sch)
     if cached >= 256 then query_cache, cached = {}, 0 end
     query_cache[key], cached = c, cached + 1
   end
+  if c[4] then counts_document(text, c, c[4]) end
   return c[1], c[2], c[3], c[4], c[5], c[6]
+end
+
+-- Is this the vendor document's request: operation vnc, the one variable
+-- $input: VncInput!, the one unaliased field vnc(input: $input), variables
+-- {input} and nothing else? (The `documented` flavour takes only that.)
+local function documented_form(op, fields, variables)
+  local f = fields[1]
+  local v = op.vars.input
+  local arg = f and f.args.input
+  if op.name ~= "vnc" or #fields ~= 1 or f.name ~= "vnc" or f.alias or #op.var_order ~= 1
+    or not v or v.type.kind ~= "NON_NULL" or v.type.of.name ~= "VncInput"
+    or #f.arg_order ~= 1 or not arg or arg.kind ~= "variable" or arg.name ~= "input" then
+    return false
+  end
+  for k in pairs(type(variables) == "table" and variables or {}) do
+    if k ~= "input" then return false end
+  end
+  return true
 end
 
 local JSON_TYPES = { ["application/json"] = true, ["application/*"] = true, ["*/*"] = true,
@@ -178,6 +213,13 @@ local function accepts_json(accept)
   for part in accept:gmatch("[^,]+") do
     local t = lower(match(part, "^%s*([^;%s]+)") or "")
     if JSON_TYPES[t] then return true end
+  end
+  return false
+end
+
+local function needs_vnc(fields)
+  for _, f in ipairs(fields) do
+    if f.name == "vnc" then return true end
   end
   return false
 end
@@ -271,6 +313,11 @@ local function answer(req)
   end
   if not doc then return request_errors({ perr }, "GRAPHQL_PARSE_FAILED") end
   if not op then return request_errors(verrs, vcode) end
+  if fl.documented and needs_vnc(fields) and not documented_form(op, fields, obj.variables) then
+    return request_errors({ { message = "This tower answers only the documented vnc query "
+      .. "(operation vnc, vnc(input: $input), variables {input})." } },
+      "GRAPHQL_VALIDATION_FAILED")
+  end
   if fl.noalias and #fields > 1 then
     return request_errors({ { message = "Query has " .. #fields .. " root fields; this tower "
       .. "answers one field per query." } }, "GRAPHQL_VALIDATION_FAILED")

@@ -28,7 +28,7 @@ function _M.stats()
   -- reset, per counted request (TLS and HTTP/2 included)
   local cpu = os.clock() - (sim:get("cpu_at_reset") or 0)
   local total = stats:get("requests") or 0
-  local requests, vms, protocols, logins = {}, {}, {}, {}
+  local requests, vms, protocols, logins, documents = {}, {}, {}, {}, {}
   for _, p in ipairs(util.COUNTED_PATHS) do requests[p] = 0 end
   for _, key in ipairs(stats:get_keys(0)) do
     local v = stats:get(key)
@@ -36,7 +36,8 @@ function _M.stats()
       if sub(key, 1, 5) == "path:" then requests[sub(key, 6)] = v
       elseif sub(key, 1, 3) == "vm:" then vms[sub(key, 4)] = v
       elseif sub(key, 1, 6) == "proto:" then protocols[sub(key, 7)] = v
-      elseif sub(key, 1, 6) == "login:" then logins[sub(key, 7)] = v end
+      elseif sub(key, 1, 6) == "login:" then logins[sub(key, 7)] = v
+      elseif sub(key, 1, 5) == "docs:" then documents[sub(key, 6)] = v end
     end
   end
   return send(200, encode({
@@ -44,6 +45,7 @@ function _M.stats()
     vm = vms,
     protocols = protocols,
     logins = logins,
+    documents = documents,
     connections = stats:get("connections") or 0,
     in_flight = sim:get("in_flight") or 0,
     in_flight_max = sim:get("in_flight_max") or 0,

@@ -23,7 +23,7 @@ _M.STATIC_TOKEN = "sim-token"
 -- Tower flavours, chosen by the path in front of the endpoint
 -- (/pretoken/api, /pretoken/noalias/api, ...); README.md says what each does.
 _M.FLAVOURS = { pretoken = true, allowlist = true, noalias = true, gqlauth = true,
-  noauthn = true, nullvm = true }
+  noauthn = true, nullvm = true, documented = true }
 _M.COUNTED_PATHS = { "/api", "/v2/api/login", "/v2/api/get-vms" }
 
 local conf = { http_port = 0, https_port = 0, cluster_port = 0 }

@@ -1,0 +1,85 @@
+-- luacheck: std max+ngx_lua
+--- ctvnc.gateway: a console gateway for OpenResty (ngx_lua), built on ctvnc.
+-- examples/openresty/nginx.conf is the reference configuration; an
+-- operator's own nginx.conf calls the same handlers from its locations:
+--
+--   init_by_lua      gateway.configure{ ... }          (config: every setting)
+--   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
+--   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
+--   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
+--   content_by_lua   gateway.admin(), .metrics()        (admin)
+--   log_by_lua       gateway.log_request()
+--   error_page 429   gateway.busy(), gateway.error_page(429, "busy")
+--
+-- Hooks: gateway.key_file(path), gateway.jwt{...}, gateway.either(...),
+-- gateway.admin_keys(path) (auth). Every route first passes the operator's
+-- authorize hook (or a ticket it minted); no hook, no access.
+local tickets = require "ctvnc.ticket"
+local state = require "ctvnc.gateway.state"
+local config = require "ctvnc.gateway.config"
+local auth = require "ctvnc.gateway.auth"
+local respond = require "ctvnc.gateway.respond"
+local tower = require "ctvnc.gateway.tower"
+local page = require "ctvnc.gateway.page"
+local book = require "ctvnc.gateway.book"
+local audit = require "ctvnc.gateway.audit"
+local metrics = require "ctvnc.gateway.metrics"
+local routes = require "ctvnc.gateway.routes"
+local relay = require "ctvnc.gateway.relay"
+local admin = require "ctvnc.gateway.admin"
+
+local ngx = ngx
+local ipairs, tostring = ipairs, tostring
+
+local _M = {}
+
+--- gateway.configure{ settings }: checks them against the declared
+-- settings (ctvnc.gateway.config; an error names the setting), then makes
+-- the CloudTower client, the ticket minter, the session book on its store
+-- and the audit trail. Secrets are removed from the table given.
+function _M.configure(c)
+  local conf, err = config.check(c)
+  if not conf then error(err, 0) end
+  local backend = require("ctvnc.gateway.store." .. conf.store)
+  local sessions, why = backend.new({ dict = "ctvnc_sessions" })
+  local used = sessions and backend.new({ dict = "ctvnc_tickets" })
+  if not used then error("ctvnc: setting store: " .. tostring(why or "no ctvnc_tickets"), 0) end
+  local secret = conf.ticket_secret
+  if not secret then
+    secret = assert(tickets.random_secret())
+    ngx.log(ngx.NOTICE, "ctvnc: no ticket secret given: a random one for this start "
+      .. "(tickets are valid on this node only)")
+  end
+  conf.ticket_secret, c.ticket_secret = nil, nil
+  for _, hop in ipairs({ { "tower_tls", "CloudTower (TOWER_TLS)" },
+                         { "cluster_tls", "the clusters (CLUSTER_TLS)" } }) do
+    if conf[hop[1]] == "insecure" then
+      ngx.log(ngx.WARN, "ctvnc: TLS certificates of ", hop[2],
+        " are NOT verified: anyone on the path can read the console credentials")
+    end
+  end
+  audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"))
+  state.conf = conf
+  state.client = tower.client(conf, c)
+  state.url_options = tower.url_options(conf)
+  state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
+  -- the slots outlive the target's handshake (three steps, each bounded)
+  state.book = book.new(sessions, { slot_ttl = conf.slot_ttl,
+                                    open_ttl = 3 * conf.target_timeout + conf.slot_ttl })
+  state.novnc_html = page.load(conf.novnc_dir)
+  state.metrics_allow = metrics.address_set(conf.metrics_allow)
+  state.origins = {}
+  for _, o in ipairs(config.items(conf.allowed_origins)) do state.origins[o:lower()] = true end
+end
+
+-- the hooks
+_M.key_file, _M.admin_keys, _M.jwt, _M.either = auth.key_file, auth.admin_keys, auth.jwt,
+  auth.either
+-- the routes and phases
+_M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket, routes.page,
+  routes.ws, routes.batch, routes.busy
+_M.relay = relay.relay
+_M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
+_M.error_page = respond.error_page
+
+return _M

@@ -1,0 +1,264 @@
+-- luacheck: std max+ngx_lua
+--- ctvnc.gateway.routes: the console routes.
+--
+--   GET|HEAD /console/<vm>/url     -> {"url": ..., "mode": ...}       (X-API-Key)
+--   POST     /console/<vm>/ticket  -> {"ticket", "url", "expires_in"} (X-API-Key)
+--   GET|HEAD /console/<vm>?ticket= -> 303 to /console/<vm>, the ticket in a cookie
+--   GET|HEAD /console/<vm>         -> noVNC's full page, no CloudTower call
+--                                     (cookie ticket or X-API-Key)
+--   GET      /console/<vm>/ws      -> access phase: the plan, handed to the relay
+--   POST     /console/batch        -> client:batch's results          (X-API-Key)
+--
+-- VM ids are read from the raw request URI and decoded exactly once.
+local cjson = require "cjson.safe"
+local resty = require "ctvnc.resty"
+local state = require "ctvnc.gateway.state"
+local log = require "ctvnc.gateway.log"
+local respond = require "ctvnc.gateway.respond"
+local auth = require "ctvnc.gateway.auth"
+local cookie = require "ctvnc.gateway.cookie"
+local tower = require "ctvnc.gateway.tower"
+local page = require "ctvnc.gateway.page"
+local relay = require "ctvnc.gateway.relay"
+local metrics = require "ctvnc.gateway.metrics"
+local audit = require "ctvnc.gateway.audit"
+
+local ngx = ngx
+local type, tostring, tonumber, ipairs = type, tostring, tonumber, ipairs
+local floor, char = math.floor, string.char
+local reply, fail, deny, error_page = respond.reply, respond.fail, respond.deny,
+  respond.error_page
+local not_allowed, method_is = respond.not_allowed, respond.method_is
+
+local _M = {}
+
+--- %XX decoded, once; in a path "+" is a plus (ngx.unescape_uri would make
+-- it a space)
+function _M.unpercent(s)
+  return (s:gsub("%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+--- The VM id of this request: the path segment after the prefix, taken
+-- from the raw request URI and decoded exactly once (nginx's own $uri and
+-- location captures are decoded already). nil when the raw path does not
+-- have the expected shape (a dot segment, an encoded slash).
+function _M.vm_of(suffix)
+  local path = ngx.var.request_uri:match("^[^?#]*")
+  local prefix = state.conf.prefix
+  if path:sub(1, #prefix) ~= prefix then return nil end
+  local raw = path:sub(#prefix + 1):match("^([^/]*)" .. suffix .. "$")
+  if not raw then return nil end
+  local vm_id = _M.unpercent(raw)
+  if vm_id:find("/", 1, true) or vm_id == "." or vm_id == ".." then return nil end
+  return vm_id
+end
+local vm_of = _M.vm_of
+
+--- Counts n more VM ids against this client's budget of id_rate per
+-- second (GCRA: the budget refills continuously, one second's worth at
+-- most). Workers share it through a shared dict; two of them deciding at
+-- the same instant may each let one batch through.
+local function id_budget(n)
+  local dict = ngx.shared.ctvnc_rate
+  local rate = state.conf.id_rate
+  if not dict or rate <= 0 then return true end
+  local key = "ids:" .. (ngx.var.binary_remote_addr or ngx.var.remote_addr or "?")
+  local t = ngx.now()
+  local tat = dict:get(key) or t
+  if tat < t then tat = t end
+  local new = tat + n / rate
+  if new - t > 1 then return false end
+  dict:set(key, new, floor(new - t) + 2)
+  return true
+end
+
+local function not_a_console()
+  return fail(nil, "the path is not a console URL", "invalid")
+end
+
+--- GET|HEAD /console/<vm>/url (X-API-Key). HEAD checks access only.
+function _M.url(vm_id)
+  if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
+  vm_id = vm_id or vm_of("/url")
+  if not vm_id or vm_id == "" then return not_a_console() end
+  local allowed, refusal, view_only = auth.authorize(vm_id)
+  if not allowed then return deny(vm_id, refusal) end
+  -- a view-only grant never gets the target's URL: it connects straight to
+  -- the VM, past the relay that enforces view-only
+  if view_only then
+    return deny(vm_id, auth.refusal(403, "view-only: open the console page"))
+  end
+  if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
+  local url, mode, kind = tower.choose(vm_id)
+  if not url then return fail(vm_id, mode, kind) end
+  return reply(200, { url = url, mode = mode })
+end
+
+--- POST /console/<vm>/ticket (X-API-Key): a ticket for the browser.
+function _M.ticket(vm_id)
+  if not method_is("POST") then return not_allowed("POST") end
+  vm_id = vm_id or vm_of("/ticket")
+  if not vm_id or vm_id == "" then return not_a_console() end
+  local ok, user, view = auth.authorize(vm_id)
+  if not ok then return deny(vm_id, user) end
+  local t, ttl, kind = state.ticket.mint(vm_id, user, view)
+  if not t then return fail(vm_id, ttl, kind) end
+  return reply(200, { ticket = t, expires_in = ttl,
+                      url = cookie.page_path(vm_id) .. "?ticket=" .. t })
+end
+
+--- GET|HEAD /console/<vm>[?ticket=]: noVNC's page, or an error page. The
+-- page asks CloudTower nothing: its websocket does.
+function _M.page(vm_id)
+  if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD", true) end
+  vm_id = vm_id or vm_of("")
+  if not vm_id then return error_page(400, "invalid") end
+  if vm_id == "" then return error_page(400, "invalid", vm_id) end
+  local args = ngx.req.get_uri_args(8)
+  if args.key ~= nil then
+    -- keys never travel in URLs; nothing is asked for such a request
+    return error_page(400, "invalid", vm_id)
+  end
+  local given = args.ticket
+  if given ~= nil then
+    -- the link's ticket goes into a cookie for this console's path, and
+    -- the browser comes back without it in the URL
+    local doc = type(given) == "string" and state.ticket.check(given, vm_id)
+    if not doc then return error_page(403, "denied", vm_id) end
+    ngx.header["Set-Cookie"] = cookie.ticket(given, floor(doc.e - ngx.now()), vm_id)
+    ngx.header["Location"] = cookie.page_path(vm_id)
+    ngx.status = 303
+    respond.common_headers(true)
+    return respond.finish(303)
+  end
+  local t = cookie.given()
+  local user
+  if t then
+    local doc = state.ticket.check(t, vm_id)
+    if not doc then return error_page(403, "denied", vm_id) end
+    user = doc.u
+  else
+    local ok, who = auth.authorize(vm_id)
+    if not ok then return deny(vm_id, who, true) end
+    user = who
+  end
+  -- a console that is full is told at once
+  local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
+  if not fits then
+    metrics.count("ctvnc_sessions_refused_total", { limit = which })
+    audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
+      reason = "limit " .. which })
+    return error_page(429, "in_use", vm_id, relay.in_use_sentence(which, holder))
+  end
+  return page.serve(vm_id)
+end
+
+--- access_by_lua of the websocket location: checks the method, Origin,
+-- the handshake, the key, ticket or JWT, asks CloudTower for the target
+-- and hands the plan to the relay of the target's hop.
+function _M.ws(vm_id)
+  if not method_is("GET") then return not_allowed("GET") end
+  vm_id = vm_id or vm_of("/ws")
+  if not vm_id or vm_id == "" then return not_a_console() end
+  local upgrade = ngx.var.http_upgrade
+  if not upgrade or upgrade:lower() ~= "websocket" then
+    return reply(400, { error = "a websocket upgrade is expected", vm_id = vm_id })
+  end
+  local wskey = ngx.var.http_sec_websocket_key
+  if ngx.var.http_sec_websocket_version ~= "13" or not wskey
+    or not wskey:match("^[%w+/]+=*$") or #wskey ~= 24 then
+    return reply(400, { error = "a websocket handshake (version 13) is expected", vm_id = vm_id })
+  end
+  if not auth.origin_ok() then
+    log(ngx.WARN, "ctvnc: websocket for ", vm_id, " from a foreign origin refused")
+    return reply(403, { error = "foreign origin", vm_id = vm_id })
+  end
+  local t = cookie.given()
+  local key = ngx.var.http_x_api_key
+  local user, view, renew
+  if (key and key ~= "") or not t then
+    local ok, who, v = auth.authorize(vm_id)
+    if not ok then return deny(vm_id, who) end
+    user, view = who, v
+  else
+    local doc, why = state.ticket.consume(t, vm_id)
+    if not doc then
+      log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
+      return reply(403, { error = "denied", vm_id = vm_id })
+    end
+    user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
+  end
+  local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
+  if not plan then return fail(vm_id, msg, kind) end
+  plan.renew = renew
+  return relay.hand_over(plan)
+end
+
+--- error_page 429 of the JSON routes (limit_req).
+function _M.busy()
+  return reply(429, { error = respond.reason("busy"), kind = "busy" })
+end
+
+--- The request body, also when nginx buffered it to a file.
+local function body()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return data end
+  local file = ngx.req.get_body_file()
+  if not file then return nil end
+  local f = io.open(file, "rb")
+  if not f then
+    log(ngx.ERR, "ctvnc: the body nginx buffered cannot be read (client_body_temp_path)")
+    return nil
+  end
+  data = f:read("*a")
+  f:close()
+  return data
+end
+
+--- POST /console/batch with a JSON array of VM ids (at most batch_max):
+-- the results of client:batch, each VM authorized on its own.
+function _M.batch()
+  if not method_is("POST") then return not_allowed("POST") end
+  local conf = state.conf
+  local ids = cjson.decode(body() or "")
+  if type(ids) ~= "table" or #ids == 0 then
+    return reply(400, { error = "the body must be a JSON array of 1 or more VM ids",
+                        kind = "invalid" })
+  end
+  if #ids > conf.batch_max then
+    return reply(413, { error = ("at most %d VM ids per batch, got %d"):format(conf.batch_max,
+                          #ids), batch_max = conf.batch_max, kind = "batch_max" })
+  end
+  if not id_budget(#ids) then
+    return reply(429, { error = ("at most %d VM ids per second per client"):format(conf.id_rate),
+                        kind = "busy" })
+  end
+  local results, allowed_ids, where = {}, {}, {}
+  for i, id in ipairs(ids) do
+    local allowed, view_only = false, false
+    if type(id) == "string" and id ~= "" then
+      local _
+      allowed, _, view_only = auth.authorize(id)
+    end
+    if allowed and not view_only then   -- view-only grants never get target URLs
+      allowed_ids[#allowed_ids + 1] = id
+      where[#allowed_ids] = i
+    else
+      results[i] = { vm_id = id, ok = false, kind = "denied", message = "denied" }
+    end
+  end
+  resty.deadline(conf.tower_timeout)
+  for j, r in ipairs((state.client:batch(allowed_ids, state.url_options.cluster))) do
+    local url, kind = r.url, r.kind
+    if r.ok and r.mode == "proxy" then
+      local _
+      url, _, kind = tower.proxy_url(r.info)
+    end
+    results[where[j]] = { vm_id = r.vm_id, ok = url ~= nil, url = url, mode = url and r.mode,
+                          kind = kind, message = url == nil and respond.reason(kind) or nil }
+  end
+  return reply(200, results)
+end
+
+return _M
