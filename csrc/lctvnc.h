@@ -24,6 +24,8 @@ void ctv_open_frames(lua_State *L);    /* lframes.c: websocket frames, RFB,
                                           the view-only filter */
 void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
                                           ctvnc command */
+void ctv_open_shot(lua_State *L);      /* lshot.c: screenshots (the Shooter
+                                          class over shot.c) */
 void ctv_open_recording(lua_State *L); /* lrecording.c: SHA-256, HMAC,
                                           console recordings */
 
@@ -34,7 +36,8 @@ void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
 
 /* Fills buf[0..n) from getrandom(2), looping on EINTR and short reads:
  * 0, or -1 with errno set. The module's one source of random bytes
- * (lsys.c), a ctv_random_fn for the view-only filter's masking keys. */
+ * (lsys.c), a ctv_random_fn for masking keys (the view-only filter's, the
+ * screenshots' websocket frames). */
 int ctv_random(void *ud, unsigned char *buf, size_t n);
 
 /* Pushes nil, the formatted message and `kind`; returns 3. The format is

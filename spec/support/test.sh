@@ -110,7 +110,7 @@ run() {  # name
     jitheaders) # what `LUA_INCDIR=/usr/include/luajit-2.1` would build, strict
               check jitheaders cc -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual \
                 -Werror -fPIC -shared -I/usr/include/luajit-2.1 -o "$OUT/jitheaders.so" \
-                csrc/*.c -lcurl ;;
+                csrc/*.c -lcurl -lz ;;
     *)        echo "    unknown suite" > "$OUT/$s.detail"; echo "0 1" > "$OUT/$s.res" ;;
   esac
 }

@@ -21,7 +21,8 @@ local _M = {
 }
 
 --- The commands, in the order --help lists them.
-local COMMANDS = { "url", "batch", "vms", "login", "recording", "audit" }
+local COMMANDS = { "url", "batch", "vms", "login", "shot", "check", "wall", "recording",
+  "audit" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do
@@ -50,7 +51,8 @@ _M.USAGE = flagset.usage(commands, [[
 
 environment:
   CTVNC_ENDPOINT, CTVNC_TOKEN (token or API key), CTVNC_USERNAME,
-  CTVNC_PASSWORD, CTVNC_SOURCE, CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
+  CTVNC_PASSWORD, CTVNC_VNC_PASSWORD (shot, check), CTVNC_SOURCE,
+  CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
   CTVNC_PROGRESS (1 or 0: force the batch progress bar on or off; by
   default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM,
   CTVNC_RECORD_KEY and CTVNC_AUDIT_KEY (keys for recording and audit verify)
