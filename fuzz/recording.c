@@ -14,14 +14,9 @@
  * by the input is changed: the reader must not find it all intact and
  * signed (every byte is covered by the chain or the signature).
  */
-#include <assert.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
+#define FUZZ_NAME "recording"
+#include "fuzz.h"
 #include "recording.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char KEY[] = "fuzz-record-key-0123456789abcdef0123";
 
@@ -45,10 +40,10 @@ static size_t read_all(const unsigned char *p, size_t n, const char *key, outcom
     out[k].rc = rc;
     out[k].used = used;
     if (rc == CTV_REC_OK) {
-      assert(used > 0 && used <= n - off);
+      CHECK(used > 0 && used <= n - off);
       if (it.kind == CTV_REC_CHUNK || it.kind == CTV_REC_KEYFRAME) {
-        assert(it.data >= p + off && it.data + it.len <= p + off + used);
-        assert(it.offset == off);
+        CHECK(it.data >= p + off && it.data + it.len <= p + off + used);
+        CHECK(it.offset == off);
       }
       out[k].kind = it.kind;
       out[k].intact = it.intact;
@@ -57,7 +52,7 @@ static size_t read_all(const unsigned char *p, size_t n, const char *key, outcom
       k++;
       continue;
     }
-    if (rc == CTV_REC_MORE) assert(used > n - off);
+    if (rc == CTV_REC_MORE) CHECK(used > n - off);
     k++;
     break;
   }
@@ -74,13 +69,13 @@ static void read_in_steps(const unsigned char *p, size_t n, const outcome *want,
     size_t used, avail = n - off < give ? n - off : give;
     int rc = ctv_rec_next(&r, p + off, avail, &it, &used);
     if ((rc == CTV_REC_MORE || rc == CTV_REC_DONE) && avail < n - off) {
-      assert(rc == CTV_REC_DONE || used > avail);
+      CHECK(rc == CTV_REC_DONE || used > avail);
       give = rc == CTV_REC_DONE ? n - off : used;
       continue;
     }
-    assert(rc == want[k].rc);
+    CHECK(rc == want[k].rc);
     if (rc != CTV_REC_OK) return;
-    assert(used == want[k].used && it.kind == want[k].kind && it.intact == want[k].intact);
+    CHECK(used == want[k].used && it.kind == want[k].kind && it.intact == want[k].intact);
     off += used;
     give = 0;
     k++;
@@ -96,7 +91,7 @@ static unsigned char *write_recording(const uint8_t *data, size_t size, size_t *
                               CTV_REC_TRAILER);
   size_t at, i, start = 0;
   uint64_t t = 1700000000000ull;
-  assert(out != NULL);
+  CHECK(out != NULL);
   memset(&m, 0, sizeof m);
   m.start_ms = t;
   m.width = 640;
@@ -109,7 +104,7 @@ static unsigned char *write_recording(const uint8_t *data, size_t size, size_t *
   m.user.p = "user";
   m.user.n = 4;
   ctv_rec_writer_init(&w, KEY, strlen(KEY));
-  assert(ctv_rec_write_header(&w, &m, out) == CTV_REC_OK);
+  CHECK(ctv_rec_write_header(&w, &m, out) == CTV_REC_OK);
   at = ctv_rec_header_size(&m);
   for (i = 0; i <= size; i++) {
     if (i < size && data[i] != 0xFF) continue;
@@ -117,14 +112,14 @@ static unsigned char *write_recording(const uint8_t *data, size_t size, size_t *
       size_t len = i - start;
       int key = len > 0 && (data[start] & 1);
       t += len > 0 ? data[start] : 0;
-      assert(ctv_rec_write_chunk(&w, t, data + start, len, key, out + at,
+      CHECK(ctv_rec_write_chunk(&w, t, data + start, len, key, out + at,
                                  out + at + CTV_REC_CHUNK_HEAD + len) == CTV_REC_OK);
       if (len > 0) memcpy(out + at + CTV_REC_CHUNK_HEAD, data + start, len);
       at += CTV_REC_CHUNK_HEAD + len + CTV_SHA256_LEN;
     }
     start = i + 1;
   }
-  assert(ctv_rec_write_trailer(&w, t, 1, out + at) == CTV_REC_OK);
+  CHECK(ctv_rec_write_trailer(&w, t, 1, out + at) == CTV_REC_OK);
   *n = at + CTV_REC_TRAILER;
   return out;
 }
@@ -156,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   read_in_steps(data, size, seen, count);
 
   rec = write_recording(data, size, &n);
-  assert(accepted(rec, n));
+  CHECK(accepted(rec, n));
   {
     /* the chunks come back with their data, in order */
     ctv_rec_reader r;
@@ -164,20 +159,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ctv_rec_item it;
     size_t used;
     ctv_rec_reader_init(&r, NULL, 0);
-    assert(ctv_rec_next(&r, rec, n, &it, &used) == CTV_REC_OK && it.kind == CTV_REC_HEADER);
+    CHECK(ctv_rec_next(&r, rec, n, &it, &used) == CTV_REC_OK && it.kind == CTV_REC_HEADER);
     off = used;
     while (ctv_rec_next(&r, rec + off, n - off, &it, &used) == CTV_REC_OK &&
            it.kind != CTV_REC_END) {
       while (i < size && data[i] != 0xFF) i++;
-      assert(it.len == i - start && (it.len == 0 || memcmp(it.data, data + start, it.len) == 0));
+      CHECK(it.len == i - start && (it.len == 0 || memcmp(it.data, data + start, it.len) == 0));
       start = ++i;
       off += used;
     }
-    assert(it.kind == CTV_REC_END && it.signature == CTV_REC_UNCHECKED && it.intact);
+    CHECK(it.kind == CTV_REC_END && it.signature == CTV_REC_UNCHECKED && it.intact);
   }
   at = size > 0 ? (data[0] * 7919u + size * 104729u) % n : 0;
   rec[at] ^= (unsigned char)(size > 1 && data[1] != 0 ? data[1] : 0x5A);
-  assert(!accepted(rec, n));
+  CHECK(!accepted(rec, n));
   free(rec);
   return 0;
 }
