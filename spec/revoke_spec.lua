@@ -63,6 +63,24 @@ describe("revocation and what a grant may get #novalgrind", function()
 
   local wait_for = common.wait_for
 
+  --- Reloads gateway name (HUP) and waits until its old workers are gone
+  -- and `workers` new ones run (an old one may still take a connection).
+  local function reload(name, workers)
+    local master = read_file(lab.gateways[name].dir .. "/nginx.pid"):match("%d+")
+    local list = "pgrep -P " .. master
+    local before = {}
+    for pid in helpers.run(list):gmatch("%d+") do before[pid] = true end
+    helpers.run("kill -HUP " .. master)
+    assert.is_true(wait_for(function()
+      local n = 0
+      for pid in helpers.run(list):gmatch("%d+") do
+        if before[pid] then return false end
+        n = n + 1
+      end
+      return n == workers
+    end), "nginx did not reload")
+  end
+
   setup(function()
     sim = helpers.sim()
     lab = common.lab()
@@ -114,16 +132,8 @@ describe("revocation and what a grant may get #novalgrind", function()
       assert.are.equal(101, status)
       local renewal2 = assert(cookie_ticket(hs))
       write_file(dir .. "/keys-reload", ("%s vm-1\n"):format(K2))
-      local master = read_file(lab.gateways.reload.dir .. "/nginx.pid"):match("%d+")
-      local workers = "pgrep -P " .. master
-      local before = helpers.run(workers)
-      helpers.run("kill -HUP " .. master)
-      -- reloaded: the old worker gone, a new one answering
-      assert.is_true(wait_for(function()
-        local now = helpers.run(workers)
-        return now:match("^%d+%s*$") and now ~= before
-          and (http(p, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = K1 })) == 403
-      end), "nginx did not reload")
+      reload("reload", 1)
+      assert.are.equal(403, (http(p, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = K1 })))
       -- K2's renewal still opens (same secret): K1's is refused
       assert.are.equal(101, (ws(p, "vm-1", with_ticket(renewal2))))
       assert.are.equal(403, (ws(p, "vm-1", with_ticket(renewal1))))
@@ -264,10 +274,20 @@ describe("revocation and what a grant may get #novalgrind", function()
   end)
 
   describe("audit.log", function()
+    local adir
+    local AUDIT_KEY = random_hex(16)
+
+    --- ctvnc audit verify FILE...: exit status, output.
+    local function verify(...)
+      local rc, out = helpers.cli_main({ "audit", "verify", ... }, { CTVNC_AUDIT_KEY = AUDIT_KEY })
+      return rc, out
+    end
+
     it("is 0640, and after mv and USR1 the next line lands in a new 0640 file", function()
-      local adir = dir .. "/auditdir"
+      adir = dir .. "/auditdir"
       assert(helpers.run(("mkdir -p %s && chmod 777 %s"):format(adir, adir)))
-      local p = start_gateway("audit", { AUDIT_LOG = adir .. "/audit.log" })
+      local p = start_gateway("audit", { AUDIT_LOG = adir .. "/audit.log",
+        CTVNC_AUDIT_KEY = secret(AUDIT_KEY), WORKERS = 2 })
       local function mode(f)
         return (helpers.run("stat -c %a " .. f):gsub("%s+$", ""))
       end
@@ -290,9 +310,45 @@ describe("revocation and what a grant may get #novalgrind", function()
       assert.are.equal(2, events(adir .. "/audit.log.1"))
       -- a reload's master (umask 0) creates it 0640 too
       assert(os.rename(adir .. "/audit.log", adir .. "/audit.log.2"))
-      helpers.run(("kill -HUP $(cat %s/nginx.pid)"):format(lab.gateways.audit.dir))
-      assert.is_true(wait_for(function() return read_file(adir .. "/audit.log") ~= nil end))
+      reload("audit", 2)
       assert.are.equal("640", mode(adir .. "/audit.log"))
+      assert.are.equal(101, (ws(p, "vm-1", { ["X-API-Key"] = K1 })))
+      assert.is_true(wait_for(function() return events(adir .. "/audit.log") >= 2 end))
+    end)
+
+    it("is one hash chain across workers, rotation and reload: ctvnc audit verify", function()
+      -- two workers writing at once: 12 sessions opened side by side
+      local cmd = {}
+      for _ = 1, 12 do
+        cmd[#cmd + 1] = ("curl -s -o /dev/null -m 1 -H 'Connection: Upgrade' -H 'Upgrade: "
+          .. "websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: "
+          .. "dGhlIHNhbXBsZSBub25jZQ==' -H 'X-API-Key: %s' http://127.0.0.1:%d/console/vm-1/ws &")
+          :format(K1, lab.gateways.audit.port)
+      end
+      helpers.run(table.concat(cmd, " ") .. " wait")
+      local log = adir .. "/audit.log"
+      assert.is_true(wait_for(function()
+        return select(2, (read_file(log) or ""):gsub("\n", "")) >= 26
+      end))
+      local files = { adir .. "/audit.log.1", adir .. "/audit.log.2", log }
+      local rc, out = verify(table.unpack(files))
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find("intact, 26 lines", 1, true), out)
+      -- a line appended by hand, and one sealed without the key, are caught
+      local text = read_file(log)
+      write_file(dir .. "/forged.log", text .. '{"event":"open","user":"mallory"}\n')
+      rc, out = verify(dir .. "/forged.log")
+      assert.are_not.equal(0, rc)
+      assert.truthy(out:find("line 27 breaks the chain", 1, true), out)
+      local chain = require "ctvnc.auditchain"
+      local sealed = chain.seal(text:match('"hash":"(%x+)"}\n$'), '{"event":"open","user":"mallory"}')
+      write_file(dir .. "/forged.log", text .. sealed .. "\n")
+      out = select(2, verify(dir .. "/forged.log"))
+      assert.truthy(out:find("line 27 breaks the chain", 1, true), out)
+      -- and an edited line
+      write_file(dir .. "/forged.log", (text:gsub('"user":"key#1"', '"user":"key#2"', 1)))
+      out = select(2, verify(dir .. "/forged.log"))
+      assert.truthy(out:find("line 1 breaks the chain", 1, true), out)
     end)
   end)
 

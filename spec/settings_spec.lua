@@ -120,6 +120,7 @@ describe("the gateway's settings", function()
       { { endpoint = "" }, "ctvnc: setting endpoint: is required" },
       { with("id_rate", 50), "ctvnc: setting id_rate: must be 0 (off) or at least batch_max" },
       { with("ticket_secret", "short"), "ctvnc: setting ticket_secret: must be at least 32 bytes" },
+      { with("audit_key", "short"), "ctvnc: setting audit_key: must be at least 32 bytes" },
     }
     for _, c in ipairs(cases) do
       local conf, err = config.check(c[1])

@@ -41,7 +41,8 @@
 #   SLOT_TTL (10: seconds a crashed worker's slots outlive it), TARGET_TIMEOUT
 #   (10: seconds for each step of the target's websocket handshake), STORE
 #   (shdict: sessions, slots, kill flags and used tickets on this node)
-#   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
+#   AUDIT_LOG (path | error_log | off; default DIR/audit.log), CTVNC_AUDIT_KEY
+#   (HMAC key of its hash chain, 32+ bytes; unset: SHA-256)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),

@@ -97,6 +97,8 @@ store            {shdict}             shdict             STORE
     where sessions, slots, kill flags and used tickets live (shdict: this node)
 audit_log        string               -                  AUDIT_LOG
     audit trail: a path, error_log or off (unset: <nginx prefix>/audit.log)
+audit_key        secret               -                  CTVNC_AUDIT_KEY
+    HMAC key of the audit log's hash chain, 32+ bytes (unset: SHA-256, forgeable by its writers)
 novnc_dir        string               /usr/share/novnc   -
     where noVNC's vnc.html is read from
 novnc_url        string               /novnc/            -
@@ -194,8 +196,8 @@ function _M.check(c)
     end
     conf[s.name] = v
   end
-  if conf.ticket_secret and #conf.ticket_secret < 32 then
-    return fail("ticket_secret", "must be at least 32 bytes")
+  for _, name in ipairs({ "ticket_secret", "audit_key" }) do
+    if conf[name] and #conf[name] < 32 then return fail(name, "must be at least 32 bytes") end
   end
   if conf.id_rate ~= 0 and conf.id_rate < conf.batch_max then
     return fail("id_rate", "must be 0 (off) or at least batch_max")

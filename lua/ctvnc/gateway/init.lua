@@ -58,7 +58,9 @@ function _M.configure(c)
         " are NOT verified: anyone on the path can read the console credentials")
     end
   end
-  audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"))
+  local no_audit = audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"), conf.audit_key)
+  conf.audit_key, c.audit_key = nil, nil
+  if no_audit then error("ctvnc: setting audit_log: " .. no_audit, 0) end
   state.conf = conf
   state.client = tower.client(conf, c)
   state.url_options = tower.url_options(conf)
