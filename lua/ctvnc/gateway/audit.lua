@@ -56,11 +56,13 @@ end
 --- Takes the chain's lock: true | nil after a second of trying (its
 -- holder is stuck; the line is written on the head as it is).
 local function lock(dict)
-  for _ = 1, 1000 do
+  ngx.update_time()
+  local deadline = ngx.now() + LOCK_TTL
+  repeat
     if dict:add("lock", true, LOCK_TTL) then return true end
     -- a phase that cannot yield spins instead
     if not pcall(ngx.sleep, 0.001) then ngx.update_time() end
-  end
+  until ngx.now() > deadline
 end
 
 --- Seals line onto the chain and appends it: true | nil, message.
