@@ -94,7 +94,7 @@ describe("the gateway's screenshots and wall #novalgrind", function()
     lab = common.lab()
     dir = lab.dir
     for _, s in ipairs({ K_FULL, K_VIEW, K_NONE, "sim-token" }) do lab:secret(s) end
-    write_file(dir .. "/keys", ("%s vm-1,vm-2,vm-9,vm-13,vm-15,vm-17,vm-25,vm-27\n"
+    write_file(dir .. "/keys", ("%s vm-1,vm-2,vm-9,vm-13,vm-15,vm-17,vm-25,vm-27,vm-29\n"
       .. "%s vm-1:view,vm-2:view\n"
       .. "%s vm-404\n"):format(K_FULL, K_VIEW, K_NONE))
     p = start_gateway("gw", { MAX_PER_VM = 1 })
@@ -249,6 +249,43 @@ describe("the gateway's screenshots and wall #novalgrind", function()
       assert.same({ "vm-9", "vm-13" }, vms)
       assert.truthy(html:find('"refresh":5', 1, true))
       lab:stop_gateways("wall")
+    end)
+
+    it("marks, in Chromium, the screen that changed and the one unchanged past WALL_STILL",
+       function()
+      local q = start_gateway("chromium", { WALL_REFRESH = 1, WALL_STILL = 2 })
+      -- puppeteer-core, as pinned in spec/e2e/package-lock.json
+      local ROOT = helpers.ROOT
+      if not helpers.run(("test -d %s/spec/e2e/node_modules/puppeteer-core && echo yes")
+          :format(ROOT)):find("yes", 1, true) then
+        local out, ok = helpers.run(("cd %s/spec/e2e && npm ci --no-audit --no-fund"):format(ROOT))
+        assert(ok, "npm ci in spec/e2e failed:\n" .. out)
+      end
+      local out_dir = os.getenv("CTVNC_E2E_OUT") or (dir .. "/e2e")
+      local job, pid_file = dir .. "/wall-job.json", dir .. "/wall-chromium.pid"
+      write_file(job, cjson.encode({ out = out_dir, pid_file = pid_file, timeout_ms = 80000,
+        pages = { { name = "wall", rounds = 5, headers = { ["X-API-Key"] = K_FULL },
+                    url = ("http://127.0.0.1:%d/wall?vms=vm-1,vm-29"):format(q) } } }))
+      finally(function()
+        local pid = tonumber((read_file(pid_file) or ""):match("%d+") or "")
+        if pid and common.alive(pid) then helpers.run(("kill -KILL -%d"):format(pid)) end
+        os.remove(job)
+      end)
+      local out, ok = helpers.run(("timeout -k 5 90 node %s/spec/e2e/browse.js %s 2>&1")
+        :format(ROOT, job))
+      assert(ok, "browse.js failed:\n" .. lab.show(out))
+      local page = cjson.decode(out:match("{\"results\".*}")).results[1]
+      assert.are.equal(200, page.status)
+      local tiles = {}
+      for _, t in ipairs(page.tiles) do tiles[t.vm] = t end
+      -- vm-1 is the same picture every time; vm-29 a new one on each connection
+      assert.are.equal("tile still", tiles["vm-1"].class, cjson.encode(page.tiles))
+      assert.are.equal("tile changed", tiles["vm-29"].class, cjson.encode(page.tiles))
+      assert.are.equal("/console/vm-1", tiles["vm-1"].href)
+      assert.are.equal(64, tiles["vm-1"].width)
+      assert.truthy(tiles["vm-1"].hash ~= tiles["vm-29"].hash)
+      assert.truthy(page.text:find("1 changed, 1 unchanged for long, 0 failed", 1, true), page.text)
+      lab:stop_gateways("chromium")
     end)
   end)
 end)

@@ -24,6 +24,7 @@ out (vm-<n>). Scenarios by n (others: ZRLE, 64x48, RFB 3.8, None):
   27  a live desktop: Raw, 64x48, the whole screen for every request, for
       as long as the client stays; it honours ClientInit's shared flag as
       TigerVNC does (a non-shared client disconnects the others)
+  29  a changing desktop: Raw, 64x48, a different picture on each connection
 Every ClientInit is printed, "clientinit N shared=FLAG".
   n >= 1000: ZRLE, 1920x1080, all the same picture (benchmarks)
 --latency delays each answer (the 101 and every server message), as a
@@ -63,6 +64,7 @@ EXPECTED = vnc_response(PASSWORD, CHALLENGE)
 LATENCY = 0.0
 LIVE = {}                   # scenario 27: n -> its open connections
 LIVE_LOCK = threading.Lock()
+CHANGES = [0]               # scenario 29: connections so far
 
 
 class Conn:
@@ -287,7 +289,13 @@ def rfb(c, n, query):
         inc, x, y, rw, rh = read_client_msgs(c)
         if inc != 0 or (x, y, rw, rh) != (0, 0, w, h):
             return
-    if n in (3, 7, 13):
+    if n == 29:
+        with LIVE_LOCK:
+            CHANGES[0] += 1
+            k = CHANGES[0]
+        body = rect(0, 0, w, h, 0) + raw_rect(rgb_rows(29 + 2 * k, w, h))
+        c.send(b"\x00\x00" + struct.pack(">H", 1) + body)
+    elif n in (3, 7, 13):
         body = rect(0, 0, w, h, 0) + cached(("raw", n), lambda: raw_rect(rgb_rows(n, w, h)))
         c.send(b"\x00\x00" + struct.pack(">H", 1) + body)
     elif n == 19:

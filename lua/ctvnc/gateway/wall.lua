@@ -5,7 +5,7 @@
 -- the authorize hook allows the caller, each a tile linking to its console
 -- page. The page's script fetches each /console/<vm>/screenshot.png
 -- thumbnail every WALL_REFRESH seconds and marks the screens that changed
--- since the last refresh and those unchanged for STILL seconds (10
+-- since the last refresh and those unchanged for WALL_STILL seconds (10
 -- minutes), keeping a small hash of each thumbnail in its own state. The
 -- page asks CloudTower nothing; the screenshots do, each authorized and
 -- counted on its own.
@@ -25,7 +25,6 @@ local _M = {}
 
 _M.MAX = 500          -- VMs on one wall
 _M.WIDTH = 320        -- thumbnail width, pixels
-_M.STILL = 600        -- seconds unchanged before a screen is marked
 _M.PARALLEL = 6       -- thumbnails fetched at once
 
 local PAGE = respond.template("wall_page.html")
@@ -84,9 +83,10 @@ function _M.wall()
   nonce = ngx.encode_base64(nonce)
   local conf = state.conf
   local settings = cjson.encode({ prefix = conf.prefix, width = _M.WIDTH,
-    refresh = conf.wall_refresh, still = _M.STILL, parallel = _M.PARALLEL })
+    refresh = conf.wall_refresh, still = conf.wall_still, parallel = _M.PARALLEL })
   local values = {
-    NONCE = nonce, COUNT = #shown, WIDTH = _M.WIDTH, TILES = concat(tiles, "\n"),
+    NONCE = nonce, COUNT = #shown, STILL = conf.wall_still, WIDTH = _M.WIDTH,
+    TILES = concat(tiles, "\n"),
     CONFIG = (settings:gsub("<", "\\u003c")),
   }
   ngx.status = 200
