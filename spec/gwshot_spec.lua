@@ -1,7 +1,5 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
-local socket = require "socket"
-local core = require "ctvnc.core"
 local common = require "gateway.common"
 local rfblab = require "support.rfblab"
 
@@ -49,29 +47,7 @@ describe("the gateway's screenshots and wall #novalgrind", function()
   local function rfb_session(port, path, headers, shared)
     local sock, status = common.ws_handshake(port, path, headers)
     assert.are.equal(101, status)
-    local c = { buf = "", data = "" }
-    function c.send(_, bytes) return sock:send(core.ws_frame("binary", bytes, true)) end
-    function c.read(_, n)
-      local deadline = socket.gettime() + 10
-      sock:settimeout(0.05)
-      while #c.data < n do
-        local frame, size = core.ws_parse(c.buf, "server")
-        if frame then
-          c.buf = c.buf:sub(size + 1)
-          if frame.opcode == "close" then return nil, "closed" end
-          c.data = c.data .. frame.payload
-        else
-          local chunk, err, partial = sock:receive(65536)
-          chunk = chunk or partial or ""
-          if chunk == "" and err == "closed" then return nil, err end
-          if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
-          c.buf = c.buf .. chunk
-        end
-      end
-      local out = c.data:sub(1, n)
-      c.data = c.data:sub(n + 1)
-      return out
-    end
+    local c = common.ws_stream(sock)
     function c.close() sock:close() end
     assert.are.equal("RFB 003.008\n", c:read(12))
     c:send("RFB 003.008\n")
