@@ -119,7 +119,9 @@ local function shoot(plan, sock)
       end
     else
       ngx.update_time()
-      if ngx.now() > deadline then return nil, "no whole frame in time", "timeout" end
+      local left = deadline - ngx.now()
+      if left <= 0 then return nil, "no whole frame in time", "timeout" end
+      sock:settimeout(left * 1000)
       -- once a frame's header is in, the rest of it in one read
       local data, e
       if size then data, e = sock:receive(size - #buf) else data, e = sock:receiveany(65536) end
