@@ -92,9 +92,11 @@ describe("the gateway's screenshots and wall #novalgrind", function()
       assert.are.equal("no-store", hs["cache-control"])
       assert.are.equal("nosniff", hs["x-content-type-options"])
       assert.same({ 64, 48, 0 }, { check_png(png, 1) })
+      local asked = helpers.stats().vm["vm-13"] or 0
       status, png = get(p, "/console/vm-13/screenshot.png", K_FULL)
       assert.are.equal(200, status, png)
       assert.same({ 17, 9, 0 }, { check_png(png, 13) })
+      assert.are.equal(asked + 1, helpers.stats().vm["vm-13"])   -- CloudTower asked once
       status, png, hs = get(p, "/console/vm-9/screenshot.png?width=50", K_FULL)
       assert.are.equal(200, status, png)
       assert.are.equal("50x35", hs["x-screenshot-size"])
