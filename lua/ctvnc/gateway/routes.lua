@@ -56,11 +56,13 @@ local vm_of = _M.vm_of
 
 --- Counts n more against the budget `key` of `rate` a second, of which
 -- `span` seconds' worth may be spent at once (GCRA: the budget refills
--- continuously). Workers share it through a shared dict; two of them
--- deciding at the same instant may each let one request through.
+-- continuously). Workers share it through the ctvnc_rate shared dict
+-- (none: refused, fail closed); two of them deciding at the same instant
+-- may each let one request through.
 function _M.budget(key, n, rate, span)
+  if rate <= 0 then return true end
   local dict = ngx.shared.ctvnc_rate
-  if not dict or rate <= 0 then return true end
+  if not dict then return false end
   local t = ngx.now()
   local tat = dict:get(key) or t
   if tat < t then tat = t end
