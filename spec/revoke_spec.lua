@@ -184,6 +184,8 @@ describe("revocation and what a grant may get #novalgrind", function()
       status, page = http(p, "GET", "/console/vm-1", { ["X-API-Key"] = K1 })
       assert.are.equal(403, status)
       assert.truthy(page:find("Console locked", 1, true))
+      status, doc = json(p, "GET", "/console/vm-1/screenshot.png", { ["X-API-Key"] = K1 })
+      assert.are.same({ 403, "locked" }, { status, doc.kind })
       -- another user of the VM, and the user on another VM, are not locked
       assert.are.equal(101, (ws(p, "vm-1", { ["X-API-Key"] = K2 })))
       assert.are.equal(200, (http(p, "GET", "/console/vm-3", { ["X-API-Key"] = K1 })))

@@ -96,6 +96,7 @@ local function lock_kind(user, vm_id)
   end
   return "locked"
 end
+_M.lock_kind = lock_kind
 
 --- A ticket of a new family (ticket_lifetime, at most max_session) from
 -- an authorize hook's grant, and the console page's link with it: ticket,
@@ -119,6 +120,7 @@ local function refuse(vm_id, msg, kind)
   end
   return fail(vm_id, msg, kind)
 end
+_M.refuse = refuse
 
 --- Does the grant a ticket was minted from still hold for vm_id (the
 -- key still in the key file; the JWT's expiry is the ticket's own bound)?

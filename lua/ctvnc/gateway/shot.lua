@@ -65,6 +65,9 @@ function _M.screenshot(vm_id)
   local ok, user, view = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
   user = tostring(user or "")
+  -- an admin's kill locked the user out of this VM: its screen too
+  local locked = routes.lock_kind(user, vm_id)
+  if locked then return routes.refuse(vm_id, respond.reason(locked), locked) end
   local rate = state.conf.shot_rate
   if not routes.budget("shot:" .. user, 1, rate / 60, 60) then
     return reply(429, { error = ("at most %d screenshots a minute per user"):format(rate),
