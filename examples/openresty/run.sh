@@ -37,6 +37,9 @@
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
+#   MAX_SESSIONS (1000: console sessions this node holds; sizes
+#   worker_connections, worker_rlimit_nofile and the session book),
+#   TOWER_KEEPALIVE (64: kept-alive connections to CloudTower per worker)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
@@ -113,10 +116,19 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}"; do
+         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE are numbers" ;; esac
 done
+# capacity from MAX_SESSIONS: two connections a session in any one worker,
+# 512 more (pages, API, /health, CloudTower), files 256 more; 2 KiB of
+# session book a session (1 MiB at least)
+max_sessions=${MAX_SESSIONS:-1000}
+case $max_sessions in *[!0-9]*|0) die "MAX_SESSIONS must be a whole number of 1 or more" ;; esac
+worker_connections=$((2 * max_sessions + 512))
+nofile=$((worker_connections + 256))
+book_kib=$((2 * max_sessions))
+[ "$book_kib" -ge 1024 ] || book_kib=1024
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
 
@@ -202,6 +214,11 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@SLOT_TTL@|${SLOT_TTL:-10}|g" \
     -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
     -e "s|@STORE@|${STORE:-shdict}|g" \
+    -e "s|@MAX_SESSIONS@|$max_sessions|g" \
+    -e "s|@WORKER_CONNECTIONS@|$worker_connections|g" \
+    -e "s|@NOFILE@|$nofile|g" \
+    -e "s|@BOOK_SIZE@|${book_kib}k|g" \
+    -e "s|@TOWER_KEEPALIVE@|${TOWER_KEEPALIVE:-64}|g" \
     -e "s|@TMP@|$tmp|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 # a setting configure refuses is told in one line, not a Lua traceback

@@ -79,6 +79,8 @@ max_session      number0..            0                  MAX_SESSION
     seconds a console may stay open (0: no cap)
 idle_timeout     number0..            0                  IDLE_TIMEOUT
     seconds without keys, pointer or clipboard from the browser (0: none)
+max_sessions     number1..1000000     1000               MAX_SESSIONS
+    console sessions this node holds at once (sizes nginx's connections, file limit and book)
 slot_ttl         number1..600         10                 SLOT_TTL
     seconds a session's slots outlive its relay: a crashed worker's heal after it
 target_timeout   number0.1..120       10                 TARGET_TIMEOUT

@@ -22,6 +22,7 @@ local page = require "ctvnc.gateway.page"
 local relay = require "ctvnc.gateway.relay"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
 local type, tostring, tonumber, ipairs = type, tostring, tonumber, ipairs
@@ -142,7 +143,16 @@ function _M.page(vm_id)
     if not ok then return deny(vm_id, who, true) end
     user = who
   end
-  -- a console that is full is told at once
+  -- a gateway or a console that is full is told at once
+  local open = watch.node()
+  if open >= state.conf.max_sessions then
+    metrics.count("ctvnc_sessions_refused_total", { limit = "full" })
+    audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
+      reason = "limit full" })
+    log(ngx.ERR, "ctvnc: the console page of ", vm_id, " is refused: the gateway is full: ",
+      open, " sessions open, max_sessions ", state.conf.max_sessions, " (full)")
+    return error_page(503, "full", vm_id)
+  end
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
   if not fits then
     metrics.count("ctvnc_sessions_refused_total", { limit = which })

@@ -13,10 +13,14 @@
 --   store:add(key, value, ttl)        -> true | false (the key exists) | nil, err
 --       add-if-absent with expiry, atomic (a ticket's nonce is used once).
 --   store:set(key, value, ttl)        -> true | nil, err
+--   store:touch(key, ttl)             -> true | false (absent) | nil, err
+--       a live key's expiry set anew, its value kept.
 --   store:get(key)                    -> value | nil (absent) | nil, err
 --   store:delete(key)                 -> true | nil, err
---   store:list(prefix)                -> { value, ... } | nil, err
---       the values of every live key that starts with prefix.
+--   store:page(prefix, after, limit)  -> { key, value, key, value, ... }, more | nil, err
+--       at most `limit` live keys that start with prefix and sort after
+--       `after` ("" from the start), in key order, with their values;
+--       `more` is true when keys are left past the last one.
 --   store:take(bucket, max, holder, ttl)
 --                                     -> handle | false, { holder, ... } | nil, err
 --       counted slots with expiry: one of `max` slots of bucket, atomic (two
@@ -30,8 +34,12 @@
 --   store:killer(id)                  -> who | nil (no kill flag) | nil, err
 --       the kill flag of a session, polled by its relay (a Redis backend
 --       may also publish it).
+-- A full store refuses (nil, "no memory"): nothing here evicts a live
+-- key to make room (safe_add, safe_set), so a full session book refuses
+-- new sessions instead of forgetting open ones (fail closed).
 local ngx = ngx
-local tostring, ipairs = tostring, ipairs
+local tostring, ipairs, setmetatable = tostring, ipairs, setmetatable
+local sort = table.sort
 
 local _M = {}
 
@@ -47,14 +55,21 @@ function _M.new(opts)
 end
 
 function Store:add(key, value, ttl)
-  local ok, err = self.dict:add(key, value, ttl)
+  local ok, err = self.dict:safe_add(key, value, ttl)
   if ok then return true end
   if err == "exists" then return false end
   return nil, err
 end
 
 function Store:set(key, value, ttl)
-  return self.dict:set(key, value, ttl)
+  return self.dict:safe_set(key, value, ttl)
+end
+
+function Store:touch(key, ttl)
+  local ok, err = self.dict:expire(key, ttl)
+  if ok then return true end
+  if err == "not found" then return false end
+  return nil, err
 end
 
 function Store:get(key)
@@ -66,15 +81,24 @@ function Store:delete(key)
   return true
 end
 
-function Store:list(prefix)
-  local d, out = self.dict, {}
+-- The keys are read once (get_keys) and only the page's values are read.
+function Store:page(prefix, after, limit)
+  local d, keys, n = self.dict, {}, #prefix
   for _, k in ipairs(d:get_keys(0)) do
-    if k:sub(1, #prefix) == prefix then
-      local v = d:get(k)
-      if v ~= nil then out[#out + 1] = v end
+    if k:sub(1, n) == prefix and k > prefix .. after then keys[#keys + 1] = k end
+  end
+  sort(keys)
+  local out = {}
+  local i = 0
+  while i < #keys and #out < 2 * limit do
+    i = i + 1
+    local v = d:get(keys[i])
+    if v ~= nil then
+      out[#out + 1] = keys[i]
+      out[#out + 1] = v
     end
   end
-  return out
+  return out, i < #keys
 end
 
 -- A bucket's slots are the keys "<bucket>#1" .. "<bucket>#<max>", each
@@ -83,7 +107,7 @@ function Store:take(bucket, max, holder, ttl)
   local d, holders = self.dict, {}
   for i = 1, max do
     local k = bucket .. "#" .. i
-    local ok, err = d:add(k, holder, ttl)
+    local ok, err = d:safe_add(k, holder, ttl)
     if ok then return k end
     if err ~= "exists" then return nil, err end
     holders[#holders + 1] = d:get(k)
@@ -101,8 +125,10 @@ function Store:holders(bucket, max)
 end
 
 function Store:refresh(handle, holder, ttl)
-  local current = self.dict:get(handle)
-  if current == holder or current == nil then return self.dict:set(handle, holder, ttl) end
+  local d = self.dict
+  local current = d:get(handle)
+  if current == holder then return d:expire(handle, ttl) end
+  if current == nil then return d:safe_set(handle, holder, ttl) end
   return nil, "the slot is held by another session"
 end
 
@@ -112,7 +138,7 @@ function Store:release(handle, holder)
 end
 
 function Store:kill(id, who, ttl)
-  return self.dict:set("k:" .. id, tostring(who), ttl)
+  return self.dict:safe_set("k:" .. id, tostring(who), ttl)
 end
 
 function Store:killer(id)
