@@ -80,8 +80,11 @@ function _M.admin()
   end
   if not method_is("POST") then return not_allowed("POST") end
   if id then
-    if not state.book:kill(id, who) then
-      return reply(404, { error = "no such session", kind = "not_found" })
+    local killed, err = state.book:kill(id, who)
+    if not killed then
+      if not err then return reply(404, { error = "no such session", kind = "not_found" }) end
+      log(ngx.ERR, "ctvnc: session ", id, " cannot be killed: ", tostring(err), " (store)")
+      return reply(503, { error = respond.reason("store"), kind = "store" })
     end
     watch.kick()
     log(ngx.NOTICE, "ctvnc: session ", id, " killed by ", who)

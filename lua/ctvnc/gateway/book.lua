@@ -159,11 +159,10 @@ function Book:close(rec)
 end
 
 --- Asks the relay of session id to end it (within its next tick).
--- true | nil when there is no such session.
+-- true | nil when there is no such session | nil, err when the store failed.
 function Book:kill(id, who)
   if type(id) ~= "string" or self.store:get("s:" .. id) == nil then return nil end
-  self.store:kill(id, tostring(who or "admin"), KILL_TTL)
-  return true
+  return self.store:kill(id, tostring(who or "admin"), KILL_TTL)
 end
 
 --- Asks every session of vm_id to end (but those asked already): the ids.

@@ -36,12 +36,16 @@
 --       may also publish it).
 -- A full store refuses (nil, "no memory"): nothing here evicts a live
 -- key to make room (safe_add, safe_set), so a full session book refuses
--- new sessions instead of forgetting open ones (fail closed).
+-- new sessions instead of forgetting open ones (fail closed). New keys
+-- (add, take) leave a reserve of RESERVE of the dict free, so that the
+-- sessions already open can still be refreshed and killed.
 local ngx = ngx
 local tostring, ipairs, setmetatable = tostring, ipairs, setmetatable
 local sort = table.sort
 
 local _M = {}
+
+_M.RESERVE = 1 / 8   -- of the dict's capacity, 8 KiB at least
 
 local Store = {}
 Store.__index = Store
@@ -51,10 +55,19 @@ function _M.new(opts)
   local name = opts and opts.dict or "ctvnc_sessions"
   local dict = ngx.shared[name]
   if not dict then return nil, "no lua_shared_dict " .. name end
-  return setmetatable({ dict = dict }, Store)
+  return setmetatable({ dict = dict, reserve = math.max(8192, dict:capacity() * _M.RESERVE) },
+    Store)
+end
+
+--- Is there room for a new key beside the reserve? true | nil, "no memory".
+function Store:room()
+  if self.dict:free_space() >= self.reserve then return true end
+  return nil, "no memory (the rest is kept for the open sessions)"
 end
 
 function Store:add(key, value, ttl)
+  local room, full = self:room()
+  if not room then return nil, full end
   local ok, err = self.dict:safe_add(key, value, ttl)
   if ok then return true end
   if err == "exists" then return false end
@@ -104,6 +117,8 @@ end
 -- A bucket's slots are the keys "<bucket>#1" .. "<bucket>#<max>", each
 -- taken with dict:add (atomic); the handle is the slot's key.
 function Store:take(bucket, max, holder, ttl)
+  local room, full = self:room()
+  if not room then return nil, full end
   local d, holders = self.dict, {}
   for i = 1, max do
     local k = bucket .. "#" .. i
