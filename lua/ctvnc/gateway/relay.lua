@@ -223,7 +223,14 @@ local function run_session(s, protocol, renew)
   s.filter = filter
   s.last_input = ngx.now()
   local threads = { spawn(from_browser, s), spawn(from_target, s) }
-  while not s.result and not watcher_ended(s) do s.sema:wait(READ_WAIT / 1000) end
+  while not s.result and not watcher_ended(s) do
+    if s.orphan then
+      watch.look(s)
+      if not watcher_ended(s) then s.sema:wait(watch.TICK) end
+    else
+      s.sema:wait(READ_WAIT / 1000)
+    end
+  end
   local reason, msg
   if watcher_ended(s) then
     reason, msg = say_why(s)

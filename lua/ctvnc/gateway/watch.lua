@@ -11,8 +11,8 @@
 --   - refreshes the keys of sessions whose last refresh is slot_ttl / 5 old
 --     (the book: a crashed worker's sessions expire after slot_ttl);
 --   - publishes this worker's counts for the node.
--- When the worker shuts down (reload, stop) every session ends with
--- "shutdown" at the next tick.
+-- When the worker exits (reload, stop) the timer stops and each relay
+-- looks at its own session every TICK (_M.look): it ends with "shutdown".
 --
 -- The node's count lives in the lua_shared_dict ctvnc_node: one key per
 -- worker process, "w:<pid>" = "<open>;<mode> <access>=<n>,...", written
@@ -89,30 +89,49 @@ function _M.publish_bytes(s)
 end
 
 --- Why the gateway ends session s at time t, if it does (a kill is looked
--- up only when `kills` says the node's kill count moved).
+-- up only when `kills` says the node's kill count moved): killed,
+-- max_session, idle, shutdown or nil.
 local function decide(s, t, kills)
   local conf = state.conf
   if kills and state.book:killer(s.id) then return "killed" end
   if conf.max_session > 0 and t - s.start >= conf.max_session then return "max_session" end
   if conf.idle_timeout > 0 and t - s.last_input >= conf.idle_timeout then return "idle" end
+  if ngx.worker.exiting() then return "shutdown" end
 end
 
-local function wake(s, why)
-  if not s.ending then
+--- One look at session s at time t: ends it (marks it and wakes its
+-- relay) or refreshes it when that is due.
+local function look(s, t, kills)
+  if s.ending then return end
+  local why = decide(s, t, kills)
+  if why then
     s.ending = why
     s.sema:post(1)
+  elseif t - s.refreshed >= state.conf.slot_ttl / 5 then
+    s.refreshed = t
+    state.book:refresh(s)
+    _M.publish_bytes(s)
   end
+end
+
+--- A relay whose worker exits (reload, stop) watches its own session: one
+-- look each TICK (its worker's timer is gone; a kill flag is read at each).
+function _M.look(s)
+  look(s, ngx.now(), true)
 end
 
 local function nothing() end
 
 local function tick(premature)
   if premature then
-    -- a reload or stop: nginx runs the timer early, outside its event
-    -- loop; a zero-delay timer (still allowed) makes the loop turn at
-    -- once, so the relays woken here run now, not when the next event
-    -- (worker_shutdown_timeout) comes
-    for _, s in pairs(open) do wake(s, "shutdown") end
+    -- the worker exits: nginx runs this timer early, once, outside its
+    -- event loop, and never again; each relay watches its own session
+    -- from now on. A zero-delay timer (still allowed) turns the loop at
+    -- once, so the relays woken here run now, not at the next event.
+    for _, s in pairs(open) do
+      s.orphan = true
+      s.sema:post(1)
+    end
     ngx.timer.at(0, nothing)
     return
   end
@@ -121,19 +140,7 @@ local function tick(premature)
   local k = d and d:get("kills")
   local kills = k ~= last_kills
   last_kills = k
-  local every = state.conf.slot_ttl / 5
-  for _, s in pairs(open) do
-    if not s.ending then
-      local why = decide(s, t, kills)
-      if why then
-        wake(s, why)
-      elseif t - s.refreshed >= every then
-        s.refreshed = t
-        state.book:refresh(s)
-        _M.publish_bytes(s)
-      end
-    end
-  end
+  for _, s in pairs(open) do look(s, t, kills) end
   if t - published >= 1 then publish() end
 end
 
