@@ -278,6 +278,24 @@ describe("one node at its limit #novalgrind", function()
     assert.are.equal(1, helpers.stats().requests["/api"] - before)
   end)
 
+  it("limits each authenticated user's console requests (USER_RATE), not their address", function()
+    local p = start_gateway("user-rate", { USER_RATE = 2 })
+    local function ticket(key)
+      return (lab:http(p, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = key }))
+    end
+    assert.are.equal(200, ticket(K_FULL))
+    assert.are.equal(200, ticket(K_FULL))
+    local status, body = lab:http(p, "POST", "/console/vm-1/ticket", { ["X-API-Key"] = K_FULL })
+    assert.are.equal(429, status)
+    assert.are.equal("busy", cjson.decode(body).kind)
+    assert.are.equal(429, (ws(p, "vm-1")))
+    -- another user at the same address has a budget of its own
+    assert.are.equal(200, ticket(K_VIEW))
+    -- and the budget refills: half a second gives one more
+    socket.sleep(0.6)
+    assert.are.equal(200, ticket(K_FULL))
+  end)
+
   it("leaves no secret in any log", function()
     lab:assert_logs_clean()
   end)

@@ -39,7 +39,8 @@
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   MAX_SESSIONS (1000: console sessions this node holds; sizes
 #   worker_connections, worker_rlimit_nofile and the session book),
-#   TOWER_KEEPALIVE (64: kept-alive connections to CloudTower per worker)
+#   TOWER_KEEPALIVE (64: kept-alive connections to CloudTower per worker),
+#   USER_RATE (0: console requests per second of one authenticated user)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
@@ -116,9 +117,9 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}"; do
+         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}" "${USER_RATE:-0}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE are numbers" ;; esac
 done
 # capacity from MAX_SESSIONS: two connections a session in any one worker,
 # 512 more (pages, API, /health, CloudTower), files 256 more; 2 KiB of
@@ -198,6 +199,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@BATCH_MAX@|${BATCH_MAX:-100}|g" \
     -e "s|@TICKET_TTL@|${TICKET_TTL:-60}|g" \
     -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
+    -e "s|@USER_RATE@|${USER_RATE:-0}|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \
     -e "s|@MAX_PER_VM@|${MAX_PER_VM:-0}|g" \

@@ -51,7 +51,8 @@ end
 -- records, next | nil, err.
 _M.SCAN = 2000
 function Book:page(match, after, limit)
-  local kv, more = self.store:page("s:", after or "", _M.SCAN)
+  local filtered = match.vm_id ~= nil or match.user ~= nil
+  local kv, more = self.store:page("s:", after or "", filtered and _M.SCAN or limit)
   if not kv then return nil, more end
   local out, last = {}, nil
   for i = 1, #kv, 2 do

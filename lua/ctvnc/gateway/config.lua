@@ -71,6 +71,8 @@ batch_max        number1..            100                BATCH_MAX
     VM ids in one /console/batch
 id_rate          number0..            100                ID_RATE
     batch VM ids per second and client, at least batch_max (0: off)
+user_rate        number0..            0                  USER_RATE
+    console requests per second of one authenticated user, a second's worth at once (0: none)
 max_per_vm       number0..            0                  MAX_PER_VM
     concurrent consoles of one VM (0: no limit)
 max_per_user     number0..            0                  MAX_PER_USER

@@ -55,15 +55,13 @@ function _M.vm_of(suffix)
 end
 local vm_of = _M.vm_of
 
---- Counts n more VM ids against this client's budget of id_rate per
--- second (GCRA: the budget refills continuously, one second's worth at
--- most). Workers share it through a shared dict; two of them deciding at
--- the same instant may each let one batch through.
-local function id_budget(n)
+--- Counts n more against the budget `key` of `rate` per second (GCRA:
+-- the budget refills continuously, one second's worth at most; 0: no
+-- limit). Workers share it through a shared dict; two of them deciding at
+-- the same instant may each let one more through.
+local function budget(key, n, rate)
   local dict = ngx.shared.ctvnc_rate
-  local rate = state.conf.id_rate
   if not dict or rate <= 0 then return true end
-  local key = "ids:" .. (ngx.var.binary_remote_addr or ngx.var.remote_addr or "?")
   local t = ngx.now()
   local tat = dict:get(key) or t
   if tat < t then tat = t end
@@ -71,6 +69,23 @@ local function id_budget(n)
   if new - t > 1 then return false end
   dict:set(key, new, floor(new - t) + 2)
   return true
+end
+
+--- n more batch VM ids of this client address (id_rate).
+local function id_budget(n)
+  return budget("ids:" .. (ngx.var.binary_remote_addr or ngx.var.remote_addr or "?"), n,
+    state.conf.id_rate)
+end
+
+--- One more console request of an authenticated user (user_rate): true,
+-- or the 429 answered (a page when html).
+local function user_budget(user, vm_id, html)
+  if user == nil or user == "" or budget("user:" .. tostring(user), 1, state.conf.user_rate) then
+    return true
+  end
+  if html then return error_page(429, "busy", vm_id) end
+  return reply(429, { error = ("at most %d console requests per second per user")
+    :format(state.conf.user_rate), kind = "busy", vm_id = vm_id })
 end
 
 local function not_a_console()
@@ -84,6 +99,7 @@ function _M.url(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local allowed, refusal, view_only = auth.authorize(vm_id)
   if not allowed then return deny(vm_id, refusal) end
+  if not user_budget(refusal, vm_id) then return end
   -- a view-only grant never gets the target's URL: it connects straight to
   -- the VM, past the relay that enforces view-only
   if view_only then
@@ -102,6 +118,7 @@ function _M.ticket(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local ok, user, view = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
+  if not user_budget(user, vm_id) then return end
   local t, ttl, kind = state.ticket.mint(vm_id, user, view)
   if not t then return fail(vm_id, ttl, kind) end
   return reply(200, { ticket = t, expires_in = ttl,
@@ -143,6 +160,7 @@ function _M.page(vm_id)
     if not ok then return deny(vm_id, who, true) end
     user = who
   end
+  if not user_budget(user, vm_id, true) then return end
   -- a gateway or a console that is full is told at once
   local open = watch.node()
   if open >= state.conf.max_sessions then
@@ -198,6 +216,7 @@ function _M.ws(vm_id)
     end
     user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
   end
+  if not user_budget(user, vm_id) then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return fail(vm_id, msg, kind) end
   plan.renew = renew

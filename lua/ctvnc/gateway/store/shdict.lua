@@ -41,7 +41,7 @@
 -- sessions already open can still be refreshed and killed.
 local ngx = ngx
 local tostring, ipairs, setmetatable = tostring, ipairs, setmetatable
-local sort = table.sort
+local sort, floor = table.sort, math.floor
 
 local _M = {}
 
@@ -94,24 +94,57 @@ function Store:delete(key)
   return true
 end
 
+-- The k smallest of list, in order (a max-heap of k: one comparison for
+-- most keys, no sort of them all).
+local function smallest(list, k)
+  local heap, n = {}, 0
+  local function down(i)
+    while true do
+      local l, r, m = 2 * i, 2 * i + 1, i
+      if l <= n and heap[l] > heap[m] then m = l end
+      if r <= n and heap[r] > heap[m] then m = r end
+      if m == i then return end
+      heap[i], heap[m] = heap[m], heap[i]
+      i = m
+    end
+  end
+  for _, x in ipairs(list) do
+    if n < k then
+      n = n + 1
+      heap[n] = x
+      local i = n
+      while i > 1 do
+        local up = floor(i / 2)
+        if heap[up] >= heap[i] then break end
+        heap[up], heap[i] = heap[i], heap[up]
+        i = up
+      end
+    elseif x < heap[1] then
+      heap[1] = x
+      down(1)
+    end
+  end
+  sort(heap)
+  return heap
+end
+
 -- The keys are read once (get_keys) and only the page's values are read.
 function Store:page(prefix, after, limit)
-  local d, keys, n = self.dict, {}, #prefix
+  local d, keys, n, from = self.dict, {}, #prefix, prefix .. after
   for _, k in ipairs(d:get_keys(0)) do
-    if k:sub(1, n) == prefix and k > prefix .. after then keys[#keys + 1] = k end
+    if k > from and k:sub(1, n) == prefix then keys[#keys + 1] = k end
   end
-  sort(keys)
+  local more = #keys > limit
+  keys = smallest(keys, limit)
   local out = {}
-  local i = 0
-  while i < #keys and #out < 2 * limit do
-    i = i + 1
-    local v = d:get(keys[i])
+  for _, k in ipairs(keys) do
+    local v = d:get(k)
     if v ~= nil then
-      out[#out + 1] = keys[i]
+      out[#out + 1] = k
       out[#out + 1] = v
     end
   end
-  return out, i < #keys
+  return out, more
 end
 
 -- A bucket's slots are the keys "<bucket>#1" .. "<bucket>#<max>", each
