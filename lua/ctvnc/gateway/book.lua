@@ -119,6 +119,7 @@ function Book:open(rec, limits)
     self:release(held, rec.id)
     return nil, "store", err or "the session id is taken"
   end
+  rec.written_in, rec.written_out = rec.bytes_in, rec.bytes_out
   return rec
 end
 

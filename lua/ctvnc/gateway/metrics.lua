@@ -36,11 +36,32 @@ local function sample(name, labels)
   return name .. "{" .. concat(parts, ",") .. "}"
 end
 
+-- The sample names made so far, by name and label values (a worker makes
+-- each once: an open counts several, and every request one).
+local made = {}
+
+--- The sample name of name{labels}, made once.
+local function sample_of(name, labels)
+  local key = name
+  if labels then
+    local keys = {}
+    for k in pairs(labels) do keys[#keys + 1] = k end
+    sort(keys)
+    for _, k in ipairs(keys) do key = key .. "\0" .. k .. "\0" .. tostring(labels[k]) end
+  end
+  local s = made[key]
+  if not s then
+    s = sample(name, labels)
+    made[key] = s
+  end
+  return s
+end
+
 --- Adds n (1) to a counter.
 function _M.count(name, labels, n)
   local d = ngx.shared[_M.DICT]
   if not d then return end
-  d:incr(sample(name, labels), n or 1, 0)
+  d:incr(sample_of(name, labels), n or 1, 0)
 end
 
 --- Records one observation of a histogram (seconds).
@@ -48,9 +69,9 @@ function _M.observe(name, value)
   local d = ngx.shared[_M.DICT]
   if not d then return end
   for _, le in ipairs(_M.BUCKETS) do
-    if value <= le then d:incr(sample(name .. "_bucket", { le = tostring(le) }), 1, 0) end
+    if value <= le then d:incr(sample_of(name .. "_bucket", { le = tostring(le) }), 1, 0) end
   end
-  d:incr(sample(name .. "_bucket", { le = "+Inf" }), 1, 0)
+  d:incr(sample_of(name .. "_bucket", { le = "+Inf" }), 1, 0)
   d:incr(name .. "_sum", value, 0)
   d:incr(name .. "_count", 1, 0)
 end
