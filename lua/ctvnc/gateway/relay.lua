@@ -141,56 +141,62 @@ local function last_word(s, frame)
   end
 end
 
---- The browser's side: its messages, through the filter, to the target.
-local function from_browser(s)
-  local down, up, filter = s.down, s.up, s.filter
+--- Reads `sock` of session s until `handle(s, data)` returns how the
+-- session ended (and why), or the socket fails: then `ended(s, err)` says.
+local function pump(s, sock, handle, ended)
   while true do
-    local data, e = down:receiveany(RECEIVE)
+    local data, e = sock:receiveany(RECEIVE)
     if data then
-      s.bytes_in = s.bytes_in + #data
-      local out, inputs, _, close = viewonly.from_browser(filter, data)
-      if not out then
-        s.ending = s.ending or "protocol"
-        last_word(s, close)
-        -- a moment for the browser's answer to the close frame
-        down:settimeout(1000)
-        for _ = 1, 64 do
-          if not down:receiveany(4096) then break end
-        end
-        return over(s, "protocol", "view-only: " .. tostring(inputs))
-      end
-      if inputs > 0 then s.last_input = ngx.now() end
-      if #out > 0 and not s.ending then
-        local sent, e2 = up:send(out)
-        if not sent then return over(s, "target", "target send: " .. tostring(e2)) end
-      end
+      local what, why = handle(s, data)
+      if what then return what, why end
     elseif e ~= "timeout" then
-      s.browser_done = true
-      return over(s, "browser", "browser " .. tostring(e))
+      return ended(s, e)
     end
   end
 end
 
---- The target's side: its stream, watched by the filter, to the browser.
-local function from_target(s)
-  local down, up, filter = s.down, s.up, s.filter
-  while true do
-    local data, e = up:receiveany(RECEIVE)
-    if data then
-      local fine, msg = filter:from_target(data)
-      if not fine then
-        s.ending = s.ending or "protocol"
-        down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
-        return over(s, "protocol", "view-only: " .. tostring(msg))
-      end
-      if s.ending then return over(s, s.ending) end
-      local sent, e2 = down:send(data)
-      if not sent then return over(s, "browser", "browser send: " .. tostring(e2)) end
-      s.bytes_out = s.bytes_out + #data
-    elseif e ~= "timeout" then
-      return over(s, "target", "target " .. tostring(e))
+--- The browser's messages, through the filter, to the target.
+local function browser_data(s, data)
+  s.bytes_in = s.bytes_in + #data
+  local out, inputs, _, close = viewonly.from_browser(s.filter, data)
+  if not out then
+    s.ending = s.ending or "protocol"
+    last_word(s, close)
+    -- a moment for the browser's answer to the close frame
+    s.down:settimeout(1000)
+    for _ = 1, 64 do
+      if not s.down:receiveany(4096) then break end
     end
+    return over(s, "protocol", "view-only: " .. tostring(inputs))
   end
+  if inputs > 0 then s.last_input = ngx.now() end
+  if #out > 0 and not s.ending then
+    local sent, e = s.up:send(out)
+    if not sent then return over(s, "target", "target send: " .. tostring(e)) end
+  end
+end
+
+local function browser_ended(s, e)
+  s.browser_done = true
+  return over(s, "browser", "browser " .. tostring(e))
+end
+
+--- The target's stream, watched by the filter, to the browser.
+local function target_data(s, data)
+  local fine, msg = s.filter:from_target(data)
+  if not fine then
+    s.ending = s.ending or "protocol"
+    s.down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
+    return over(s, "protocol", "view-only: " .. tostring(msg))
+  end
+  if s.ending then return over(s, s.ending) end
+  local sent, e = s.down:send(data)
+  if not sent then return over(s, "browser", "browser send: " .. tostring(e)) end
+  s.bytes_out = s.bytes_out + #data
+end
+
+local function target_ended(s, e)
+  return over(s, "target", "target " .. tostring(e))
 end
 
 --- The watcher ended session s (killed, max_session, idle, shutdown): the
@@ -222,7 +228,8 @@ local function run_session(s, protocol, renew)
   if not filter then return "error", "no filter: " .. tostring(err) end
   s.filter = filter
   s.last_input = ngx.now()
-  local threads = { spawn(from_browser, s), spawn(from_target, s) }
+  local threads = { spawn(pump, s, down, browser_data, browser_ended),
+    spawn(pump, s, s.up, target_data, target_ended) }
   while not s.result and not watcher_ended(s) do
     if s.orphan then
       watch.look(s)
