@@ -130,6 +130,10 @@ worker_connections=$((2 * max_sessions + 512))
 nofile=$((worker_connections + 256))
 book_kib=$((2 * max_sessions))
 [ "$book_kib" -ge 1024 ] || book_kib=1024
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$nofile" ]; then
+  echo "run.sh: WARNING: MAX_SESSIONS=$max_sessions needs $nofile open files a worker, the hard limit is $hard: nginx can raise it only with CAP_SYS_RESOURCE (systemd: LimitNOFILE=$nofile)" >&2
+fi
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
 
