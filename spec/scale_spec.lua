@@ -1,7 +1,6 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
-local core = require "ctvnc.core"
 local common = require "gateway.common"
 
 -- One node at its limit (issue 22): capacity from MAX_SESSIONS (nginx's
@@ -46,20 +45,13 @@ describe("one node at its limit #novalgrind", function()
       sock:close()
       return status, cjson.decode(body or "null")
     end
-    local conn = { sock = sock, buf = "" }
+    local conn = common.ws_stream(sock)
+    --- The gateway's close code (nil: closed without one, or none in time).
     function conn.wait_close(_, timeout)
       local deadline = socket.gettime() + timeout
-      sock:settimeout(0.05)
       while socket.gettime() < deadline do
-        local frame, size = core.ws_parse(conn.buf, "server")
-        if frame then
-          conn.buf = conn.buf:sub(size + 1)
-          if frame.opcode == "close" then return frame.payload:byte(1) * 256 + frame.payload:byte(2) end
-        else
-          local chunk, err, partial = sock:receive(4096)
-          conn.buf = conn.buf .. (chunk or partial or "")
-          if err == "closed" then return nil end
-        end
+        local got, code = conn:read(1, deadline - socket.gettime())
+        if not got then return tonumber(code) end
       end
     end
     function conn.close() sock:close() end

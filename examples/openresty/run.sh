@@ -41,6 +41,10 @@
 #   worker_connections, worker_rlimit_nofile and the session book),
 #   TOWER_KEEPALIVE (64: kept-alive connections to CloudTower per worker),
 #   USER_RATE (0: console requests per second of one authenticated user)
+#   SHOT_RATE (120: screenshots a minute per user; 0: no limit), WALL_REFRESH
+#   (30: seconds between /wall's refreshes), WALL_STILL (600: seconds a
+#   screen stays unchanged before /wall marks it), WALL_VMS (VM ids /wall
+#   shows when no ?vms= is given, space or comma separated)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
@@ -225,6 +229,10 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@NOFILE@|$nofile|g" \
     -e "s|@BOOK_SIZE@|${book_kib}k|g" \
     -e "s|@TOWER_KEEPALIVE@|${TOWER_KEEPALIVE:-64}|g" \
+    -e "s|@SHOT_RATE@|${SHOT_RATE:-120}|g" \
+    -e "s|@WALL_REFRESH@|${WALL_REFRESH:-30}|g" \
+    -e "s|@WALL_STILL@|${WALL_STILL:-600}|g" \
+    -e "s|@WALL_VMS@|${WALL_VMS:-}|g" \
     -e "s|@TMP@|$tmp|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 # a setting configure refuses is told in one line, not a Lua traceback
