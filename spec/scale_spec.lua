@@ -172,6 +172,20 @@ describe("one node at its limit #novalgrind", function()
     assert.are.equal(0, metric(p, 'ctvnc_sessions_open{access="full",mode="direct"}'))
   end)
 
+  it("watches a session from its place on, while its target's handshake still runs", function()
+    local silent = assert(socket.bind("127.0.0.2", 0))  -- connects (backlog), never answers
+    local _, sport = silent:getsockname()
+    local p = start_gateway("slow", { CLUSTER_PORT = sport, TARGET_TIMEOUT = 1.5,
+      IDLE_TIMEOUT = 1, MAX_SESSION = 1 })
+    local status, body = ws(p, "vm-1")
+    silent:close()
+    assert.are.equal(504, status)
+    assert.are.equal("timeout", body.kind)
+    local log = read_file(lab.gateways.slow.dir .. "/error.log") or ""
+    assert.is_nil(log:find("runtime error", 1, true), log)
+    assert.are.equal(0, metric(p, 'ctvnc_sessions_open{access="full",mode="direct"}'))
+  end)
+
   it("refuses new sessions when the session book is full, and never evicts open ones", function()
     local p = start_gateway("book", { MAX_SESSIONS = 5000 })
     local g = lab.gateways.book

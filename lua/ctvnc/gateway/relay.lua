@@ -320,7 +320,7 @@ function _M.relay(hop)
   if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
   local s = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now(),
-    bytes_in = 0, bytes_out = 0, sema = semaphore.new() }
+    last_input = ngx.now(), bytes_in = 0, bytes_out = 0, sema = semaphore.new() }
   local id, why = new_id()
   if not id then return refused(s, "system", why) end
   s.id = id
