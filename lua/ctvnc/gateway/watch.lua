@@ -24,7 +24,7 @@ local metrics = require "ctvnc.gateway.metrics"
 local log = require "ctvnc.gateway.log"
 
 local ngx = ngx
-local pairs, ipairs, tostring, tonumber = pairs, ipairs, tostring, tonumber
+local pairs, ipairs, tostring, tonumber, pcall = pairs, ipairs, tostring, tonumber, pcall
 local concat = table.concat
 
 local _M = {}
@@ -140,7 +140,14 @@ local function tick(premature)
   local k = d and d:get("kills")
   local kills = k ~= last_kills
   last_kills = k
-  for _, s in pairs(open) do look(s, t, kills) end
+  for _, s in pairs(open) do
+    -- one session's failure (its store) must not stop the others' looks
+    local ok, err = pcall(look, s, t, kills)
+    if not ok and not s.look_failed then
+      s.look_failed = true
+      log(ngx.ERR, "ctvnc: session ", s.id, " cannot be watched: ", tostring(err), " (error)")
+    end
+  end
   if t - published >= 1 then publish() end
 end
 
