@@ -49,7 +49,7 @@ end
 -- SCAN records (a filter that matches few may give a short page with a
 -- next id): its time is bounded whatever the number of sessions.
 -- records, next | nil, err.
-_M.SCAN = 2000
+_M.SCAN = 1000
 function Book:page(match, after, limit)
   local filtered = match.vm_id ~= nil or match.user ~= nil
   local kv, more = self.store:page("s:", after or "", filtered and _M.SCAN or limit)
