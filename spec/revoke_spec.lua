@@ -372,7 +372,7 @@ describe("revocation and what a grant may get #novalgrind", function()
           if t.consume(tk, "vm-1") then again = again + 1 end
         end
         return cjson.encode({ refused = refused, used = #used, again = again })
-      ]], "lua_shared_dict ctvnc_tickets 12k;"))
+      ]], "lua_shared_dict ctvnc_tickets 64k;"))
       local doc = cjson.decode(out)
       assert.are.equal("store", doc.refused)
       assert.is_true(doc.used >= 10, out)

@@ -252,8 +252,8 @@ function common.wait_for(pred, timeout)
   return pred()
 end
 
---- The body of an answer read off sock after its headers hs (by
--- Content-Length, or chunked), or nil.
+--- The body of an answer read by hand after ws_handshake (Content-Length
+-- or chunked) | nil.
 function common.read_body(sock, hs)
   local len = tonumber(hs["content-length"] or "")
   if len then return sock:receive(len) end
