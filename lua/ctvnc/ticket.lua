@@ -6,7 +6,7 @@
 -- r = 1 when the console is view-only (absent: full), f = the end of its
 -- family, g = the grant's reference, x = the grant's expiry} and
 -- the mac is HMAC-SHA256(secret, payload) (ctvnc.core's). It is valid until its expiry (at
--- most 60 s after minting, never past f or x) and usable once per gateway
+-- most 60 s after minting, never past x, a renewal never past f) and usable once per gateway
 -- node: `consume` records the nonce in the store until the ticket expires
 -- (a store that cannot record it refuses the ticket: fail closed). A
 -- ticket's renewals are its family: they carry f, g and x unchanged, so
@@ -74,13 +74,15 @@ function _M.new(opts)
 
   --- A ticket for vm_id and user (view-only when view_only is true) of
   -- the family { ends = epoch seconds, ref = the grant's reference (not a
-  -- secret) | nil, expires = the grant's expiry | nil }: ticket, expires_in
-  -- | nil, message, "system" (no random bytes) | "expired" (the family or
-  -- the grant has ended).
+  -- secret) | nil, expires = the grant's expiry | nil, first = true for
+  -- the family's first ticket }: ticket, expires_in | nil, message,
+  -- "system" (no random bytes) | "expired" (the family or the grant has
+  -- ended). The grant's expiry bounds every ticket, the family's end every
+  -- renewal (the first ticket has its whole ttl to be used).
   function self.mint(vm_id, user, view_only, family)
     local t = floor(now())
     local exp = t + self.ttl
-    for _, limit in ipairs({ family.ends, family.expires or exp }) do
+    for _, limit in ipairs({ not family.first and family.ends or exp, family.expires or exp }) do
       if limit < exp then exp = floor(limit) end
     end
     if exp <= t then return nil, "the ticket's family or grant has ended", "expired" end

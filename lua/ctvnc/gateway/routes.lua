@@ -121,7 +121,7 @@ local function mint_link(vm_id, user, view, grant)
   local life = conf.ticket_lifetime
   if conf.max_session > 0 and conf.max_session < life then life = conf.max_session end
   local t, ttl, kind = state.ticket.mint(vm_id, user, view, { ends = floor(ngx.now()) + life,
-    ref = grant.ref, expires = grant.expires })
+    ref = grant.ref, expires = grant.expires, first = true })
   if not t then return nil, ttl, kind end
   return t, cookie.page_path(vm_id) .. "?ticket=" .. t, ttl
 end
