@@ -5,6 +5,7 @@
 local helpers = require "helpers"
 local socket = require "socket"
 local luassert = require "luassert"
+local core = require "ctvnc.core"
 
 local common = {}
 local ROOT = helpers.ROOT
@@ -188,6 +189,89 @@ function common.ws_handshake(port, path, headers)
   end
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
 end
+
+--- A websocket client of the gateway's console vm: status, headers, conn
+-- (conn:send(bytes), conn:read(n), conn:wait_close(t), conn:handshake()
+-- against spec/gateway/rfb.js; conn.got holds every RFB byte read).
+function common.ws(port, vm, headers)
+  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+  local conn = { sock = sock, buf = "", data = "", got = {} }
+  if status ~= 101 then
+    local len = tonumber(hs["content-length"] or "")
+    if len then
+      conn.body = sock:receive(len)
+    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
+      local parts = {}
+      while true do
+        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+        if size == 0 then break end
+        parts[#parts + 1] = sock:receive(size)
+        sock:receive("*l")
+      end
+      conn.body = table.concat(parts)
+    end
+    sock:close()
+    return status, hs, conn
+  end
+  --- Sends bytes as one masked binary frame.
+  function conn.send(_, bytes)
+    return sock:send(core.ws_frame("binary", bytes, true))
+  end
+  --- The next n bytes of the RFB stream | nil, close code, reason.
+  function conn.read(_, n, timeout)
+    local deadline = socket.gettime() + (timeout or 10)
+    sock:settimeout(0.02)
+    while #conn.data < n do
+      local frame, size = core.ws_parse(conn.buf, "server")
+      if frame then
+        conn.buf = conn.buf:sub(size + 1)
+        if frame.opcode == "close" then
+          local p = frame.payload
+          conn.closed = { code = #p >= 2 and p:byte(1) * 256 + p:byte(2) or nil, reason = p:sub(3) }
+          return nil, conn.closed.code, conn.closed.reason
+        end
+        conn.data = conn.data .. frame.payload
+      else
+        local chunk, err, partial = sock:receive(4096)
+        chunk = chunk or partial or ""
+        if chunk == "" and err == "closed" then return nil, err end
+        if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
+        conn.buf = conn.buf .. chunk
+      end
+    end
+    local out = conn.data:sub(1, n)
+    conn.data = conn.data:sub(n + 1)
+    conn.got[#conn.got + 1] = out
+    return out
+  end
+  --- Waits for the gateway's close frame: code, reason | nil, err.
+  function conn.wait_close(_, timeout)
+    local deadline = socket.gettime() + timeout
+    while socket.gettime() < deadline do
+      local got, code, reason = conn:read(1, deadline - socket.gettime())
+      if not got then return code, reason end
+    end
+    return nil, "no close"
+  end
+  function conn.close() sock:close() end
+  --- The RFB client handshake (3.8, security None) through the relay.
+  function conn.handshake()
+    luassert.are.equal("RFB 003.008\n", conn:read(12))
+    conn:send("RFB 003.008\n")
+    luassert.are.equal("\1\1", conn:read(2))
+    conn:send("\1")
+    luassert.are.equal("\0\0\0\0", conn:read(4))
+    conn:send("\1")
+    local init = assert(conn:read(24))
+    local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
+      + init:byte(24)
+    luassert.are.equal("rfb-spec", conn:read(nlen))
+  end
+  return status, hs, conn
+end
+
 
 local LOGS = { "access.log", "error.log", "audit.log" }
 

@@ -9,6 +9,7 @@
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
 --   content_by_lua   gateway.admin(), .metrics()        (admin)
 --   log_by_lua       gateway.log_request()
+--   init_worker_by_lua gateway.init_worker()          (recording retention)
 --   error_page 429   gateway.busy(), gateway.error_page(429, "busy")
 --
 -- Hooks: gateway.key_file(path), gateway.jwt{...}, gateway.either(...),
@@ -27,6 +28,7 @@ local metrics = require "ctvnc.gateway.metrics"
 local routes = require "ctvnc.gateway.routes"
 local relay = require "ctvnc.gateway.relay"
 local admin = require "ctvnc.gateway.admin"
+local recorder = require "ctvnc.gateway.recorder"
 
 local ngx = ngx
 local ipairs, tostring = ipairs, tostring
@@ -81,5 +83,7 @@ _M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket
 _M.relay = relay.relay
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page
+--- init_worker_by_lua: recording retention (worker 0, once a minute).
+_M.init_worker = recorder.init_worker
 
 return _M

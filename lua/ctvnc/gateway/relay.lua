@@ -17,6 +17,7 @@ local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
 local wsclient = require "ctvnc.gateway.wsclient"
 local cookie = require "ctvnc.gateway.cookie"
+local recorder = require "ctvnc.gateway.recorder"
 
 local ngx = ngx
 local type, tostring, pairs, ipairs, pcall = type, tostring, pairs, ipairs, pcall
@@ -103,7 +104,7 @@ local function answer_upgrade(rec, protocol, renew)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
   if renew and rec.user ~= "" then
     -- no random bytes: no fresh ticket (the page asks for a new link)
-    local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only)
+    local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only, rec.record_grant)
     if t then ngx.header["Set-Cookie"] = cookie.ticket(t, ttl, rec.vm_id) end
   end
   local ok, err = ngx.send_headers()
@@ -206,6 +207,7 @@ local function run_session(rec, up, protocol, renew)
       local sent, e2 = down:send(data)
       if not sent then return "browser", "browser send: " .. tostring(e2) end
       rec.bytes_out = rec.bytes_out + #data
+      recorder.chunk(rec.recording, data)
     end, function(e)
       return "target", "target " .. tostring(e)
     end)
@@ -258,13 +260,24 @@ function _M.relay(hop)
   end
   local conf, book = state.conf, state.book
   local rec = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
-    view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now() }
+    view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now(),
+    record_grant = plan.record }
   local opened, which, holder = book:open(rec, conf)
   if not opened then return refused(rec, which, holder) end
+  local recording, unrecordable = recorder.open(rec, plan)
+  if unrecordable then
+    book:close(rec)
+    log(ngx.ERR, "ctvnc: session of ", tostring(rec.vm_id), " refused: it cannot be recorded: ",
+      unrecordable, " (unrecordable)")
+    audit.write("refused", audit_fields(rec, { refused = true, reason = "unrecordable" }))
+    return reply(503, { error = KINDS.unrecordable.sentence, kind = "unrecordable" })
+  end
+  rec.recording = recording
   local up, kind, err = wsclient.connect(plan, ngx.var.http_sec_websocket_protocol,
     conf.target_timeout)
   local protocol = up and kind or nil
   if not up then
+    recorder.close(recording)
     book:close(rec)
     log(ngx.ERR, "ctvnc: websocket of ", tostring(rec.vm_id), " to ", where(plan),
       " failed: ", tostring(err), " (", kind, ")")
@@ -279,6 +292,7 @@ function _M.relay(hop)
   local ok, reason, msg = pcall(run_session, rec, up, protocol, plan.renew)
   if not ok then reason, msg = "error", tostring(reason) end
   up:close()
+  local recorded = recorder.close(recording) or {}
   local killed_by = reason == "killed" and book:killer(rec.id)
   book:close(rec)
   if rec.filter then
@@ -298,7 +312,9 @@ function _M.relay(hop)
   audit.write(reason == "killed" and "killed" or "close", audit_fields(rec, {
     ["end"] = t, duration = floor((t - rec.start) * 1000 + 0.5) / 1000,
     bytes_in = rec.bytes_in, bytes_out = rec.bytes_out,
-    reason = killed_by and ("killed by " .. killed_by) or (KINDS[reason] or {}).ended or reason }))
+    reason = killed_by and ("killed by " .. killed_by) or (KINDS[reason] or {}).ended or reason,
+    recording = recorded.recording, recording_sha256 = recorded.recording_sha256,
+    recording_complete = recorded.recording_complete }))
 end
 
 return _M

@@ -53,6 +53,10 @@ local KINDS = {
   system = { status = 503, title = "Service unavailable", reason = "the gateway cannot do "
     .. "this right now" },
   store = { status = 503, title = "Service unavailable", reason = "the session store failed" },
+  unrecordable = { status = 503, title = "Recording unavailable",
+    reason = "the session cannot be recorded",
+    sentence = "This console must be recorded, and the gateway cannot write its recording "
+      .. "right now. Please tell your administrator." },
   novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
     sentence = "The console viewer is missing on this gateway. Please tell your "
       .. "administrator." },
