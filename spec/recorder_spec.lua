@@ -166,6 +166,57 @@ describe("console recordings #novalgrind", function()
       assert.is_false(fine)
       assert.truthy(out:find("chunk 2", 1, true), out)
     end)
+    it("lists, serves and checks recordings to admins, each an audit line", function()
+      session(p, K_FULL, 1, "")
+      local a = closed("on", 2)
+      local admin = { ["X-API-Key"] = K_ADMIN }
+      local status, body = lab:http(p, "GET", "/admin/recordings?vm_id=vm-1&limit=1", admin)
+      assert.are.equal(200, status)
+      local doc = cjson.decode(body)
+      assert.are.same({ 2, 1 }, { doc.total, #doc.recordings })
+      local e = doc.recordings[1]
+      assert.are.same({ a.recording, a.session, "vm-1", "key#1", a.recording_sha256, true },
+        { e.id, e.session, e.vm_id, e.user, e.sha256, e.complete })
+      status, body = lab:http(p, "GET", "/admin/recordings?user=nobody", admin)
+      assert.are.same({ 200, 0 }, { status, cjson.decode(body).total })
+      status, body = lab:http(p, "GET", "/admin/recordings?from=" .. (os.time() + 3600), admin)
+      assert.are.same({ 200, 0 }, { status, cjson.decode(body).total })
+      status, body = lab:http(p, "GET", "/admin/recordings/" .. a.recording .. "/data", admin)
+      assert.are.equal(200, status)
+      assert.are.equal(read_file(rec_path("on", a.recording)), body)
+      status, body = lab:http(p, "GET", "/admin/recordings/" .. a.recording .. "/verify", admin)
+      assert.are.equal(200, status)
+      doc = cjson.decode(body)
+      assert.is_true(doc.intact)
+      assert.are.equal(cjson.null, doc.first_bad_chunk)
+      -- a changed byte in the second chunk
+      local path = rec_path("on", a.recording)
+      local bytes = read_file(path)
+      local at = records(path).chunks[2].offset + 17 + 1
+      assert(helpers.run(("printf '\\%03o' | dd of=%s bs=1 seek=%d conv=notrunc status=none")
+        :format((bytes:byte(at) + 1) % 256, path, at - 1)))
+      status, body = lab:http(p, "GET", "/admin/recordings/" .. a.recording .. "/verify", admin)
+      doc = cjson.decode(body)
+      assert.are.same({ 200, false, 2 }, { status, doc.intact, doc.first_bad_chunk })
+      local seen = {}
+      for _, l in ipairs(audit("on")) do
+        if l.event:find("^recording_") then seen[l.event] = l.admin end
+      end
+      assert.are.same({ recording_listed = "admin#1", recording_download = "admin#1",
+        recording_verify = "admin#1" }, seen)
+    end)
+
+    it("refuses the recordings routes to a user key and to no key (403)", function()
+      local id = closed("on", 1).recording
+      for _, h in ipairs({ { ["X-API-Key"] = K_FULL }, {} }) do
+        for _, path in ipairs({ "/admin/recordings", "/admin/recordings/" .. id .. "/data",
+                                "/admin/recordings/" .. id .. "/verify" }) do
+          local status, body = lab:http(p, "GET", path, h)
+          assert.are.equal(403, status)
+          assert.is_nil(body:find("CTVNCREC", 1, true))
+        end
+      end
+    end)
   end)
 
   describe("RECORD=grant", function()
