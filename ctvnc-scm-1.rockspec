@@ -103,6 +103,7 @@ build = {
     ["ctvnc.gateway.recorder"] = "lua/ctvnc/gateway/recorder.lua",
     ["ctvnc.gateway.recfile"] = "lua/ctvnc/gateway/recfile.lua",
     ["ctvnc.gateway.recadmin"] = "lua/ctvnc/gateway/recadmin.lua",
+    ["ctvnc.gateway.keyframe"] = "lua/ctvnc/gateway/keyframe.lua",
     ["ctvnc.gateway.book"] = "lua/ctvnc/gateway/book.lua",
     ["ctvnc.gateway.audit"] = "lua/ctvnc/gateway/audit.lua",
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",

@@ -3,6 +3,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 local core = require "ctvnc.core"
 local jwt = require "ctvnc.jwt"
+local keyframe = require "ctvnc.gateway.keyframe"
 local common = require "gateway.common"
 
 -- Console recordings (issue 24) against real servers on loopback: the
@@ -16,7 +17,7 @@ local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 describe("console recordings #novalgrind", function()
-  local sim, lab, dir, ws_port
+  local sim, lab, dir, ws_port, full_port
   local K_FULL, K_REC, K_ADMIN = "k-full-" .. random_hex(8), "k-rec-" .. random_hex(8),
     "k-admin-" .. random_hex(8)
   local SET_ENCODINGS = "\2\0\0\1\0\0\0\0"
@@ -116,6 +117,15 @@ describe("console recordings #novalgrind", function()
     ws_port = helpers.free_port("127.0.0.2")
     lab:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
     helpers.wait_port("127.0.0.2", ws_port)
+    -- a second server that answers a full request with pixels
+    local full_rfb = helpers.free_port("127.0.0.1")
+    write_file(dir .. "/full.jsonl", "")
+    lab:spawn("rfbfull", ("node %s/spec/gateway/rfb.js %d %s/full.jsonl full")
+      :format(ROOT, full_rfb, dir))
+    helpers.wait_port("127.0.0.1", full_rfb)
+    full_port = helpers.free_port("127.0.0.2")
+    lab:spawn("wsfull", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(full_port, full_rfb))
+    helpers.wait_port("127.0.0.2", full_port)
   end)
 
   teardown(function()
@@ -216,6 +226,79 @@ describe("console recordings #novalgrind", function()
           assert.is_nil(body:find("CTVNCREC", 1, true))
         end
       end
+    end)
+  end)
+
+  describe("keyframes", function()
+    it("cut the browser's encodings to stateless ones and come every RECORD_KEYFRAME s",
+       function()
+      local p = start_gateway("kf", { RECORD_KEYFRAME = "1", CLUSTER_PORT = full_port })
+      local status, _, c = common.ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+      assert.are.equal(101, status)
+      c:handshake()
+      local encs = { 16, 7, 6, 0, 1, -223, -239, -260, -314 }
+      local list = {}
+      for i, e in ipairs(encs) do
+        e = e % 4294967296
+        list[i] = string.char(math.floor(e / 16777216), math.floor(e / 65536) % 256,
+          math.floor(e / 256) % 256, e % 256)
+      end
+      c:send("\2\0\0" .. string.char(#encs) .. table.concat(list))
+      c:send("\3\1\0\0\0\0\0\64\0\48")             -- incremental: an empty update
+      assert.are.equal("\0\0\0\0", c:read(4))
+      local FULL = 16 + 64 * 48 * 4
+      for _ = 1, 3 do
+        assert.are.equal("\0\0\0\1", assert(c:read(FULL, 3)):sub(1, 4))
+      end
+      c:close()
+      local a = closed("kf", 1)
+      local r = records(rec_path("kf", a.recording))
+      local data, keys = {}, {}
+      for i, ch in ipairs(r.chunks) do
+        data[i] = ch.data
+        if ch.keyframe then keys[#keys + 1] = ch end
+      end
+      assert.are.equal(table.concat(c.got), table.concat(data))
+      assert.are.equal(4, #keys)                         -- the stream's start, then one a second
+      for i = 2, 4 do
+        assert.are.same({ FULL, "\0\0\0\1" }, { keys[i].len, keys[i].data:sub(1, 4) })
+        if i > 2 then
+          local gap = keys[i].t_ms - keys[i - 1].t_ms
+          assert.is_true(gap >= 800 and gap <= 1800, "gap " .. gap)
+        end
+      end
+      local seen
+      for line in read_file(dir .. "/full.jsonl"):gmatch("[^\n]+") do
+        local e = cjson.decode(line)
+        if e.name == "SetEncodings" then seen = e.encodings end
+      end
+      assert.are.same({ 0, -223, -239 }, seen)
+    end)
+
+    it("are found in the target's messages however they are cut", function()
+      local k = keyframe.new(4, 2, 32)
+      local rect = function(w) return "\0\0\0\0" .. string.char(0, w, 0, 2) .. "\0\0\0\0" end
+      local partial = "\0\0\0\1" .. rect(2) .. string.rep("p", 2 * 2 * 4)
+      local full = "\0\0\0\1" .. rect(4) .. string.rep("f", 4 * 2 * 4)
+      local stream = "\0\0\0\0" .. "\2" .. partial .. "\3\0\0\0\0\0\0\2hi" .. full .. "\2"
+      k:request()
+      for _, step in ipairs({ 1, 3, 7, #stream }) do
+        k = keyframe.new(4, 2, 32)
+        k:request()
+        local events = {}
+        for i = 1, #stream, step do
+          for _, ev in ipairs(k:server(stream:sub(i, i + step - 1))) do
+            events[#events + 1] = { ev[1] + i - 1, ev[2], ev[3] }
+          end
+        end
+        local p0 = 6                                     -- after the empty update and the bell
+        local f0 = p0 + #partial + 10
+        assert.are.same({ { 1, "start" }, { 5, "end", false }, -- the empty update: not full
+          { p0, "start" }, { p0 + #partial, "end", false }, { f0, "start" },
+          { f0 + #full, "end", true } }, events)
+      end
+      assert.are.equal("\2\0\0\2\0\0\0\0\255\255\255\33",
+        k:client("\2\0\0\3\0\0\0\16\0\0\0\0\255\255\255\33"))
     end)
   end)
 

@@ -37,7 +37,8 @@
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   RECORD (off | on | grant), RECORD_DIR (DIR/recordings: 0700, owned by the
 #   workers), RECORD_KEEP_DAYS, RECORD_MAX_MB (0: no limit), RECORD_REQUIRED
-#   (off | on), RECORD_KEY (environment: HMAC secret of recordings, 32+ bytes)
+#   (off | on), RECORD_KEYFRAME (10: seconds between keyframes), RECORD_KEY
+#   (environment: HMAC secret of recordings, 32+ bytes)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
@@ -116,9 +117,9 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}" "${RECORD_KEEP_DAYS:-0}" "${RECORD_MAX_MB:-0}"; do
+         "${PROBE_TTL:-30}" "${RECORD_KEEP_DAYS:-0}" "${RECORD_MAX_MB:-0}" "${RECORD_KEYFRAME:-10}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, RECORD_KEEP_DAYS, RECORD_MAX_MB are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, RECORD_KEEP_DAYS, RECORD_MAX_MB, RECORD_KEYFRAME are numbers" ;; esac
 done
 # recordings: DIR/recordings, made here for the workers (nobody when the
 # master is root) alone; a RECORD_DIR given is the operator's to prepare
@@ -209,6 +210,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@RECORD_DIR@|$record_dir|g" \
     -e "s|@RECORD_KEEP_DAYS@|${RECORD_KEEP_DAYS:-0}|g" \
     -e "s|@RECORD_MAX_MB@|${RECORD_MAX_MB:-0}|g" \
+    -e "s|@RECORD_KEYFRAME@|${RECORD_KEYFRAME:-10}|g" \
     -e "s|@RECORD_REQUIRED@|${RECORD_REQUIRED:-off}|g" \
     -e "s|@METRICS_ALLOW@|${METRICS_ALLOW:-}|g" \
     -e "s|@PROXY_SCHEME@|${PROXY_SCHEME:-}|g" \

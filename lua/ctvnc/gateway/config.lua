@@ -105,6 +105,8 @@ record_max_mb    number0..            0                  RECORD_MAX_MB
     megabytes all recordings may take, oldest removed first (0: no limit)
 record_required  {off,on}             off                RECORD_REQUIRED
     on: a session that cannot be recorded is refused (else it goes on, marked incomplete)
+record_keyframe  number0..            10                 RECORD_KEYFRAME
+    seconds between a recording's keyframes (0: the first only; no encodings cut down)
 record_key       secret               -                  RECORD_KEY
     HMAC secret (32+ bytes) that signs each recording's final hash
 ws_cluster       string               @ctvnc_ws_cluster  -

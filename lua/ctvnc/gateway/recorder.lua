@@ -3,7 +3,8 @@
 -- (docs/recording-format.md, policy in docs/gateway.md "Recordings").
 --
 --   r, why = recorder.open(rec, plan)  nil: not recorded; nil, why: RECORD_REQUIRED refuses
---   recorder.chunk(r, bytes)           the target's websocket bytes, as relayed to the browser
+--   recorder.chunk(r, bytes, up)       the target's websocket bytes, as relayed to the browser
+--   bytes = recorder.from_browser(r, bytes)  the browser's, SetEncodings cut down (keyframes)
 --   fields = recorder.close(r)         the closing audit line's recording fields
 --
 -- Only target-to-browser bytes are kept: the relay hands over what it sent
@@ -13,12 +14,14 @@
 -- queue that a light thread writes with nginx's thread pool (recfile);
 -- past QUEUE_MAX queued bytes, or on a write error, the recording stops,
 -- its trailer says incomplete, and the session goes on untouched.
+-- Keyframes (RECORD_KEYFRAME): ctvnc.gateway.keyframe.
 local core = require "ctvnc.core"
 local cjson = require "cjson.safe"
 local semaphore = require "ngx.semaphore"
 local state = require "ctvnc.gateway.state"
 local log = require "ctvnc.gateway.log"
 local audit = require "ctvnc.gateway.audit"
+local keyframe = require "ctvnc.gateway.keyframe"
 
 local ngx = ngx
 local run_worker_thread = ngx.run_worker_thread   -- luacheck: ignore 143
@@ -162,6 +165,10 @@ local function begin(r)
     -- the stream's start decodes with no earlier state: the first keyframe
     enqueue(r, w:chunk(p[1], p[2], i == 1), true)
   end
+  if r.step == "done" and r.pixel_format and state.conf.record_keyframe > 0 then
+    r.k = keyframe.new(r.width, r.height, byte(r.pixel_format, 1))
+    r.k:server(r.hsbuf)          -- the first normal-phase bytes: no update asked for yet
+  end
   r.pre, r.hsbuf = nil, nil
 end
 
@@ -190,11 +197,93 @@ function _M.open(rec, plan)
     stop(r, "the recordings directory cannot be written: " .. err)
   end
   r.thread = ngx.thread.spawn(drain, r)
+  if state.conf.record_keyframe > 0 then r.ticker = ngx.thread.spawn(_M.ask_keyframes, r) end
   return r
 end
 
---- One piece of the target's websocket stream, as sent to the browser.
-function _M.chunk(r, data)
+--- The light thread that asks the target for a full update every
+-- RECORD_KEYFRAME seconds (retried while the relay is writing to it).
+function _M.ask_keyframes(r)
+  local frame
+  while true do
+    ngx.sleep(state.conf.record_keyframe)
+    if r.k and r.up and not r.k.off and not r.k.coff and not r.stopped then
+      frame = core.ws_frame("binary", r.k:request(), true)
+      for _ = 1, 100 do
+        local sent, err = r.up:send(frame)
+        if sent or err ~= "socket busy writing" then break end
+        ngx.sleep(0.01)
+      end
+    end
+  end
+end
+
+--- The browser's websocket bytes for the target: data frames re-framed
+-- with SetEncodings cut down once the recorder follows the session
+-- (ctvnc.gateway.keyframe); control frames as they came.
+function _M.from_browser(r, data)
+  if not r or not r.k or r.k.coff then return data end
+  local buf = r.cws == "" and data or (r.cws or "") .. data
+  local out, pos = {}, 1
+  while pos <= #buf do
+    local frame, size = core.ws_parse(pos == 1 and buf or buf:sub(pos), "client")
+    if not frame then
+      if frame == nil then                          -- not followed: passed on as it is
+        r.k.coff = "the browser's websocket stream"
+        out[#out + 1] = buf:sub(pos)
+        pos = #buf + 1
+      end
+      break
+    end
+    local op = frame.opcode
+    if op == "binary" or op == "continuation" or op == "text" then
+      local bytes = r.k:client(frame.payload)
+      if bytes ~= "" then out[#out + 1] = core.ws_frame("binary", bytes, true) end
+    else
+      out[#out + 1] = buf:sub(pos, pos + size - 1)
+    end
+    pos = pos + size
+  end
+  r.cws = buf:sub(pos)
+  return concat(out)
+end
+
+--- Chunks of t's bytes, a full update held until it ends to start a
+-- keyframe chunk (ctvnc.gateway.keyframe says where).
+function _M.record(r, t, bytes)
+  local from = 1
+  local function emit(upto)
+    local part = bytes:sub(from, upto)
+    from = upto + 1
+    if part == "" then return end
+    if r.held then
+      r.held[#r.held + 1] = part
+      r.held_bytes = r.held_bytes + #part
+    else
+      enqueue(r, r.w:chunk(t, part, false), true)
+    end
+  end
+  for _, ev in ipairs(r.k and r.k:server(bytes) or {}) do
+    emit(ev[1] - 1)
+    if ev[2] == "start" then
+      r.held, r.held_t, r.held_bytes = {}, t, 0
+    elseif r.held then
+      local held = concat(r.held)
+      r.held = nil
+      enqueue(r, r.w:chunk(r.held_t, held, ev[3]), true)
+    end
+  end
+  emit(#bytes)
+  if r.held and r.held_bytes > _M.QUEUE_MAX / 2 then      -- too big to hold: as it is
+    local held = concat(r.held)
+    r.held = nil
+    enqueue(r, r.w:chunk(r.held_t, held, false), true)
+  end
+end
+
+--- One piece of the target's websocket stream, as sent to the browser
+-- (up: the target's socket, for the keyframe requests).
+function _M.chunk(r, data, up)
   if not r or r.stopped then return end
   local buf = r.wsbuf == "" and data or r.wsbuf .. data
   local parts, pos = {}, 1
@@ -212,7 +301,8 @@ function _M.chunk(r, data)
   local bytes = concat(parts)
   if bytes == "" then return end
   local t = now_ms()
-  if r.w then return enqueue(r, r.w:chunk(t, bytes, false), true) end
+  r.up = up
+  if r.w then return _M.record(r, t, bytes) end
   r.start_ms = r.start_ms or t
   r.pre[#r.pre + 1] = { t, bytes }
   r.pre_bytes = r.pre_bytes + #bytes
@@ -228,6 +318,11 @@ function _M.close(r)
     r.start_ms = r.start_ms or now_ms()
     begin(r)
   end
+  if r.held then
+    enqueue(r, r.w:chunk(r.held_t, concat(r.held), false), true)
+    r.held = nil
+  end
+  if r.ticker then ngx.thread.kill(r.ticker) end
   local complete, hash = not r.stopped and r.w ~= nil, nil
   if r.w and not r.broken then
     local bytes

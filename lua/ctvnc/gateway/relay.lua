@@ -185,6 +185,7 @@ local function run_session(rec, up, protocol, renew)
         return "protocol", "view-only: " .. tostring(inputs)
       end
       if inputs > 0 then rec.last_input = now() end
+      out = recorder.from_browser(rec.recording, out)
       if #out > 0 and not st.reason then
         local sent, e2 = up:send(out)
         if not sent then return "target", "target send: " .. tostring(e2) end
@@ -207,7 +208,7 @@ local function run_session(rec, up, protocol, renew)
       local sent, e2 = down:send(data)
       if not sent then return "browser", "browser send: " .. tostring(e2) end
       rec.bytes_out = rec.bytes_out + #data
-      recorder.chunk(rec.recording, data)
+      recorder.chunk(rec.recording, data, up)
     end, function(e)
       return "target", "target " .. tostring(e)
     end)
