@@ -34,23 +34,8 @@ describe("console recordings #novalgrind", function()
     }, env)
   end
 
-  local function audit(name)
-    local out = {}
-    for line in (read_file(lab.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
-      out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
-    end
-    return out
-  end
-
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      local v = pred()
-      if v then return v end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local function audit(name) return lab:audit(name) end
+  local wait_for = common.wait_for
 
   --- The closing audit line of the n-th session of gateway name.
   local function closed(name, n)
@@ -110,22 +95,9 @@ describe("console recordings #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_REC, K_ADMIN, "sim-token" }) do lab:secret(s) end
     write_file(dir .. "/keys", ("%s vm-1\n%s vm-1:view:record,vm-3:record\n"):format(K_FULL, K_REC))
     write_file(dir .. "/admin-keys", K_ADMIN .. "\n")
-    local rfb_port = helpers.free_port("127.0.0.1")
-    write_file(dir .. "/rfb.jsonl", "")
-    lab:spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s/rfb.jsonl"):format(ROOT, rfb_port, dir))
-    helpers.wait_port("127.0.0.1", rfb_port)
-    ws_port = helpers.free_port("127.0.0.2")
-    lab:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-    helpers.wait_port("127.0.0.2", ws_port)
+    ws_port = lab:rfb_cluster("rfb", dir .. "/rfb.jsonl")
     -- a second server that answers a full request with pixels
-    local full_rfb = helpers.free_port("127.0.0.1")
-    write_file(dir .. "/full.jsonl", "")
-    lab:spawn("rfbfull", ("node %s/spec/gateway/rfb.js %d %s/full.jsonl full")
-      :format(ROOT, full_rfb, dir))
-    helpers.wait_port("127.0.0.1", full_rfb)
-    full_port = helpers.free_port("127.0.0.2")
-    lab:spawn("wsfull", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(full_port, full_rfb))
-    helpers.wait_port("127.0.0.2", full_port)
+    full_port = lab:rfb_cluster("rfbfull", dir .. "/full.jsonl", "full")
   end)
 
   teardown(function()

@@ -9,7 +9,6 @@ local common = require "gateway.common"
 -- CloudTower. Full and view-only sessions, per-VM and per-user limits, the
 -- time cap and the idle timeout, kill by id and by VM, the audit trail, the
 -- metrics, JWT users; and no secret in any log.
-local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 local b64url = helpers.b64url
@@ -23,7 +22,6 @@ describe("the gateway's relay #novalgrind", function()
   local rfb_log, ws_port
 
   local function secret(s) return lab:secret(s) end
-  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   local function start_gateway(name, env)
     return lab:start_gateway(name, common.tower_env(sim), {
@@ -45,13 +43,7 @@ describe("the gateway's relay #novalgrind", function()
     return out
   end
 
-  local function audit(name)
-    local out = {}
-    for line in (read_file(lab.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
-      out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
-    end
-    return out
-  end
+  local function audit(name) return lab:audit(name) end
 
   local ws = common.ws
 
@@ -98,14 +90,7 @@ describe("the gateway's relay #novalgrind", function()
     return n, hs
   end
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
   setup(function()
     sim = helpers.sim()
@@ -114,14 +99,8 @@ describe("the gateway's relay #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
-    local rfb_port = helpers.free_port("127.0.0.1")
     rfb_log = dir .. "/rfb.jsonl"
-    write_file(rfb_log, "")
-    spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
-    helpers.wait_port("127.0.0.1", rfb_port)
-    ws_port = helpers.free_port("127.0.0.2")
-    spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-    helpers.wait_port("127.0.0.2", ws_port)
+    ws_port = lab:rfb_cluster("rfb", rfb_log)
   end)
 
   teardown(function()

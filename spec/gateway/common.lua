@@ -6,6 +6,7 @@ local helpers = require "helpers"
 local socket = require "socket"
 local luassert = require "luassert"
 local core = require "ctvnc.core"
+local cjson = require "cjson"
 
 local common = {}
 local ROOT = helpers.ROOT
@@ -272,6 +273,39 @@ function common.ws(port, vm, headers)
   return status, hs, conn
 end
 
+
+--- pred() until it is truthy (its value) or timeout seconds (default 5) pass.
+function common.wait_for(pred, timeout)
+  local deadline = socket.gettime() + (timeout or 5)
+  while socket.gettime() < deadline do
+    local v = pred()
+    if v then return v end
+    socket.sleep(0.05)
+  end
+  return pred()
+end
+
+--- The audit lines of gateway name, decoded.
+function Lab:audit(name)
+  local out = {}
+  for line in (helpers.read_file(self.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
+    out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
+  end
+  return out
+end
+
+--- A VM's cluster: spec/gateway/rfb.js (logging to log; mode "full" or
+-- nil) behind websockify on 127.0.0.2: the websockify port.
+function Lab:rfb_cluster(name, log, mode)
+  local rfb_port = helpers.free_port("127.0.0.1")
+  helpers.write_file(log, "")
+  self:spawn(name, ("node %s/spec/gateway/rfb.js %d %s %s"):format(ROOT, rfb_port, log, mode or ""))
+  helpers.wait_port("127.0.0.1", rfb_port)
+  local ws_port = helpers.free_port("127.0.0.2")
+  self:spawn(name .. "-ws", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
+  helpers.wait_port("127.0.0.2", ws_port)
+  return ws_port
+end
 
 local LOGS = { "access.log", "error.log", "audit.log" }
 
