@@ -191,36 +191,16 @@ function common.ws_handshake(port, path, headers)
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
 end
 
---- A websocket client of the gateway's console vm: status, headers, conn
--- (conn:send(bytes), conn:read(n), conn:wait_close(t), conn:handshake()
--- against spec/gateway/rfb.js; conn.got holds every RFB byte read).
-function common.ws(port, vm, headers)
-  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
-  for k, v in pairs(headers or {}) do h[k] = v end
-  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+--- The RFB stream of a websocket the gateway (or a target) serves:
+-- conn:send(bytes) as one masked binary frame; conn:read(n[, timeout])
+-- the next n bytes | nil, close code, reason (conn.closed = {code, reason}
+-- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default);
+-- conn.got holds every byte read.
+function common.ws_stream(sock)
   local conn = { sock = sock, buf = "", data = "", got = {} }
-  if status ~= 101 then
-    local len = tonumber(hs["content-length"] or "")
-    if len then
-      conn.body = sock:receive(len)
-    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
-      local parts = {}
-      while true do
-        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
-        if size == 0 then break end
-        parts[#parts + 1] = sock:receive(size)
-        sock:receive("*l")
-      end
-      conn.body = table.concat(parts)
-    end
-    sock:close()
-    return status, hs, conn
-  end
-  --- Sends bytes as one masked binary frame.
   function conn.send(_, bytes)
     return sock:send(core.ws_frame("binary", bytes, true))
   end
-  --- The next n bytes of the RFB stream | nil, close code, reason.
   function conn.read(_, n, timeout)
     local deadline = socket.gettime() + (timeout or 10)
     sock:settimeout(0.02)
@@ -247,6 +227,35 @@ function common.ws(port, vm, headers)
     conn.got[#conn.got + 1] = out
     return out
   end
+  return conn
+end
+
+--- A websocket client of the gateway's console vm: status, headers, conn
+-- (common.ws_stream's, with conn.body when the answer is not a 101,
+-- conn:wait_close(t), conn:close(), conn:handshake() against
+-- spec/gateway/rfb.js).
+function common.ws(port, vm, headers)
+  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+  local conn = common.ws_stream(sock)
+  if status ~= 101 then
+    local len = tonumber(hs["content-length"] or "")
+    if len then
+      conn.body = sock:receive(len)
+    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
+      local parts = {}
+      while true do
+        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+        if size == 0 then break end
+        parts[#parts + 1] = sock:receive(size)
+        sock:receive("*l")
+      end
+      conn.body = table.concat(parts)
+    end
+    sock:close()
+    return status, hs, conn
+  end
   --- Waits for the gateway's close frame: code, reason | nil, err.
   function conn.wait_close(_, timeout)
     local deadline = socket.gettime() + timeout
@@ -272,7 +281,6 @@ function common.ws(port, vm, headers)
   end
   return status, hs, conn
 end
-
 
 --- pred() until it is truthy (its value) or timeout seconds (default 5) pass.
 function common.wait_for(pred, timeout)
