@@ -75,17 +75,27 @@ end
 local function stop(r, why)
   if r.stopped then return end
   r.stopped = why
-  log(ngx.WARN, "ctvnc: the recording of session ", r.id, " stopped: ", why)
+  log(ngx.ERR, "ctvnc: the recording of session ", r.id, " stopped: ", why)
 end
 
-local function enqueue(r, bytes, bound)
-  if r.stopped and bound then return end
-  if bound and r.queued + #bytes > _M.QUEUE_MAX then
-    return stop(r, "the disk is too slow (more than " .. _M.QUEUE_MAX .. " bytes queued)")
-  end
+local function enqueue(r, bytes)
   r.queue[#r.queue + 1] = bytes
   r.queued = r.queued + #bytes
   if #r.queue == 1 then r.sema:post(1) end
+end
+
+local CHUNK_EXTRA = 17 + 32      -- a chunk's head and hash
+
+--- Queues a chunk, within the bound: past it the recording stops before
+-- the writer takes the chunk, so the trailer counts what the file holds.
+local function add_chunk(r, t, data, key)
+  if r.stopped then return end
+  if r.queued + #data + CHUNK_EXTRA > _M.QUEUE_MAX then
+    return stop(r, "the disk is too slow (more than " .. _M.QUEUE_MAX .. " bytes queued)")
+  end
+  local bytes, err = r.w:chunk(t, data, key)
+  if not bytes then return stop(r, "the writer refused a chunk: " .. tostring(err)) end
+  enqueue(r, bytes)
 end
 
 --- The light thread that writes the queue, a batch at a time.
@@ -160,10 +170,10 @@ local function begin(r)
     rfb = r.rfb and #r.rfb == 12 and r.rfb or "RFB 000.000\n", key = state.conf.record_key })
   if not w then return stop(r, "no writer: " .. tostring(err)) end
   r.w = w
-  enqueue(r, w:header(), true)
+  enqueue(r, w:header())
   for i, p in ipairs(r.pre) do
     -- the stream's start decodes with no earlier state: the first keyframe
-    enqueue(r, w:chunk(p[1], p[2], i == 1), true)
+    add_chunk(r, p[1], p[2], i == 1)
   end
   if r.step == "done" and r.pixel_format and state.conf.record_keyframe > 0 then
     r.k = keyframe.new(r.width, r.height, byte(r.pixel_format, 1))
@@ -260,7 +270,7 @@ function _M.record(r, t, bytes)
       r.held[#r.held + 1] = part
       r.held_bytes = r.held_bytes + #part
     else
-      enqueue(r, r.w:chunk(t, part, false), true)
+      add_chunk(r, t, part, false)
     end
   end
   for _, ev in ipairs(r.k and r.k:server(bytes) or {}) do
@@ -270,14 +280,14 @@ function _M.record(r, t, bytes)
     elseif r.held then
       local held = concat(r.held)
       r.held = nil
-      enqueue(r, r.w:chunk(r.held_t, held, ev[3]), true)
+      add_chunk(r, r.held_t, held, ev[3])
     end
   end
   emit(#bytes)
   if r.held and r.held_bytes > _M.QUEUE_MAX / 2 then      -- too big to hold: as it is
     local held = concat(r.held)
     r.held = nil
-    enqueue(r, r.w:chunk(r.held_t, held, false), true)
+    add_chunk(r, r.held_t, held, false)
   end
 end
 
@@ -319,7 +329,7 @@ function _M.close(r)
     begin(r)
   end
   if r.held then
-    enqueue(r, r.w:chunk(r.held_t, concat(r.held), false), true)
+    add_chunk(r, r.held_t, concat(r.held), false)
     r.held = nil
   end
   if r.ticker then ngx.thread.kill(r.ticker) end
@@ -327,7 +337,7 @@ function _M.close(r)
   if r.w and not r.broken then
     local bytes
     bytes, hash = r.w:trailer(complete, now_ms())
-    enqueue(r, bytes, false)
+    enqueue(r, bytes)
   end
   r.closing = true
   r.sema:post(1)
