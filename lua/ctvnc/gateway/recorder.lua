@@ -291,10 +291,27 @@ function _M.record(r, t, bytes)
   end
 end
 
+--- The size of the server frame whose head s starts with; nil while s
+-- is shorter than the head.
+local function frame_size(s)
+  if #s < 2 then return nil end
+  local len, mask = byte(s, 2) % 128, byte(s, 2) >= 128 and 4 or 0
+  if len < 126 then return 2 + mask + len end
+  if len == 126 then return #s >= 4 and 4 + mask + u16(s, 3) or nil end
+  if #s < 10 then return nil end
+  return 10 + mask + u32(s, 3) * 4294967296 + u32(s, 7)
+end
+
 --- One piece of the target's websocket stream, as sent to the browser
 -- (up: the target's socket, for the keyframe requests).
 function _M.chunk(r, data, up)
   if not r or r.stopped then return end
+  if r.wsneed then                      -- a large frame: its pieces joined once, when whole
+    r.wsparts[#r.wsparts + 1] = data
+    r.wshave = r.wshave + #data
+    if r.wshave < r.wsneed then return end
+    data, r.wsneed, r.wsparts = concat(r.wsparts), nil, nil
+  end
   local buf = r.wsbuf == "" and data or r.wsbuf .. data
   local parts, pos = {}, 1
   while pos <= #buf do
@@ -308,6 +325,10 @@ function _M.chunk(r, data, up)
     pos = pos + size
   end
   r.wsbuf = buf:sub(pos)
+  local need = frame_size(r.wsbuf)
+  if need and need > #r.wsbuf then
+    r.wsneed, r.wsparts, r.wshave, r.wsbuf = need, { r.wsbuf }, #r.wsbuf, ""
+  end
   local bytes = concat(parts)
   if bytes == "" then return end
   local t = now_ms()
