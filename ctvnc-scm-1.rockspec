@@ -104,6 +104,7 @@ build = {
     ["ctvnc.gateway.recfile"] = "lua/ctvnc/gateway/recfile.lua",
     ["ctvnc.gateway.recadmin"] = "lua/ctvnc/gateway/recadmin.lua",
     ["ctvnc.gateway.keyframe"] = "lua/ctvnc/gateway/keyframe.lua",
+    ["ctvnc.gateway.watch"] = "lua/ctvnc/gateway/watch.lua",
     ["ctvnc.gateway.book"] = "lua/ctvnc/gateway/book.lua",
     ["ctvnc.gateway.audit"] = "lua/ctvnc/gateway/audit.lua",
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",

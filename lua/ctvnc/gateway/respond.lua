@@ -57,6 +57,9 @@ local KINDS = {
     reason = "the session cannot be recorded",
     sentence = "This console must be recorded, and the gateway cannot write its recording "
       .. "right now. Please tell your administrator." },
+  full = { status = 503, title = "The gateway is full", reason = "the gateway is full",
+    sentence = "The gateway is full: it holds as many consoles as it may. Try again in a few "
+      .. "minutes, or tell your administrator." },
   novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
     sentence = "The console viewer is missing on this gateway. Please tell your "
       .. "administrator." },
