@@ -342,18 +342,23 @@ function _M.chunk(r, data, up)
 end
 
 --- Ends the recording (trailer, index line): the recording fields of the
--- closing audit line, nil when the session was not recorded.
+-- closing audit line, nil when the session was not recorded or the target
+-- sent nothing (its empty file is removed).
 function _M.close(r)
   if not r then return nil end
-  if not r.w and not r.broken then
-    r.start_ms = r.start_ms or now_ms()
-    begin(r)
+  if r.ticker then ngx.thread.kill(r.ticker) end
+  if not r.start_ms and not r.broken then
+    r.closing = true
+    r.sema:post(1)
+    ngx.thread.wait(r.thread)
+    os.remove(r.path)
+    return nil
   end
+  if not r.w and not r.broken then begin(r) end
   if r.held then
     add_chunk(r, r.held_t, concat(r.held), false)
     r.held = nil
   end
-  if r.ticker then ngx.thread.kill(r.ticker) end
   local complete, hash = not r.stopped and r.w ~= nil, nil
   if r.w and not r.broken then
     local bytes
