@@ -233,11 +233,13 @@ function _M.new(opts)
   return setmetatable(self, { __index = _M })
 end
 
-local function has_audience(aud, want)
-  if aud == want then return true end
-  if type(aud) == "table" then
-    for _, a in ipairs(aud) do
-      if a == want then return true end
+--- Does a claim name want: the claim itself, or a list holding it? (aud;
+-- view_only and record, which may also be true.)
+local function names(claim, want)
+  if claim == want then return true end
+  if type(claim) == "table" then
+    for _, v in ipairs(claim) do
+      if v == want then return true end
     end
   end
   return false
@@ -276,21 +278,10 @@ function _M.verify(self, token)
   if exp and now >= exp + leeway then return fail("token expired") end
   if nbf and now + leeway < nbf then return fail("token not yet valid (nbf)") end
   if self.issuer and claims.iss ~= self.issuer then return fail("token issuer refused") end
-  if self.audience and not has_audience(claims.aud, self.audience) then
+  if self.audience and not names(claims.aud, self.audience) then
     return fail("token audience refused")
   end
   return claims
-end
-
---- Does a claim that is true or a list of VM ids name vm_id?
-local function listed(claim, vm_id)
-  if claim == true then return true end
-  if type(claim) == "table" then
-    for _, v in ipairs(claim) do
-      if v == vm_id then return true end
-    end
-  end
-  return false
 end
 
 --- What verified claims grant on one VM: user, view_only, record | nil,
@@ -319,7 +310,8 @@ function _M.grant(claims, vm_id)
     end
   end
   if not allowed then return fail("token does not grant this VM") end
-  return user, listed(claims.view_only, vm_id), listed(claims.record, vm_id)
+  local vo, rc = claims.view_only, claims.record
+  return user, vo == true or names(vo, vm_id), rc == true or names(rc, vm_id)
 end
 
 --- The token of a request: from an `Authorization: Bearer` header value,

@@ -22,6 +22,7 @@ local state = require "ctvnc.gateway.state"
 local log = require "ctvnc.gateway.log"
 local audit = require "ctvnc.gateway.audit"
 local keyframe = require "ctvnc.gateway.keyframe"
+local wsclient = require "ctvnc.gateway.wsclient"
 
 local ngx = ngx
 local run_worker_thread = ngx.run_worker_thread   -- luacheck: ignore 143
@@ -214,16 +215,10 @@ end
 --- The light thread that asks the target for a full update every
 -- RECORD_KEYFRAME seconds (retried while the relay is writing to it).
 function _M.ask_keyframes(r)
-  local frame
   while true do
     ngx.sleep(state.conf.record_keyframe)
     if r.k and r.up and not r.k.off and not r.k.coff and not r.stopped then
-      frame = core.ws_frame("binary", r.k:request(), true)
-      for _ = 1, 100 do
-        local sent, err = r.up:send(frame)
-        if sent or err ~= "socket busy writing" then break end
-        ngx.sleep(0.01)
-      end
+      wsclient.send_between(r.up, core.ws_frame("binary", r.k:request(), true))
     end
   end
 end

@@ -135,11 +135,7 @@ end
 --- The last word to the page: a close frame (retried while the other
 -- pump is writing to the browser).
 local function last_word(s, frame)
-  for _ = 1, 100 do
-    local sent, e = s.down:send(frame)
-    if sent or e ~= "socket busy writing" then return end
-    ngx.sleep(0.01)
-  end
+  wsclient.send_between(s.down, frame)
 end
 
 --- Reads `sock` of session s until `handle(s, data)` returns how the
