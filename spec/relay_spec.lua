@@ -43,50 +43,9 @@ describe("the gateway's relay #novalgrind", function()
     return out
   end
 
-  local function audit(name)
-    local out = {}
-    for line in (read_file(lab.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
-      out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
-    end
-    return out
-  end
+  local function audit(name) return lab:audit(name) end
 
-  --- A websocket client of the gateway: status, headers, conn.
-  local function ws(port, vm, headers)
-    local h = { ["Sec-WebSocket-Protocol"] = "binary" }
-    for k, v in pairs(headers or {}) do h[k] = v end
-    local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
-    local conn = common.ws_stream(sock)
-    if status ~= 101 then
-      conn.body = common.read_body(sock, hs)
-      sock:close()
-      return status, hs, conn
-    end
-    --- Waits for the gateway's close frame: code, reason | nil, err.
-    function conn.wait_close(_, timeout)
-      local deadline = socket.gettime() + timeout
-      while socket.gettime() < deadline do
-        local got, code, reason = conn:read(1, deadline - socket.gettime())
-        if not got then return code, reason end
-      end
-      return nil, "no close"
-    end
-    function conn.close() sock:close() end
-    --- The RFB client handshake (3.8, security None) through the relay.
-    function conn.handshake()
-      assert.are.equal("RFB 003.008\n", conn:read(12))
-      conn:send("RFB 003.008\n")
-      assert.are.equal("\1\1", conn:read(2))
-      conn:send("\1")
-      assert.are.equal("\0\0\0\0", conn:read(4))
-      conn:send("\1")
-      local init = assert(conn:read(24))
-      local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
-        + init:byte(24)
-      assert.are.equal("rfb-spec", conn:read(nlen))
-    end
-    return status, hs, conn
-  end
+  local ws = common.ws
 
   local SET_ENCODINGS = "\2\0\0\1\0\0\0\0"
   local FBUR = "\3\0\0\0\0\0\0\64\0\48"
@@ -140,7 +99,8 @@ describe("the gateway's relay #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
-    ws_port, rfb_log = lab:rfb_cluster()
+    rfb_log = dir .. "/rfb.jsonl"
+    ws_port = lab:rfb_cluster("rfb", rfb_log)
   end)
 
   teardown(function()

@@ -88,7 +88,7 @@ describe("revocation and what a grant may get #novalgrind", function()
     for _, s in ipairs({ K1, K2, K_ADMIN, JWT_SECRET, TICKET_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1\n"):format(K1, K2))
     write_file(dir .. "/admin-keys", K_ADMIN .. "\n")
-    ws_port = lab:rfb_cluster()
+    ws_port = lab:rfb_cluster("rfb", dir .. "/rfb.jsonl")
   end)
 
   teardown(function()

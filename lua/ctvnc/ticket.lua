@@ -74,8 +74,9 @@ function _M.new(opts)
 
   --- A ticket for vm_id and user (view-only when view_only is true) of
   -- the family { ends = epoch seconds, ref = the grant's reference (not a
-  -- secret) | nil, expires = the grant's expiry | nil, first = true for
-  -- the family's first ticket }: ticket, expires_in | nil, message,
+  -- secret) | nil, expires = the grant's expiry | nil, record = true when
+  -- recorded under RECORD grant, first = true for the family's first
+  -- ticket }: ticket, expires_in | nil, message,
   -- "system" (no random bytes) | "expired" (the family or the grant has
   -- ended). The grant's expiry bounds every ticket, the family's end every
   -- renewal (the first ticket has its whole ttl to be used).
@@ -89,8 +90,8 @@ function _M.new(opts)
     local n, err, kind = nonce()
     if not n then return nil, err, kind end
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-      n = n, r = view_only == true and 1 or nil, f = family.ends, g = family.ref,
-      x = family.expires }))
+      n = n, r = view_only == true and 1 or nil, c = family.record == true and 1 or nil,
+      f = family.ends, g = family.ref, x = family.expires }))
     return payload .. "." .. mac(payload), exp - t
   end
 
@@ -110,7 +111,7 @@ function _M.new(opts)
     if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
       or type(doc.n) ~= "string" or (doc.r ~= nil and doc.r ~= 1) or type(doc.f) ~= "number"
       or (doc.g ~= nil and type(doc.g) ~= "string")
-      or (doc.x ~= nil and type(doc.x) ~= "number") then
+      or (doc.x ~= nil and type(doc.x) ~= "number") or (doc.c ~= nil and doc.c ~= 1) then
       return nil, "malformed"
     end
     local t = now()

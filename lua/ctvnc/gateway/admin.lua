@@ -11,6 +11,7 @@
 --   POST /admin/vms/<vm_id>/kill      -> {"killed": [ids]}
 --   GET  /admin/locks                 -> {"locks": [{id, user, vm_id, by, since, until}]}
 --   DELETE /admin/locks/<id>          -> {"lifted": [id]} | 404
+--   GET  /admin/recordings...         -> ctvnc.gateway.recadmin
 --   GET  /metrics                     -> Prometheus text  (loopback, metrics_allow)
 -- Killed sessions end within a second (their relays poll the flag), and
 -- each kill locks the session's user out of its VM for kill_lock seconds
@@ -23,6 +24,7 @@ local auth = require "ctvnc.gateway.auth"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
 local routes = require "ctvnc.gateway.routes"
+local recadmin = require "ctvnc.gateway.recadmin"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -103,6 +105,7 @@ function _M.admin()
     return denied()
   end
   local path = ngx.var.request_uri:match("^[^?#]*")
+  if recadmin.owns(path) then return recadmin.route(path, who) end
   if path == "/admin/sessions" then
     if not method_is("GET") then return not_allowed("GET") end
     return sessions()

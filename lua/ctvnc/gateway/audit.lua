@@ -1,6 +1,8 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway.audit: the audit trail, one JSON line per session event
--- (open, close, refused, killed), to a file, nginx's error log or nowhere.
+-- (open, close, refused, killed) and recording event (recording_removed,
+-- recording_listed, recording_download, recording_verify), to a file,
+-- nginx's error log or nowhere.
 -- In a file each line is sealed into one hash chain (ctvnc.auditchain,
 -- HMAC-SHA256 with audit_key): the chain's head (the last line's hash) is
 -- in the lua_shared_dict ctvnc_audit, and a worker reads it, seals its
@@ -78,7 +80,8 @@ local function append(line)
 end
 
 local AUDIT_FIELDS = { "event", "session", "user", "vm_id", "mode", "view_only", "client",
-  "start", "end", "duration", "bytes_in", "bytes_out", "reason" }
+  "start", "end", "duration", "bytes_in", "bytes_out", "reason", "recording", "recording_sha256",
+  "recording_complete", "admin" }
 
 --- One audit line: event (open, close, refused, killed, screenshot) and the fields of
 -- the session. Only the listed fields are written: no caller can put a

@@ -7,7 +7,8 @@
 -- status =, message = }`). Hooks written for earlier versions may still
 -- return false, reason, status[, given]: authorize reads both.
 -- A grant { ref = a reference `still` can check again (never a secret),
--- expires = epoch seconds } rides in the tickets minted from it: a
+-- expires = epoch seconds, record = true: recorded when RECORD is grant }
+-- (or just true: record) rides in the tickets minted from it: a
 -- ticket's renewal is refused once the grant has expired or `still` no
 -- longer finds it (the key left the key file).
 local state = require "ctvnc.gateway.state"
@@ -41,8 +42,9 @@ end
 
 --- The shipped authorize hook: a file of "<api key> <vm id>[,<vm id>...]"
 -- lines ("*" allows every VM; "#" starts a comment); "<vm id>:view" (or
--- "*:view") grants a view-only console. The key comes in the X-API-Key
--- header, never in a URL (browsers use tickets). The user named in
+-- "*:view") grants a view-only console, "<vm id>:record" one that is
+-- recorded when RECORD is grant (the two combine: "vm-1:view:record").
+-- The key comes in the X-API-Key header, never in a URL (browsers use tickets). The user named in
 -- tickets, limits and logs is "key#<line number>", never the key.
 function _M.key_file(path)
   local keys = {}
@@ -51,15 +53,19 @@ function _M.key_file(path)
     if key then
       local allowed = { [" user"] = "key#" .. n }
       for vm in vms:gmatch("[^,]+") do
-        local id = vm:match("^(.*):view$")
-        if id and id ~= "" then allowed[id] = "view" else allowed[vm] = "full" end
+        local grant = { view = false, record = false }
+        local id, flag = vm:match("^(.+):(%a+)$")
+        while id and grant[flag] == false do
+          grant[flag], vm = true, id
+          id, flag = vm:match("^(.+):(%a+)$")
+        end
+        allowed[vm] = grant
       end
       keys[key] = allowed
     end
   end
   local function grant_of(allowed, vm_id)
-    local grant = allowed and (allowed[vm_id] or allowed["*"])
-    return grant, grant == "view"
+    return allowed and (allowed[vm_id] or allowed["*"])
   end
   -- the keys by fingerprint (the ticket secret's HMAC), made at first use
   local by_print
@@ -70,17 +76,18 @@ function _M.key_file(path)
       by_print = {}
       for k, allowed in pairs(keys) do by_print[state.ticket.fingerprint(k)] = allowed end
     end
-    local grant, view = grant_of(by_print[fp], vm_id)
-    if grant then return true, view end
+    local grant = grant_of(by_print[fp], vm_id)
+    if grant then return true, grant.view end
     return false
   end
   return function(vm_id, ngx_)
     local key = ngx_.req.get_headers()["x-api-key"]
     if type(key) ~= "string" then return false, refusal(403, "no key") end
     local allowed = keys[key]
-    local grant, view = grant_of(allowed, vm_id)
+    local grant = grant_of(allowed, vm_id)
     if grant then
-      return true, allowed[" user"], view, { ref = tag .. ":" .. state.ticket.fingerprint(key) }
+      return true, allowed[" user"], grant.view, { record = grant.record,
+        ref = tag .. ":" .. state.ticket.fingerprint(key) }
     end
     return false, refusal(403, "the key does not grant this VM", true)
   end
@@ -106,8 +113,9 @@ end
 --- The shipped JWT authorize hook: gateway.jwt{ secret = ... (HS256) |
 -- public_key = PEM (RS256), alg, audience, issuer, leeway, cookie }. The
 -- token comes in "Authorization: Bearer" or the cookie named `cookie`;
--- `sub` is the user, `vms` ("*" or a list) grants VMs and `view_only`
--- (true, or a list of VM ids) makes them view-only (ctvnc.jwt.grant).
+-- `sub` is the user, `vms` ("*" or a list) grants VMs, `view_only`
+-- (true, or a list of VM ids) makes them view-only and `record` (likewise)
+-- recorded when RECORD is grant (ctvnc.jwt.grant).
 -- No or a bad token: 401 with the reason; a good one without this VM: 403.
 function _M.jwt(opts)
   local jwt = require "ctvnc.jwt"
@@ -123,9 +131,9 @@ function _M.jwt(opts)
     if not token then return false, refusal(401, "no token") end
     local claims, why = v:verify(token)
     if not claims then return false, refusal(401, why, true) end
-    local user, view_only = jwt.grant(claims, vm_id)
+    local user, view_only, record = jwt.grant(claims, vm_id)
     if not user then return false, refusal(403, view_only, true) end
-    return true, user, view_only, { expires = claims.exp }
+    return true, user, view_only, { expires = claims.exp, record = record }
   end
 end
 
@@ -133,7 +141,8 @@ end
 local function read_answer(yes, a, b, c)
   if yes == true then
     local grant = type(c) == "table" and { ref = type(c.ref) == "string" and c.ref or nil,
-      expires = type(c.expires) == "number" and c.expires or nil } or {}
+      expires = type(c.expires) == "number" and c.expires or nil, record = c.record == true }
+      or { record = c == true }
     return true, a, b == true, grant
   end
   if type(a) == "table" then

@@ -24,6 +24,7 @@ local page = require "ctvnc.gateway.page"
 local relay = require "ctvnc.gateway.relay"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
+local recorder = require "ctvnc.gateway.recorder"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -121,7 +122,7 @@ local function mint_link(vm_id, user, view, grant)
   local life = conf.ticket_lifetime
   if conf.max_session > 0 and conf.max_session < life then life = conf.max_session end
   local t, ttl, kind = state.ticket.mint(vm_id, user, view, { ends = floor(ngx.now()) + life,
-    ref = grant.ref, expires = grant.expires, first = true })
+    ref = grant.ref, expires = grant.expires, record = grant.record, first = true })
   if not t then return nil, ttl, kind end
   return t, cookie.page_path(vm_id) .. "?ticket=" .. t, ttl
 end
@@ -207,15 +208,21 @@ function _M.page(vm_id)
     return respond.finish(303)
   end
   local t = cookie.given()
-  local user
+  local user, record
   if t then
     local doc = state.ticket.check(t, vm_id)
     if not doc or not grant_holds(doc, vm_id) then return error_page(403, "denied", vm_id) end
-    user = doc.u
+    user, record = doc.u, doc.c == 1
   else
-    local ok, who = auth.authorize(vm_id)
+    local ok, who, _, r = auth.authorize(vm_id)
     if not ok then return deny(vm_id, who, true) end
-    user = who
+    user, record = who, r.record
+  end
+  -- a console that must be recorded, and cannot be, is told at once
+  local recordable, why = recorder.can_open(record)
+  if not recordable then
+    log(ngx.ERR, "ctvnc: the console of ", vm_id, " cannot be recorded: ", why, " (unrecordable)")
+    return error_page(503, "unrecordable", vm_id)
   end
   local locked = lock_kind(user, vm_id)
   if locked then return error_page(respond.status(locked), locked, vm_id) end
@@ -262,11 +269,11 @@ function _M.ws(vm_id)
   end
   local t = cookie.given()
   local key = ngx.var.http_x_api_key
-  local user, view, renew
+  local user, view, renew, record
   if (key and key ~= "") or not t then
-    local ok, who, v = auth.authorize(vm_id)
+    local ok, who, v, g = auth.authorize(vm_id)
     if not ok then return deny(vm_id, who) end
-    user, view = who, v
+    user, view, record = who, v, g.record
   else
     local doc, why, kind = state.ticket.consume(t, vm_id)
     local holds, still_view = false, false
@@ -278,15 +285,15 @@ function _M.ws(vm_id)
       return reply(403, { error = "denied", vm_id = vm_id })
     end
     -- the renewal riding on the 101 is of the same family
-    user, view = doc.u, doc.r == 1 or still_view
-    renew = { ends = doc.f, ref = doc.g, expires = doc.x }
+    user, view, record = doc.u, doc.r == 1 or still_view, doc.c == 1
+    renew = { ends = doc.f, ref = doc.g, expires = doc.x, record = record }
   end
   local locked = lock_kind(user, vm_id)
   if locked then return refuse(vm_id, respond.reason(locked), locked) end
   if not user_budget(user, vm_id) then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return fail(vm_id, msg, kind) end
-  plan.renew = renew
+  plan.renew, plan.record = renew, record
   return relay.hand_over(plan)
 end
 
