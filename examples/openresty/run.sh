@@ -111,6 +111,7 @@ esac
 if [ -n "$jwt_hook" ]; then
   if [ "$authorize" = nil ]; then authorize=$jwt_hook; else authorize="gateway.either($authorize, $jwt_hook)"; fi
 fi
+[ "$authorize" != nil ] || echo "run.sh: WARNING: neither KEYS nor JWT: the gateway denies every console request" >&2
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
          "${PROBE_TTL:-30}"; do

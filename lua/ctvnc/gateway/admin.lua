@@ -23,8 +23,11 @@ local reply, array, not_allowed, method_is = respond.reply, respond.array, respo
 
 local _M = {}
 
-local function denied()
-  return reply(403, { error = "denied", kind = "denied" })
+--- 403; `why` "off": no admin_authorize hook, and how to set one.
+local function denied(why)
+  return reply(403, { error = "denied", kind = "denied", reason = why == "off"
+    and "the admin routes are off: give admin keys (ADMIN_KEYS, a file of keys, one a line) "
+      .. "or an admin_authorize hook" or nil })
 end
 
 local function sessions()
@@ -40,7 +43,7 @@ end
 function _M.admin()
   ngx.ctx.ctvnc_route = "admin"
   local ok, who = auth.admin()
-  if not ok then return denied() end
+  if not ok then return denied(who) end
   local path = ngx.var.request_uri:match("^[^?#]*")
   if path == "/admin/sessions" then
     if not method_is("GET") then return not_allowed("GET") end
@@ -83,6 +86,7 @@ end
 local ROUTES = {
   { "^/console/batch$", "batch" }, { "^/console/[^/]*/url$", "url" },
   { "^/console/[^/]*/ticket$", "ticket" }, { "^/console/[^/]*/ws$", "ws" },
+  { "^/console/[^/]*/about$", "about" },
   { "^/console/[^/]*$", "page" }, { "^/admin/", "admin" }, { "^/metrics$", "metrics" },
   { "^/novnc/", "novnc" }, { "^/health$", "health" },
 }

@@ -4,7 +4,7 @@
 -- operator's own nginx.conf calls the same handlers from its locations:
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
---   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
+--   content_by_lua   gateway.url(), .ticket(), .page(), .about(), .batch()   (routes)
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
 --   content_by_lua   gateway.admin(), .metrics()        (admin)
@@ -58,6 +58,10 @@ function _M.configure(c)
         " are NOT verified: anyone on the path can read the console credentials")
     end
   end
+  if type(conf.authorize) ~= "function" then
+    ngx.log(ngx.WARN, "ctvnc: no authorize hook (KEYS, JWT or authorize): the gateway "
+      .. "denies every console request")
+  end
   audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"))
   state.conf = conf
   state.client = tower.client(conf, c)
@@ -76,8 +80,8 @@ end
 _M.key_file, _M.admin_keys, _M.jwt, _M.either = auth.key_file, auth.admin_keys, auth.jwt,
   auth.either
 -- the routes and phases
-_M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket, routes.page,
-  routes.ws, routes.batch, routes.busy
+_M.url, _M.ticket, _M.page, _M.about, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket,
+  routes.page, routes.about, routes.ws, routes.batch, routes.busy
 _M.relay = relay.relay
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page

@@ -83,14 +83,14 @@ local function refused(rec, which, holder)
   if which == "store" or which == "system" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " cannot be recorded: ",
       tostring(holder), " (", which, ")")
-    return reply(503, { error = "the console cannot be opened right now", kind = which })
+    return _M.refuse(503, { error = "the console cannot be opened right now", kind = which })
   end
   local body = { error = _M.in_use_sentence(which, holder), kind = "busy", limit = which,
     vm_id = rec.vm_id }
   if type(holder) == "table" then
     body.in_use_by, body.since = holder.user, audit.iso(holder.start or 0)
   end
-  return reply(429, body)
+  return _M.refuse(429, body)
 end
 
 --- The browser's side: the gateway answers the upgrade itself (a fresh
@@ -113,6 +113,22 @@ local function answer_upgrade(rec, protocol, renew)
   down, err = ngx.req.socket(true)
   if not down then return nil, "error", "no raw socket: " .. tostring(err) end
   return down
+end
+
+--- A refused websocket: the status and JSON body; for a browser's (it
+-- sends an Origin, which routes.ws let through: the gateway's own or an
+-- allowed one) the upgrade answered and closed at once, code 4000 + status
+-- and the reason "<kind>: <words>", which the console page shows: a page
+-- cannot read the status of a refused handshake.
+function _M.refuse(status, body)
+  if ngx.var.http_origin == nil then return reply(status, body) end
+  ngx.ctx.ctvnc_kind = body.kind
+  local down = answer_upgrade({}, nil, false)
+  if not down then return end
+  down:send(viewonly.close_frame(4000 + status,
+    tostring(body.kind) .. ": " .. tostring(body.reason or body.error)))
+  down:settimeout(1000)
+  down:receiveany(1024)    -- the browser's answer to the close frame
 end
 
 --- Why the gateway ends a session at time t, if it does: killed,
@@ -242,6 +258,11 @@ local function run_session(rec, up, protocol, renew)
   for _, th in ipairs(threads) do kill_thread(th) end
   if not done then reason, msg = "error", tostring(reason) end
   if st.reason and st.reason ~= reason then reason, msg = st.reason, KINDS[st.reason].close end
+  -- a side's end: the side whose close frame came first, not whichever
+  -- connection the workers saw drop first (after a close handshake both do)
+  if reason == "browser" or reason == "target" then
+    reason = filter:stats().closed_by or reason
+  end
   if reason ~= "target" then
     up:send(core.ws_frame("close", "\3\232", true))
   end
@@ -256,6 +277,7 @@ function _M.relay(hop)
     log(ngx.ERR, "ctvnc: the relay was reached without a plan (error)")
     return reply(500, { error = "no console plan", kind = "error" })
   end
+  if plan.refuse then return _M.refuse(plan.refuse.status, plan.refuse.body) end
   local conf, book = state.conf, state.book
   local rec = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now() }
@@ -270,7 +292,7 @@ function _M.relay(hop)
       " failed: ", tostring(err), " (", kind, ")")
     audit.write("refused", audit_fields(rec, { refused = true, reason = "target: " .. kind }))
     ngx.header["X-Ctvnc-Error"] = kind
-    return reply(kind == "timeout" and 504 or 502,
+    return _M.refuse(kind == "timeout" and 504 or 502,
       { error = "the console's websocket could not be opened", kind = kind })
   end
   book:refresh(rec)

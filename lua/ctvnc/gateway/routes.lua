@@ -6,6 +6,8 @@
 --   GET|HEAD /console/<vm>?ticket= -> 303 to /console/<vm>, the ticket in a cookie
 --   GET|HEAD /console/<vm>         -> noVNC's full page, no CloudTower call
 --                                     (cookie ticket or X-API-Key)
+--   GET|HEAD /console/<vm>/about   -> {"vm_id", "name", "view_only"}: the
+--                                     page's status line (cookie ticket)
 --   GET      /console/<vm>/ws      -> access phase: the plan, handed to the relay
 --   POST     /console/batch        -> client:batch's results          (X-API-Key)
 --
@@ -107,6 +109,36 @@ function _M.ticket(vm_id)
                       url = cookie.page_path(vm_id) .. "?ticket=" .. t })
 end
 
+--- Who opens the page of vm_id: its cookie ticket (checked, not used up:
+-- the websocket uses it) or the authorize hook: true, user, view_only |
+-- false, refusal.
+local function page_access(vm_id)
+  local t = cookie.given()
+  if not t then return auth.authorize(vm_id) end
+  local doc = state.ticket.check(t, vm_id)
+  if not doc then
+    return false, auth.refusal(403, "the console link has expired or was used already")
+  end
+  return true, doc.u, doc.r == 1
+end
+
+--- GET|HEAD /console/<vm>/about (the page's cookie ticket or the
+-- authorize hook): {"vm_id", "name", "view_only"} for the page's status
+-- line, the name from CloudTower (one get-vms call; HEAD asks nothing).
+function _M.about(vm_id)
+  if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
+  vm_id = vm_id or vm_of("/about")
+  if not vm_id or vm_id == "" then return not_a_console() end
+  local ok, who, view = page_access(vm_id)
+  if not ok then return deny(vm_id, who) end
+  if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
+  resty.deadline(state.conf.tower_timeout)
+  local vms, msg, kind = state.client:find_vms({ id = vm_id }, { first = 1 })
+  if not vms then return fail(vm_id, msg, kind) end
+  if not vms[1] then return fail(vm_id, "find_vms: no such VM", "not_found") end
+  return reply(200, { vm_id = vm_id, name = vms[1].name, view_only = view })
+end
+
 --- GET|HEAD /console/<vm>[?ticket=]: noVNC's page, or an error page. The
 -- page asks CloudTower nothing: its websocket does.
 function _M.page(vm_id)
@@ -131,26 +163,25 @@ function _M.page(vm_id)
     respond.common_headers(true)
     return respond.finish(303)
   end
-  local t = cookie.given()
-  local user
-  if t then
-    local doc = state.ticket.check(t, vm_id)
-    if not doc then return error_page(403, "denied", vm_id) end
-    user = doc.u
-  else
-    local ok, who = auth.authorize(vm_id)
-    if not ok then return deny(vm_id, who, true) end
-    user = who
-  end
-  -- a console that is full is told at once
+  local ok, user, view = page_access(vm_id)
+  if not ok then return deny(vm_id, user, true) end
+  -- a console that is full is told at once: "Console in use", by whom
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
   if not fits then
     metrics.count("ctvnc_sessions_refused_total", { limit = which })
     audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
       reason = "limit " .. which })
-    return error_page(429, "in_use", vm_id, relay.in_use_sentence(which, holder))
+    return error_page(429, which == "vm" and "in_use" or "busy", vm_id,
+      relay.in_use_sentence(which, holder))
   end
-  return page.serve(vm_id)
+  return page.serve(vm_id, view)
+end
+
+--- A refusal of the websocket, in the relay's content phase (which closes
+-- a browser's with the reason: relay.refuse).
+local function ws_refuse(status, body)
+  if ngx.var.http_origin == nil then return reply(status, body) end
+  return relay.hand_over({ refuse = { status = status, body = body }, hop = "tower" })
 end
 
 --- access_by_lua of the websocket location: checks the method, Origin,
@@ -162,34 +193,37 @@ function _M.ws(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local upgrade = ngx.var.http_upgrade
   if not upgrade or upgrade:lower() ~= "websocket" then
-    return reply(400, { error = "a websocket upgrade is expected", vm_id = vm_id })
+    return reply(400, { error = "a websocket upgrade is expected", kind = "invalid",
+                        vm_id = vm_id })
   end
   local wskey = ngx.var.http_sec_websocket_key
   if ngx.var.http_sec_websocket_version ~= "13" or not wskey
     or not wskey:match("^[%w+/]+=*$") or #wskey ~= 24 then
-    return reply(400, { error = "a websocket handshake (version 13) is expected", vm_id = vm_id })
+    return reply(400, { error = "a websocket handshake (version 13) is expected",
+                        kind = "invalid", vm_id = vm_id })
   end
   if not auth.origin_ok() then
     log(ngx.WARN, "ctvnc: websocket for ", vm_id, " from a foreign origin refused")
-    return reply(403, { error = "foreign origin", vm_id = vm_id })
+    return reply(403, { error = "foreign origin", kind = "denied", vm_id = vm_id })
   end
   local t = cookie.given()
   local key = ngx.var.http_x_api_key
   local user, view, renew
   if (key and key ~= "") or not t then
     local ok, who, v = auth.authorize(vm_id)
-    if not ok then return deny(vm_id, who) end
+    if not ok then return ws_refuse(respond.refused(vm_id, who)) end
     user, view = who, v
   else
     local doc, why = state.ticket.consume(t, vm_id)
     if not doc then
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
-      return reply(403, { error = "denied", vm_id = vm_id })
+      return ws_refuse(403, { error = "denied", kind = "denied", vm_id = vm_id,
+        reason = "the console link has expired or was used already" })
     end
     user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
   end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
-  if not plan then return fail(vm_id, msg, kind) end
+  if not plan then return ws_refuse(respond.failed(vm_id, msg, kind)) end
   plan.renew = renew
   return relay.hand_over(plan)
 end
