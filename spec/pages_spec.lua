@@ -157,6 +157,7 @@ describe("the gateway's pages and answers #novalgrind", function()
     assert.truthy(body:find('const vm = "vm-1", view = true;', 1, true))
     assert.truthy(body:find('"/console/" + encodeURIComponent(vm) + "/about"', 1, true))
     status, body = http("GET", "/console/vm-1", { ["X-API-Key"] = K_FULL })
+    assert.are.equal(200, status)
     assert.truthy(body:find('const vm = "vm-1", view = false;', 1, true))
     -- a ticket for another VM names nothing
     assert.are.equal(403, (http("GET", "/console/vm-3/about", cookie)))
