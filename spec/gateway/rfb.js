@@ -6,7 +6,8 @@
 // (SetPixelFormat 0, SetEncodings 2, FramebufferUpdateRequest 3, KeyEvent
 // 4, PointerEvent 5, ClientCutText 6); "open" and "close" lines mark
 // connections. A FramebufferUpdateRequest is answered with an empty
-// FramebufferUpdate (0 rectangles). Prints "ready" once it listens.
+// FramebufferUpdate (0 rectangles); a ClientCutText "bye" ends the
+// connection (the VM's side closing). Prints "ready" once it listens.
 const fs = require('fs');
 const net = require('net');
 
@@ -79,6 +80,7 @@ const server = net.createServer((sock) => {
         if (type === 6) entry.text = msg.subarray(8).toString('latin1');
         record(entry);
         if (type === 3) sock.write(Buffer.from([0, 0, 0, 0]));   // FramebufferUpdate, 0 rects
+        if (type === 6 && entry.text === 'bye') sock.end();       // the VM ends the console
       }
     }
   });
