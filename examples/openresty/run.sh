@@ -41,12 +41,19 @@
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
 set -eu
+usage() {
+  echo "usage: run.sh start DIR | run.sh stop DIR   (settings in the environment: see run.sh)" >&2
+  exit 2
+}
+[ $# -eq 2 ] || usage
 cmd=$1
 dir=$2
+case $cmd in start|stop) ;; *) usage ;; esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
-if [ "$cmd" = stop ]; then
-  [ -d "$dir/sim" ] && bash "$root/spec/support/sim.sh" stop "$dir/sim" > /dev/null 2>&1
+# Stops the gateway and the simulator of DIR (what start started).
+stop() {
+  if [ -d "$dir/sim" ]; then bash "$root/spec/support/sim.sh" stop "$dir/sim" > /dev/null 2>&1 || true; fi
   if [ -f "$dir/nginx.pid" ]; then
     pid=$(cat "$dir/nginx.pid")
     if kill -QUIT "$pid" 2>/dev/null; then
@@ -56,9 +63,17 @@ if [ "$cmd" = stop ]; then
     fi
   fi
   # the workers' temp directory outside DIR, when DIR was closed to them
-  [ -f "$dir/tmpdir" ] && rm -rf "$(cat "$dir/tmpdir")" "$dir/tmpdir"
+  if [ -f "$dir/tmpdir" ]; then rm -rf "$(cat "$dir/tmpdir")" "$dir/tmpdir"; fi
+}
+
+if [ "$cmd" = stop ]; then
+  stop
   exit 0
 fi
+# A signal before the gateway is up stops what this start started; the
+# stop itself ignores further signals (a second Ctrl-C), and so do the
+# commands it runs.
+trap 'trap "" INT TERM HUP QUIT; stop; exit 130' INT TERM HUP QUIT
 
 free_port() {
   lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0)
@@ -217,5 +232,6 @@ until lua5.4 -e "assert(require('socket').connect('127.0.0.1', $port))" 2>/dev/n
   [ $i -lt 50 ] || { cat "$dir/error.log"; exit 1; }
   sleep 0.1
 done
-echo "GATEWAY_PORT=$port"
 echo "GATEWAY_PORT=$port" > "$dir/env"
+trap - INT TERM HUP QUIT
+echo "GATEWAY_PORT=$port"
