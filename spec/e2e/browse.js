@@ -16,7 +16,9 @@
 //                  "reconnect": true,                            -- Disconnect, Connect
 //                  "type": "text", "at": [x, y],                 -- click the desktop at
 //                                                                -- (x, y), type text, Enter
-//                  "linger_ms": N } ] }                          -- stay N ms, then look again
+//                  "linger_ms": N,                               -- stay N ms, then look again
+//                  "wait_text": "..." } ] }                      -- wait (5 s at most) for
+//                                                                -- this text before the shot
 // Prints one JSON line: {"results": [{name, title, state, status, pixel,
 // screenshot, text, urls, ws_urls, cad, ms}]}: the title noVNC's events
 // left ("connected", "failed", "disconnected"; for the gateway's page, the
@@ -281,6 +283,11 @@ async function visit(page, base) {
           .catch(() => '');
       }
       await sleep(200);    // let the page settle for the screenshot
+    }
+    if (page.wait_text) {
+      // text the page shows a moment later (the VM's name, asked after connecting)
+      await tab.waitForFunction((t) => document.body && document.body.innerText.includes(t),
+        { timeout: 5000 }, page.wait_text).catch(() => {});
     }
     const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
       .catch(() => '');
