@@ -21,7 +21,7 @@ DEMO_PKGS  = $(BUILD_PKGS) lua-socket nginx libnginx-mod-http-lua curl openssl
 TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
              luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks zip unzip cppcheck valgrind \
              clang binutils nodejs novnc websockify python3-requests \
-             tigervnc-standalone-server x11-xserver-utils xterm chromium
+             tigervnc-standalone-server x11-xserver-utils xterm chromium redis-server
 BENCH_PKGS = $(TEST_PKGS) wrk libssl-dev
 
 .PHONY: all build asan deps deps-demo deps-bench e2e-deps test lint demo bench bench-batch valgrind fuzz install clean

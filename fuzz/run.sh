@@ -1,27 +1,28 @@
 #!/bin/sh
 # fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c,
-# fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c,
-# csrc/frames.c (+ grow.c), csrc/rfb.c (+ wsc.c) and csrc/png.c into
-# build/fuzz/ and run each one for SECONDS (default 30), one after another.
+# csrc/frames.c (+ grow.c), csrc/rfb.c (+ wsc.c), csrc/png.c and
+# csrc/resp.c into build/fuzz/ and run each one for SECONDS (default 30),
+# one after another.
 # Run from the repository root. Each run works on a scratch copy of
 # fuzz/corpus/<name>/ so fuzz/corpus/ never changes; crash inputs go to
 # build/fuzz/artifacts/. Exits non-zero, naming the harness, on any crash,
 # leak, timeout, out-of-memory or UBSan report.
 #
-# Environment: CLANG (default clang), HARNESSES (default all seven), URL_C,
-# FRAMES_C, GROW_C, RFB_C and PNG_C (default csrc/url.c, csrc/frames.c,
-# csrc/grow.c, csrc/rfb.c, csrc/png.c: point them at a mutated copy to check
-# the harnesses).
+# Environment: CLANG (default clang), HARNESSES (default all eight), URL_C,
+# FRAMES_C, GROW_C, RFB_C, PNG_C and RESP_C (default csrc/url.c,
+# csrc/frames.c, csrc/grow.c, csrc/rfb.c, csrc/png.c, csrc/resp.c: point
+# them at a mutated copy to check the harnesses).
 set -u
 
 SECONDS_EACH=${1:-30}
 CLANG=${CLANG:-clang}
-HARNESSES=${HARNESSES:-"encode host endpoint url frames rfb png"}
+HARNESSES=${HARNESSES:-"encode host endpoint url frames rfb png resp"}
 URL_C=${URL_C:-csrc/url.c}
 FRAMES_C=${FRAMES_C:-csrc/frames.c}
 GROW_C=${GROW_C:-csrc/grow.c}
 RFB_C=${RFB_C:-csrc/rfb.c}
 PNG_C=${PNG_C:-csrc/png.c}
+RESP_C=${RESP_C:-csrc/resp.c}
 OUT=build/fuzz
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
@@ -41,6 +42,7 @@ for h in $HARNESSES; do
     frames) src=$FRAMES_C; also=$GROW_C ;;
     rfb) src=$RFB_C; also="$GROW_C csrc/wsc.c"; libs=-lz ;;
     png) src=$PNG_C; also=$GROW_C; libs=-lz ;;
+    resp) src=$RESP_C; also= ;;
     *) src=$URL_C; also= ;;
   esac
   # shellcheck disable=SC2086 # also may name two files

@@ -132,8 +132,8 @@ describe("screenshots", function()
       helpers.assert_fail("auth", "403", c:screenshot("vm-23", direct()))
       helpers.assert_fail("connect", "unreachable", c:screenshot("vm-4", direct()))
       helpers.assert_fail("timeout", "silent", c:screenshot("vm-25", direct({ timeout = 0.5 })))
-      -- the tower's answer for an unknown VM comes through as it is
-      helpers.assert_fail("graphql", "unknown", c:screenshot("nope", { mode = "proxy" }))
+      -- an unknown VM is not_found, as on every other surface
+      helpers.assert_fail("not_found", "unknown", c:screenshot("nope", { mode = "proxy" }))
     end)
 
     it("fails as tls against a certificate it cannot verify", function()
@@ -171,7 +171,7 @@ describe("screenshots", function()
         assert.is_true(r.ok, r.message)
         assert.same({ ids[i], 64, 48, "proxy" }, { r.vm_id, r.width, r.height, r.mode })
       end
-      assert.equal("graphql", results[201].kind)
+      assert.equal("not_found", results[201].kind)
       assert.equal(results[1].png, results[202].png)
       -- each picture is its VM's (the pattern depends on n)
       for _, i in ipairs({ 1, 77, 200 }) do
