@@ -27,8 +27,8 @@ describe("the gateway's pages and answers #novalgrind", function()
 
   --- A websocket handshake to the gateway: status, and the close frame's
   -- code and reason when it answered 101 and closed; else the JSON body.
-  local function ws(path, headers)
-    local sock, status, hs = common.ws_handshake(port, path, headers)
+  local function ws(path, headers, p)
+    local sock, status, hs = common.ws_handshake(p or port, path, headers)
     local buf = ""
     if status ~= 101 then
       local len = tonumber(hs["content-length"] or "")
@@ -189,6 +189,21 @@ describe("the gateway's pages and answers #novalgrind", function()
       { status, close.code, close.reason })
     -- /metrics counts them by their kind, not as upgrades
     assert.are.equal(not_found + 1, ws_not_found())
+  end)
+
+  it("closes a browser's websocket over the rate limit with the reason too", function()
+    local p = lab:start_gateway("slow", common.tower_env(sim), { KEYS = lab.dir .. "/keys",
+      RATE = "1r/m", BURST = 1 })
+    local origin = { ["X-API-Key"] = K_FULL, Origin = "http://127.0.0.1:" .. p }
+    local saw = {}
+    for _ = 1, 3 do
+      local status, close = ws("/console/nope/ws", origin, p)
+      saw[#saw + 1] = status .. " " .. tostring(close.code) .. " " .. tostring(close.reason)
+    end
+    assert.are.equal("101 4429 busy: too many requests", saw[3], table.concat(saw, "\n"))
+    -- a client without an Origin gets the JSON answer
+    local status, doc = ws("/console/nope/ws", { ["X-API-Key"] = K_FULL }, p)
+    assert.are.same({ 429, "busy" }, { status, doc.kind })
   end)
 
   it("leaves no key or ticket in any log", function()

@@ -228,9 +228,14 @@ function _M.ws(vm_id)
   return relay.hand_over(plan)
 end
 
---- error_page 429 of the JSON routes (limit_req).
+--- error_page 429 of the JSON routes (limit_req); a browser's websocket
+-- is closed with the reason (relay.refuse).
 function _M.busy()
-  return reply(429, { error = respond.reason("busy"), kind = "busy" })
+  local body = { error = respond.reason("busy"), kind = "busy" }
+  if (ngx.var.http_upgrade or ""):lower() == "websocket" and auth.origin_ok() then
+    return relay.refuse(429, body)
+  end
+  return reply(429, body)
 end
 
 --- The request body, also when nginx buffered it to a file.
