@@ -46,8 +46,8 @@ describe("the gateway's pages and answers #novalgrind", function()
         if frame.opcode == "close" then
           sock:send(core.ws_frame("close", frame.payload:sub(1, 2), true))
           sock:close()
-          local p = frame.payload
-          return status, { code = p:byte(1) * 256 + p:byte(2), reason = p:sub(3) }
+          local pl = frame.payload
+          return status, { code = pl:byte(1) * 256 + pl:byte(2), reason = pl:sub(3) }
         end
       else
         local chunk, err, partial = sock:receive(1)
