@@ -29,7 +29,6 @@ describe("the gateway's pages and answers #novalgrind", function()
   -- code and reason when it answered 101 and closed; else the JSON body.
   local function ws(path, headers, p)
     local sock, status, hs = common.ws_handshake(p or port, path, headers)
-    local buf = ""
     if status ~= 101 then
       local len = tonumber(hs["content-length"] or "")
       -- else chunked: ngx.say's one chunk
@@ -38,27 +37,10 @@ describe("the gateway's pages and answers #novalgrind", function()
       sock:close()
       return status, assert(cjson.decode(body or ""), body)
     end
-    sock:settimeout(5)
-    while true do
-      local frame, size = core.ws_parse(buf, "server")
-      if frame then
-        buf = buf:sub(size + 1)
-        if frame.opcode == "close" then
-          sock:send(core.ws_frame("close", frame.payload:sub(1, 2), true))
-          sock:close()
-          local pl = frame.payload
-          return status, { code = pl:byte(1) * 256 + pl:byte(2), reason = pl:sub(3) }
-        end
-      else
-        local chunk, err, partial = sock:receive(1)
-        chunk = chunk or partial
-        if not chunk or chunk == "" then
-          sock:close()
-          return status, { error = err }
-        end
-        buf = buf .. chunk
-      end
-    end
+    local _, code, reason = common.ws_stream(sock):read(1, 5)
+    sock:send(core.ws_frame("close", "\3\232", true))
+    sock:close()
+    return status, { code = code, reason = reason }
   end
 
   local function ticket(vm, key)

@@ -87,6 +87,7 @@ local ROUTES = {
   { "^/console/batch$", "batch" }, { "^/console/[^/]*/url$", "url" },
   { "^/console/[^/]*/ticket$", "ticket" }, { "^/console/[^/]*/ws$", "ws" },
   { "^/console/[^/]*/about$", "about" },
+  { "^/console/[^/]*/screenshot%.png$", "screenshot" }, { "^/wall$", "wall" },
   { "^/console/[^/]*$", "page" }, { "^/admin/", "admin" }, { "^/metrics$", "metrics" },
   { "^/novnc/", "novnc" }, { "^/health$", "health" },
 }

@@ -278,6 +278,7 @@ function _M.relay(hop)
     return reply(500, { error = "no console plan", kind = "error" })
   end
   if plan.refuse then return _M.refuse(plan.refuse.status, plan.refuse.body) end
+  if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
   local conf, book = state.conf, state.book
   local rec = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now() }
