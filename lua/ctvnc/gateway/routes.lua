@@ -24,6 +24,7 @@ local page = require "ctvnc.gateway.page"
 local relay = require "ctvnc.gateway.relay"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
 local type, tostring, tonumber, ipairs = type, tostring, tonumber, ipairs
@@ -81,6 +82,28 @@ local function id_budget(n)
   return _M.budget(key, n, state.conf.id_rate, 1)
 end
 
+--- A refusal of the websocket, in the relay's content phase (which closes
+-- a browser's with the reason: relay.refuse).
+local function ws_refuse(status, body)
+  if ngx.var.http_origin == nil then return reply(status, body) end
+  return relay.hand_over({ refuse = { status = status, body = body }, hop = "tower" })
+end
+
+--- One more console request of an authenticated user (user_rate): true,
+-- or the 429 answered: `how` "html" a page, "ws" the websocket's refusal
+-- (ws_refuse), else JSON.
+local function user_budget(user, vm_id, how)
+  if user == nil or user == "" or _M.budget("user:" .. tostring(user), 1, state.conf.user_rate, 1)
+  then
+    return true
+  end
+  if how == "html" then return error_page(429, "busy", vm_id) end
+  local body = { error = ("at most %d console requests per second per user")
+    :format(state.conf.user_rate), kind = "busy", vm_id = vm_id }
+  if how == "ws" then return ws_refuse(429, body) end
+  return reply(429, body)
+end
+
 local function not_a_console()
   return fail(nil, "the path is not a console URL", "invalid")
 end
@@ -92,6 +115,7 @@ function _M.url(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local allowed, refusal, view_only = auth.authorize(vm_id)
   if not allowed then return deny(vm_id, refusal) end
+  if not user_budget(refusal, vm_id) then return end
   -- a view-only grant never gets the target's URL: it connects straight to
   -- the VM, past the relay that enforces view-only
   if view_only then
@@ -110,6 +134,7 @@ function _M.ticket(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local ok, user, view = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
+  if not user_budget(user, vm_id) then return end
   local t, ttl, kind = state.ticket.mint(vm_id, user, view)
   if not t then return fail(vm_id, ttl, kind) end
   return reply(200, { ticket = t, expires_in = ttl,
@@ -172,7 +197,17 @@ function _M.page(vm_id)
   end
   local ok, user, view = page_access(vm_id)
   if not ok then return deny(vm_id, user, true) end
-  -- a console that is full is told at once: "Console in use", by whom
+  if not user_budget(user, vm_id, "html") then return end
+  -- a gateway or a console that is full is told at once
+  local open = watch.node()
+  if open >= state.conf.max_sessions then
+    metrics.count("ctvnc_sessions_refused_total", { limit = "full" })
+    audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
+      reason = "limit full" })
+    log(ngx.ERR, "ctvnc: the console page of ", vm_id, " is refused: the gateway is full: ",
+      open, " sessions open, max_sessions ", state.conf.max_sessions, " (full)")
+    return error_page(503, "full", vm_id)
+  end
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
   if not fits then
     metrics.count("ctvnc_sessions_refused_total", { limit = which })
@@ -182,13 +217,6 @@ function _M.page(vm_id)
       relay.in_use_sentence(which, holder))
   end
   return page.serve(vm_id, view)
-end
-
---- A refusal of the websocket, in the relay's content phase (which closes
--- a browser's with the reason: relay.refuse).
-local function ws_refuse(status, body)
-  if ngx.var.http_origin == nil then return reply(status, body) end
-  return relay.hand_over({ refuse = { status = status, body = body }, hop = "tower" })
 end
 
 --- access_by_lua of the websocket location: checks the method, Origin,
@@ -229,6 +257,7 @@ function _M.ws(vm_id)
     end
     user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
   end
+  if not user_budget(user, vm_id, "ws") then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return ws_refuse(respond.failed(vm_id, msg, kind)) end
   plan.renew = renew
