@@ -24,6 +24,7 @@ local page = require "ctvnc.gateway.page"
 local relay = require "ctvnc.gateway.relay"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
+local recorder = require "ctvnc.gateway.recorder"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -132,18 +133,18 @@ function _M.ticket(vm_id)
   if not method_is("POST") then return not_allowed("POST") end
   vm_id = vm_id or vm_of("/ticket")
   if not vm_id or vm_id == "" then return not_a_console() end
-  local ok, user, view = auth.authorize(vm_id)
+  local ok, user, view, record = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
   if not user_budget(user, vm_id) then return end
-  local t, ttl, kind = state.ticket.mint(vm_id, user, view)
+  local t, ttl, kind = state.ticket.mint(vm_id, user, view, record)
   if not t then return fail(vm_id, ttl, kind) end
   return reply(200, { ticket = t, expires_in = ttl,
                       url = cookie.page_path(vm_id) .. "?ticket=" .. t })
 end
 
 --- Who opens the page of vm_id: its cookie ticket (checked, not used up:
--- the websocket uses it) or the authorize hook: true, user, view_only |
--- false, refusal.
+-- the websocket uses it) or the authorize hook: true, user, view_only,
+-- record | false, refusal.
 local function page_access(vm_id)
   local t = cookie.given()
   if not t then return auth.authorize(vm_id) end
@@ -151,7 +152,7 @@ local function page_access(vm_id)
   if not doc then
     return false, auth.refusal(403, "the console link has expired or was used already")
   end
-  return true, doc.u, doc.r == 1
+  return true, doc.u, doc.r == 1, doc.c == 1
 end
 
 --- GET|HEAD /console/<vm>/about (the page's cookie ticket or the
@@ -195,8 +196,14 @@ function _M.page(vm_id)
     respond.common_headers(true)
     return respond.finish(303)
   end
-  local ok, user, view = page_access(vm_id)
+  local ok, user, view, record = page_access(vm_id)
   if not ok then return deny(vm_id, user, true) end
+  -- a console that must be recorded, and cannot be, is told at once
+  local recordable, why = recorder.can_open(record)
+  if not recordable then
+    log(ngx.ERR, "ctvnc: the console of ", vm_id, " cannot be recorded: ", why, " (unrecordable)")
+    return error_page(503, "unrecordable", vm_id)
+  end
   if not user_budget(user, vm_id, "html") then return end
   -- a gateway or a console that is full is told at once
   local open = watch.node()
@@ -243,11 +250,11 @@ function _M.ws(vm_id)
   end
   local t = cookie.given()
   local key = ngx.var.http_x_api_key
-  local user, view, renew
+  local user, view, renew, record
   if (key and key ~= "") or not t then
-    local ok, who, v = auth.authorize(vm_id)
+    local ok, who, v, r = auth.authorize(vm_id)
     if not ok then return ws_refuse(respond.refused(vm_id, who)) end
-    user, view = who, v
+    user, view, record = who, v, r
   else
     local doc, why = state.ticket.consume(t, vm_id)
     if not doc then
@@ -255,12 +262,13 @@ function _M.ws(vm_id)
       return ws_refuse(403, { error = "denied", kind = "denied", vm_id = vm_id,
         reason = "the console link has expired or was used already" })
     end
-    user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
+    -- a new ticket rides on the 101
+    user, view, record, renew = doc.u, doc.r == 1, doc.c == 1, true
   end
   if not user_budget(user, vm_id, "ws") then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return ws_refuse(respond.failed(vm_id, msg, kind)) end
-  plan.renew = renew
+  plan.renew, plan.record = renew, record
   return relay.hand_over(plan)
 end
 
