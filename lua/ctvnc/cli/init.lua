@@ -21,7 +21,7 @@ local _M = {
 }
 
 --- The commands, in the order --help lists them.
-local COMMANDS = { "url", "batch", "vms", "login" }
+local COMMANDS = { "url", "batch", "vms", "login", "gateway" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do
@@ -113,6 +113,14 @@ function _M.main(args, env, stdio)
   local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out }
   local e = check(command, flags, words, ctx)
   if e then return fail(e) end
+  if command.offline then   -- no CloudTower client: the command's own exit status
+    ctx.out, ctx.err, ctx.env = out, err, env
+    ctx.abi = _VERSION:match("%d+%.%d+")
+    local pwd = io.popen("pwd")
+    ctx.cwd = pwd and pwd:read("*l") or "."
+    if pwd then pwd:close() end
+    return command.run(ctx)
+  end
 
   local opts, labels = connect.options(flags, env)
   if not opts then return fail(labels) end

@@ -1,6 +1,6 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway: a console gateway for OpenResty (ngx_lua), built on ctvnc.
--- examples/openresty/nginx.conf is the reference configuration; an
+-- ctvnc/gateway/nginx.tpl is the reference configuration; an
 -- operator's own nginx.conf calls the same handlers from its locations:
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
@@ -8,6 +8,7 @@
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
 --   content_by_lua   gateway.admin(), .metrics()        (admin)
+--   content_by_lua   gateway.health()                   GET /health[?ready=1]
 --   log_by_lua       gateway.log_request()
 --   error_page 429   gateway.busy(), gateway.error_page(429, "busy")
 --
@@ -27,6 +28,7 @@ local metrics = require "ctvnc.gateway.metrics"
 local routes = require "ctvnc.gateway.routes"
 local relay = require "ctvnc.gateway.relay"
 local admin = require "ctvnc.gateway.admin"
+local health = require "ctvnc.gateway.health"
 
 local ngx = ngx
 local ipairs, tostring = ipairs, tostring
@@ -60,6 +62,10 @@ function _M.configure(c)
   end
   audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"))
   state.conf = conf
+  state.store = sessions
+  -- this configuration's number: a reload runs configure again in the
+  -- master before its old workers quit (relay: their sessions stay)
+  state.generation = ngx.shared.ctvnc_sessions:incr("generation", 1, 0)
   state.client = tower.client(conf, c)
   state.url_options = tower.url_options(conf)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
@@ -81,5 +87,6 @@ _M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket
 _M.relay = relay.relay
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page
+_M.health = health.health
 
 return _M

@@ -115,14 +115,22 @@ local function answer_upgrade(rec, protocol, renew)
   return down
 end
 
+--- Whether nginx stops (QUIT), not reloads: an exiting worker whose
+-- configuration is still the newest (a reload's init, in the master,
+-- counted a newer one before it told the old workers to quit). Sessions of
+-- a reload's old workers stay open until they end.
+local function stopping()
+  return ngx.worker.exiting() and ngx.shared.ctvnc_sessions:get("generation") == state.generation
+end
+
 --- Why the gateway ends a session at time t, if it does: killed,
--- max_session, idle, shutdown or nil.
+-- max_session, idle, shutdown (nginx stops; a reload keeps it) or nil.
 local function time_to_end(rec, t)
   local conf = state.conf
   if state.book:killer(rec.id) then return "killed" end
   if conf.max_session > 0 and t - rec.start >= conf.max_session then return "max_session" end
   if conf.idle_timeout > 0 and t - rec.last_input >= conf.idle_timeout then return "idle" end
-  if ngx.worker.exiting() then return "shutdown" end
+  if stopping() then return "shutdown" end
 end
 
 --- One relayed session, from the 101 to the end: reason, message.
