@@ -591,7 +591,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     assert.are.equal("lua/ctvnc/gateway/init.lua", spec.build.modules["ctvnc.gateway"])
     assert.are.equal("lua/ctvnc/ticket.lua", spec.build.modules["ctvnc.ticket"])
     -- and the reference configuration requires the module, not a file of its own
-    local conf = read_file(ROOT .. "/examples/openresty/nginx.conf")
+    local conf = read_file(ROOT .. "/lua/ctvnc/gateway/nginx.tpl")
     assert.truthy(conf:find('require("ctvnc.gateway")', 1, true))
     assert.is_nil(io.open(ROOT .. "/examples/openresty/gateway.lua"))
   end)

@@ -480,7 +480,7 @@ describe("the gateway's relay #novalgrind", function()
         for _ in helpers.run("pgrep -P " .. master):gmatch("%d+") do n = n + 1 end
         return n >= 2
       end, 3))
-      assert.are.same({ nil, "no close" }, { c:wait_close(1.5) })
+      assert.are.equal("timeout", (c:wait_close(1.5)))   -- no close frame came
       c:send(FBUR)
       assert.are.equal("\0\0\0\0", c:read(4))
       -- MAX_PER_VM = 1: its slot is still held, across the reload

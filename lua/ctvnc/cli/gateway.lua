@@ -51,9 +51,15 @@ local function spit(path, text, mode)
   return true
 end
 
+--- Whether process pid lives (a zombie nobody reaped does not).
+local function alive(pid)
+  local stat = slurp("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
 local function pid_of(dir)
   local pid = tonumber((slurp(dir .. "/nginx.pid") or ""):match("^%s*(%d+)"))
-  if pid and sh(format("kill -0 %d 2>/dev/null", pid)) then return pid end
+  if pid and alive(pid) then return pid end
 end
 
 --- The first line `cmd` prints, or nil.
@@ -108,7 +114,7 @@ local function temp_dir(ctx, dir, v, root)
   local tmp = dir .. "/tmp"
   if not sh("mkdir -p " .. q(tmp)) then return nil end
   if not root then return tmp end
-  local user = q(v.USER)
+  local user = q(v.WORKER_USER)
   if not sh(format("chown %s %s && chmod 700 %s", user, q(tmp), q(tmp))) then return nil end
   if sh(format("runuser -u %s -- test -w %s/ 2>/dev/null", user, q(tmp))) then return tmp end
   tmp = line_of("mktemp -d /tmp/ctvnc-gateway.XXXXXXXX")
@@ -117,7 +123,7 @@ local function temp_dir(ctx, dir, v, root)
   end
   spit(dir .. "/tmpdir", tmp .. "\n")
   ctx.err:write(format("ctvnc: nginx's workers (%s) cannot enter %s: their temp files go to %s\n",
-    v.USER, dir, tmp))
+    v.WORKER_USER, dir, tmp))
   return tmp
 end
 
@@ -130,8 +136,10 @@ local function write_conf(ctx, v, dir, name, root, tmp)
     ctx.err:write("ctvnc: set LISTEN or GATEWAY_PORT (no LuaSocket to pick a free port)\n")
     return nil
   end
-  local group = root and line_of(format("id -gn %s 2>/dev/null", q(v.USER)))
-  if root and not group then return fail(ctx, nil, "USER ", v.USER, ": no such user") end
+  local group = root and line_of(format("id -gn %s 2>/dev/null", q(v.WORKER_USER)))
+  if root and not group then
+    return fail(ctx, nil, "WORKER_USER ", v.WORKER_USER, ": no such user")
+  end
   local conf, first = render.render(v, { template = slurp(where.template), lua = where.lua,
     so = where.so, tmp = tmp, port = port, group = group or nil })
   if not conf then ctx.err:write("ctvnc: ", why or first, "\n") return nil end
@@ -200,8 +208,8 @@ function verbs.start(ctx, v)
   return 0
 end
 
-local function running(ctx)
-  local dir = prefix_of(ctx)
+local function running(ctx, v)
+  local dir = prefix_of(ctx, v)
   if not dir then return fail(ctx, nil, NO_PREFIX) end
   return dir, pid_of(dir)
 end
@@ -212,7 +220,7 @@ function verbs.stop(ctx)
   if pid then
     sh(format("kill -QUIT %d", pid))
     for _ = 1, 50 do
-      if not sh(format("kill -0 %d 2>/dev/null", pid)) then break end
+      if not alive(pid) then break end
       sh("sleep 0.1")
     end
     sh(format("kill -KILL %d 2>/dev/null", pid))
@@ -228,7 +236,7 @@ function verbs.stop(ctx)
 end
 
 function verbs.reload(ctx, v)
-  local dir, pid = running(ctx)
+  local dir, pid = running(ctx, v)
   if not dir then return 1 end
   if not pid then ctx.err:write("ctvnc: no gateway runs in ", dir, "\n") return 1 end
   if v then

@@ -4,6 +4,7 @@
 -- operator's own nginx.conf calls the same handlers from its locations:
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
+--   init_worker_by_lua gateway.init_worker()           (a stop ends every session)
 --   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
@@ -76,6 +77,18 @@ function _M.configure(c)
   state.metrics_allow = metrics.address_set(conf.metrics_allow)
   state.origins = {}
   for _, o in ipairs(config.items(conf.allowed_origins)) do state.origins[o:lower()] = true end
+end
+
+--- gateway.init_worker(): a worker of the newest configuration that exits
+-- marks the gateway as stopping (a reload's old workers then end their
+-- sessions too; see relay). Its timer fires early only when the worker exits.
+function _M.init_worker()
+  local generation = state.generation
+  local ok, err = ngx.timer.at(31536000, function(premature)
+    local dict = ngx.shared.ctvnc_sessions
+    if premature and dict:get("generation") == generation then dict:set("stopping", generation) end
+  end)
+  if not ok then ngx.log(ngx.ERR, "ctvnc: no exit timer: ", err) end
 end
 
 -- the hooks

@@ -155,6 +155,9 @@ http {
         })
     }
 
+    # a stop (not a reload) ends the open consoles of every generation of workers
+    init_worker_by_lua_block { require("ctvnc.gateway").init_worker() }
+
     server {
 @LISTEN@
 @TLS@

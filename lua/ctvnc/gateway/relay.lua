@@ -115,12 +115,16 @@ local function answer_upgrade(rec, protocol, renew)
   return down
 end
 
---- Whether nginx stops (QUIT), not reloads: an exiting worker whose
--- configuration is still the newest (a reload's init, in the master,
--- counted a newer one before it told the old workers to quit). Sessions of
--- a reload's old workers stay open until they end.
+--- Whether nginx stops (QUIT), not reloads: this worker exits and either
+-- its configuration is still the newest (a reload's init, in the master,
+-- counted a newer one before it told the old workers to quit) or the
+-- newest one's workers exit too (init.init_worker). Sessions of a reload's
+-- old workers stay open until they end.
 local function stopping()
-  return ngx.worker.exiting() and ngx.shared.ctvnc_sessions:get("generation") == state.generation
+  if not ngx.worker.exiting() then return false end
+  local dict = ngx.shared.ctvnc_sessions
+  local newest = dict:get("generation")
+  return newest == state.generation or dict:get("stopping") == newest
 end
 
 --- Why the gateway ends a session at time t, if it does: killed,

@@ -151,7 +151,7 @@ end
 
 --- render(v, opts) -> nginx.conf's text, the first port | nil, why.
 -- v: service.resolve's settings; opts: { template = text, lua = dir, so =
--- dir, tmp = dir, port = GATEWAY_PORT or a free one, group = USER's group
+-- dir, tmp = dir, port = GATEWAY_PORT or a free one, group = WORKER_USER's group
 -- when the master starts as root (nil: no user line) }.
 function _M.render(v, opts)
   local port = v.GATEWAY_PORT or opts.port
@@ -161,7 +161,7 @@ function _M.render(v, opts)
   for k, x in pairs(v) do lua[k] = x end
   lua.TOWER_NAME = v.TOWER_NAME or tower_host
   local text = {
-    USER_LINE = opts.group and ("user " .. v.USER .. " " .. opts.group .. ";")
+    USER_LINE = opts.group and ("user " .. v.WORKER_USER .. " " .. opts.group .. ";")
       or "# (no user line: the master does not start as root)",
     WORKERS = tostring(v.WORKERS), TMP = opts.tmp, LUA_DIR = opts.lua, SO_DIR = opts.so,
     RESOLVER = resolver(v),

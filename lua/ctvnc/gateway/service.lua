@@ -34,7 +34,7 @@ HSTS_MAX_AGE     number0..            31536000
     seconds of Strict-Transport-Security on HTTPS answers (0: none)
 WORKERS          number1..64          1
     nginx worker processes
-USER             word                 nobody
+WORKER_USER      word                 nobody
     the user nginx's workers run as when the gateway starts as root; their temp files are theirs
 TOWER            word                 -
     CloudTower's host:port, the upstream of its API (unset: CTVNC_ENDPOINT's)
@@ -311,6 +311,7 @@ function _M.resolve(text, env, file)
   if (v.TLS_CERT or v.TLS_KEY) and not v.tls then
     problem(v.TLS_CERT and "TLS_CERT" or "TLS_KEY", "is set, but no LISTEN address has ssl")
   end
+  if v.WORKER_USER == "root" then problem("WORKER_USER", "must not be root") end
   if v.JWT == "rs256" and not v.JWT_PUBLIC_KEY then
     problem("JWT", "rs256 needs JWT_PUBLIC_KEY")
   end
