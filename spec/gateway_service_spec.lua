@@ -149,6 +149,34 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
     assert.are.equal(installed .. ": CTVNC_ENDPOINT: is required\n", err)
   end)
 
+  it("ships a systemd unit and a logrotate file that run these commands", function()
+    local unit = read_file(ROOT .. "/examples/systemd/ctvnc-gateway.service")
+    local verbs = {}
+    for line in unit:gmatch("[^\n]+") do
+      local key, verb, file = line:match("^(Exec%w+)=%S+/ctvnc gateway (%a+) (%S+)$")
+      if key then
+        assert.are.equal("/etc/ctvnc/gateway.conf", file)
+        verbs[key] = verb
+      end
+    end
+    assert.are.same({ ExecStartPre = "check", ExecStart = "start", ExecReload = "reload",
+      ExecStop = "stop" }, verbs)
+    assert.truthy(unit:find("\nType=forking\n", 1, true))
+    local pid_dir = unit:match("\nPIDFile=(%S+)/nginx%.pid\n")
+    assert.are.equal("/var/lib/ctvnc", pid_dir)
+    local rotate = read_file(ROOT .. "/examples/logrotate/ctvnc-gateway")
+    for _, log in ipairs({ "access.log", "error.log", "audit.log" }) do
+      assert.truthy(rotate:find(pid_dir .. "/" .. log, 1, true), log)
+    end
+    assert.truthy(rotate:find("kill -USR1 \"$(cat " .. pid_dir .. "/nginx.pid)\"", 1, true))
+    -- every verb the unit runs is one ctvnc takes
+    for _, verb in pairs(verbs) do
+      local _, rc, err = ctvnc("gateway " .. verb .. " /nonexistent/gateway.conf")
+      assert.are.equal(1, rc, verb)
+      assert.truthy(err:find("/nonexistent/gateway.conf", 1, true), err)
+    end
+  end)
+
   describe("over HTTPS", function()
     local https, http_port, prefix
 
@@ -259,6 +287,40 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
       return nil, "timeout"
     end
 
+    it("reopens access.log and error.log on USR1; audit.log survives copytruncate", function()
+      local pid = tonumber(read_file(prefix .. "/nginx.pid"):match("%d+"))
+      assert(os.rename(prefix .. "/access.log", prefix .. "/access.log.1"))
+      assert(os.rename(prefix .. "/error.log", prefix .. "/error.log.1"))
+      assert(helpers.run("kill -USR1 " .. pid))
+      local deadline = socket.gettime() + 5
+      while not read_file(prefix .. "/error.log") and socket.gettime() < deadline do
+        socket.sleep(0.05)
+      end
+      -- the workers reopen after the master: ask until a line lands in the new file
+      deadline = socket.gettime() + 5
+      repeat
+        assert.are.equal(200, (lab:http(port, "GET", "/health?from=rotated")))
+        socket.sleep(0.05)
+      until (read_file(prefix .. "/access.log") or ""):find("/health", 1, true)
+        or socket.gettime() > deadline
+      assert.truthy((read_file(prefix .. "/access.log") or ""):find("GET /health HTTP", 1, true))
+      -- the audit trail: copied, truncated in place, the next line at its start
+      helpers.run(("cp %s/audit.log %s/audit.log.1 && : > %s/audit.log"):format(prefix, prefix,
+        prefix))
+      local sock, status = common.ws_handshake(port, "/console/vm-1/ws",
+        { ["X-API-Key"] = KEY, ["Sec-WebSocket-Protocol"] = "binary" })
+      assert.are.equal(101, status)
+      sock:close()
+      deadline = socket.gettime() + 5
+      while not (read_file(prefix .. "/audit.log") or ""):find('"close"', 1, true)
+        and socket.gettime() < deadline do
+        socket.sleep(0.05)
+      end
+      local audit = read_file(prefix .. "/audit.log")
+      assert.truthy(audit:find('^{[^\n]*"open"'), audit)
+      assert.truthy(audit:find('"close"', 1, true), audit)
+    end)
+
     it("keeps an open console through reload, serves new requests, and stop ends it", function()
       local sock, status = common.ws_handshake(port, "/console/vm-1/ws",
         { ["X-API-Key"] = KEY, ["Sec-WebSocket-Protocol"] = "binary" })
@@ -288,15 +350,28 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
         .. "/worse.conf"))
       assert.are.equal(1, rc)
       assert.truthy(err:find(dir .. "/worse.conf:1: MODE: must be one of", 1, true), err)
-      -- stop: the console is told the gateway restarts, nginx is gone
-      out, rc = ctvnc("gateway stop --prefix " .. prefix)
-      assert.are.equal(0, rc, out)
+      -- stop (in the background, as the browser answers): the console is told
+      -- the gateway restarts, nginx is gone within a few seconds
+      local t0 = socket.gettime()
+      local workers = {}
+      for w in helpers.run("pgrep -P " .. pid):gmatch("%d+") do workers[#workers + 1] = w end
+      assert.is_true(#workers >= 2)     -- the reload's old worker beside the new one
+      helpers.run(("cd / && %s %s/bin/ctvnc gateway stop --prefix %s > %s/stop.out 2>&1 &")
+        :format(CLEAN, tree, prefix, dir))
       local frame = next_frame(sock, st)
       while frame and frame.opcode ~= "close" do frame = next_frame(sock, st) end
       assert.truthy(frame, "no close frame")
       assert.truthy(frame.payload:find("restarting", 1, true), frame.payload)
+      sock:send(core.ws_frame("close", frame.payload:sub(1, 2), true))
       sock:close()
+      while common.alive(pid) and socket.gettime() - t0 < 10 do socket.sleep(0.05) end
       assert.is_false(common.alive(pid))
+      while not (read_file(dir .. "/stop.out") or ""):find("\n") and socket.gettime() - t0 < 10 do
+        socket.sleep(0.05)
+      end
+      assert.are.equal(("ctvnc: stopped the gateway in %s (pid %d)\n"):format(prefix, pid),
+        read_file(dir .. "/stop.out"))
+      for _, w in ipairs(workers) do assert.is_false(common.alive(w), "worker " .. w) end
       out, rc = ctvnc("gateway status --prefix " .. prefix)
       assert.are.equal(3, rc)
       assert.are.equal("ctvnc: no gateway runs in " .. prefix .. "\n", out)

@@ -1,4 +1,4 @@
---- ctvnc gateway check FILE | start FILE | stop | reload [FILE] | status:
+--- ctvnc gateway check FILE | start FILE | stop | reload | status [FILE]:
 -- the console gateway as a service. FILE holds the settings, one `NAME =
 -- value` a line (environment variables of the same names override it);
 -- the prefix directory (nginx.conf, nginx.pid, the logs) is PREFIX_DIR or
@@ -16,7 +16,8 @@ local format = string.format
 
 -- the secrets nginx's workers read from its environment (env lines)
 local PASSED = { "CTVNC_ENDPOINT", "CTVNC_TOKEN", "CTVNC_TICKET_SECRET", "CTVNC_JWT_SECRET" }
-local VERBS = { check = "FILE", start = "FILE", stop = false, reload = "FILE?", status = false }
+local VERBS = { check = "FILE", start = "FILE", stop = "FILE?", reload = "FILE?",
+  status = "FILE?" }
 
 --- Writes "ctvnc: ..." to err; returns `code`.
 local function fail(ctx, code, ...)
@@ -214,8 +215,8 @@ local function running(ctx, v)
   return dir, pid_of(dir)
 end
 
-function verbs.stop(ctx)
-  local dir, pid = running(ctx)
+function verbs.stop(ctx, v)
+  local dir, pid = running(ctx, v)
   if not dir then return 1 end
   if pid then
     sh(format("kill -QUIT %d", pid))
@@ -223,7 +224,13 @@ function verbs.stop(ctx)
       if not alive(pid) then break end
       sh("sleep 0.1")
     end
-    sh(format("kill -KILL %d 2>/dev/null", pid))
+    if alive(pid) then
+      sh(format("kill -KILL %d 2>/dev/null", pid))
+      for _ = 1, 20 do
+        if not alive(pid) then break end
+        sh("sleep 0.05")
+      end
+    end
   end
   local tmp = slurp(dir .. "/tmpdir")
   if tmp then
@@ -256,8 +263,8 @@ function verbs.reload(ctx, v)
   return 0
 end
 
-function verbs.status(ctx)
-  local dir, pid = running(ctx)
+function verbs.status(ctx, v)
+  local dir, pid = running(ctx, v)
   if not dir then return 1 end
   if not pid then ctx.out:write("ctvnc: no gateway runs in ", dir, "\n") return 3 end
   local listen = {}
@@ -271,7 +278,7 @@ end
 
 return {
   name = "gateway",
-  args = "check FILE | start FILE | stop | reload [FILE] | status",
+  args = "check FILE | start FILE | stop [FILE] | reload [FILE] | status [FILE]",
   summary = "run the console gateway (nginx) from a settings file",
   flags = {
     { name = "prefix", value = "DIR", help = "nginx's prefix directory (nginx.conf, pid, logs; "
@@ -287,16 +294,15 @@ return {
       return usage_error("gateway " .. printable(verb) .. ": must be check, start, stop, "
         .. "reload or status")
     end
-    local n = want == "FILE" and 2 or want == "FILE?" and #words or 1
-    if #words ~= n or #words > 2 then
+    if #words > 2 or (want == "FILE" and #words ~= 2) then
       return usage_error(format("gateway %s takes %s", verb,
-        want == "FILE" and "one FILE" or want and "at most one FILE" or "no argument"))
+        want == "FILE" and "one FILE" or "at most one FILE"))
     end
   end,
   run = function(ctx)
     local verb, file = ctx.words[1], ctx.words[2]
     local v
-    if VERBS[verb] and (file or verb == "check" or verb == "start") then
+    if file then
       v = settings(ctx, file)
       if not v then return 1 end
     end
