@@ -366,6 +366,8 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
       sock:close()
       while common.alive(pid) and socket.gettime() - t0 < 10 do socket.sleep(0.05) end
       assert.is_false(common.alive(pid))
+      -- it quit by itself (a master stopped by KILL leaves its pid file)
+      assert.is_nil(read_file(prefix .. "/nginx.pid"))
       while not (read_file(dir .. "/stop.out") or ""):find("\n") and socket.gettime() - t0 < 10 do
         socket.sleep(0.05)
       end

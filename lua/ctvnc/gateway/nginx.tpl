@@ -214,6 +214,7 @@ http {
             lua_ssl_trusted_certificate @CLUSTER_CA@;
             lua_ssl_verify_depth 4;
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
+            lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("cluster") }
         }
 
@@ -224,6 +225,7 @@ http {
             lua_ssl_trusted_certificate @TOWER_CA@;
             lua_ssl_verify_depth 4;
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
+            lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("tower") }
         }
 
