@@ -88,14 +88,8 @@ for line in DECLARED:gmatch("[^\n]+") do
     SETTINGS[#SETTINGS].doc = doc
   else
     local name, kind, default = line:match("^(%S+)%s+(%S+)%s+(%S+)$")
-    local s = { name = name, kind = kind, default = default ~= "-" and default or nil }
-    local min, max = kind:match("^number([%d.]*)%.%.([%d.]*)$")
-    if min then s.kind, s.min, s.max = "number", tonumber(min), tonumber(max) end
-    local words = kind:match("^{(.*)}$")
-    if words then
-      s.kind, s.values = "enum", {}
-      for w in words:gmatch("[^,]+") do s.values[#s.values + 1] = w end
-    end
+    local s = config.type_of(kind, { name = name, default = default ~= "-" and default or nil })
+    s.kind, s.type = s.type, nil
     declare(s)
   end
 end
