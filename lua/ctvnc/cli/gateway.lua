@@ -21,8 +21,8 @@ local VERBS = { check = "FILE", start = "FILE", stop = "FILE?", reload = "FILE?"
 
 --- Writes "ctvnc: ..." to err; returns `code`.
 local function fail(ctx, code, ...)
-  ctx.err:write("ctvnc: ", ...)
-  ctx.err:write("\n")
+  ctx.stderr:write("ctvnc: ", ...)
+  ctx.stderr:write("\n")
   return code
 end
 local NO_PREFIX = "no prefix directory: set PREFIX_DIR or --prefix"
@@ -89,12 +89,12 @@ end
 local function settings(ctx, file)
   local text, why = service.read(file)
   if not text then
-    ctx.err:write("ctvnc: ", printable(file), ": ", printable(tostring(why)), "\n")
+    ctx.stderr:write("ctvnc: ", printable(file), ": ", printable(tostring(why)), "\n")
     return nil
   end
   local v, problems = service.resolve(text, ctx.env, file or "(no file)")
   if not v then
-    for _, p in ipairs(problems) do ctx.err:write(printable(p), "\n") end
+    for _, p in ipairs(problems) do ctx.stderr:write(printable(p), "\n") end
     return nil
   end
   return v
@@ -123,7 +123,7 @@ local function temp_dir(ctx, dir, v, root)
     return nil
   end
   spit(dir .. "/tmpdir", tmp .. "\n")
-  ctx.err:write(format("ctvnc: nginx's workers (%s) cannot enter %s: their temp files go to %s\n",
+  fail(ctx, nil, format("nginx's workers (%s) cannot enter %s: their temp files go to %s",
     v.WORKER_USER, dir, tmp))
   return tmp
 end
@@ -131,10 +131,10 @@ end
 --- Renders DIR/nginx.conf (or `name` in DIR) -> port | nil (told on err).
 local function write_conf(ctx, v, dir, name, root, tmp)
   local where, why = render.locate(package.path, package.cpath, ctx.abi, ctx.cwd)
-  if not where then ctx.err:write("ctvnc: ", why, "\n") return nil end
+  if not where then ctx.stderr:write("ctvnc: ", why, "\n") return nil end
   local port = v.GATEWAY_PORT or (not v.LISTEN and free_port()) or nil
   if not port and not v.LISTEN then
-    ctx.err:write("ctvnc: set LISTEN or GATEWAY_PORT (no LuaSocket to pick a free port)\n")
+    ctx.stderr:write("ctvnc: set LISTEN or GATEWAY_PORT (no LuaSocket to pick a free port)\n")
     return nil
   end
   local group = root and line_of(format("id -gn %s 2>/dev/null", q(v.WORKER_USER)))
@@ -143,7 +143,7 @@ local function write_conf(ctx, v, dir, name, root, tmp)
   end
   local conf, first = render.render(v, { template = slurp(where.template), lua = where.lua,
     so = where.so, tmp = tmp, port = port, group = group or nil })
-  if not conf then ctx.err:write("ctvnc: ", why or first, "\n") return nil end
+  if not conf then ctx.stderr:write("ctvnc: ", why or first, "\n") return nil end
   assert(spit(dir .. "/" .. name, conf, "644"))
   return first
 end
@@ -176,7 +176,7 @@ end
 local verbs = {}
 
 function verbs.check(ctx, _, file)
-  ctx.out:write(printable(file), ": ok (", #service.SETTINGS, " settings known)\n")
+  ctx.stdout:write(printable(file), ": ok (", #service.SETTINGS, " settings known)\n")
   return 0
 end
 
@@ -184,12 +184,12 @@ function verbs.start(ctx, v)
   local dir = prefix_of(ctx, v)
   if not dir then return fail(ctx, 1, NO_PREFIX) end
   local pid = pid_of(dir)
-  if pid then ctx.err:write(format("ctvnc: the gateway in %s already runs (pid %d)\n", dir, pid))
+  if pid then ctx.stderr:write(format("ctvnc: the gateway in %s already runs (pid %d)\n", dir, pid))
     return 1 end
   for _, hop in ipairs({ { "TOWER_TLS", "CloudTower's certificate" },
                          { "CLUSTER_TLS", "the clusters' certificates" } }) do
     if v[hop[1]] == "insecure" then
-      ctx.err:write("ctvnc: WARNING: ", hop[1], "=insecure: ", hop[2], " not verified\n")
+      ctx.stderr:write("ctvnc: WARNING: ", hop[1], "=insecure: ", hop[2], " not verified\n")
     end
   end
   local root = is_root()
@@ -199,13 +199,13 @@ function verbs.start(ctx, v)
   if not port then return 1 end
   local ok, said = nginx(ctx, v, dir, "nginx.conf")
   if not ok then
-    ctx.err:write("ctvnc: nginx did not start: ", printable(complaint(said)), "\n")
+    ctx.stderr:write("ctvnc: nginx did not start: ", printable(complaint(said)), "\n")
     return 1
   end
   spit(dir .. "/env", "GATEWAY_PORT=" .. port .. "\n")
-  ctx.out:write(format("ctvnc: the gateway runs in %s (pid %s), on %s\n", dir,
+  ctx.stdout:write(format("ctvnc: the gateway runs in %s (pid %s), on %s\n", dir,
     tostring(pid_of(dir)), v.LISTEN or ("127.0.0.1:" .. port)))
-  ctx.out:write("GATEWAY_PORT=", port, "\n")
+  ctx.stdout:write("GATEWAY_PORT=", port, "\n")
   return 0
 end
 
@@ -237,7 +237,7 @@ function verbs.stop(ctx, v)
     sh("rm -rf " .. q(tmp:match("^[^\n]*")))
     os.remove(dir .. "/tmpdir")
   end
-  ctx.out:write(pid and format("ctvnc: stopped the gateway in %s (pid %d)\n", dir, pid)
+  ctx.stdout:write(pid and format("ctvnc: stopped the gateway in %s (pid %d)\n", dir, pid)
     or format("ctvnc: no gateway runs in %s\n", dir))
   return 0
 end
@@ -245,7 +245,7 @@ end
 function verbs.reload(ctx, v)
   local dir, pid = running(ctx, v)
   if not dir then return 1 end
-  if not pid then ctx.err:write("ctvnc: no gateway runs in ", dir, "\n") return 1 end
+  if not pid then ctx.stderr:write("ctvnc: no gateway runs in ", dir, "\n") return 1 end
   if v then
     -- the new configuration is tested (configure included) before it replaces the old
     local tmp = (slurp(dir .. "/tmpdir") or ""):match("^[^\n]+") or dir .. "/tmp"
@@ -253,26 +253,26 @@ function verbs.reload(ctx, v)
     local ok, said = nginx(ctx, v, dir, "nginx.conf.new", true)
     if not ok then
       os.remove(dir .. "/nginx.conf.new")
-      ctx.err:write("ctvnc: the new settings do not start: ", printable(complaint(said)), "\n")
+      ctx.stderr:write("ctvnc: the new settings do not start: ", printable(complaint(said)), "\n")
       return 1
     end
     assert(os.rename(dir .. "/nginx.conf.new", dir .. "/nginx.conf"))
   end
   sh(format("kill -HUP %d", pid))
-  ctx.out:write(format("ctvnc: reloaded the gateway in %s (pid %d)\n", dir, pid))
+  ctx.stdout:write(format("ctvnc: reloaded the gateway in %s (pid %d)\n", dir, pid))
   return 0
 end
 
 function verbs.status(ctx, v)
   local dir, pid = running(ctx, v)
   if not dir then return 1 end
-  if not pid then ctx.out:write("ctvnc: no gateway runs in ", dir, "\n") return 3 end
+  if not pid then ctx.stdout:write("ctvnc: no gateway runs in ", dir, "\n") return 3 end
   local listen = {}
   for addr in (slurp(dir .. "/nginx.conf") or ""):gmatch("\n%s*listen ([^;]+);") do
     listen[#listen + 1] = addr
   end
-  ctx.out:write(format("running\npid %d\nprefix %s\n", pid, dir))
-  for _, l in ipairs(listen) do ctx.out:write("listen ", l, "\n") end
+  ctx.stdout:write(format("running\npid %d\nprefix %s\n", pid, dir))
+  for _, l in ipairs(listen) do ctx.stdout:write("listen ", l, "\n") end
   return 0
 end
 
@@ -301,6 +301,8 @@ return {
   end,
   run = function(ctx)
     local verb, file = ctx.words[1], ctx.words[2]
+    ctx.abi = _VERSION:match("%d+%.%d+")
+    ctx.cwd = line_of("pwd") or "."
     local v
     if file then
       v = settings(ctx, file)
