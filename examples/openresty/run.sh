@@ -11,17 +11,31 @@
 #   bin/ctvnc gateway check FILE, docs/gateway.md, and the commented
 #   defaults lua/ctvnc/gateway/gateway.conf.
 set -eu
+usage() {
+  echo "usage: run.sh start DIR | run.sh stop DIR   (settings in the environment: see run.sh)" >&2
+  exit 2
+}
+[ $# -eq 2 ] || usage
 cmd=$1
 dir=$2
+case $cmd in start|stop) ;; *) usage ;; esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 ctvnc="$root/bin/ctvnc"
 
+# Stops the gateway and the simulator of DIR (what start started).
+stop() {
+  if [ -d "$dir/sim" ]; then bash "$root/spec/support/sim.sh" stop "$dir/sim" > /dev/null 2>&1 || true; fi
+  "$ctvnc" gateway stop --prefix "$dir" > /dev/null || true
+}
+
 if [ "$cmd" = stop ]; then
-  [ -d "$dir/sim" ] && bash "$root/spec/support/sim.sh" stop "$dir/sim" > /dev/null 2>&1
-  "$ctvnc" gateway stop --prefix "$dir" > /dev/null
+  stop
   exit 0
 fi
-[ "$cmd" = start ] || { echo "usage: run.sh start|stop DIR" >&2; exit 2; }
+# A signal before the gateway is up stops what this start started; the
+# stop itself ignores further signals (a second Ctrl-C), and so do the
+# commands it runs.
+trap 'trap "" INT TERM HUP QUIT; stop; exit 130' INT TERM HUP QUIT
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 
@@ -44,4 +58,5 @@ if [ -z "${TOWER:-}" ]; then      # the bundled simulator
   fi
 fi
 "$ctvnc" gateway start --prefix "$dir" /dev/null >&2 || die "the gateway did not start"
+trap - INT TERM HUP QUIT
 cat "$dir/env"
