@@ -262,6 +262,8 @@ http {
         # Liveness ({"status":"ok"}, no auth, nothing secret); ?ready=1 also
         # asks CloudTower and the store (503 naming the part that is down).
         location = /health {
+            limit_req zone=ctvnc burst=@BURST@ nodelay;   # ?ready=1 asks CloudTower: bounded
+            error_page 429 = @ctvnc_busy_json;
             content_by_lua_block { require("ctvnc.gateway").health() }
         }
 
