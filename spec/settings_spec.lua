@@ -100,6 +100,20 @@ describe("the gateway's settings", function()
     end
   end)
 
+  it("keep secrets out of nginx.conf: each reaches the workers through nginx's environment",
+     function()
+    local tpl = doc("lua/ctvnc/gateway/nginx.tpl")
+    local n = 0
+    for _, s in ipairs(service.SETTINGS) do
+      if s.kind == "secret" then
+        n = n + 1
+        assert.truthy(tpl:find("\nenv " .. s.name .. ";", 1, true), s.name .. ": no env line")
+        assert.is_nil(tpl:find("@=?" .. s.name .. "@"), s.name .. " is written into nginx.conf")
+      end
+    end
+    assert.is_true(n >= 3)
+  end)
+
   it("are all in the commented default settings file, with their defaults and docs", function()
     local text = doc("lua/ctvnc/gateway/gateway.conf")
     local seen = {}

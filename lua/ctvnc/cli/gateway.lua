@@ -14,8 +14,12 @@ local printable = require("ctvnc.cli.output").printable
 local ipairs, tonumber, tostring = ipairs, tonumber, tostring
 local format = string.format
 
--- the secrets nginx's workers read from its environment (env lines)
-local PASSED = { "CTVNC_ENDPOINT", "CTVNC_TOKEN", "CTVNC_TICKET_SECRET", "CTVNC_JWT_SECRET" }
+-- what nginx's workers read from its environment (its env lines): the
+-- endpoint and every secret
+local PASSED = { "CTVNC_ENDPOINT" }
+for _, s in ipairs(service.SETTINGS) do
+  if s.kind == "secret" then PASSED[#PASSED + 1] = s.name end
+end
 local VERBS = { check = "FILE", start = "FILE", stop = "FILE?", reload = "FILE?",
   status = "FILE?" }
 
