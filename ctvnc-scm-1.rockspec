@@ -108,6 +108,8 @@ build = {
     ["ctvnc.gateway.service"] = "lua/ctvnc/gateway/service.lua",
     ["ctvnc.gateway.render"] = "lua/ctvnc/gateway/render.lua",
     ["ctvnc.cli.gateway"] = "lua/ctvnc/cli/gateway.lua",
+    ["ctvnc.gateway.shot"] = "lua/ctvnc/gateway/shot.lua",
+    ["ctvnc.gateway.wall"] = "lua/ctvnc/gateway/wall.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",
     ["ctvnc.redis"] = "lua/ctvnc/redis.lua",
   },
@@ -121,6 +123,7 @@ build = {
       ["ctvnc.gateway.error"] = "lua/ctvnc/gateway/error.html",
       ["ctvnc.gateway.nginx"] = "lua/ctvnc/gateway/nginx.tpl",
       ["ctvnc.gateway.gateway"] = "lua/ctvnc/gateway/gateway.conf",
+      ["ctvnc.gateway.wall_page"] = "lua/ctvnc/gateway/wall_page.html",
     },
   },
 }

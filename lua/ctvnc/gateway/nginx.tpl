@@ -152,6 +152,10 @@ http {
             admin_authorize = @ADMIN_AUTHORIZE@,
             audit_log = @=AUDIT_LOG@,            -- path | error_log | off ("": DIR/audit.log)
             metrics_allow = @=METRICS_ALLOW@,    -- /metrics from these (besides loopback)
+            shot_rate = @=SHOT_RATE@,              -- screenshots a minute per user (0: no limit)
+            wall_refresh = @=WALL_REFRESH@,        -- seconds between /wall's refreshes
+            wall_still = @=WALL_STILL@,            -- seconds unchanged before /wall marks a screen
+            wall_vms = @=WALL_VMS@,              -- VM ids /wall shows without ?vms=
         })
     }
 
@@ -227,6 +231,28 @@ http {
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
             lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("tower") }
+        }
+
+        # A PNG of the console's screen (?width=N scales it down): the
+        # authorize hook decides (view-only grants may), SHOT_RATE per user,
+        # CloudTower asked for the target once; the plan goes to the relay's
+        # named location of its hop, which takes one frame over a shared RFB
+        # connection (an open session is never disturbed). Not a session: one
+        # audit line "screenshot".
+        location ~ ^/console/([^/]*)/screenshot\.png$ {
+            limit_req zone=ctvnc burst=@BURST@ nodelay;
+            set $ctvnc_plan "";           # the plan, for the relay's location
+            error_page 429 = @ctvnc_busy_json;
+            content_by_lua_block { require("ctvnc.gateway").screenshot() }
+        }
+
+        # The console wall: thumbnails of the VMs (?vms=a,b or WALL_VMS) the
+        # authorize hook allows, refreshed every WALL_REFRESH seconds, each a
+        # link to its console page.
+        location = /wall {
+            limit_req zone=ctvnc burst=@BURST@ nodelay;
+            error_page 429 = @ctvnc_busy;
+            content_by_lua_block { require("ctvnc.gateway").wall() }
         }
 
         # Open sessions and kill (admin_authorize; ADMIN_KEYS: keys in
