@@ -138,7 +138,10 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
     assert.is_nil(err:find(":4:", 1, true), err)
     assert.is_nil(err:find("MODE: must be", 1, true), err)
     -- a good file
-    out, rc, err = ctvnc("gateway check " .. settings("good"))
+    rc, err = select(2, ctvnc("gateway check " .. settings("good")))
+    assert.are.equal(1, rc)
+    assert.truthy(err:find(": CTVNC_TOKEN: is required", 1, true), err)
+    out, rc, err = ctvnc("gateway check " .. settings("good"), "CTVNC_TOKEN=" .. helpers.STATIC_TOKEN)
     assert.are.equal(0, rc, err)
     assert.truthy(out:find(": ok", 1, true), out)
     -- and the default file the rock installs: every setting there, commented out
@@ -146,7 +149,8 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
     assert.are.equal(read_file(ROOT .. "/lua/ctvnc/gateway/gateway.conf"), read_file(installed))
     rc, err = select(2, ctvnc("gateway check " .. installed))
     assert.are.equal(1, rc)
-    assert.are.equal(installed .. ": CTVNC_ENDPOINT: is required\n", err)
+    assert.are.equal(installed .. ": CTVNC_TOKEN: is required (CloudTower's token or API key; "
+      .. "the environment will do)\n" .. installed .. ": CTVNC_ENDPOINT: is required\n", err)
   end)
 
   it("ships a systemd unit and a logrotate file that run these commands", function()
@@ -332,7 +336,7 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
       -- reload with a changed settings file: checked, rendered, tested, then HUP
       local file = settings("plain", ("GATEWAY_PORT = %d\nMODE = direct\nSCHEME = ws\n"
         .. "CLUSTER_PORT = %d\nBURST = 150"):format(port, ws_port))
-      local out, rc, err = ctvnc("gateway reload " .. file)
+      local out, rc, err = ctvnc("gateway reload " .. file, "CTVNC_TOKEN=" .. helpers.STATIC_TOKEN)
       assert.are.equal(0, rc, out .. err)
       assert.truthy(read_file(prefix .. "/nginx.conf"):find("burst=150", 1, true))
       assert.are_not.equal(conf, read_file(prefix .. "/nginx.conf"))

@@ -134,7 +134,8 @@ describe("the gateway's settings", function()
     local uncommented = text:gsub("\n#([%u%d_]+ = )", "\n%1")
     local v, problems = service.resolve(uncommented, function() end, "gateway.conf")
     assert.is_nil(v)
-    assert.are.same({ "gateway.conf: CTVNC_ENDPOINT: is required" }, problems)
+    assert.are.same({ "gateway.conf: CTVNC_TOKEN: is required (CloudTower's token or API key; "
+      .. "the environment will do)", "gateway.conf: CTVNC_ENDPOINT: is required" }, problems)
   end)
 
   it("are checked by configure: a bad value is one line naming the setting", function()

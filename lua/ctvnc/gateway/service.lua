@@ -306,6 +306,9 @@ function _M.resolve(text, env, file)
     problem(v.TLS_CERT and "TLS_CERT" or "TLS_KEY", "is set, but no LISTEN address has ssl")
   end
   if v.WORKER_USER == "root" then problem("WORKER_USER", "must not be root") end
+  if not v.CTVNC_TOKEN then   -- username and password are configure's only
+    problem("CTVNC_TOKEN", "is required (CloudTower's token or API key; the environment will do)")
+  end
   if v.JWT == "rs256" and not v.JWT_PUBLIC_KEY then
     problem("JWT", "rs256 needs JWT_PUBLIC_KEY")
   end
