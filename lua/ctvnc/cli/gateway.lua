@@ -273,7 +273,7 @@ function verbs.status(ctx, v)
   if not pid then ctx.stdout:write("ctvnc: no gateway runs in ", dir, "\n") return 3 end
   local listen = {}
   for addr in (slurp(dir .. "/nginx.conf") or ""):gmatch("\n%s*listen ([^;]+);") do
-    listen[#listen + 1] = addr
+    listen[#listen + 1] = (addr:gsub(" reuseport", ""))
   end
   ctx.stdout:write(format("running\npid %d\nprefix %s\n", pid, dir))
   for _, l in ipairs(listen) do ctx.stdout:write("listen ", l, "\n") end

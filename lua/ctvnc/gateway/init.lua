@@ -33,6 +33,7 @@ local shot = require "ctvnc.gateway.shot"
 local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
 local health = require "ctvnc.gateway.health"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
 local ipairs, tostring = ipairs, tostring
@@ -50,6 +51,9 @@ function _M.configure(c)
   local sessions, why = backend.new({ dict = "ctvnc_sessions" })
   local used = sessions and backend.new({ dict = "ctvnc_tickets" })
   if not used then error("ctvnc: setting store: " .. tostring(why or "no ctvnc_tickets"), 0) end
+  if not ngx.shared[watch.DICT] then
+    error("ctvnc: no lua_shared_dict " .. watch.DICT .. " (the workers' open sessions)", 0)
+  end
   local secret = conf.ticket_secret
   if not secret then
     secret = assert(tickets.random_secret())
@@ -89,7 +93,9 @@ function _M.init_worker()
   local generation = state.generation
   local ok, err = ngx.timer.at(31536000, function(premature)
     local dict = ngx.shared.ctvnc_sessions
-    if premature and dict:get("generation") == generation then dict:set("stopping", generation) end
+    if premature and dict:get("generation") == generation then
+      dict:safe_set("stopping", generation)
+    end
   end)
   if not ok then ngx.log(ngx.ERR, "ctvnc: no exit timer: ", err) end
 end

@@ -55,7 +55,12 @@ env CTVNC_ENDPOINT;       # the tower as browsers and ctvnc address it
 env CTVNC_TICKET_SECRET;  # HMAC secret of tickets (32+ bytes); unset: random per start, one node
 env CTVNC_JWT_SECRET;     # HS256 secret of JWT users (32+ bytes), with JWT=hs256
 
-events { worker_connections 1024; }
+# Capacity from one setting, MAX_SESSIONS (run.sh): a session holds two
+# connections (the browser's and the target's) and any worker may get all
+# of them, so each worker may open 2 x MAX_SESSIONS + 512 (pages, API,
+# /health, CloudTower) and as many files, plus 256.
+worker_rlimit_nofile @NOFILE@;
+events { worker_connections @WORKER_CONNECTIONS@; }
 
 http {
     # No query string (tickets), no Referer, no headers.
@@ -93,10 +98,13 @@ http {
     lua_shared_dict ctvnc_creds 1m;
     lua_shared_dict ctvnc_tickets 4m;
     lua_shared_dict ctvnc_rate 1m;
-    # Open console sessions (their slots per VM and user, kill flags) and
-    # the counters of /metrics, shared by all workers.
-    lua_shared_dict ctvnc_sessions 4m;
+    # Open console sessions (their slots per VM and user, kill flags: 2 KiB
+    # a session, sized from MAX_SESSIONS; a full book refuses new sessions,
+    # it never evicts open ones), the counters of /metrics, and each
+    # worker's count of open sessions (max_sessions), shared by all workers.
+    lua_shared_dict ctvnc_sessions @BOOK_SIZE@;
     lua_shared_dict ctvnc_metrics 1m;
+    lua_shared_dict ctvnc_node 1m;
 
     # Per-client rate limiting of the console endpoints.
     limit_req_zone $binary_remote_addr zone=ctvnc:1m rate=@RATE@;
@@ -105,7 +113,7 @@ http {
     # CloudTower, with a pool of kept-alive connections.
     upstream cloudtower {
         server @TOWER@;
-        keepalive 16;
+        keepalive @TOWER_KEEPALIVE@;
     }
 
 @REDIRECT@
@@ -135,6 +143,7 @@ http {
             ticket_ttl = @=TICKET_TTL@,            -- seconds a ticket lives (at most 60)
             batch_max = @=BATCH_MAX@,              -- VM ids in one /console/batch
             id_rate = @=ID_RATE@,                  -- batch VM ids per second and client
+            user_rate = @=USER_RATE@,              -- console requests per second and user (0: none)
             tower_scheme = @=TOWER_SCHEME@,      -- of the /_ctvnc/ location: https or http
             tower_tls = @=TOWER_TLS@,            -- verify | insecure (warns at start)
             cluster_tls = @=CLUSTER_TLS@,        -- verify | insecure (warns at start)
@@ -147,6 +156,7 @@ http {
             slot_ttl = @=SLOT_TTL@,                -- seconds a crashed worker's slots outlive it
             target_timeout = @=TARGET_TIMEOUT@,    -- seconds for each step of the target's handshake
             store = @=STORE@,                    -- sessions, slots, kill flags, used tickets
+            max_sessions = @=MAX_SESSIONS@,        -- sessions this node holds (past it: 503, full)
             -- GET /admin/sessions, POST /admin/sessions/<id>/kill,
             -- /admin/vms/<vm>/kill: nil denies them all (403)
             admin_authorize = @ADMIN_AUTHORIZE@,

@@ -116,12 +116,12 @@ local function listeners(v, port)
   local main, plain, https_port = {}, {}, nil
   for _, l in ipairs(list) do
     if l.ssl then
-      main[#main + 1] = "        listen " .. l.addr .. " ssl;"
+      main[#main + 1] = "        listen " .. l.addr .. " ssl reuseport;"
       https_port = https_port or l.port
     elseif v.tls then
       plain[#plain + 1] = "        listen " .. l.addr .. ";"
-    else
-      main[#main + 1] = "        listen " .. l.addr .. ";"
+    else   -- reuseport: each worker its own queue, none fills alone
+      main[#main + 1] = "        listen " .. l.addr .. " reuseport;"
     end
   end
   local tls, hsts, redirect = "", "", ""
@@ -160,7 +160,13 @@ function _M.render(v, opts)
   local lua = {}
   for k, x in pairs(v) do lua[k] = x end
   lua.TOWER_NAME = v.TOWER_NAME or tower_host
+  -- two connections a session in any one worker, 512 more (pages, API,
+  -- /health, CloudTower), files 256 more; 2 KiB of session book a session
+  local connections = 2 * v.MAX_SESSIONS + 512
   local text = {
+    WORKER_CONNECTIONS = tostring(connections), NOFILE = tostring(connections + 256),
+    BOOK_SIZE = math.max(2 * v.MAX_SESSIONS, 1024) .. "k",
+    TOWER_KEEPALIVE = tostring(v.TOWER_KEEPALIVE),
     USER_LINE = opts.group and ("user " .. v.WORKER_USER .. " " .. opts.group .. ";")
       or "# (no user line: the master does not start as root)",
     WORKERS = tostring(v.WORKERS), TMP = opts.tmp, LUA_DIR = opts.lua, SO_DIR = opts.so,

@@ -52,6 +52,8 @@ RATE             rate                 50r/s
     requests per second and client address (nginx's limit_req)
 BURST            number0..            200
     the limit_req burst
+TOWER_KEEPALIVE  number1..            64
+    kept-alive connections to CloudTower per worker
 RELAY_BUFFER     size                 64k
     the relay's read buffer, per side of a session (lua_socket_buffer_size)
 JWT              {hs256,rs256}        -
