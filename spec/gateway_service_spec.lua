@@ -293,8 +293,12 @@ describe("ctvnc gateway from an installed rock #novalgrind", function()
 
     it("reopens access.log and error.log on USR1; audit.log survives copytruncate", function()
       local pid = tonumber(read_file(prefix .. "/nginx.pid"):match("%d+"))
-      assert(os.rename(prefix .. "/access.log", prefix .. "/access.log.1"))
-      assert(os.rename(prefix .. "/error.log", prefix .. "/error.log.1"))
+      -- as logrotate does: move each file, make a new one like it, then USR1
+      for _, log in ipairs({ "access.log", "error.log" }) do
+        local f = prefix .. "/" .. log
+        assert(helpers.run(("mv %s %s.1 && : > %s && chown --reference=%s.1 %s && chmod "
+          .. "--reference=%s.1 %s"):format(f, f, f, f, f, f, f)))
+      end
       assert(helpers.run("kill -USR1 " .. pid))
       local deadline = socket.gettime() + 5
       while not read_file(prefix .. "/error.log") and socket.gettime() < deadline do
