@@ -3,7 +3,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 local common = require "gateway.common"
 
--- The console gateway (ctvnc.gateway in examples/openresty/nginx.conf) as
+-- The console gateway (ctvnc.gateway in lua/ctvnc/gateway/nginx.tpl) as
 -- an attacker and a careless operator would try it, against loopback
 -- servers: the simulator as CloudTower, spec/gateway/upstream.js as the
 -- cluster or an impostor (it records every request that reaches it),
