@@ -199,6 +199,13 @@ function verbs.start(ctx, v)
   local root = is_root()
   local tmp = temp_dir(ctx, dir, v, root)
   if not tmp then return fail(ctx, 1, "no temp directory for the workers in ", dir) end
+  -- recordings: DIR/recordings, made here for the workers alone; a
+  -- RECORD_DIR given is the operator's to prepare
+  if v.RECORD ~= "off" and not v.RECORD_DIR then
+    local rec = q(dir .. "/recordings")
+    sh(format("mkdir -p %s && chmod 700 %s", rec, rec))
+    if root then sh(format("chown %s %s", q(v.WORKER_USER), rec)) end
+  end
   local port = write_conf(ctx, v, dir, "nginx.conf", root, tmp)
   if not port then return 1 end
   local ok, said = nginx(ctx, v, dir, "nginx.conf")

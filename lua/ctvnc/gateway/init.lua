@@ -4,7 +4,7 @@
 -- operator's own nginx.conf calls the same handlers from its locations:
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
---   init_worker_by_lua gateway.init_worker()           (a stop ends every session)
+--   init_worker_by_lua gateway.init_worker()           (recordings kept; a stop ends sessions)
 --   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
 --   content_by_lua   gateway.screenshot(), gateway.wall()   (shot, wall)
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
@@ -33,6 +33,7 @@ local shot = require "ctvnc.gateway.shot"
 local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
 local health = require "ctvnc.gateway.health"
+local recorder = require "ctvnc.gateway.recorder"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -86,10 +87,12 @@ function _M.configure(c)
   for _, o in ipairs(config.items(conf.allowed_origins)) do state.origins[o:lower()] = true end
 end
 
---- gateway.init_worker(): a worker of the newest configuration that exits
--- marks the gateway as stopping (a reload's old workers then end their
--- sessions too; see relay). Its timer fires early only when the worker exits.
+--- gateway.init_worker(): recording retention (worker 0, once a minute),
+-- and a worker of the newest configuration that exits marks the gateway as
+-- stopping (a reload's old workers then end their sessions too; see watch).
+-- Its timer fires early only when the worker exits.
 function _M.init_worker()
+  recorder.init_worker()
   local generation = state.generation
   local ok, err = ngx.timer.at(31536000, function(premature)
     local dict = ngx.shared.ctvnc_sessions

@@ -54,6 +54,11 @@ env CTVNC_TOKEN;          # token or API key, for ctvnc.new{ token = ... }
 env CTVNC_ENDPOINT;       # the tower as browsers and ctvnc address it
 env CTVNC_TICKET_SECRET;  # HMAC secret of tickets (32+ bytes); unset: random per start, one node
 env CTVNC_JWT_SECRET;     # HS256 secret of JWT users (32+ bytes), with JWT=hs256
+env RECORD_KEY;           # HMAC secret that signs recordings (32+ bytes), with RECORD
+
+# console recordings are written by these threads: a slow disk never
+# holds a worker's event loop
+thread_pool ctvnc_record threads=2;
 
 # Capacity from one setting, MAX_SESSIONS (run.sh): a session holds two
 # connections (the browser's and the target's) and any worker may get all
@@ -162,6 +167,13 @@ http {
             admin_authorize = @ADMIN_AUTHORIZE@,
             audit_log = @=AUDIT_LOG@,            -- path | error_log | off ("": DIR/audit.log)
             metrics_allow = @=METRICS_ALLOW@,    -- /metrics from these (besides loopback)
+            record = @=RECORD@,                  -- off | on | grant (docs/gateway.md#recordings)
+            record_dir = @=RECORD_DIR@,          -- 0700, owned by the workers
+            record_keep_days = @=RECORD_KEEP_DAYS@,  -- days a recording is kept (0: no limit)
+            record_max_mb = @=RECORD_MAX_MB@,      -- MB all recordings may take (0: no limit)
+            record_required = @=RECORD_REQUIRED@,  -- on: refuse a session that cannot be recorded
+            record_keyframe = @=RECORD_KEYFRAME@,  -- seconds between keyframes (0: the first only)
+            record_key = os.getenv("RECORD_KEY"), -- signs each recording's final hash
             shot_rate = @=SHOT_RATE@,              -- screenshots a minute per user (0: no limit)
             wall_refresh = @=WALL_REFRESH@,        -- seconds between /wall's refreshes
             wall_still = @=WALL_STILL@,            -- seconds unchanged before /wall marks a screen
@@ -169,7 +181,9 @@ http {
         })
     }
 
-    # a stop (not a reload) ends the open consoles of every generation of workers
+    # recording retention (RECORD_KEEP_DAYS, RECORD_MAX_MB): worker 0, each
+    # minute; and a stop (not a reload) ends the open consoles of every
+    # generation of workers
     init_worker_by_lua_block { require("ctvnc.gateway").init_worker() }
 
     server {
