@@ -98,6 +98,7 @@ end
 -- reason, message.
 local function answer_upgrade(rec, protocol, renew)
   ngx.status = 101
+  respond.common_headers(false)
   ngx.header["Upgrade"] = "websocket"
   ngx.header["Sec-WebSocket-Accept"] = wsclient.accept(ngx.var.http_sec_websocket_key)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
@@ -115,11 +116,22 @@ local function answer_upgrade(rec, protocol, renew)
   return down
 end
 
+--- Has the browser finished its RFB handshake (sent ClientInit)? Asked
+-- of the filter once, at the handshake deadline.
+local function rfb_ready(rec)
+  if not rec.rfb_ready then
+    local phase = rec.filter:stats().phase
+    rec.rfb_ready = phase == "normal" or phase == "blind"
+  end
+  return rec.rfb_ready
+end
+
 --- Why the gateway ends a session at time t, if it does: killed,
--- max_session, idle, shutdown or nil.
+-- handshake, max_session, idle, shutdown or nil.
 local function time_to_end(rec, t)
   local conf = state.conf
   if state.book:killer(rec.id) then return "killed" end
+  if t - rec.start >= conf.handshake_timeout and not rfb_ready(rec) then return "handshake" end
   if conf.max_session > 0 and t - rec.start >= conf.max_session then return "max_session" end
   if conf.idle_timeout > 0 and t - rec.last_input >= conf.idle_timeout then return "idle" end
   if ngx.worker.exiting() then return "shutdown" end
@@ -135,7 +147,11 @@ local function run_session(rec, up, protocol, renew)
   local err
 
   local filter
-  if rec.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
+  if rec.view_only then
+    filter, err = viewonly.new()
+  else
+    filter, err = viewonly.watch({ exclusive = conf.exclusive_consoles == "on" })
+  end
   if not filter then return "error", "no filter: " .. tostring(err) end
   rec.filter = filter
   local now = ngx.now
@@ -218,7 +234,8 @@ local function run_session(rec, up, protocol, renew)
       local t = now()
       local why = time_to_end(rec, t)
       if why then
-        local limit = why == "idle" and conf.idle_timeout or conf.max_session
+        local limit = why == "idle" and conf.idle_timeout
+          or why == "handshake" and conf.handshake_timeout or conf.max_session
         local text = KINDS[why].close:format(limit)
         st.reason = why
         last_word(viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
