@@ -37,6 +37,16 @@
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
+#   MAX_SESSIONS (1000: console sessions this node holds; sizes
+#   worker_connections and worker_rlimit_nofile)
+#   WORKER_USER (ctvnc, created when missing: the user nginx's workers run
+#   as when started by root; never root), LIMIT_CONN (100: requests and
+#   websockets at a time per client address), HEADER_TIMEOUT (10s: for a
+#   request head or body), HANDSHAKE_TIMEOUT (60: seconds for the browser's
+#   RFB handshake), EXCLUSIVE_CONSOLES (off: ClientInit always shared),
+#   TRUSTED_PROXIES (addresses or CIDRs whose X-Forwarded-For and
+#   X-Forwarded-Proto are believed), SERVER_NAMES (Host names answered;
+#   default localhost 127.0.0.1: any other Host is 421)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
@@ -68,17 +78,26 @@ free_port() {
 die() { echo "run.sh: $*" >&2; exit 2; }
 
 mkdir -p "$dir/tmp"
-# nginx's workers (user nobody when the master is root) write request
-# bodies and proxied answers to temp files: a directory they can write,
-# DIR/tmp when they can reach it, else a fresh one under /tmp.
+# nginx's workers (WORKER_USER when the master is root: a user of their
+# own, not the nobody other daemons share) write request bodies and
+# proxied answers to temp files: a directory they can write, DIR/tmp when
+# they can reach it, else a fresh one under /tmp.
 tmp=$dir/tmp
+wuser=${WORKER_USER:-ctvnc}
+case $wuser in ''|root|*[!a-z0-9_-]*) die "WORKER_USER must be a user name other than root" ;; esac
+user_directive="# user: the master is not root, the workers run as its user"
 if [ "$(id -u)" = 0 ]; then
-  chown nobody "$tmp" && chmod 700 "$tmp"
-  if ! runuser -u nobody -- test -w "$tmp/" 2>/dev/null; then
+  if ! id -u "$wuser" > /dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+      "$wuser" 2> /dev/null || id -u "$wuser" > /dev/null 2>&1 || die "cannot create the user $wuser"
+  fi
+  user_directive="user $wuser $(id -gn "$wuser");"
+  chown "$wuser" "$tmp" && chmod 700 "$tmp"
+  if ! runuser -u "$wuser" -- test -w "$tmp/" 2>/dev/null; then
     tmp=$(mktemp -d /tmp/ctvnc-gateway.XXXXXXXX) || die "no temp directory for the workers"
-    chown nobody "$tmp" && chmod 700 "$tmp"
+    chown "$wuser" "$tmp" && chmod 700 "$tmp"
     echo "$tmp" > "$dir/tmpdir"
-    echo "run.sh: nginx's workers (nobody) cannot enter $dir: their temp files go to $tmp" >&2
+    echo "run.sh: nginx's workers ($wuser) cannot enter $dir: their temp files go to $tmp" >&2
   fi
 fi
 if [ -z "${TOWER:-}" ]; then      # the bundled simulator
@@ -113,9 +132,33 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}"; do
+         "${PROBE_TTL:-30}" "${HANDSHAKE_TIMEOUT:-60}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, HANDSHAKE_TIMEOUT are numbers" ;; esac
+done
+# capacity from MAX_SESSIONS: two connections a session in any one worker,
+# 512 more (pages, API, /health, CloudTower), files 256 more
+max_sessions=${MAX_SESSIONS:-1000}
+case $max_sessions in ''|*[!0-9]*|0) die "MAX_SESSIONS must be a whole number of 1 or more" ;; esac
+worker_connections=$((2 * max_sessions + 512))
+nofile=$((worker_connections + 256))
+limit_conn=${LIMIT_CONN:-100}
+case $limit_conn in ''|*[!0-9]*|0) die "LIMIT_CONN must be a whole number of 1 or more" ;; esac
+header_timeout=${HEADER_TIMEOUT:-10s}
+case $header_timeout in ''|*[!0-9smh]*) die "HEADER_TIMEOUT must be like 10s" ;; esac
+# the client address from X-Forwarded-For, only from TRUSTED_PROXIES
+real_ip=
+for a in $(printf '%s' "${TRUSTED_PROXIES:-}" | tr ',' ' '); do
+  case $a in *[!0-9a-fA-F.:/]*) die "TRUSTED_PROXIES lists addresses or CIDRs: $a" ;; esac
+  real_ip="${real_ip}set_real_ip_from $a; "
+done
+[ -z "$real_ip" ] || real_ip="${real_ip}real_ip_header X-Forwarded-For; real_ip_recursive on;"
+# the Host names answered: SERVER_NAMES, else what the reference listens on;
+# a request with no Host (HTTP/1.0 health checks) too: no browser sends one
+names_map='"" 1; '
+for n in ${SERVER_NAMES:-localhost 127.0.0.1}; do
+  case $n in *[!A-Za-z0-9.:_\[\]-]*) die "SERVER_NAMES lists host names: $n" ;; esac
+  names_map="$names_map\"$(printf '%s' "$n" | tr 'A-Z' 'a-z')\" 1; "
 done
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
@@ -203,6 +246,16 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
     -e "s|@STORE@|${STORE:-shdict}|g" \
     -e "s|@TMP@|$tmp|g" \
+    -e "s|@USER_DIRECTIVE@|$user_directive|g" \
+    -e "s|@WORKER_CONNECTIONS@|$worker_connections|g" \
+    -e "s|@NOFILE@|$nofile|g" \
+    -e "s|@LIMIT_CONN@|$limit_conn|g" \
+    -e "s|@HEADER_TIMEOUT@|$header_timeout|g" \
+    -e "s|@HANDSHAKE_TIMEOUT@|${HANDSHAKE_TIMEOUT:-60}|g" \
+    -e "s|@EXCLUSIVE_CONSOLES@|${EXCLUSIVE_CONSOLES:-off}|g" \
+    -e "s|@TRUSTED_PROXIES@|${TRUSTED_PROXIES:-}|g" \
+    -e "s|@REAL_IP@|$real_ip|g" \
+    -e "s|@SERVER_NAMES_MAP@|$names_map|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 # a setting configure refuses is told in one line, not a Lua traceback
 if ! nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" 2> "$dir/start.err"; then
