@@ -7,7 +7,7 @@ CFLAGS  ?= -O2 -g
 STRICT   = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual -Werror
 SRC      = $(wildcard csrc/*.c)
 HDR      = $(wildcard csrc/*.h)
-LDLIBS   = -lcurl
+LDLIBS   = -lcurl -lz
 
 # One module per Lua ABI, each against that version's own headers. LuaJIT
 # (OpenResty, Debian's luajit2) runs the 5.1 module: build/jit is a copy of
@@ -16,12 +16,12 @@ VERSIONS = 5.1 5.2 5.3 5.4
 MODULES  = $(foreach v,$(VERSIONS),build/$(v)/ctvnc/core.so) build/jit/ctvnc/core.so
 
 # Debian packages, by what needs them.
-BUILD_PKGS = gcc make libc6-dev libcurl4-openssl-dev lua5.4 liblua5.4-dev lua-cjson
+BUILD_PKGS = gcc make libc6-dev libcurl4-openssl-dev zlib1g-dev lua5.4 liblua5.4-dev lua-cjson
 DEMO_PKGS  = $(BUILD_PKGS) lua-socket nginx libnginx-mod-http-lua curl openssl
 TEST_PKGS  = $(DEMO_PKGS) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
              luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks zip unzip cppcheck valgrind \
              clang binutils nodejs novnc websockify python3-requests \
-             tigervnc-standalone-server x11-xserver-utils xterm chromium
+             tigervnc-standalone-server x11-xserver-utils xterm chromium redis-server
 BENCH_PKGS = $(TEST_PKGS) wrk libssl-dev
 
 .PHONY: all build asan deps deps-demo deps-bench e2e-deps test lint demo bench bench-batch valgrind fuzz install clean

@@ -21,6 +21,8 @@ external_dependencies = {
   -- Debian keeps curl/curl.h in a multiarch folder LuaRocks does not
   -- search; the compiler finds it on its own, the library is what we check.
   CURL = { library = "curl" },
+  -- zlib: RFB's ZRLE encoding and PNG screenshots
+  ZLIB = { library = "z" },
 }
 -- No -Werror or -fvisibility flags reach a builtin build: csrc/compat.h and
 -- the internal headers make an implicit declaration an error and hide every
@@ -37,18 +39,26 @@ build = {
         "csrc/lsys.c",
         "csrc/lframes.c",
         "csrc/lsignal.c",
+        "csrc/lresp.c",
         "csrc/url.c",
         "csrc/http.c",
         "csrc/probe.c",
         "csrc/frames.c",
+        "csrc/resp.c",
         "csrc/grow.c",
+        "csrc/lshot.c",
+        "csrc/shot.c",
+        "csrc/rfb.c",
+        "csrc/png.c",
+        "csrc/wsc.c",
       },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "z" },
+      incdirs = { "$(CURL_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(ZLIB_LIBDIR)" },
     },
     ["ctvnc"] = "lua/ctvnc/init.lua",
     ["ctvnc.client"] = "lua/ctvnc/client.lua",
+    ["ctvnc.shot"] = "lua/ctvnc/shot.lua",
     ["ctvnc.api"] = "lua/ctvnc/api.lua",
     ["ctvnc.batch"] = "lua/ctvnc/batch.lua",
     ["ctvnc.args"] = "lua/ctvnc/args.lua",
@@ -63,6 +73,9 @@ build = {
     ["ctvnc.cli.batch"] = "lua/ctvnc/cli/batch.lua",
     ["ctvnc.cli.vms"] = "lua/ctvnc/cli/vms.lua",
     ["ctvnc.cli.login"] = "lua/ctvnc/cli/login.lua",
+    ["ctvnc.cli.shot"] = "lua/ctvnc/cli/shot.lua",
+    ["ctvnc.cli.check"] = "lua/ctvnc/cli/check.lua",
+    ["ctvnc.cli.wall"] = "lua/ctvnc/cli/wall.lua",
     ["ctvnc.resty"] = "lua/ctvnc/resty.lua",
     ["ctvnc.viewonly"] = "lua/ctvnc/viewonly.lua",
     ["ctvnc.jwt"] = "lua/ctvnc/jwt.lua",
@@ -86,6 +99,7 @@ build = {
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",
     ["ctvnc.gateway.admin"] = "lua/ctvnc/gateway/admin.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",
+    ["ctvnc.redis"] = "lua/ctvnc/redis.lua",
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },

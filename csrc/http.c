@@ -263,11 +263,8 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port,
 }
 #endif
 
-static const char *kind_of(const slot *s, CURLcode rc) {
-  if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
-  switch (rc) {
-  case CURLE_OUT_OF_MEMORY:   /* our own allocations set s->oom: this is */
-    return "too_large";       /* libcurl refusing oversized headers */
+const char *ctv_curl_kind(int code) {
+  switch ((CURLcode)code) {
   case CURLE_OPERATION_TIMEDOUT:
     return "timeout";
   case CURLE_SSL_CONNECT_ERROR:
@@ -286,6 +283,13 @@ static const char *kind_of(const slot *s, CURLcode rc) {
   default:
     return "connect";
   }
+}
+
+static const char *kind_of(const slot *s, CURLcode rc) {
+  if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
+  if (rc == CURLE_OUT_OF_MEMORY)   /* our own allocations set s->oom: this */
+    return "too_large";            /* is libcurl refusing oversized headers */
+  return ctv_curl_kind(rc);
 }
 
 /* Options that stay the same for every request of this handle. */

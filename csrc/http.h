@@ -57,6 +57,10 @@ typedef struct ctv_opts {
 
 typedef struct ctv_http ctv_http;
 
+/* The error kind of a CURLcode: "timeout", "tls", "invalid" (a URL
+ * libcurl will not take) or "connect" (everything else). */
+const char *ctv_curl_kind(int code);
+
 /* Process-wide libcurl initialisation, done once; 0 on success. */
 int ctv_http_global_init(void);
 

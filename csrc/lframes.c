@@ -77,24 +77,6 @@ static const luaL_Reg meta[] = {
   {NULL, NULL}
 };
 
-/* ---- helpers ---------------------------------------------------------- */
-
-/* opts[key] as an integer in [lo, hi], def when absent; -1 when bad. */
-static double opt_size(lua_State *L, int o, const char *key, double def,
-                       double lo, double hi) {
-  double v;
-  if (o == 0) return def;
-  lua_getfield(L, o, key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return def;
-  }
-  v = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
-  lua_pop(L, 1);
-  if (!(v >= lo && v <= hi && v == (double)(uint64_t)v)) return -1;
-  return v;
-}
-
 /* ---- the view-only filter --------------------------------------------- */
 
 typedef struct filter {
@@ -111,27 +93,18 @@ static int l_viewonly_filter(lua_State *L) {
   static const char *const known[] = {"max_payload", "max_cut_text",
                                       "max_string", "mode", "exclusive",
                                       NULL};
-  int o = 0, i, watch = 0, exclusive = 0;
+  int o = 0, watch = 0, exclusive = 0;
   double max_payload, max_cut, max_string;
   filter *f;
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     o = 1;
-    lua_pushnil(L);
-    while (lua_next(L, o)) {
-      lua_pop(L, 1);
-      for (i = 0; known[i]; i++)
-        if (lua_type(L, -1) == LUA_TSTRING
-            && strcmp(lua_tostring(L, -1), known[i]) == 0) break;
-      if (!known[i]) {
-        lua_pop(L, 1);
-        return ctv_fail(L, "invalid", "viewonly_filter: unknown option");
-      }
-    }
+    if (!ctv_known_fields(L, o, known))
+      return ctv_fail(L, "invalid", "viewonly_filter: unknown option");
   }
-  max_payload = opt_size(L, o, "max_payload", 65536, 1, 1073741824.0);
-  max_cut = opt_size(L, o, "max_cut_text", 1048576, 0, 2147483648.0);
-  max_string = opt_size(L, o, "max_string", 65536, 0, 16777216.0);
+  max_payload = ctv_opt_size(L, o, "max_payload", 65536, 1, 1073741824.0);
+  max_cut = ctv_opt_size(L, o, "max_cut_text", 1048576, 0, 2147483648.0);
+  max_string = ctv_opt_size(L, o, "max_string", 65536, 0, 16777216.0);
   if (max_payload < 0)
     return ctv_fail(L, "invalid",
                 "viewonly_filter: max_payload must be an integer 1-2^30");

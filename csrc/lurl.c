@@ -119,8 +119,9 @@ static const char *options(lua_State *L, int o, ctv_url *u, int console) {
     if (!lua_isnil(L, -1) && !is_seconds(L, -1))
       return "%s: opts.probe_ttl must be a number >= 0";
     lua_getfield(L, o, "probe");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TFUNCTION)
-      return "%s: opts.probe must be a function";
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TFUNCTION
+        && !(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "rfb") == 0))
+      return "%s: opts.probe must be a function or \"rfb\"";
   }
   lua_settop(L, top);
   return NULL;

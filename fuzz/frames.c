@@ -45,33 +45,13 @@
  * under test never reads past what it is given (each piece is copied into
  * a malloc of exactly its size first).
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "frames.h"
 #include "grow.h"
 
-#define CHECK(c) do { if (!(c)) { \
-  fprintf(stderr, "frames: check failed: %s (line %d)\n", #c, __LINE__); \
-  abort(); } } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_NAME "frames"
+#include "fuzz.h"
 
 /* ---- small helpers ------------------------------------------------------ */
-
-typedef struct buf { unsigned char *p; size_t len, cap; } buf;
-
-static void put(buf *b, const void *p, size_t n) {
-  if (b->len + n > b->cap) {
-    b->cap = (b->len + n) * 2 + 64;
-    b->p = realloc(b->p, b->cap);
-    CHECK(b->p);
-  }
-  if (n) memcpy(b->p + b->len, p, n);
-  b->len += n;
-}
 
 static uint64_t rng;
 static unsigned next(unsigned n) {   /* 0 .. n-1, xorshift64* */

@@ -1,23 +1,28 @@
 #!/bin/sh
 # fuzz/run.sh [SECONDS]: build the libFuzzer harnesses of csrc/url.c,
-# csrc/frames.c and csrc/grow.c into build/fuzz/ and run each one for
-# SECONDS (default 30), one after another.
+# csrc/frames.c (+ grow.c), csrc/rfb.c (+ wsc.c), csrc/png.c and
+# csrc/resp.c into build/fuzz/ and run each one for SECONDS (default 30),
+# one after another.
 # Run from the repository root. Each run works on a scratch copy of
 # fuzz/corpus/<name>/ so fuzz/corpus/ never changes; crash inputs go to
 # build/fuzz/artifacts/. Exits non-zero, naming the harness, on any crash,
 # leak, timeout, out-of-memory or UBSan report.
 #
-# Environment: CLANG (default clang), HARNESSES (default all five), URL_C,
-# FRAMES_C and GROW_C (default csrc/url.c, csrc/frames.c, csrc/grow.c: point
+# Environment: CLANG (default clang), HARNESSES (default all eight), URL_C,
+# FRAMES_C, GROW_C, RFB_C, PNG_C and RESP_C (default csrc/url.c,
+# csrc/frames.c, csrc/grow.c, csrc/rfb.c, csrc/png.c, csrc/resp.c: point
 # them at a mutated copy to check the harnesses).
 set -u
 
 SECONDS_EACH=${1:-30}
 CLANG=${CLANG:-clang}
-HARNESSES=${HARNESSES:-"encode host endpoint url frames"}
+HARNESSES=${HARNESSES:-"encode host endpoint url frames rfb png resp"}
 URL_C=${URL_C:-csrc/url.c}
 FRAMES_C=${FRAMES_C:-csrc/frames.c}
 GROW_C=${GROW_C:-csrc/grow.c}
+RFB_C=${RFB_C:-csrc/rfb.c}
+PNG_C=${PNG_C:-csrc/png.c}
+RESP_C=${RESP_C:-csrc/resp.c}
 OUT=build/fuzz
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
@@ -32,11 +37,16 @@ command -v "$CLANG" >/dev/null 2>&1 || {
 mkdir -p "$OUT/artifacts" || exit 2
 for h in $HARNESSES; do
   echo "build $OUT/$h"
+  libs=
   case $h in
     frames) src=$FRAMES_C; also=$GROW_C ;;
+    rfb) src=$RFB_C; also="$GROW_C csrc/wsc.c"; libs=-lz ;;
+    png) src=$PNG_C; also=$GROW_C; libs=-lz ;;
+    resp) src=$RESP_C; also= ;;
     *) src=$URL_C; also= ;;
   esac
-  "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" "$src" ${also:+"$also"} -o "$OUT/$h" || {
+  # shellcheck disable=SC2086 # also may name two files
+  "$CLANG" $CFLAGS -Icsrc "fuzz/$h.c" "$src" $also -o "$OUT/$h" $libs || {
     echo "fuzz/run.sh: FAILED to build $h" >&2; exit 1; }
 done
 

@@ -50,7 +50,7 @@ describe("README.md", function()
     local linked = {}
     for _, name in ipairs({ "README.md", "docs/api.md", "docs/cli.md", "docs/gateway.md",
                             "docs/sessions.md", "docs/operations.md", "docs/benchmarks.md",
-                            "docs/testing.md", "CHANGELOG.md" }) do
+                            "docs/testing.md", "docs/redis.md", "CHANGELOG.md" }) do
       local dir = name:match("^(.*)/") or "."
       for target in doc(name):gmatch("%]%(([^)#%s]+)[^)]*%)") do
         if not target:find("^%a+:") then
@@ -61,7 +61,7 @@ describe("README.md", function()
       end
     end
     for _, topic in ipairs({ "api", "cli", "gateway", "sessions", "operations", "benchmarks",
-                             "testing" }) do
+                             "testing", "redis" }) do
       assert.truthy(linked["docs/" .. topic .. ".md"], "README does not link docs/" .. topic)
     end
     assert.truthy(linked["LICENSE"])
@@ -137,6 +137,27 @@ describe("docs/api.md", function()
       checked = checked + 1
     end
     assert.is_true(checked >= 14, checked .. " checked lines")
+  end)
+end)
+
+describe("docs/redis.md", function()
+  it("has a syntax: line for every function of ctvnc.redis and of a reply reader", function()
+    local syntax = {}
+    for line in doc("docs/redis.md"):gmatch("\n(`syntax:[^\n]*)") do syntax[#syntax + 1] = line end
+    local names = {}
+    for k, v in pairs(require("ctvnc.redis")) do
+      if type(v) == "function" then names[#names + 1] = k end
+    end
+    assert.is_true(#names >= 20, #names)
+    local reader = require("ctvnc.core").resp_reader()
+    for k in pairs(getmetatable(reader).__index) do names[#names + 1] = "reader:" .. k end
+    reader:close()
+    for _, name in ipairs(names) do
+      local pattern = (name:find(":", 1, true) and "" or "[%.:]") .. name:gsub("[%.:]", "%%%0") .. "[%(`]"
+      local found = false
+      for _, line in ipairs(syntax) do found = found or line:find(pattern) ~= nil end
+      assert.is_true(found, name .. " has no syntax: line")
+    end
   end)
 end)
 

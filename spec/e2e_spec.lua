@@ -258,6 +258,32 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       assert.is_true(r.gateway.reconnected, "noVNC did not connect again")
     end)
 
+  it("takes screenshots of the real desktop (Xvnc behind websockify), direct and proxy",
+    function()
+      local client = assert(ctvnc.new({ endpoint = sim.https, token = "sim-token",
+                                        ca_file = sim.cert }))
+      finally(function() client:close() end)
+      for _, opts in ipairs({ { mode = "direct", scheme = "ws", port = cluster_port },
+                              { mode = "proxy" } }) do
+        local png, info, kind = client:screenshot("vm-1", opts)
+        assert(png, ("%s: %s (%s)"):format(opts.mode, tostring(info), tostring(kind)))
+        assert.same({ 800, 600, "ctvnc-e2e", opts.mode },
+          { info.width, info.height, info.name, opts.mode })
+        local file = dir .. "/shot-" .. opts.mode .. ".png"
+        write_file(file, png)
+        -- decoded by Python's zlib: the root window's colour at (10, 10), as
+        -- the browser's canvas shows it, and the terminal at (460, 360)
+        local out, ok = helpers.run(("python3 -c 'import sys; sys.path.insert(0, \"%s/spec/support\"); "
+          .. "import pngcheck; w, h, rows = pngcheck.decode(open(\"%s\", \"rb\").read()); "
+          .. "print(w, h, *rows[10][30:33], *rows[360][1380:1383])'"):format(ROOT, file))
+        assert(ok, out)
+        local v = {}
+        for n in out:gmatch("%d+") do v[#v + 1] = tonumber(n) end
+        assert.same({ 800, 600, RGB[1], RGB[2], RGB[3] }, { v[1], v[2], v[3], v[4], v[5] })
+        assert.are_not.same({ RGB[1], RGB[2], RGB[3] }, { v[6], v[7], v[8] }, "no terminal")
+      end
+    end)
+
   it("opens the desktop in Debian's noVNC page through ctvnc.novnc_url links", function()
     local direct, proxy = credentials()
     -- browse.js serves Debian's noVNC under /novnc/ on its own loopback port

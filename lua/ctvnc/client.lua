@@ -8,6 +8,7 @@ local core = require "ctvnc.core"
 local api = require "ctvnc.api"
 local console = require "ctvnc.console"
 local batch = require "ctvnc.batch"
+local shot = require "ctvnc.shot"
 local argcheck = require("ctvnc.args").check
 
 local type, ipairs, pairs, setmetatable = type, ipairs, pairs, setmetatable
@@ -23,6 +24,8 @@ Client.__index = Client
 
 for k, f in pairs(console) do Client[k] = f end
 Client.batch = batch
+Client.screenshots = shot.screenshots
+Client.screenshot = shot.screenshot
 
 local function check_number(opts, key, default, integer, minimum)
   local v = opts[key]
@@ -59,15 +62,26 @@ end
 -- tells the HTTP version of each answer.
 local function curl_transport(o)
   local session = core.session(o)
+  local shooter
   return {
     tags = true,
+    -- console websockets (screenshots, probe = "rfb"): connect-only libcurl
+    -- with the same TLS options, made on first use
+    shoot = function(jobs, concurrency, on_done)
+      shooter = shooter or core.shooter({ timeout = o.timeout, connect_timeout = o.connect_timeout,
+        insecure = o.insecure, ca_file = o.ca_file })
+      return shooter:run(jobs, concurrency, on_done)
+    end,
     request_many = function(reqs, concurrency, on_done)
       return session:request_many(reqs, concurrency, on_done)
     end,
     probe = core.probe,
     sleep = core.sleep,
     now = core.now,
-    close = function() session:close() end,
+    close = function()
+      session:close()
+      if shooter then shooter:close() end
+    end,
   }
 end
 

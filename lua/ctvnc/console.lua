@@ -1,7 +1,8 @@
 --- ctvnc.console: direct or proxy, and the URL for credentials in hand.
--- Direct when the cluster answers a TCP connect on the websocket port,
--- judged from the machine running ctvnc; verdicts are cached per cluster
--- address and port. These are methods of the client (ctvnc.client mixes
+-- Direct when the cluster answers a TCP connect on the websocket port (or,
+-- with probe = "rfb", when an RFB banner comes back through the direct
+-- websocket), judged from the machine running ctvnc; verdicts are cached
+-- per cluster address and port. These are methods of the client (ctvnc.client mixes
 -- them in), so they keep their state on it.
 local core = require "ctvnc.core"
 local argcheck = require("ctvnc.args").check
@@ -28,18 +29,21 @@ function _M:_modes(infos, opts)
   local timeout = opts.probe_timeout or 0.5
   local ttl = opts.probe_ttl or 30
   local targets, keys, seen = {}, {}, {}
+  local kind = opts.probe == "rfb" and " rfb" or ""   -- a verdict per kind of probe
   for _, info in ipairs(infos) do
-    local key = info.cluster_ip .. " " .. port   -- never bracketed (api.read_vnc)
+    local key = info.cluster_ip .. " " .. port .. kind  -- never bracketed (api.read_vnc)
     local hit = cache[key]
     if not seen[key] and not (hit and hit.expires > now) then
       seen[key] = true
-      targets[#targets + 1] = { info.cluster_ip, port }
+      targets[#targets + 1] = { info.cluster_ip, port, info = info }
       keys[#keys + 1] = key
     end
   end
   if #targets > 0 then
     local oks
-    if opts.probe then
+    if opts.probe == "rfb" then
+      oks = self:_rfb_probe(targets, opts, timeout)
+    elseif opts.probe then
       oks = {}
       for i, target in ipairs(targets) do
         oks[i] = opts.probe(target[1], target[2], timeout) == true
@@ -52,9 +56,26 @@ function _M:_modes(infos, opts)
   end
   local modes = {}
   for i, info in ipairs(infos) do
-    modes[i] = cache[info.cluster_ip .. " " .. port].ok and "direct" or "proxy"
+    modes[i] = cache[info.cluster_ip .. " " .. port .. kind].ok and "direct" or "proxy"
   end
   return modes
+end
+
+--- probe = "rfb": true for each target whose direct websocket (the URL of
+-- the info that stands for it) answers with an RFB banner within
+-- `timeout`; false for all when the runtime has no console websockets.
+function _M:_rfb_probe(targets, opts, timeout)
+  local oks, jobs = {}, {}
+  for i, target in ipairs(targets) do
+    oks[i] = false
+    jobs[i] = { url = direct_url(target.info, opts) or "", banner_only = true,
+                timeout = timeout > 0 and timeout or 0.001 }
+  end
+  local shoot = self.transport.shoot
+  if shoot then
+    shoot(jobs, #jobs, function(i, r) oks[i] = r.ok end)
+  end
+  return oks
 end
 
 --- The URL of one mode. `scheme` applies to both; `port` is the cluster's

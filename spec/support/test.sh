@@ -1,7 +1,10 @@
 #!/bin/bash
 # Runs every suite of `make test`, JOBS (2) at a time, each busted suite
 # against a CloudTower simulator of its own (the specs read its counters),
-# prints one summary line per suite as it ends and, last, "N passed, N failed".
+# the suites that run spec/redis_spec.lua (lua5.x, luajit) with a
+# redis-server of their own too (spec/support/redis.sh: REDIS_* in the
+# environment), prints one summary line per suite as it ends and, last,
+# "N passed, N failed".
 # SUITES picks a subset, e.g. SUITES="lua5.4 rock5.4" bash spec/support/test.sh
 #
 #   lua5.1 lua5.2 lua5.3 lua5.4  the whole suite (but the rock) under that Lua
@@ -34,6 +37,9 @@ stop_sims() {
   for d in "$OUT"/*/sim; do
     [ -d "$d" ] && bash spec/support/sim.sh stop "$d" > /dev/null 2>&1
   done
+  for d in "$OUT"/*/redis; do
+    [ -d "$d" ] && bash spec/support/redis.sh stop "$d" > /dev/null 2>&1
+  done
 }
 trap 'stop_sims' EXIT
 trap 'exit 130' INT
@@ -62,9 +68,19 @@ suite() {  # name abi env-and-command... (abi: the build/<abi> module, or -)
     echo "0 1" > "$OUT/$name.res"
     return
   fi
+  case $name in
+    lua5.?|luajit)  # spec/redis_spec.lua's server (the other suites skip it by tag)
+      if ! bash spec/support/redis.sh start "$dir/redis" > "$dir/redis.log" 2>&1; then
+        bash spec/support/sim.sh stop "$dir/sim" > /dev/null 2>&1
+        sed 's/^/    /' "$dir/redis.log" > "$OUT/$name.detail"
+        echo "0 1" > "$OUT/$name.res"
+        return
+      fi ;;
+  esac
   (
     set -a
     . "$dir/sim/env"
+    [ -e "$dir/redis/env" ] && . "$dir/redis/env"
     set +a
     if [ "$abi" != - ]; then
       export LUA_PATH="$LPATH" LUA_CPATH="build/$abi/?.so;;" LUA_CPATH_5_2="build/$abi/?.so;;" \
@@ -75,6 +91,7 @@ suite() {  # name abi env-and-command... (abi: the build/<abi> module, or -)
   )
   rc=$?
   bash spec/support/sim.sh stop "$dir/sim" > /dev/null 2>&1
+  [ -d "$dir/redis" ] && bash spec/support/redis.sh stop "$dir/redis" > /dev/null 2>&1
   p=$(grep -c '^ok ' "$OUT/$name.tap")
   f=$(grep -c '^not ok ' "$OUT/$name.tap")
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
@@ -110,7 +127,7 @@ run() {  # name
     jitheaders) # what `LUA_INCDIR=/usr/include/luajit-2.1` would build, strict
               check jitheaders cc -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wcast-qual \
                 -Werror -fPIC -shared -I/usr/include/luajit-2.1 -o "$OUT/jitheaders.so" \
-                csrc/*.c -lcurl ;;
+                csrc/*.c -lcurl -lz ;;
     *)        echo "    unknown suite" > "$OUT/$s.detail"; echo "0 1" > "$OUT/$s.res" ;;
   esac
 }

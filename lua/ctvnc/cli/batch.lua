@@ -17,8 +17,12 @@ local function read_ids(path, stdin, label)
   return ids
 end
 
+local FILE = { name = "file", value = "FILE",
+  help = "read VM ids from FILE, one per line ('-': stdin)" }
+
 return {
   name = "batch",
+  FILE = FILE, read_ids = read_ids,   -- for wall
   args = "[--file F | -] [VM_ID...]",
   summary = "many VMs at once, in parallel, with progress",
   flags = console.flags({
@@ -26,7 +30,7 @@ return {
       help = "most requests in flight (default 16)" },
     { name = "per-request", value = "N", number = { integer = true, min = 1 },
       help = "VMs asked for in one request (default 1)" },
-    { name = "file", value = "FILE", help = "read VM ids from FILE, one per line ('-': stdin)" },
+    FILE,
   }),
   console = true, progress = true,
   columns = console.RECORD, text = console.text,

@@ -117,6 +117,29 @@ function _M.interruptible(t)
   function w.sleep(s)
     if not stopped() then return t.sleep(s) end
   end
+  -- screenshots: the signal cuts their connections too; the first job to
+  -- end after it stops the run, and every job not done is interrupted
+  function w.shoot(jobs, concurrency, on_done)
+    local done, STOP = {}, {}
+    local ok, err = true, nil
+    if not stopped() then
+      ok, err = pcall(t.shoot, jobs, concurrency, function(i, r)
+        done[i] = true
+        if stopped() then r = { ok = false, kind = "interrupted", message = "interrupted",
+                                stage = r.stage, times = r.times } end
+        on_done(i, r)
+        if stopped() then error(STOP) end
+      end)
+    end
+    if not ok and err ~= STOP then error(err, 0) end
+    if stopped() then
+      for i = 1, #jobs do
+        if not done[i] then on_done(i, { ok = false, kind = "interrupted",
+          message = "interrupted", stage = "none", times = {} }) end
+      end
+      over()
+    end
+  end
   return w
 end
 

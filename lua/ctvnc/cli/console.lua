@@ -9,18 +9,22 @@ local ipairs, tonumber, tostring, format = ipairs, tonumber, tostring, string.fo
 
 local _M = {}
 
-_M.FLAGS = {
+--- The choice of URL (every command that opens or prints consoles).
+_M.CHOICE = {
   { name = "mode", value = "MODE", help = "auto (default), direct or proxy" },
   { name = "scheme", value = "SCHEME", help = "wss (default) or ws" },
   { name = "port", value = "N", help = "the cluster's websocket port (direct URLs and probes)" },
+}
+_M.FLAGS = { _M.CHOICE[1], _M.CHOICE[2], _M.CHOICE[3],
   { name = "novnc", value = "PAGE", help = "also print a link to the noVNC page PAGE that "
     .. "opens the URL" },
 }
 
---- A command's flags: the console ones, then its own.
-function _M.flags(own)
+--- A command's flags: the console ones (`base`: FLAGS unless given), then
+-- its own.
+function _M.flags(own, base)
   local list = {}
-  for _, f in ipairs(_M.FLAGS) do list[#list + 1] = f end
+  for _, f in ipairs(base or _M.FLAGS) do list[#list + 1] = f end
   for _, f in ipairs(own) do list[#list + 1] = f end
   return list
 end

@@ -21,7 +21,7 @@ local _M = {
 }
 
 --- The commands, in the order --help lists them.
-local COMMANDS = { "url", "batch", "vms", "login" }
+local COMMANDS = { "url", "batch", "vms", "login", "shot", "check", "wall" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do
@@ -50,7 +50,8 @@ _M.USAGE = flagset.usage(commands, [[
 
 environment:
   CTVNC_ENDPOINT, CTVNC_TOKEN (token or API key), CTVNC_USERNAME,
-  CTVNC_PASSWORD, CTVNC_SOURCE, CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
+  CTVNC_PASSWORD, CTVNC_VNC_PASSWORD (shot, check), CTVNC_SOURCE,
+  CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
   CTVNC_PROGRESS (1 or 0: force the batch progress bar on or off; by
   default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM
 
@@ -110,7 +111,7 @@ function _M.main(args, env, stdio)
     return fail(usage_error("unknown command " .. printable(name)
       .. flagset.did_you_mean(name, COMMANDS)))
   end
-  local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out }
+  local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out, env = env }
   local e = check(command, flags, words, ctx)
   if e then return fail(e) end
 
