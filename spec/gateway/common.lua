@@ -25,7 +25,7 @@ Lab.__index = Lab
 -- (optional) makes a gateway's start output safe to quote; by default the
 -- registered secrets are scrubbed from it. mktemp -d makes the directory
 -- in one step (os.tmpname, remove, mkdir leaves the name free for a
--- moment); chmod 755 lets nginx's workers (user nobody) reach their temp
+-- moment); chmod 755 lets nginx's workers (WORKER_USER) reach their temp
 -- directories inside it.
 function common.lab(show)
   local out, ok = helpers.run("d=$(mktemp -d /tmp/ctvnc-lab.XXXXXXXX) && chmod 755 \"$d\" && echo \"$d\"")
