@@ -182,6 +182,14 @@ local HANDSHAKES = {
   },
 }
 
+-- The 3.8, None handshake up to the ClientInit the caller sends.
+local function up_to_client_init(f)
+  local steps = HANDSHAKES["3.8, None"]
+  for i = 1, 5 do
+    if steps[i][1] == "s" then server(f, steps[i][2]) else client(f, steps[i][2]) end
+  end
+end
+
 local function session(name, opts)
   local f = assert(core.viewonly_filter(opts))
   for _, step in ipairs(HANDSHAKES[name or "3.8, None"]) do
@@ -809,10 +817,7 @@ describe("core.viewonly_filter in watch mode", function()
 
   it("sends a ClientInit of 0 (exclusive: the others dropped) as 1, once, by one bit", function()
     local f = assert(core.viewonly_filter { mode = "watch" })
-    local steps = HANDSHAKES["3.8, None"]
-    for i = 1, 5 do
-      if steps[i][1] == "s" then server(f, steps[i][2]) else client(f, steps[i][2]) end
-    end
+    up_to_client_init(f)
     -- the ClientInit and a first message in one frame, cut in two calls
     local wire = cframe(h "00" .. MSG.set_encodings)
     local a = assert(f:from_browser(wire:sub(1, 3)))
@@ -828,10 +833,7 @@ describe("core.viewonly_filter in watch mode", function()
 
   it("lets a ClientInit of 0 pass only when exclusive, never in a view-only filter", function()
     local f = assert(core.viewonly_filter { mode = "watch", exclusive = true })
-    local steps = HANDSHAKES["3.8, None"]
-    for i = 1, 5 do
-      if steps[i][1] == "s" then server(f, steps[i][2]) else client(f, steps[i][2]) end
-    end
+    up_to_client_init(f)
     local wire = cframe(h "00")
     assert.equal(wire, (f:from_browser(wire)))
     assert.is_false(f:stats().shared_forced)
@@ -867,10 +869,7 @@ end)
 describe("ctvnc.viewonly", function()
   it("sends a view-only session's ClientInit of 0 as 1", function()
     local f = assert(viewonly.new())
-    local steps = HANDSHAKES["3.8, None"]
-    for i = 1, 5 do
-      if steps[i][1] == "s" then server(f, steps[i][2]) else client(f, steps[i][2]) end
-    end
+    up_to_client_init(f)
     local out = assert(f:from_browser(cframe(h "00" .. MSG.key_event .. MSG.fb_update_request)))
     assert.equal(h "01" .. MSG.fb_update_request, (read_frames(out)))
     assert.is_true(f:stats().shared_forced)
