@@ -146,6 +146,7 @@ limit_conn=${LIMIT_CONN:-100}
 case $limit_conn in ''|*[!0-9]*|0) die "LIMIT_CONN must be a whole number of 1 or more" ;; esac
 header_timeout=${HEADER_TIMEOUT:-10s}
 case $header_timeout in ''|*[!0-9smh]*) die "HEADER_TIMEOUT must be like 10s" ;; esac
+set -f   # the lists below are split on spaces, never globbed
 # the client address from X-Forwarded-For, only from TRUSTED_PROXIES
 real_ip=
 for a in $(printf '%s' "${TRUSTED_PROXIES:-}" | tr ',' ' '); do
@@ -160,6 +161,7 @@ for n in ${SERVER_NAMES:-localhost 127.0.0.1}; do
   case $n in *[!A-Za-z0-9.:_\[\]-]*) die "SERVER_NAMES lists host names: $n" ;; esac
   names_map="$names_map\"$(printf '%s' "$n" | tr 'A-Z' 'a-z')\" 1; "
 done
+set +f
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
 
