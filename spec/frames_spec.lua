@@ -895,6 +895,16 @@ describe("ctvnc.viewonly", function()
     assert.equal(h "88 1b 03 f0" .. "view-only: session closed", close)
   end)
 
+  it("closes a full session it cannot follow to ClientInit, saying so", function()
+    local f = assert(viewonly.watch())
+    server(f, "RFB 003.008\n")
+    local out, _, kind, close = viewonly.from_browser(f, cframe("RFB 009.000\n"))
+    assert.is_nil(out)
+    assert.equal("protocol", kind)
+    assert.equal(viewonly.close_frame(1008, "the console's handshake could not be followed"),
+      close)
+  end)
+
   it("writes close frames with a code and a reason cut on a character", function()
     assert.equal(h "88 02 03 e9", viewonly.close_frame(1001))
     assert.equal(h "88 06 03 e9" .. "idle", viewonly.close_frame(1001, "idle"))
