@@ -1,7 +1,6 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
-local core = require "ctvnc.core"
 local common = require "gateway.common"
 
 -- The gateway's own relay (issue 13) against real servers on loopback: a
@@ -59,7 +58,7 @@ describe("the gateway's relay #novalgrind", function()
     local h = { ["Sec-WebSocket-Protocol"] = "binary" }
     for k, v in pairs(headers or {}) do h[k] = v end
     local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
-    local conn = { sock = sock, buf = "", data = "" }
+    local conn = common.ws_stream(sock)
     if status ~= 101 then
       local len = tonumber(hs["content-length"] or "")
       if len then
@@ -76,36 +75,6 @@ describe("the gateway's relay #novalgrind", function()
       end
       sock:close()
       return status, hs, conn
-    end
-    --- Sends bytes as one masked binary frame.
-    function conn.send(_, bytes)
-      return sock:send(core.ws_frame("binary", bytes, true))
-    end
-    --- The next n bytes of the RFB stream | nil, close code, reason.
-    function conn.read(_, n, timeout)
-      local deadline = socket.gettime() + (timeout or 10)
-      sock:settimeout(0.02)
-      while #conn.data < n do
-        local frame, size = core.ws_parse(conn.buf, "server")
-        if frame then
-          conn.buf = conn.buf:sub(size + 1)
-          if frame.opcode == "close" then
-            local p = frame.payload
-            conn.closed = { code = #p >= 2 and p:byte(1) * 256 + p:byte(2) or nil, reason = p:sub(3) }
-            return nil, conn.closed.code, conn.closed.reason
-          end
-          conn.data = conn.data .. frame.payload
-        else
-          local chunk, err, partial = sock:receive(4096)
-          chunk = chunk or partial or ""
-          if chunk == "" and err == "closed" then return nil, err end
-          if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
-          conn.buf = conn.buf .. chunk
-        end
-      end
-      local out = conn.data:sub(1, n)
-      conn.data = conn.data:sub(n + 1)
-      return out
     end
     --- Waits for the gateway's close frame: code, reason | nil, err.
     function conn.wait_close(_, timeout)

@@ -5,6 +5,7 @@
 local helpers = require "helpers"
 local socket = require "socket"
 local luassert = require "luassert"
+local core = require "ctvnc.core"
 
 local common = {}
 local ROOT = helpers.ROOT
@@ -190,6 +191,43 @@ function common.ws_handshake(port, path, headers, source)
     if k then hs[k:lower()] = v end
   end
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
+end
+
+--- The RFB stream of a websocket the gateway (or a target) serves:
+-- conn:send(bytes) as one masked binary frame; conn:read(n[, timeout])
+-- the next n bytes | nil, close code, reason (conn.closed = {code, reason}
+-- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default).
+function common.ws_stream(sock)
+  local conn = { sock = sock, buf = "", data = "" }
+  function conn.send(_, bytes)
+    return sock:send(core.ws_frame("binary", bytes, true))
+  end
+  function conn.read(_, n, timeout)
+    local deadline = socket.gettime() + (timeout or 10)
+    sock:settimeout(0.02)
+    while #conn.data < n do
+      local frame, size = core.ws_parse(conn.buf, "server")
+      if frame then
+        conn.buf = conn.buf:sub(size + 1)
+        if frame.opcode == "close" then
+          local p = frame.payload
+          conn.closed = { code = #p >= 2 and p:byte(1) * 256 + p:byte(2) or nil, reason = p:sub(3) }
+          return nil, conn.closed.code, conn.closed.reason
+        end
+        conn.data = conn.data .. frame.payload
+      else
+        local chunk, err, partial = sock:receive(4096)
+        chunk = chunk or partial or ""
+        if chunk == "" and err == "closed" then return nil, err end
+        if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
+        conn.buf = conn.buf .. chunk
+      end
+    end
+    local out = conn.data:sub(1, n)
+    conn.data = conn.data:sub(n + 1)
+    return out
+  end
+  return conn
 end
 
 local LOGS = { "access.log", "error.log", "audit.log" }
