@@ -1,7 +1,6 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
-local core = require "ctvnc.core"
 local common = require "gateway.common"
 
 -- The gateway under attack (issue 19, points 2, 5, 6 and 8): each spec plays
@@ -33,55 +32,26 @@ describe("the gateway under attack #novalgrind", function()
     }, env)
   end
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
-  --- A websocket console of vm-1 from `source`: status, headers and an RFB
-  -- reader/writer over it (send, read n bytes | nil, why).
+  --- A websocket console of vm-1 from `source`: status, headers and its
+  -- RFB stream (common.ws_stream: c:send, c:read), with c:handshake(shared).
   local function console(port, key, source, vm)
     local sock, status, hs = common.ws_handshake(port, "/console/" .. (vm or "vm-1") .. "/ws",
       { ["X-API-Key"] = key, ["Sec-WebSocket-Protocol"] = "binary" }, source)
-    local c = { sock = sock, buf = "", data = "" }
-    function c.send(bytes) return sock:send(core.ws_frame("binary", bytes, true)) end
-    function c.read(n, timeout)
-      local deadline = socket.gettime() + (timeout or 10)
-      sock:settimeout(0.05)
-      while #c.data < n do
-        local frame, size = core.ws_parse(c.buf, "server")
-        if frame then
-          c.buf = c.buf:sub(size + 1)
-          if frame.opcode == "close" then return nil, "close " .. frame.payload:sub(3) end
-          c.data = c.data .. frame.payload
-        else
-          local chunk, err, partial = sock:receive(4096)
-          chunk = chunk or partial or ""
-          if chunk == "" and err == "closed" then return nil, "closed" end
-          if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
-          c.buf = c.buf .. chunk
-        end
-      end
-      local out = c.data:sub(1, n)
-      c.data = c.data:sub(n + 1)
-      return out
-    end
+    local c = common.ws_stream(sock)
     --- RFB 3.8, security None, ClientInit `shared`: the desktop's name.
-    function c.handshake(shared)
-      assert.are.equal("RFB 003.008\n", c.read(12))
-      c.send("RFB 003.008\n")
-      local count = assert(c.read(1)):byte()
-      assert.truthy(assert(c.read(count)):find("\1", 1, true), "no security None")
-      c.send("\1")
-      assert.are.equal("\0\0\0\0", c.read(4))
-      c.send(string.char(shared))
-      local init = assert(c.read(24))
+    function c.handshake(_, shared)
+      assert.are.equal("RFB 003.008\n", c:read(12))
+      c:send("RFB 003.008\n")
+      local count = assert(c:read(1)):byte()
+      assert.truthy(assert(c:read(count)):find("\1", 1, true), "no security None")
+      c:send("\1")
+      assert.are.equal("\0\0\0\0", c:read(4))
+      c:send(string.char(shared))
+      local init = assert(c:read(24))
       local b1, b2, b3, b4 = init:byte(21, 24)
-      return c.read(((b1 * 256 + b2) * 256 + b3) * 256 + b4)
+      return c:read(((b1 * 256 + b2) * 256 + b3) * 256 + b4)
     end
     return status, hs, c
   end
@@ -183,7 +153,7 @@ describe("the gateway under attack #novalgrind", function()
                               { p, K_FULL, 7 }, { q, K_VIEW, 0 }, { q, K_FULL, 0 } }) do
         local status, _, c = console(case[1], case[2], "127.0.0.1")
         assert.are.equal(101, status)
-        assert.are.equal("rfb-spec", c.handshake(case[3]))
+        assert.are.equal("rfb-spec", c:handshake(case[3]))
         c.sock:close()
         sent[#sent + 1] = case[3]
         assert.is_true(wait_for(function() return #inits() == #sent end))
@@ -197,15 +167,16 @@ describe("the gateway under attack #novalgrind", function()
       local p = gateway("xvnc", xvnc_ws)
       local status, _, full = console(p, K_FULL, "127.0.0.1")
       assert.are.equal(101, status)
-      assert.are.equal("harden", full.handshake(1))
+      assert.are.equal("harden", full:handshake(1))
       local status2, _, view = console(p, K_VIEW, "127.0.0.1")
       assert.are.equal(101, status2)
-      assert.are.equal("harden", view.handshake(0))
+      assert.are.equal("harden", view:handshake(0))
       socket.sleep(0.5)
       -- the full session is still served: a FramebufferUpdate answers its request
-      full.send("\3\0\0\0\0\0\0\64\0\48")
-      local update, why = full.read(4, 5)
-      assert.is_not_nil(update, "the full session was dropped: " .. tostring(why))
+      full:send("\3\0\0\0\0\0\0\64\0\48")
+      local update, code, reason = full:read(4, 5)
+      assert.is_not_nil(update, ("the full session was dropped: %s %s"):format(tostring(code),
+        tostring(reason)))
       assert.are.equal(0, update:byte(1))
       full.sock:close()
       view.sock:close()
@@ -249,7 +220,7 @@ describe("the gateway under attack #novalgrind", function()
       assert.are.equal(200, (get(p, "127.0.0.1", "/health")))
       local status, _, c = console(p, K_FULL, "127.0.0.3")
       assert.are.equal(101, status)
-      assert.are.equal("rfb-spec", c.handshake(1))
+      assert.are.equal("rfb-spec", c:handshake(1))
       c.sock:close()
       assert.is_true(socket.gettime() - t0 < 4.5)   -- while they were all open
       -- past HEADER_TIMEOUT the gateway has closed every one of them
@@ -298,10 +269,10 @@ describe("the gateway under attack #novalgrind", function()
       local t0 = socket.gettime()
       local status, _, c = console(p, K_FULL, "127.0.0.2")
       assert.are.equal(101, status)
-      assert.are.equal("RFB 003.008\n", c.read(12))     -- and never an answer
-      local got, why = c.read(1, 6)
+      assert.are.equal("RFB 003.008\n", c:read(12))     -- and never an answer
+      local got, code, reason = c:read(1, 6)
       assert.is_nil(got)
-      assert.are.equal("close the console did not start within 2 s", why)
+      assert.are.same({ 1001, "the console did not start within 2 s" }, { code, reason })
       assert.is_true(socket.gettime() - t0 < 5)
       c.sock:close()
       assert.is_true(wait_for(function()
@@ -311,10 +282,10 @@ describe("the gateway under attack #novalgrind", function()
       -- a console that does start is not cut
       local status2, _, c2 = console(p, K_FULL, "127.0.0.2")
       assert.are.equal(101, status2)
-      assert.are.equal("rfb-spec", c2.handshake(1))
+      assert.are.equal("rfb-spec", c2:handshake(1))
       socket.sleep(2.5)
-      c2.send("\3\0\0\0\0\0\0\64\0\48")
-      assert.are.equal("\0\0\0\0", c2.read(4, 3))
+      c2:send("\3\0\0\0\0\0\0\64\0\48")
+      assert.are.equal("\0\0\0\0", c2:read(4, 3))
       c2.sock:close()
     end)
   end)

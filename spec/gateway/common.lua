@@ -230,6 +230,17 @@ function common.ws_stream(sock)
   return conn
 end
 
+--- Polls pred every 50 ms until it is true or `timeout` (5) seconds pass:
+-- its last answer.
+function common.wait_for(pred, timeout)
+  local deadline = socket.gettime() + (timeout or 5)
+  while socket.gettime() < deadline do
+    if pred() then return true end
+    socket.sleep(0.05)
+  end
+  return pred()
+end
+
 local LOGS = { "access.log", "error.log", "audit.log" }
 
 --- Asserts that no log (access, error, audit) of any gateway the lab
