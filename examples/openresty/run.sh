@@ -38,7 +38,9 @@
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   MAX_SESSIONS (1000: console sessions this node holds; sizes
-#   worker_connections and worker_rlimit_nofile)
+#   worker_connections, worker_rlimit_nofile and the session book),
+#   TOWER_KEEPALIVE (64: kept-alive connections to CloudTower per worker),
+#   USER_RATE (0: console requests per second of one authenticated user)
 #   WORKER_USER (ctvnc, created when missing: the user nginx's workers run
 #   as when started by root; never root), LIMIT_CONN (100: requests and
 #   websockets at a time per client address), HEADER_TIMEOUT (10s: for a
@@ -136,16 +138,24 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}" "${HANDSHAKE_TIMEOUT:-60}"; do
+         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}" "${USER_RATE:-0}" \
+         "${HANDSHAKE_TIMEOUT:-60}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, HANDSHAKE_TIMEOUT are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE, HANDSHAKE_TIMEOUT are numbers" ;; esac
 done
 # capacity from MAX_SESSIONS: two connections a session in any one worker,
-# 512 more (pages, API, /health, CloudTower), files 256 more
+# 512 more (pages, API, /health, CloudTower), files 256 more; 2 KiB of
+# session book a session (1 MiB at least)
 max_sessions=${MAX_SESSIONS:-1000}
-case $max_sessions in ''|*[!0-9]*|0) die "MAX_SESSIONS must be a whole number of 1 or more" ;; esac
+case $max_sessions in *[!0-9]*|0) die "MAX_SESSIONS must be a whole number of 1 or more" ;; esac
 worker_connections=$((2 * max_sessions + 512))
 nofile=$((worker_connections + 256))
+book_kib=$((2 * max_sessions))
+[ "$book_kib" -ge 1024 ] || book_kib=1024
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$nofile" ]; then
+  echo "run.sh: WARNING: MAX_SESSIONS=$max_sessions needs $nofile open files a worker, the hard limit is $hard: nginx can raise it only with CAP_SYS_RESOURCE (systemd: LimitNOFILE=$nofile)" >&2
+fi
 limit_conn=${LIMIT_CONN:-100}
 case $limit_conn in ''|*[!0-9]*|0) die "LIMIT_CONN must be a whole number of 1 or more" ;; esac
 header_timeout=${HEADER_TIMEOUT:-10s}
@@ -235,6 +245,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@BATCH_MAX@|${BATCH_MAX:-100}|g" \
     -e "s|@TICKET_TTL@|${TICKET_TTL:-60}|g" \
     -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
+    -e "s|@USER_RATE@|${USER_RATE:-0}|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \
     -e "s|@MAX_PER_VM@|${MAX_PER_VM:-0}|g" \
@@ -251,14 +262,17 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@SLOT_TTL@|${SLOT_TTL:-10}|g" \
     -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
     -e "s|@STORE@|${STORE:-shdict}|g" \
+    -e "s|@MAX_SESSIONS@|$max_sessions|g" \
+    -e "s|@WORKER_CONNECTIONS@|$worker_connections|g" \
+    -e "s|@NOFILE@|$nofile|g" \
+    -e "s|@BOOK_SIZE@|${book_kib}k|g" \
+    -e "s|@TOWER_KEEPALIVE@|${TOWER_KEEPALIVE:-64}|g" \
     -e "s|@SHOT_RATE@|${SHOT_RATE:-120}|g" \
     -e "s|@WALL_REFRESH@|${WALL_REFRESH:-30}|g" \
     -e "s|@WALL_STILL@|${WALL_STILL:-600}|g" \
     -e "s|@WALL_VMS@|${WALL_VMS:-}|g" \
     -e "s|@TMP@|$tmp|g" \
     -e "s|@USER_DIRECTIVE@|$user_directive|g" \
-    -e "s|@WORKER_CONNECTIONS@|$worker_connections|g" \
-    -e "s|@NOFILE@|$nofile|g" \
     -e "s|@LIMIT_CONN@|$limit_conn|g" \
     -e "s|@HEADER_TIMEOUT@|$header_timeout|g" \
     -e "s|@HANDSHAKE_TIMEOUT@|${HANDSHAKE_TIMEOUT:-60}|g" \

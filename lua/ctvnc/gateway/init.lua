@@ -30,6 +30,7 @@ local relay = require "ctvnc.gateway.relay"
 local shot = require "ctvnc.gateway.shot"
 local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
 local ipairs, tostring = ipairs, tostring
@@ -47,6 +48,9 @@ function _M.configure(c)
   local sessions, why = backend.new({ dict = "ctvnc_sessions" })
   local used = sessions and backend.new({ dict = "ctvnc_tickets" })
   if not used then error("ctvnc: setting store: " .. tostring(why or "no ctvnc_tickets"), 0) end
+  if not ngx.shared[watch.DICT] then
+    error("ctvnc: no lua_shared_dict " .. watch.DICT .. " (the workers' open sessions)", 0)
+  end
   local secret = conf.ticket_secret
   if not secret then
     secret = assert(tickets.random_secret())

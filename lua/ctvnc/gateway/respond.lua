@@ -58,6 +58,9 @@ local KINDS = {
   system = { status = 503, title = "Service unavailable", reason = "the gateway cannot do "
     .. "this right now" },
   store = { status = 503, title = "Service unavailable", reason = "the session store failed" },
+  full = { status = 503, title = "The gateway is full", reason = "the gateway is full",
+    sentence = "The gateway is full: it holds as many consoles as it may. Try again in a few "
+      .. "minutes, or tell your administrator." },
   novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
     sentence = "The console viewer is missing on this gateway. Please tell your "
       .. "administrator." },
