@@ -9,7 +9,6 @@ local common = require "gateway.common"
 -- CloudTower. Full and view-only sessions, per-VM and per-user limits, the
 -- time cap and the idle timeout, kill by id and by VM, the audit trail, the
 -- metrics, JWT users; and no secret in any log.
-local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 local b64url = helpers.b64url
@@ -23,7 +22,6 @@ describe("the gateway's relay #novalgrind", function()
   local rfb_log, ws_port
 
   local function secret(s) return lab:secret(s) end
-  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   local function start_gateway(name, env)
     return lab:start_gateway(name, common.tower_env(sim), {
@@ -45,50 +43,9 @@ describe("the gateway's relay #novalgrind", function()
     return out
   end
 
-  local function audit(name)
-    local out = {}
-    for line in (read_file(lab.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
-      out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
-    end
-    return out
-  end
+  local function audit(name) return lab:audit(name) end
 
-  --- A websocket client of the gateway: status, headers, conn.
-  local function ws(port, vm, headers)
-    local h = { ["Sec-WebSocket-Protocol"] = "binary" }
-    for k, v in pairs(headers or {}) do h[k] = v end
-    local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
-    local conn = common.ws_stream(sock)
-    if status ~= 101 then
-      conn.body = common.read_body(sock, hs)
-      sock:close()
-      return status, hs, conn
-    end
-    --- Waits for the gateway's close frame: code, reason | nil, err.
-    function conn.wait_close(_, timeout)
-      local deadline = socket.gettime() + timeout
-      while socket.gettime() < deadline do
-        local got, code, reason = conn:read(1, deadline - socket.gettime())
-        if not got then return code, reason end
-      end
-      return nil, "no close"
-    end
-    function conn.close() sock:close() end
-    --- The RFB client handshake (3.8, security None) through the relay.
-    function conn.handshake()
-      assert.are.equal("RFB 003.008\n", conn:read(12))
-      conn:send("RFB 003.008\n")
-      assert.are.equal("\1\1", conn:read(2))
-      conn:send("\1")
-      assert.are.equal("\0\0\0\0", conn:read(4))
-      conn:send("\1")
-      local init = assert(conn:read(24))
-      local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
-        + init:byte(24)
-      assert.are.equal("rfb-spec", conn:read(nlen))
-    end
-    return status, hs, conn
-  end
+  local ws = common.ws
 
   local SET_ENCODINGS = "\2\0\0\1\0\0\0\0"
   local FBUR = "\3\0\0\0\0\0\0\64\0\48"
@@ -142,14 +99,8 @@ describe("the gateway's relay #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
-    local rfb_port = helpers.free_port("127.0.0.1")
     rfb_log = dir .. "/rfb.jsonl"
-    write_file(rfb_log, "")
-    spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
-    helpers.wait_port("127.0.0.1", rfb_port)
-    ws_port = helpers.free_port("127.0.0.2")
-    spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-    helpers.wait_port("127.0.0.2", ws_port)
+    ws_port = lab:rfb_cluster("rfb", rfb_log)
   end)
 
   teardown(function()

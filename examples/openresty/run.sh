@@ -35,6 +35,10 @@
 #   (10: seconds for each step of the target's websocket handshake), STORE
 #   (shdict: sessions, slots, kill flags and used tickets on this node)
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
+#   RECORD (off | on | grant), RECORD_DIR (DIR/recordings: 0700, owned by the
+#   workers), RECORD_KEEP_DAYS, RECORD_MAX_MB (0: no limit), RECORD_REQUIRED
+#   (off | on), RECORD_KEYFRAME (10: seconds between keyframes), RECORD_KEY
+#   (environment: HMAC secret of recordings, 32+ bytes)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   MAX_SESSIONS (1000: console sessions this node holds; sizes
@@ -139,9 +143,10 @@ fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
          "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}" "${USER_RATE:-0}" \
+         "${RECORD_KEEP_DAYS:-0}" "${RECORD_MAX_MB:-0}" "${RECORD_KEYFRAME:-10}" \
          "${HANDSHAKE_TIMEOUT:-60}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE, HANDSHAKE_TIMEOUT are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE, RECORD_KEEP_DAYS, RECORD_MAX_MB, RECORD_KEYFRAME, HANDSHAKE_TIMEOUT are numbers" ;; esac
 done
 # capacity from MAX_SESSIONS: two connections a session in any one worker,
 # 512 more (pages, API, /health, CloudTower), files 256 more; 2 KiB of
@@ -176,6 +181,13 @@ for n in ${SERVER_NAMES:-localhost 127.0.0.1}; do
   names_map="$names_map\"$(printf '%s' "$n" | tr 'A-Z' 'a-z')\" 1; "
 done
 set +f
+# recordings: DIR/recordings, made here for the workers (WORKER_USER when
+# the master is root) alone; a RECORD_DIR given is the operator's to prepare
+record_dir=${RECORD_DIR:-$(cd "$dir" && pwd)/recordings}
+if [ "${RECORD:-off}" != off ] && [ -z "${RECORD_DIR:-}" ]; then
+  mkdir -p "$record_dir" && chmod 700 "$record_dir"
+  if [ "$(id -u)" = 0 ]; then chown "$wuser" "$record_dir"; fi
+fi
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
 
@@ -255,6 +267,12 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@IDLE_TIMEOUT@|${IDLE_TIMEOUT:-0}|g" \
     -e "s|@ADMIN_AUTHORIZE@|$admin|g" \
     -e "s|@AUDIT_LOG@|${AUDIT_LOG:-}|g" \
+    -e "s|@RECORD@|${RECORD:-off}|g" \
+    -e "s|@RECORD_DIR@|$record_dir|g" \
+    -e "s|@RECORD_KEEP_DAYS@|${RECORD_KEEP_DAYS:-0}|g" \
+    -e "s|@RECORD_MAX_MB@|${RECORD_MAX_MB:-0}|g" \
+    -e "s|@RECORD_KEYFRAME@|${RECORD_KEYFRAME:-10}|g" \
+    -e "s|@RECORD_REQUIRED@|${RECORD_REQUIRED:-off}|g" \
     -e "s|@METRICS_ALLOW@|${METRICS_ALLOW:-}|g" \
     -e "s|@PROXY_SCHEME@|${PROXY_SCHEME:-}|g" \
     -e "s|@PROBE_TIMEOUT@|${PROBE_TIMEOUT:-0.5}|g" \

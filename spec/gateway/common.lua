@@ -6,6 +6,7 @@ local helpers = require "helpers"
 local socket = require "socket"
 local luassert = require "luassert"
 local core = require "ctvnc.core"
+local cjson = require "cjson"
 
 local common = {}
 local ROOT = helpers.ROOT
@@ -212,9 +213,10 @@ end
 --- The RFB stream of a websocket the gateway (or a target) serves:
 -- conn:send(bytes) as one masked binary frame; conn:read(n[, timeout])
 -- the next n bytes | nil, close code, reason (conn.closed = {code, reason}
--- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default).
+-- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default);
+-- conn.got holds every byte read.
 function common.ws_stream(sock)
-  local conn = { sock = sock, buf = "", data = "" }
+  local conn = { sock = sock, buf = "", data = "", got = {} }
   function conn.send(_, bytes)
     return sock:send(core.ws_frame("binary", bytes, true))
   end
@@ -241,20 +243,83 @@ function common.ws_stream(sock)
     end
     local out = conn.data:sub(1, n)
     conn.data = conn.data:sub(n + 1)
+    conn.got[#conn.got + 1] = out
     return out
   end
   return conn
 end
 
---- Polls pred every 50 ms until it is true or `timeout` (5) seconds pass:
--- its last answer.
+--- A websocket client of the gateway's console vm: status, headers, conn
+-- (common.ws_stream's, with conn.body when the answer is not a 101,
+-- conn:wait_close(t), conn:close(), conn:handshake() against
+-- spec/gateway/rfb.js).
+function common.ws(port, vm, headers)
+  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+  local conn = common.ws_stream(sock)
+  if status ~= 101 then
+    conn.body = common.read_body(sock, hs)
+    sock:close()
+    return status, hs, conn
+  end
+  --- Waits for the gateway's close frame: code, reason | nil, err.
+  function conn.wait_close(_, timeout)
+    local deadline = socket.gettime() + timeout
+    while socket.gettime() < deadline do
+      local got, code, reason = conn:read(1, deadline - socket.gettime())
+      if not got then return code, reason end
+    end
+    return nil, "no close"
+  end
+  function conn.close() sock:close() end
+  --- The RFB client handshake (3.8, security None) through the relay.
+  function conn.handshake()
+    luassert.are.equal("RFB 003.008\n", conn:read(12))
+    conn:send("RFB 003.008\n")
+    luassert.are.equal("\1\1", conn:read(2))
+    conn:send("\1")
+    luassert.are.equal("\0\0\0\0", conn:read(4))
+    conn:send("\1")
+    local init = assert(conn:read(24))
+    local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
+      + init:byte(24)
+    luassert.are.equal("rfb-spec", conn:read(nlen))
+  end
+  return status, hs, conn
+end
+
+--- pred() until it is truthy (its value) or timeout seconds (default 5) pass.
 function common.wait_for(pred, timeout)
   local deadline = socket.gettime() + (timeout or 5)
   while socket.gettime() < deadline do
-    if pred() then return true end
+    local v = pred()
+    if v then return v end
     socket.sleep(0.05)
   end
   return pred()
+end
+
+--- The audit lines of gateway name, decoded.
+function Lab:audit(name)
+  local out = {}
+  for line in (helpers.read_file(self.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
+    out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
+  end
+  return out
+end
+
+--- A VM's cluster: spec/gateway/rfb.js (logging to log; mode "full" or
+-- nil) behind websockify on 127.0.0.2: the websockify port.
+function Lab:rfb_cluster(name, log, mode)
+  local rfb_port = helpers.free_port("127.0.0.1")
+  helpers.write_file(log, "")
+  self:spawn(name, ("node %s/spec/gateway/rfb.js %d %s %s"):format(ROOT, rfb_port, log, mode or ""))
+  helpers.wait_port("127.0.0.1", rfb_port)
+  local ws_port = helpers.free_port("127.0.0.2")
+  self:spawn(name .. "-ws", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
+  helpers.wait_port("127.0.0.2", ws_port)
+  return ws_port
 end
 
 local LOGS = { "access.log", "error.log", "audit.log" }
