@@ -23,7 +23,14 @@ stop() {
   trap '' INT TERM HUP QUIT
   trap - EXIT
   if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null || true; fi
+  gw_pid=$(cat "$dir/gw/nginx.pid" 2>/dev/null || true)
   sh examples/openresty/run.sh stop "$dir/gw" 2>/dev/null || true
+  if [ -n "$gw_pid" ]; then   # the gateway's nginx, gone within 5 s or killed with its workers
+    i=0
+    while kill -0 "$gw_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    pkill -KILL -P "$gw_pid" 2>/dev/null || true
+    kill -KILL "$gw_pid" 2>/dev/null || true
+  fi
   for p in $pids; do kill -TERM "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in $pids; do kill -KILL "-$p" 2>/dev/null || true; done
