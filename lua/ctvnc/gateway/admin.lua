@@ -37,8 +37,11 @@ local _M = {}
 _M.LIMIT = 100       -- sessions in a page of /admin/sessions unless limit says
 _M.LIMIT_MAX = 1000  -- at most
 
-local function denied()
-  return reply(403, { error = "denied", kind = "denied" })
+--- 403; `why` "off": no admin_authorize hook, and how to set one.
+local function denied(why)
+  return reply(403, { error = "denied", kind = "denied", reason = why == "off"
+    and "the admin routes are off: give admin keys (ADMIN_KEYS, a file of keys, one a line) "
+      .. "or an admin_authorize hook" or nil })
 end
 
 --- GET /admin/sessions[?vm_id=&user=&limit=&cursor=]: one page.
@@ -102,7 +105,7 @@ function _M.admin()
   if not ok then
     log(ngx.WARN, "ctvnc: admin authentication failed from ", tostring(ngx.var.remote_addr),
       ngx.var.http_x_api_key and " (a key was given)" or " (no key)")
-    return denied()
+    return denied(who)
   end
   local path = ngx.var.request_uri:match("^[^?#]*")
   if recadmin.owns(path) then return recadmin.route(path, who) end
@@ -144,8 +147,8 @@ function _M.metrics()
   end
   if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
   ngx.status = 200
+  respond.common_headers(false)
   ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
-  ngx.header["Cache-Control"] = "no-store"
   local _, by_kind = watch.node()
   ngx.print(metrics.prometheus(by_kind, state.conf.max_sessions))
   return respond.finish(200)
@@ -154,6 +157,7 @@ end
 local ROUTES = {
   { "^/console/batch$", "batch" }, { "^/console/[^/]*/url$", "url" },
   { "^/console/[^/]*/ticket$", "ticket" }, { "^/console/[^/]*/ws$", "ws" },
+  { "^/console/[^/]*/about$", "about" },
   { "^/console/[^/]*/screenshot%.png$", "screenshot" }, { "^/wall$", "wall" },
   { "^/console/[^/]*$", "page" }, { "^/admin/", "admin" }, { "^/metrics$", "metrics" },
   { "^/novnc/", "novnc" }, { "^/health$", "health" },

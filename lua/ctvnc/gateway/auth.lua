@@ -84,6 +84,7 @@ function _M.key_file(path)
     local key = ngx_.req.get_headers()["x-api-key"]
     if type(key) ~= "string" then return false, refusal(403, "no key") end
     local allowed = keys[key]
+    if not allowed then return false, refusal(403, "unknown key", true) end
     local grant = grant_of(allowed, vm_id)
     if grant then
       return true, allowed[" user"], grant.view, { record = grant.record,
@@ -192,10 +193,11 @@ function _M.still(ref, vm_id)
   return check(rest, vm_id)
 end
 
---- The admin_authorize hook: true, admin | false.
+--- The admin_authorize hook: true, admin | false, why ("off" when the
+-- gateway has no such hook).
 function _M.admin()
   local hook = state.conf and state.conf.admin_authorize
-  if type(hook) ~= "function" then return false end
+  if type(hook) ~= "function" then return false, "off" end
   local ok, yes, who = pcall(hook, ngx)
   if not ok then
     log(ngx.ERR, "ctvnc: admin_authorize hook failed: ", tostring(yes))

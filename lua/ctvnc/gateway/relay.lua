@@ -83,19 +83,19 @@ local function refused(rec, which, holder)
   if which == "full" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " is refused: the gateway is ",
       "full: ", tostring(holder), " (full)")
-    return reply(503, { error = KINDS.full.reason, kind = "full" })
+    return _M.refuse(503, { error = KINDS.full.reason, kind = "full" })
   end
   if which == "store" or which == "system" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " cannot be recorded: ",
       tostring(holder), " (", which, ")")
-    return reply(503, { error = "the console cannot be opened right now", kind = which })
+    return _M.refuse(503, { error = "the console cannot be opened right now", kind = which })
   end
   local body = { error = _M.in_use_sentence(which, holder), kind = "busy", limit = which,
     vm_id = rec.vm_id }
   if type(holder) == "table" then
     body.in_use_by, body.since = holder.user, audit.iso(holder.start or 0)
   end
-  return reply(429, body)
+  return _M.refuse(429, body)
 end
 
 --- The browser's side: the gateway answers the upgrade itself (a ticketed
@@ -103,6 +103,7 @@ end
 -- grant, never later). The raw socket | nil, reason, message.
 local function answer_upgrade(rec, protocol, renew)
   ngx.status = 101
+  respond.common_headers(false)
   ngx.header["Upgrade"] = "websocket"
   ngx.header["Sec-WebSocket-Accept"] = wsclient.accept(ngx.var.http_sec_websocket_key)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
@@ -119,6 +120,22 @@ local function answer_upgrade(rec, protocol, renew)
   down, err = ngx.req.socket(true)
   if not down then return nil, "error", "no raw socket: " .. tostring(err) end
   return down
+end
+
+--- A refused websocket: the status and JSON body; for a browser's (it
+-- sends an Origin, which routes.ws let through: the gateway's own or an
+-- allowed one) the upgrade answered and closed at once, code 4000 + status
+-- and the reason "<kind>: <words>", which the console page shows: a page
+-- cannot read the status of a refused handshake.
+function _M.refuse(status, body)
+  if ngx.var.http_origin == nil then return reply(status, body) end
+  ngx.ctx.ctvnc_kind = body.kind
+  local down = answer_upgrade({}, nil, false)
+  if not down then return end
+  down:send(viewonly.close_frame(4000 + status,
+    tostring(body.kind) .. ": " .. tostring(body.reason or body.error)))
+  down:settimeout(1000)
+  down:receiveany(1024)    -- the browser's answer to the close frame
 end
 
 -- Seconds a pump's read waits before it looks again: the relay's loops
@@ -203,15 +220,16 @@ end
 -- page's last word, a moment for the browser's answer. reason, message.
 local function say_why(s)
   local conf, why = state.conf, s.ending
-  local text = KINDS[why].close:format(why == "idle" and conf.idle_timeout or conf.max_session)
+  local text = KINDS[why].close:format(why == "idle" and conf.idle_timeout
+    or why == "handshake" and conf.handshake_timeout or conf.max_session)
   last_word(s, viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
   local deadline = ngx.now() + 1
   while not s.browser_done and ngx.now() < deadline do s.sema:wait(deadline - ngx.now()) end
   return why, text
 end
 
---- Did the watcher end session s? (Its reasons, killed, max_session, idle
--- and shutdown, have a close text.)
+--- Did the watcher end session s? (Its reasons, killed, handshake,
+-- max_session, idle and shutdown, have a close text.)
 local function watcher_ended(s)
   return s.ending and KINDS[s.ending].close
 end
@@ -224,7 +242,11 @@ local function run_session(s, protocol, renew)
   down:settimeouts(30000, 30000, READ_WAIT)
   s.up:settimeouts(5000, 30000, READ_WAIT)
   local filter, err
-  if s.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
+  if s.view_only then
+    filter, err = viewonly.new()
+  else
+    filter, err = viewonly.watch({ exclusive = state.conf.exclusive_consoles == "on" })
+  end
   if not filter then return "error", "no filter: " .. tostring(err) end
   s.filter = filter
   s.last_input = ngx.now()
@@ -243,6 +265,11 @@ local function run_session(s, protocol, renew)
     reason, msg = say_why(s)
   else
     reason, msg = s.result[1], s.result[2]
+  end
+  -- a side's end: the side whose close frame came first, not whichever
+  -- connection the workers saw drop first (after a close handshake both do)
+  if reason == "browser" or reason == "target" then
+    reason = filter:stats().closed_by or reason
   end
   for _, th in ipairs(threads) do kill_thread(th) end
   if reason ~= "target" then
@@ -289,7 +316,7 @@ local function session(s, plan)
       " failed: ", tostring(err), " (", kind, ")")
     audit.write("refused", audit_fields(s, { refused = true, reason = "target: " .. kind }))
     ngx.header["X-Ctvnc-Error"] = kind
-    return reply(kind == "timeout" and 504 or 502,
+    return _M.refuse(kind == "timeout" and 504 or 502,
       { error = "the console's websocket could not be opened", kind = kind })
   end
   s.up = up
@@ -331,6 +358,7 @@ function _M.relay(hop)
     log(ngx.ERR, "ctvnc: the relay was reached without a plan (error)")
     return reply(500, { error = "no console plan", kind = "error" })
   end
+  if plan.refuse then return _M.refuse(plan.refuse.status, plan.refuse.body) end
   if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
   local s = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now(),

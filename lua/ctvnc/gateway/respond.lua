@@ -8,7 +8,8 @@ local state = require "ctvnc.gateway.state"
 local log = require "ctvnc.gateway.log"
 
 local ngx = ngx
-local type, tostring, pairs, pcall, select = type, tostring, pairs, pcall, select
+local type, tostring, tonumber, pairs, pcall, select = type, tostring, tonumber, pairs, pcall,
+  select
 local getmetatable, setmetatable, concat = getmetatable, setmetatable, table.concat
 local io_open = io.open
 
@@ -39,9 +40,13 @@ local KINDS = {
   busy = { status = 429, title = "Too many requests", reason = "too many requests",
     canonical = true,
     sentence = "Too many consoles were asked for at once. Wait a moment and try again." },
-  in_use = { status = 429, title = "Too many requests", reason = "the console is in use" },
+  in_use = { status = 429, title = "Console in use", reason = "the console is in use" },
   timeout = { status = 504, title = "CloudTower timed out", reason = "CloudTower timed out",
     canonical = true },
+  no_route = { status = 404, title = "Not found", reason = "no such route",
+    sentence = "There is nothing at this address." },
+  misdirected = { status = 421, title = "Wrong host name", reason = "not served here",
+    canonical = true, sentence = "This gateway does not answer for that host name." },
   tls = { status = 502, title = UNREACHABLE, reason = "TLS with CloudTower failed" },
   http = { status = 502, title = UNREACHABLE, reason = "CloudTower answered with an error",
     canonical = true },
@@ -69,6 +74,7 @@ local KINDS = {
   -- how a session ends
   max_session = { close = "the console's time limit of %d s is reached", ended = "time limit" },
   idle = { close = "closed after %d s without input", ended = "idle timeout" },
+  handshake = { close = "the console did not start within %d s", ended = "handshake timeout" },
   killed = { close = "closed by an administrator", ended = "killed" },
   shutdown = { close = "the gateway is restarting", ended = "gateway shutdown" },
   browser = { ended = "the browser closed" },
@@ -187,25 +193,48 @@ function _M.error_page(status, kind, vm_id, sentence)
 end
 local error_page = _M.error_page
 
---- A failure of kind (from ctvnc or the gateway): logged, then answered
--- as JSON. ctvnc's messages hold no secrets.
-function _M.fail(vm_id, msg, kind)
-  log(ngx.WARN, "ctvnc: ", msg, " (", kind, ")")
-  return reply(_M.status(kind), { error = _M.reason(kind), kind = kind, vm_id = vm_id })
+--- content_by_lua of nginx's error_page location: an error nginx itself
+-- found (a bad request, an unknown path, a wrong Host, a limit) as the
+-- gateway's HTML page, with its headers.
+function _M.nginx_error()
+  local status = tonumber(ngx.var.status) or 500
+  local kind = status == 404 and "no_route" or _M.kind_of(status)
+  ngx.ctx.ctvnc_kind = kind
+  return error_page(status, kind)
 end
 
---- A refusal record of ctvnc.gateway.auth ({ status, message }) answered.
-function _M.deny(vm_id, refusal, html)
+--- A failure of kind (from ctvnc or the gateway): logged, then answered
+-- as JSON. ctvnc's messages hold no secrets. failed: the same, logged,
+-- as status and body for the caller to answer.
+function _M.failed(vm_id, msg, kind)
+  log(ngx.WARN, "ctvnc: ", msg, " (", kind, ")")
+  return _M.status(kind), { error = _M.reason(kind), kind = kind, vm_id = vm_id }
+end
+
+function _M.fail(vm_id, msg, kind)
+  return reply(_M.failed(vm_id, msg, kind))
+end
+
+--- A refusal record of ctvnc.gateway.auth ({ status, message, kind }) as
+-- status and JSON body (a 401's WWW-Authenticate header set).
+function _M.refused(vm_id, refusal)
   local status = refusal.status or 403
   if status == 401 then ngx.header["WWW-Authenticate"] = "Bearer" end
+  return status, { error = "denied", kind = refusal.kind, reason = refusal.message,
+                   vm_id = vm_id }
+end
+
+--- A refusal record answered (html: as the error page).
+function _M.deny(vm_id, refusal, html)
+  local status, body = _M.refused(vm_id, refusal)
   if html then return error_page(status, "denied", vm_id) end
-  return reply(status, { error = "denied", reason = refusal.message, vm_id = vm_id })
+  return reply(status, body)
 end
 
 function _M.not_allowed(allow, html)
   ngx.header["Allow"] = allow
   if html then return error_page(405, "method") end
-  return reply(405, { error = "method not allowed", allow = allow })
+  return reply(405, { error = "method not allowed", kind = "method", allow = allow })
 end
 
 --- Is the request's method one of these?

@@ -36,6 +36,9 @@
 --   store:killer(id)                  -> who | nil (no kill flag) | nil, err
 --       the kill flag of a session, polled by its relay (a Redis backend
 --       may also publish it).
+--   store:ping()                      -> true | nil, err
+--       whether the backend answers now (GET /health?ready=1): one cheap
+--       round trip, nothing kept.
 -- A full store refuses (nil, "no memory"): nothing here evicts a live
 -- key to make room (safe_add, safe_set), so a full session book refuses
 -- new sessions instead of forgetting open ones (fail closed). New keys
@@ -74,6 +77,12 @@ function Store:add(key, value, ttl)
   if ok then return true end
   if err == "exists" then return false end
   return nil, err
+end
+
+function Store:ping()
+  local ok, err = self.dict:safe_set("ctvnc:ping", "1", 1)
+  if not ok then return nil, err end
+  return true
 end
 
 function Store:set(key, value, ttl)

@@ -3,9 +3,11 @@
 # (cosockets: view-only enforced in the stream, limits, time caps, kill,
 # audit.log, /metrics).
 #
-# The @NAME@ placeholders are filled by run.sh (run.sh start DIR); in your
-# own deployment write the values in place. Secrets (the CloudTower token,
-# the ticket secret) are read from the environment, never written here.
+# The template `ctvnc gateway start FILE` renders into its prefix directory
+# (ctvnc.gateway.render): a setting's name between at-signs is what it
+# makes of nginx's text, with "=" after the first at-sign its value in Lua. The rock installs it beside
+# ctvnc/gateway/init.lua. Secrets (the CloudTower token, the ticket and JWT
+# secrets) reach nginx through its environment, never written here.
 #
 # What is verified:
 #   - CloudTower, for its API (/_ctvnc/) and for its console proxy
@@ -40,10 +42,14 @@
 #     openssl s_client -connect <cluster>:443 -CAfile <CLUSTER_CA> -verify_hostname <cluster>
 
 worker_processes @WORKERS@;
+# Workers run as WORKER_USER (ctvnc, created when missing; never
+# root, and not the nobody other daemons share) when the master is root.
+@USER_LINE@
 pid nginx.pid;
 error_log error.log warn;
 daemon on;
-worker_shutdown_timeout 2s;   # long-lived console websockets must not hold a reload
+# no worker_shutdown_timeout: a reload's old workers keep their open
+# consoles until they end; a stop (QUIT) ends them (the relay sees it)
 
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
@@ -51,9 +57,9 @@ load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 env CTVNC_TOKEN;          # token or API key, for ctvnc.new{ token = ... }
 env CTVNC_ENDPOINT;       # the tower as browsers and ctvnc address it
 env CTVNC_TICKET_SECRET;  # HMAC secret of tickets (32+ bytes); unset: random per start, one node
-env CTVNC_AUDIT_KEY;     # HMAC key of audit.log's hash chain (32+ bytes); unset: SHA-256
-env CTVNC_JWT_SECRET;
-env RECORD_KEY;           # HMAC secret that signs recordings (32+ bytes), with RECORD     # HS256 secret of JWT users (32+ bytes), with JWT=hs256
+env CTVNC_AUDIT_KEY;      # HMAC key of audit.log's hash chain (32+ bytes); unset: SHA-256
+env CTVNC_JWT_SECRET;     # HS256 secret of JWT users (32+ bytes), with JWT=hs256
+env RECORD_KEY;           # HMAC secret that signs recordings (32+ bytes), with RECORD
 
 # console recordings are written by these threads: a slow disk never
 # holds a worker's event loop
@@ -71,7 +77,7 @@ http {
     log_format ctvnc '$remote_addr [$time_local] "$request_method $uri $server_protocol" '
                      '$status $body_bytes_sent $request_time';
     access_log access.log ctvnc;
-    # temp files of the workers: a directory they can write (run.sh: TMP)
+    # temp files of the workers: a directory of theirs
     client_body_temp_path @TMP@/body;
     proxy_temp_path @TMP@/proxy;
     fastcgi_temp_path @TMP@/fastcgi;
@@ -79,6 +85,35 @@ http {
     scgi_temp_path @TMP@/scgi;
     include /etc/nginx/mime.types;
     server_tokens off;
+
+    # Bounded connections: a request head must arrive within HEADER_TIMEOUT
+    # (a connection that sends nothing is closed, or reclaimed when the
+    # worker runs out), and one client address holds at most LIMIT_CONN
+    # requests and websockets at a time (429 past it, logged at info: the
+    # request line may hold a ticket).
+    client_header_timeout @HEADER_TIMEOUT@;
+    client_body_timeout @HEADER_TIMEOUT@;
+    limit_conn_zone $binary_remote_addr zone=ctvnc_conn:1m;
+    limit_conn_status 429;
+    limit_conn_log_level info;
+
+    # The client address behind TLS terminators and balancers: taken from
+    # X-Forwarded-For only when the connection comes from TRUSTED_PROXIES
+    # (realip; $realip_remote_addr keeps the proxy's own address).
+    @REAL_IP@
+
+    # Host names this gateway answers (SERVER_NAMES): any other Host is 421
+    # (but the error page's own internal redirect).
+    map $host $ctvnc_host_ok {
+        default 0;
+        @SERVER_NAMES_MAP@
+    }
+    map "$ctvnc_host_ok$uri" $ctvnc_misdirected {
+        volatile;                   # read again after the internal redirect
+        default 1;
+        "~^1" 0;
+        "0/_ctvnc_error" 0;
+    }
 
     # DNS for targets named by host name (clusters, CloudTower's proxy):
     # RESOLVER, by default the nameservers of /etc/resolv.conf. In your own
@@ -91,9 +126,9 @@ http {
     lua_ssl_protocols TLSv1.2 TLSv1.3;
 
     # ctvnc: the Lua modules (ctvnc.gateway included) and the C core built
-    # for LuaJIT.
-    lua_package_path "@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;;";
-    lua_package_cpath "@ROOT@/build/jit/?.so;;";
+    # for LuaJIT (Lua 5.1's ABI), where `ctvnc gateway start` loads them from.
+    lua_package_path "@LUA_DIR@/?.lua;@LUA_DIR@/?/init.lua;;";
+    lua_package_cpath "@SO_DIR@/?.so;;";
 
     # Probe verdicts, shared by all workers; console credentials (only
     # when credential_ttl > 0: they may be single use); used tickets; the
@@ -123,6 +158,7 @@ http {
         keepalive @TOWER_KEEPALIVE@;
     }
 
+@REDIRECT@
     init_by_lua_block {
         local gateway = require "ctvnc.gateway"
         gateway.configure({
@@ -130,69 +166,83 @@ http {
             endpoint = os.getenv("CTVNC_ENDPOINT"),
             token = os.getenv("CTVNC_TOKEN"),
             ticket_secret = os.getenv("CTVNC_TICKET_SECRET"),
-            mode = "@MODE@",              -- auto, direct or proxy
-            scheme = "@SCHEME@",          -- of the cluster websocket: wss or ws
-            port = @CLUSTER_PORT@,        -- the cluster's websocket port (nil: 443/80)
-            proxy_scheme = "@PROXY_SCHEME@",  -- of CloudTower's console proxy ("": the tower's)
-            probe_timeout = @PROBE_TIMEOUT@,  -- seconds the auto mode's probe waits
-            probe_ttl = @PROBE_TTL@,          -- seconds a probe verdict is kept
+            mode = @=MODE@,              -- auto, direct or proxy
+            scheme = @=SCHEME@,          -- of the cluster websocket: wss or ws
+            port = @=CLUSTER_PORT@,        -- the cluster's websocket port (nil: 443/80)
+            proxy_scheme = @=PROXY_SCHEME@,  -- of CloudTower's console proxy ("": the tower's)
+            probe_timeout = @=PROBE_TIMEOUT@,  -- seconds the auto mode's probe waits
+            probe_ttl = @=PROBE_TTL@,          -- seconds a probe verdict is kept
             -- Who may open which console. Without an authorize hook every
             -- request is denied (403). The shipped one reads lines
             -- "<api key> <vm id>[,<vm id>...]" (or "*") from a file; the key
             -- comes in the X-API-Key header. Browsers get a ticket instead
             -- (POST /console/<vm>/ticket with the key).
             authorize = @AUTHORIZE@,
-            credential_ttl = @CREDENTIAL_TTL@,  -- seconds (at most 10) to cache credentials; 0: never
-            tower_timeout = @TOWER_TIMEOUT_S@,  -- seconds for a whole console request, retries included
-            allowed_origins = "@ALLOWED_ORIGINS@",  -- websocket Origins besides the gateway's own
-            frame_ancestors = "@FRAME_ANCESTORS@",  -- who may frame the pages (CSP)
-            ticket_ttl = @TICKET_TTL@,            -- seconds a ticket lives (at most 60)
-            ticket_lifetime = @TICKET_LIFETIME@,  -- seconds a ticket and its renewals are good for
-            kill_lock = @KILL_LOCK@,              -- seconds a kill locks the user out of the VM
-            raw_target_urls = "@RAW_TARGET_URLS@",  -- on: /url gives the target's URL (past the relay)
-            trusted_proxies = "@TRUSTED_PROXIES@",  -- TLS terminators whose X-Forwarded-Proto counts
-            batch_max = @BATCH_MAX@,              -- VM ids in one /console/batch
-            id_rate = @ID_RATE@,                  -- batch VM ids per second and client
-            user_rate = @USER_RATE@,              -- console requests per second and user (0: none)
-            tower_scheme = "@TOWER_SCHEME@",      -- of the /_ctvnc/ location: https or http
-            tower_tls = "@TOWER_TLS@",            -- verify | insecure (warns at start)
-            cluster_tls = "@CLUSTER_TLS@",        -- verify | insecure (warns at start)
-            tower_name = "@TOWER_NAME@",          -- checked in CloudTower's certificate (console proxy)
+            credential_ttl = @=CREDENTIAL_TTL@,  -- seconds (at most 10) to cache credentials; 0: never
+            tower_timeout = @=TOWER_TIMEOUT@,  -- seconds for a whole console request, retries included
+            allowed_origins = @=ALLOWED_ORIGINS@,  -- websocket Origins besides the gateway's own
+            frame_ancestors = @=FRAME_ANCESTORS@,  -- who may frame the pages (CSP)
+            ticket_ttl = @=TICKET_TTL@,            -- seconds a ticket lives (at most 60)
+            ticket_lifetime = @=TICKET_LIFETIME@,  -- seconds a ticket and its renewals are good for
+            kill_lock = @=KILL_LOCK@,              -- seconds a kill locks the user out of the VM
+            raw_target_urls = @=RAW_TARGET_URLS@,  -- on: /url gives the target's URL (past the relay)
+            batch_max = @=BATCH_MAX@,              -- VM ids in one /console/batch
+            id_rate = @=ID_RATE@,                  -- batch VM ids per second and client
+            user_rate = @=USER_RATE@,              -- console requests per second and user (0: none)
+            tower_scheme = @=TOWER_SCHEME@,      -- of the /_ctvnc/ location: https or http
+            tower_tls = @=TOWER_TLS@,            -- verify | insecure (warns at start)
+            cluster_tls = @=CLUSTER_TLS@,        -- verify | insecure (warns at start)
+            tower_name = @=TOWER_NAME@,          -- checked in CloudTower's certificate (console proxy)
             novnc_dir = "/usr/share/novnc",       -- noVNC's vnc.html, served under /novnc/
-            max_per_vm = @MAX_PER_VM@,            -- concurrent consoles of one VM (0: no limit)
-            max_per_user = @MAX_PER_USER@,        -- concurrent consoles of one user (0: no limit)
-            max_session = @MAX_SESSION@,          -- seconds a console may stay open (0: no cap)
-            idle_timeout = @IDLE_TIMEOUT@,        -- seconds without keys/pointer/clipboard (0: none)
-            slot_ttl = @SLOT_TTL@,                -- seconds a crashed worker's slots outlive it
-            target_timeout = @TARGET_TIMEOUT@,    -- seconds for each step of the target's handshake
-            store = "@STORE@",                    -- sessions, slots, kill flags, used tickets
-            max_sessions = @MAX_SESSIONS@,        -- sessions this node holds (past it: 503, full)
+            max_per_vm = @=MAX_PER_VM@,            -- concurrent consoles of one VM (0: no limit)
+            max_per_user = @=MAX_PER_USER@,        -- concurrent consoles of one user (0: no limit)
+            max_session = @=MAX_SESSION@,          -- seconds a console may stay open (0: no cap)
+            idle_timeout = @=IDLE_TIMEOUT@,        -- seconds without keys/pointer/clipboard (0: none)
+            slot_ttl = @=SLOT_TTL@,                -- seconds a crashed worker's slots outlive it
+            target_timeout = @=TARGET_TIMEOUT@,    -- seconds for each step of the target's handshake
+            store = @=STORE@,                    -- sessions, slots, kill flags, used tickets
+            handshake_timeout = @=HANDSHAKE_TIMEOUT@,  -- seconds for the browser's RFB handshake
+            exclusive_consoles = @=EXCLUSIVE_CONSOLES@,  -- off: ClientInit is always shared
+            trusted_proxies = @=TRUSTED_PROXIES@,  -- whose X-Forwarded-* is believed
+            max_sessions = @=MAX_SESSIONS@,        -- sessions this node holds (past it: 503, full)
             -- GET /admin/sessions, POST /admin/sessions/<id>/kill,
             -- /admin/vms/<vm>/kill: nil denies them all (403)
             admin_authorize = @ADMIN_AUTHORIZE@,
-            audit_log = "@AUDIT_LOG@",            -- path | error_log | off ("": DIR/audit.log)
+            audit_log = @=AUDIT_LOG@,            -- path | error_log | off ("": DIR/audit.log)
             audit_key = os.getenv("CTVNC_AUDIT_KEY"),  -- the audit chain's HMAC key
-            metrics_allow = "@METRICS_ALLOW@",    -- /metrics from these (besides loopback)
-            record = "@RECORD@",                  -- off | on | grant (docs/gateway.md#recordings)
-            record_dir = "@RECORD_DIR@",          -- 0700, owned by the workers
-            record_keep_days = @RECORD_KEEP_DAYS@,  -- days a recording is kept (0: no limit)
-            record_max_mb = @RECORD_MAX_MB@,      -- MB all recordings may take (0: no limit)
-            record_required = "@RECORD_REQUIRED@",  -- on: refuse a session that cannot be recorded
-            record_keyframe = @RECORD_KEYFRAME@,  -- seconds between keyframes (0: the first only)
+            metrics_allow = @=METRICS_ALLOW@,    -- /metrics from these (besides loopback)
+            record = @=RECORD@,                  -- off | on | grant (docs/gateway.md#recordings)
+            record_dir = @=RECORD_DIR@,          -- 0700, owned by the workers
+            record_keep_days = @=RECORD_KEEP_DAYS@,  -- days a recording is kept (0: no limit)
+            record_max_mb = @=RECORD_MAX_MB@,      -- MB all recordings may take (0: no limit)
+            record_required = @=RECORD_REQUIRED@,  -- on: refuse a session that cannot be recorded
+            record_keyframe = @=RECORD_KEYFRAME@,  -- seconds between keyframes (0: the first only)
             record_key = os.getenv("RECORD_KEY"), -- signs each recording's final hash
-            shot_rate = @SHOT_RATE@,              -- screenshots a minute per user (0: no limit)
-            wall_refresh = @WALL_REFRESH@,        -- seconds between /wall's refreshes
-            wall_still = @WALL_STILL@,            -- seconds unchanged before /wall marks a screen
-            wall_vms = "@WALL_VMS@",              -- VM ids /wall shows without ?vms=
+            shot_rate = @=SHOT_RATE@,              -- screenshots a minute per user (0: no limit)
+            wall_refresh = @=WALL_REFRESH@,        -- seconds between /wall's refreshes
+            wall_still = @=WALL_STILL@,            -- seconds unchanged before /wall marks a screen
+            wall_vms = @=WALL_VMS@,              -- VM ids /wall shows without ?vms=
         })
     }
 
-    # recording retention (RECORD_KEEP_DAYS, RECORD_MAX_MB): worker 0, each minute
+    # recording retention (RECORD_KEEP_DAYS, RECORD_MAX_MB): worker 0, each
+    # minute; and a stop (not a reload) ends the open consoles of every
+    # generation of workers
     init_worker_by_lua_block { require("ctvnc.gateway").init_worker() }
 
     server {
-        listen 127.0.0.1:@PORT@ reuseport;   # each worker its own queue: none fills alone
+@LISTEN@
+@TLS@
         merge_slashes off;            # /console//url is an empty VM id, not /console/url
+        if ($ctvnc_misdirected) { return 421; }
+        limit_conn ctvnc_conn @LIMIT_CONN@;
+        # nginx's own error pages (bad requests, unknown paths, a wrong Host,
+        # limits) are the gateway's page, with its security headers
+        error_page 400 403 404 405 411 413 414 421 429 494 500 502 503 504 /_ctvnc_error;
+        location = /_ctvnc_error {
+            internal;
+            content_by_lua_block { require("ctvnc.gateway").nginx_error() }
+        }
         # requests by route and result kind, for /metrics
         log_by_lua_block { require("ctvnc.gateway").log_request() }
 
@@ -210,6 +260,15 @@ http {
             limit_req zone=ctvnc burst=@BURST@ nodelay;
             error_page 429 = @ctvnc_busy_json;
             content_by_lua_block { require("ctvnc.gateway").ticket() }
+        }
+
+        # JSON: {"vm_id", "name", "view_only"} for the console page's status
+        # line (one get-vms call to CloudTower); GET, HEAD; the page's cookie
+        # ticket (not used up) or X-API-Key.
+        location ~ ^/console/([^/]*)/about$ {
+            limit_req zone=ctvnc burst=@BURST@ nodelay;
+            error_page 429 = @ctvnc_busy_json;
+            content_by_lua_block { require("ctvnc.gateway").about() }
         }
 
         # JSON: POST an array of at most BATCH_MAX VM ids, get client:batch's
@@ -245,6 +304,7 @@ http {
             lua_ssl_trusted_certificate @CLUSTER_CA@;
             lua_ssl_verify_depth 4;
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
+            lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("cluster") }
         }
 
@@ -255,6 +315,7 @@ http {
             lua_ssl_trusted_certificate @TOWER_CA@;
             lua_ssl_verify_depth 4;
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
+            lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("tower") }
         }
 
@@ -313,9 +374,17 @@ http {
             content_by_lua_block { require("ctvnc.gateway").error_page(429, "busy") }
         }
 
-        # Liveness, and the ceiling of this machine in benchmarks.
+        # Liveness ({"status":"ok"}, no auth, nothing secret); ?ready=1 also
+        # asks CloudTower and the store (503 naming the part that is down).
         location = /health {
-            return 200 "ok\n";
+            limit_req zone=ctvnc burst=@BURST@ nodelay;   # ?ready=1 asks CloudTower: bounded
+            error_page 429 = @ctvnc_busy_json;
+            content_by_lua_block { require("ctvnc.gateway").health() }
+        }
+
+        # Any other path: 404 (the gateway's page), no file looked up.
+        location / {
+            return 404;
         }
 
         # noVNC itself, from Debian's novnc package.
@@ -325,6 +394,7 @@ http {
             add_header X-Content-Type-Options nosniff always;
             add_header Referrer-Policy no-referrer always;
             add_header Content-Security-Policy "frame-ancestors @FRAME_ANCESTORS@" always;
+@HSTS@
         }
 
         # ctvnc's requests to CloudTower (ctvnc.resty): internal only. The
