@@ -1,7 +1,6 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
-local core = require "ctvnc.core"
 local common = require "gateway.common"
 
 -- The gateway's own relay (issue 13) against real servers on loopback: a
@@ -10,7 +9,6 @@ local common = require "gateway.common"
 -- CloudTower. Full and view-only sessions, per-VM and per-user limits, the
 -- time cap and the idle timeout, kill by id and by VM, the audit trail, the
 -- metrics, JWT users; and no secret in any log.
-local ROOT = helpers.ROOT
 local read_file, write_file, random_hex = helpers.read_file, helpers.write_file, helpers.random_hex
 
 local b64url = helpers.b64url
@@ -24,7 +22,6 @@ describe("the gateway's relay #novalgrind", function()
   local rfb_log, ws_port
 
   local function secret(s) return lab:secret(s) end
-  local function spawn(name, cmd) return lab:spawn(name, cmd) end
 
   local function start_gateway(name, env)
     return lab:start_gateway(name, common.tower_env(sim), {
@@ -54,84 +51,7 @@ describe("the gateway's relay #novalgrind", function()
     return out
   end
 
-  --- A websocket client of the gateway: status, headers, conn.
-  local function ws(port, vm, headers)
-    local h = { ["Sec-WebSocket-Protocol"] = "binary" }
-    for k, v in pairs(headers or {}) do h[k] = v end
-    local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
-    local conn = { sock = sock, buf = "", data = "" }
-    if status ~= 101 then
-      local len = tonumber(hs["content-length"] or "")
-      if len then
-        conn.body = sock:receive(len)
-      elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
-        local parts = {}
-        while true do
-          local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
-          if size == 0 then break end
-          parts[#parts + 1] = sock:receive(size)
-          sock:receive("*l")
-        end
-        conn.body = table.concat(parts)
-      end
-      sock:close()
-      return status, hs, conn
-    end
-    --- Sends bytes as one masked binary frame.
-    function conn.send(_, bytes)
-      return sock:send(core.ws_frame("binary", bytes, true))
-    end
-    --- The next n bytes of the RFB stream | nil, close code, reason.
-    function conn.read(_, n, timeout)
-      local deadline = socket.gettime() + (timeout or 10)
-      sock:settimeout(0.02)
-      while #conn.data < n do
-        local frame, size = core.ws_parse(conn.buf, "server")
-        if frame then
-          conn.buf = conn.buf:sub(size + 1)
-          if frame.opcode == "close" then
-            local p = frame.payload
-            conn.closed = { code = #p >= 2 and p:byte(1) * 256 + p:byte(2) or nil, reason = p:sub(3) }
-            return nil, conn.closed.code, conn.closed.reason
-          end
-          conn.data = conn.data .. frame.payload
-        else
-          local chunk, err, partial = sock:receive(4096)
-          chunk = chunk or partial or ""
-          if chunk == "" and err == "closed" then return nil, err end
-          if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
-          conn.buf = conn.buf .. chunk
-        end
-      end
-      local out = conn.data:sub(1, n)
-      conn.data = conn.data:sub(n + 1)
-      return out
-    end
-    --- Waits for the gateway's close frame: code, reason | nil, err.
-    function conn.wait_close(_, timeout)
-      local deadline = socket.gettime() + timeout
-      while socket.gettime() < deadline do
-        local got, code, reason = conn:read(1, deadline - socket.gettime())
-        if not got then return code, reason end
-      end
-      return nil, "no close"
-    end
-    function conn.close() sock:close() end
-    --- The RFB client handshake (3.8, security None) through the relay.
-    function conn.handshake()
-      assert.are.equal("RFB 003.008\n", conn:read(12))
-      conn:send("RFB 003.008\n")
-      assert.are.equal("\1\1", conn:read(2))
-      conn:send("\1")
-      assert.are.equal("\0\0\0\0", conn:read(4))
-      conn:send("\1")
-      local init = assert(conn:read(24))
-      local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
-        + init:byte(24)
-      assert.are.equal("rfb-spec", conn:read(nlen))
-    end
-    return status, hs, conn
-  end
+  local ws = common.ws
 
   local SET_ENCODINGS = "\2\0\0\1\0\0\0\0"
   local FBUR = "\3\0\0\0\0\0\0\64\0\48"
@@ -192,14 +112,7 @@ describe("the gateway's relay #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
-    local rfb_port = helpers.free_port("127.0.0.1")
-    rfb_log = dir .. "/rfb.jsonl"
-    write_file(rfb_log, "")
-    spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
-    helpers.wait_port("127.0.0.1", rfb_port)
-    ws_port = helpers.free_port("127.0.0.2")
-    spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-    helpers.wait_port("127.0.0.2", ws_port)
+    ws_port, rfb_log = lab:vnc_target()
   end)
 
   teardown(function()

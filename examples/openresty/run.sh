@@ -33,7 +33,11 @@
 #   /admin/; empty: the admin routes answer 403)
 #   SLOT_TTL (10: seconds a crashed worker's slots outlive it), TARGET_TIMEOUT
 #   (10: seconds for each step of the target's websocket handshake), STORE
-#   (shdict: sessions, slots, kill flags and used tickets on this node)
+#   (shdict: sessions, slots, kill flags and used tickets on this node; or
+#   redis://host[:port][/db], rediss://...: shared by several nodes, the
+#   password in CTVNC_REDIS_PASSWORD), STORE_CA (PEM bundle a rediss://
+#   store is verified with; default the system store), NODE_NAME (this
+#   node's name in sessions, audit lines and metrics; default the host name)
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
@@ -130,8 +134,15 @@ case $cluster_tls in verify|insecure) ;; *) die "CLUSTER_TLS must be verify or i
 [ "$cluster_tls" = verify ] || echo "run.sh: WARNING: CLUSTER_TLS=insecure: the clusters' certificates are not verified" >&2
 tower_ca=${TOWER_CA:-$store}
 cluster_ca=${CLUSTER_CA:-$store}
+store_ca=${STORE_CA:-$store}
 [ -r "$tower_ca" ] || die "TOWER_CA $tower_ca cannot be read"
 [ -r "$cluster_ca" ] || die "CLUSTER_CA $cluster_ca cannot be read"
+[ -r "$store_ca" ] || die "STORE_CA $store_ca cannot be read"
+case ${STORE:-} in
+  rediss://*)   # the relays reach the store too: their bundles trust it as well
+    cat "$tower_ca" "$store_ca" > "$dir/tower-ca.pem" && tower_ca=$dir/tower-ca.pem
+    cat "$cluster_ca" "$store_ca" > "$dir/cluster-ca.pem" && cluster_ca=$dir/cluster-ca.pem ;;
+esac
 tower_host=$(printf '%s' "$TOWER" | sed -e 's/^\[\(.*\)\]:[0-9]*$/\1/' -e 't' -e 's/:[0-9]*$//')
 tower_name=${TOWER_NAME:-$tower_host}
 
@@ -201,7 +212,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@PROBE_TTL@|${PROBE_TTL:-30}|g" \
     -e "s|@SLOT_TTL@|${SLOT_TTL:-10}|g" \
     -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
-    -e "s|@STORE@|${STORE:-shdict}|g" \
+    -e "s|@STORE_CA@|$store_ca|g" \
     -e "s|@TMP@|$tmp|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 # a setting configure refuses is told in one line, not a Lua traceback

@@ -3,13 +3,15 @@
 --
 -- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
 -- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce,
--- r = 1 when the console is view-only (absent: full)} and
+-- s = the store's epoch (ctvnc.gateway.store: a store restarted empty
+-- has another, and refuses the tickets minted before), r = 1 when the
+-- console is view-only (absent: full)} and
 -- the mac is HMAC-SHA1(secret, payload). It is valid until its expiry (at
--- most 60 s after minting) and usable once per gateway node: `consume`
--- records the nonce in the shared dict until the ticket expires. Tickets
--- minted on one node are refused by a node with another secret; with one
--- shared secret (CTVNC_TICKET_SECRET) a ticket could be used once on *each*
--- node, so a random per-start secret (the default) means single-node only.
+-- most 60 s after minting) and usable once wherever its store reaches:
+-- `consume` records the nonce in the store until the ticket expires (one
+-- node with the shdict store; every node sharing one Redis store and one
+-- CTVNC_TICKET_SECRET). Tickets minted on one node are refused by a node
+-- with another secret (a random per-start secret, the default).
 local ngx = ngx
 local cjson = require "cjson.safe"
 local core = require "ctvnc.core"
@@ -55,7 +57,7 @@ function _M.random_secret()
 end
 
 --- ticket.new{ secret = string (>= 32 bytes), ttl = 60, store = a store of
--- the gateway's seam (ctvnc.gateway.store.*: add, get) }: used nonces live
+-- the gateway's seam (ctvnc.gateway.store.*: add, get, epoch) }: used nonces live
 -- in the store, so a ticket is used once wherever the store reaches.
 function _M.new(opts)
   assert(type(opts) == "table", "ticket.new: table expected")
@@ -69,42 +71,68 @@ function _M.new(opts)
   local function mac(payload) return b64url(ngx.hmac_sha1(self.secret, payload)) end
 
   --- A ticket for vm_id and user (view-only when view_only is true):
-  -- ticket, expires_in | nil, message, "system" (no random bytes).
+  -- ticket, expires_in | nil, message, "system" (no random bytes) |
+  -- "store" (the store's epoch is unknown).
   function self.mint(vm_id, user, view_only)
     local exp = floor(now()) + self.ttl
     local n, err, kind = nonce()
     if not n then return nil, err, kind end
+    local epoch
+    epoch, err = self.store:epoch()
+    if not epoch then return nil, "no ticket: " .. tostring(err), "store" end
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-                                          n = n, r = view_only == true and 1 or nil }))
+                                          n = n, s = epoch, r = view_only == true and 1 or nil }))
     return payload .. "." .. mac(payload), self.ttl
   end
 
-  --- The ticket's fields when it is well signed, unexpired, for vm_id and
-  -- not used yet: doc | nil, reason (never the ticket).
-  function self.check(ticket, vm_id)
+  --- The ticket's fields when it is well signed, unexpired and for vm_id
+  -- (the store is not asked): doc | nil, reason (never the ticket).
+  local function verify(ticket, vm_id)
     if type(ticket) ~= "string" or #ticket > 1024 then return nil, "no ticket" end
     local payload, sig = ticket:match("^([%w%-_]+)%.([%w%-_]+)$")
     if not payload or not same(mac(payload), sig) then return nil, "bad signature" end
     local doc = cjson.decode(unb64url(payload) or "")
     if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
-      or type(doc.n) ~= "string" or (doc.r ~= nil and doc.r ~= 1) then
+      or type(doc.n) ~= "string" or type(doc.s) ~= "string"
+      or (doc.r ~= nil and doc.r ~= 1) then
       return nil, "malformed"
     end
     local t = now()
     if doc.e <= t or doc.e > t + MAX_TTL + 1 then return nil, "expired" end
     if doc.v ~= vm_id then return nil, "for another VM" end
-    if self.store:get("n:" .. doc.n) then return nil, "already used" end
     return doc
   end
 
-  --- check, then mark the ticket used: doc | nil, reason.
+  local function store_failed(err)
+    return nil, "cannot check the ticket: " .. tostring(err), "store"
+  end
+
+  --- The ticket's fields when it is well signed, unexpired, for vm_id,
+  -- minted in the store's epoch and not used yet: doc | nil, reason
+  -- [, "store" when the store cannot tell: refuse].
+  function self.check(ticket, vm_id)
+    local doc, why = verify(ticket, vm_id)
+    if not doc then return nil, why end
+    local epoch, err = self.store:epoch()
+    if not epoch then return store_failed(err) end
+    if doc.s ~= epoch then return nil, "minted before the store's last restart" end
+    local used
+    used, err = self.store:get("n:" .. doc.n)
+    if used then return nil, "already used" end
+    if err then return store_failed(err) end
+    return doc
+  end
+
+  --- Marks the ticket used (one atomic step of the store, which also
+  -- checks the epoch): doc | nil, reason [, "store"].
   function self.consume(ticket, vm_id)
-    local doc, why = self.check(ticket, vm_id)
+    local doc, why = verify(ticket, vm_id)
     if not doc then return nil, why end
     local left = doc.e - now() + 1
-    local ok, err = self.store:add("n:" .. doc.n, "1", left)
+    local ok, err, kind = self.store:add("n:" .. doc.n, "1", left, doc.s)
     if ok == false then return nil, "already used" end
-    if not ok then return nil, "cannot record the ticket: " .. tostring(err) end
+    if kind == "epoch" then return nil, err end
+    if not ok then return store_failed(err) end
     return doc
   end
 

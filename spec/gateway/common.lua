@@ -5,6 +5,7 @@
 local helpers = require "helpers"
 local socket = require "socket"
 local luassert = require "luassert"
+local core = require "ctvnc.core"
 
 local common = {}
 local ROOT = helpers.ROOT
@@ -53,6 +54,21 @@ function Lab:spawn(name, cmd)
   assert(pid, "no pid for " .. name)
   self.started[#self.started + 1] = { name = name, pid = pid }
   return pid
+end
+
+--- A VNC target for the relay: spec/gateway/rfb.js (it logs every client
+-- message to <dir>/rfb.jsonl) behind websockify on 127.0.0.2, as vm-1's
+-- cluster in direct mode. Returns websockify's port and the log's path.
+function Lab:vnc_target()
+  local rfb_port = helpers.free_port("127.0.0.1")
+  local rfb_log = self.dir .. "/rfb.jsonl"
+  helpers.write_file(rfb_log, "")
+  self:spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
+  helpers.wait_port("127.0.0.1", rfb_port)
+  local ws_port = helpers.free_port("127.0.0.2")
+  self:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
+  helpers.wait_port("127.0.0.2", ws_port)
+  return ws_port, rfb_log
 end
 
 --- Waits (5 s at most) until the spawned process `name` has written `text`
@@ -187,6 +203,89 @@ function common.ws_handshake(port, path, headers)
     if k then hs[k:lower()] = v end
   end
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
+end
+
+--- A websocket client of the gateway's /console/<vm>/ws (subprotocol
+-- binary): status, headers, conn (conn.body: a refusal's body; else
+-- conn:send(bytes), conn:read(n, timeout), conn:wait_close(timeout),
+-- conn:handshake() (RFB 3.8, security None, as spec/gateway/rfb.js
+-- answers), conn:close()).
+function common.ws(port, vm, headers)
+  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+  local conn = { sock = sock, buf = "", data = "" }
+  if status ~= 101 then
+    local len = tonumber(hs["content-length"] or "")
+    if len then
+      conn.body = sock:receive(len)
+    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
+      local parts = {}
+      while true do
+        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+        if size == 0 then break end
+        parts[#parts + 1] = sock:receive(size)
+        sock:receive("*l")
+      end
+      conn.body = table.concat(parts)
+    end
+    sock:close()
+    return status, hs, conn
+  end
+  --- Sends bytes as one masked binary frame.
+  function conn.send(_, bytes)
+    return sock:send(core.ws_frame("binary", bytes, true))
+  end
+  --- The next n bytes of the RFB stream | nil, close code, reason.
+  function conn.read(_, n, timeout)
+    local deadline = socket.gettime() + (timeout or 10)
+    sock:settimeout(0.02)
+    while #conn.data < n do
+      local frame, size = core.ws_parse(conn.buf, "server")
+      if frame then
+        conn.buf = conn.buf:sub(size + 1)
+        if frame.opcode == "close" then
+          local p = frame.payload
+          conn.closed = { code = #p >= 2 and p:byte(1) * 256 + p:byte(2) or nil, reason = p:sub(3) }
+          return nil, conn.closed.code, conn.closed.reason
+        end
+        conn.data = conn.data .. frame.payload
+      else
+        local chunk, err, partial = sock:receive(4096)
+        chunk = chunk or partial or ""
+        if chunk == "" and err == "closed" then return nil, err end
+        if chunk == "" and socket.gettime() > deadline then return nil, "timeout" end
+        conn.buf = conn.buf .. chunk
+      end
+    end
+    local out = conn.data:sub(1, n)
+    conn.data = conn.data:sub(n + 1)
+    return out
+  end
+  --- Waits for the gateway's close frame: code, reason | nil, err.
+  function conn.wait_close(_, timeout)
+    local deadline = socket.gettime() + timeout
+    while socket.gettime() < deadline do
+      local got, code, reason = conn:read(1, deadline - socket.gettime())
+      if not got then return code, reason end
+    end
+    return nil, "no close"
+  end
+  function conn.close() sock:close() end
+  --- The RFB client handshake (3.8, security None) through the relay.
+  function conn.handshake()
+    luassert.are.equal("RFB 003.008\n", conn:read(12))
+    conn:send("RFB 003.008\n")
+    luassert.are.equal("\1\1", conn:read(2))
+    conn:send("\1")
+    luassert.are.equal("\0\0\0\0", conn:read(4))
+    conn:send("\1")
+    local init = luassert(conn:read(24))
+    local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
+      + init:byte(24)
+    luassert.are.equal("rfb-spec", conn:read(nlen))
+  end
+  return status, hs, conn
 end
 
 local LOGS = { "access.log", "error.log", "audit.log" }

@@ -3,7 +3,7 @@
 -- /metrics and the count of every request.
 --
 --   GET  /admin/sessions              -> {"sessions": [{id, user, vm_id, mode, view_only,
---                                         client, start, bytes_in, bytes_out}]}
+--                                         client, start, node, bytes_in, bytes_out}]}
 --   POST /admin/sessions/<id>/kill    -> {"killed": [id]} | 404
 --   POST /admin/vms/<vm_id>/kill      -> {"killed": [ids]}
 --   GET  /metrics                     -> Prometheus text  (loopback, metrics_allow)
@@ -32,7 +32,7 @@ local function sessions()
   for i, r in ipairs(state.book:list()) do
     list[i] = { id = r.id, user = r.user, vm_id = r.vm_id, mode = r.mode,
       view_only = r.view_only == true, client = r.client, start = audit.iso(r.start or 0),
-      bytes_in = r.bytes_in, bytes_out = r.bytes_out }
+      bytes_in = r.bytes_in, bytes_out = r.bytes_out, node = r.node }
   end
   return reply(200, { sessions = array(list) })
 end

@@ -17,14 +17,14 @@ function _M.iso(t)
   return os_date("!%Y-%m-%dT%H:%M:%S", floor(t)) .. ("." .. ("%03d"):format(ms)) .. "Z"
 end
 
-local audit_file, audit_path
+local audit_file, audit_path, node
 
 --- Where audit lines go: a file path, "error_log" (nginx's error log at
--- notice), or "off".
+-- notice), or "off"; node_name names this node in every line.
 -- A file is opened here, at configure time (nginx's master, before
 -- workers drop privileges), in append mode: each line is one write.
-function _M.to(path)
-  audit_path = path
+function _M.to(path, node_name)
+  audit_path, node = path, node_name
   if audit_file then pcall(audit_file.close, audit_file) end
   audit_file = nil
   if path ~= "off" and path ~= "error_log" and path then
@@ -34,7 +34,7 @@ function _M.to(path)
 end
 
 local AUDIT_FIELDS = { "event", "session", "user", "vm_id", "mode", "view_only", "client",
-  "start", "end", "duration", "bytes_in", "bytes_out", "reason" }
+  "start", "end", "duration", "bytes_in", "bytes_out", "reason", "node" }
 
 --- One audit line: event (open, close, refused, killed) and the fields of
 -- the session. Only the listed fields are written: no caller can put a
@@ -44,7 +44,7 @@ function _M.write(event, f)
   local doc = {}
   f = f or {}
   for _, k in ipairs(AUDIT_FIELDS) do doc[k] = f[k] end
-  doc.event = event
+  doc.event, doc.node = event, node
   if type(doc.start) == "number" then doc.start = _M.iso(doc.start) end
   if type(doc["end"]) == "number" then doc["end"] = _M.iso(doc["end"]) end
   local line = cjson.encode(doc)

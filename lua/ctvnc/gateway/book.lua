@@ -3,7 +3,7 @@
 -- a shared backend, by every node).
 --
 --   s:<id>       JSON of an open session (id, user, vm_id, mode, view_only,
---                client, start, bytes_in, bytes_out)
+--                client, start, node, bytes_in, bytes_out)
 --   v:<vm>       the slots of a VM (max_per_vm), each holding a session id
 --   u:<user>     the slots of a user (max_per_user)
 --   kill flag    set by the admin routes, polled by the session's relay
@@ -25,9 +25,11 @@ local KILL_TTL = 60   -- seconds a kill flag outlives a relay that never polled 
 local Book = {}
 Book.__index = Book
 
---- new(store, { slot_ttl, open_ttl }): a book on that store.
+--- new(store, { slot_ttl, open_ttl, node }): a book on that store; node
+-- names this node in the sessions it opens.
 function _M.new(store, opts)
-  return setmetatable({ store = store, ttl = opts.slot_ttl, open_ttl = opts.open_ttl }, Book)
+  return setmetatable({ store = store, ttl = opts.slot_ttl, open_ttl = opts.open_ttl,
+    node = opts.node }, Book)
 end
 
 --- A fresh session id: 16 hex digits from the kernel | nil, message.
@@ -39,7 +41,7 @@ end
 
 local function encode(rec)
   return cjson.encode({ id = rec.id, user = rec.user, vm_id = rec.vm_id, mode = rec.mode,
-    view_only = rec.view_only, client = rec.client, start = rec.start,
+    view_only = rec.view_only, client = rec.client, start = rec.start, node = rec.node,
     bytes_in = rec.bytes_in or 0, bytes_out = rec.bytes_out or 0 })
 end
 
@@ -97,6 +99,7 @@ function Book:open(rec, limits)
     rec.id = id
   end
   rec.bytes_in, rec.bytes_out = rec.bytes_in or 0, rec.bytes_out or 0
+  rec.node = rec.node or self.node
   local held = {}
   for _, b in ipairs(buckets(rec.vm_id, rec.user, limits)) do
     local handle, holders = store:take(b[1], b[2], rec.id, self.open_ttl)
@@ -117,10 +120,11 @@ function Book:open(rec, limits)
 end
 
 --- Would a session of user on vm_id fit now? true | nil, "vm" | "user",
--- the oldest session in the way. Takes nothing.
+-- the oldest session in the way | nil, "store", message. Takes nothing.
 function Book:fits(vm_id, user, limits)
   for _, b in ipairs(buckets(vm_id, user, limits)) do
-    local holders = self.store:holders(b[1], b[2]) or {}
+    local holders, err = self.store:holders(b[1], b[2])
+    if not holders then return nil, "store", err end
     if #holders >= b[2] then return nil, b[3], self:oldest(holders) end
   end
   return true

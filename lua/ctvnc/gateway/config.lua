@@ -85,8 +85,12 @@ target_timeout   number0.1..120       10                 TARGET_TIMEOUT
     seconds for each step of the target's websocket handshake (connect, TLS, answer)
 cluster_tls      {verify,insecure}    verify             CLUSTER_TLS
     verify the clusters' certificates; insecure warns at every start
-store            {shdict}             shdict             STORE
-    where sessions, slots, kill flags and used tickets live (shdict: this node)
+store            string               shdict             STORE
+    where sessions, slots, kill flags and used tickets live: shdict (this node) or redis[s]://...
+store_ca         string               -                  STORE_CA
+    PEM bundle a rediss:// store's certificate is verified with (unset: the system store)
+node_name        string               -                  NODE_NAME
+    this node's name in sessions, audit lines and metrics (unset: the host name)
 audit_log        string               -                  AUDIT_LOG
     audit trail: a path, error_log or off (unset: <nginx prefix>/audit.log)
 novnc_dir        string               /usr/share/novnc   -
@@ -191,6 +195,13 @@ function _M.check(c)
   end
   if conf.id_rate ~= 0 and conf.id_rate < conf.batch_max then
     return fail("id_rate", "must be 0 (off) or at least batch_max")
+  end
+  if conf.store ~= "shdict" then
+    if not conf.store:match("^rediss?://") then
+      return fail("store", "must be shdict or a redis:// or rediss:// URL")
+    end
+    local ok, why = require("ctvnc.redis").parse_url(conf.store, "-")
+    if not ok then return fail("store", why) end
   end
   if conf.proxy_scheme == "ws" and not conf.endpoint:lower():match("^http://") then
     return fail("proxy_scheme", "ws would send console tokens in clear to a tower reached "

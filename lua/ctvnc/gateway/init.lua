@@ -33,6 +33,34 @@ local ipairs, tostring = ipairs, tostring
 
 local _M = {}
 
+--- This machine's name (NODE_NAME's default).
+local function host_name()
+  local f = io.open("/proc/sys/kernel/hostname")
+  local name = f and f:read("*l")
+  if f then f:close() end
+  return name or "gateway"
+end
+
+--- The store of sessions and the store of used tickets: one Redis for
+-- both, or two of this node's shared dicts. sessions, used | nil, message.
+local function open_store(conf)
+  if conf.store == "shdict" then
+    local shdict = require "ctvnc.gateway.store.shdict"
+    local sessions, why = shdict.new({ dict = "ctvnc_sessions" })
+    local used = sessions and shdict.new({ dict = "ctvnc_tickets" })
+    if not used then return nil, why or "no lua_shared_dict ctvnc_tickets" end
+    return sessions, used
+  end
+  local ca = conf.store:match("^rediss:") and conf.store_ca
+  local f = ca and io.open(ca)
+  if ca and not f then return nil, "STORE_CA " .. ca .. " cannot be read" end
+  if f then f:close() end
+  local s, why = require("ctvnc.gateway.store.redis").new({ url = conf.store,
+    node = conf.node_name })
+  if not s then return nil, why end
+  return s, s
+end
+
 --- gateway.configure{ settings }: checks them against the declared
 -- settings (ctvnc.gateway.config; an error names the setting), then makes
 -- the CloudTower client, the ticket minter, the session book on its store
@@ -40,10 +68,10 @@ local _M = {}
 function _M.configure(c)
   local conf, err = config.check(c)
   if not conf then error(err, 0) end
-  local backend = require("ctvnc.gateway.store." .. conf.store)
-  local sessions, why = backend.new({ dict = "ctvnc_sessions" })
-  local used = sessions and backend.new({ dict = "ctvnc_tickets" })
-  if not used then error("ctvnc: setting store: " .. tostring(why or "no ctvnc_tickets"), 0) end
+  conf.node_name = conf.node_name or host_name()
+  local sessions, used = open_store(conf)
+  if not sessions then error("ctvnc: setting store: " .. tostring(used), 0) end
+  conf.store, c.store = sessions.cfg and tostring(sessions.cfg) or conf.store, nil
   local secret = conf.ticket_secret
   if not secret then
     secret = assert(tickets.random_secret())
@@ -58,13 +86,13 @@ function _M.configure(c)
         " are NOT verified: anyone on the path can read the console credentials")
     end
   end
-  audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"))
+  audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"), conf.node_name)
   state.conf = conf
   state.client = tower.client(conf, c)
   state.url_options = tower.url_options(conf)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
   -- the slots outlive the target's handshake (three steps, each bounded)
-  state.book = book.new(sessions, { slot_ttl = conf.slot_ttl,
+  state.book = book.new(sessions, { slot_ttl = conf.slot_ttl, node = conf.node_name,
                                     open_ttl = 3 * conf.target_timeout + conf.slot_ttl })
   state.novnc_html = page.load(conf.novnc_dir)
   state.metrics_allow = metrics.address_set(conf.metrics_allow)

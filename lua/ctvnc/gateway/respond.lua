@@ -52,7 +52,9 @@ local KINDS = {
     reason = "CloudTower's answer was too large" },
   system = { status = 503, title = "Service unavailable", reason = "the gateway cannot do "
     .. "this right now" },
-  store = { status = 503, title = "Service unavailable", reason = "the session store failed" },
+  store = { status = 503, title = "Service unavailable",
+    reason = "the console service cannot check access right now; try again",
+    sentence = "The console service cannot check access right now; try again." },
   novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
     sentence = "The console viewer is missing on this gateway. Please tell your "
       .. "administrator." },

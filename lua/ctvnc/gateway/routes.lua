@@ -107,6 +107,14 @@ function _M.ticket(vm_id)
                       url = cookie.page_path(vm_id) .. "?ticket=" .. t })
 end
 
+--- The page of a refused ticket: 403, or 503 when the store cannot tell
+-- (fail closed: logged).
+local function refuse_ticket(vm_id, kind)
+  if kind ~= "store" then return error_page(403, "denied", vm_id) end
+  log(ngx.ERR, "ctvnc: the console of ", vm_id, " refused: the session store failed (store)")
+  return error_page(503, "store", vm_id)
+end
+
 --- GET|HEAD /console/<vm>[?ticket=]: noVNC's page, or an error page. The
 -- page asks CloudTower nothing: its websocket does.
 function _M.page(vm_id)
@@ -123,8 +131,8 @@ function _M.page(vm_id)
   if given ~= nil then
     -- the link's ticket goes into a cookie for this console's path, and
     -- the browser comes back without it in the URL
-    local doc = type(given) == "string" and state.ticket.check(given, vm_id)
-    if not doc then return error_page(403, "denied", vm_id) end
+    local doc, _, kind = state.ticket.check(given, vm_id)
+    if not doc then return refuse_ticket(vm_id, kind) end
     ngx.header["Set-Cookie"] = cookie.ticket(given, floor(doc.e - ngx.now()), vm_id)
     ngx.header["Location"] = cookie.page_path(vm_id)
     ngx.status = 303
@@ -134,8 +142,8 @@ function _M.page(vm_id)
   local t = cookie.given()
   local user
   if t then
-    local doc = state.ticket.check(t, vm_id)
-    if not doc then return error_page(403, "denied", vm_id) end
+    local doc, _, kind = state.ticket.check(t, vm_id)
+    if not doc then return refuse_ticket(vm_id, kind) end
     user = doc.u
   else
     local ok, who = auth.authorize(vm_id)
@@ -144,6 +152,7 @@ function _M.page(vm_id)
   end
   -- a console that is full is told at once
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
+  if which == "store" then return refuse_ticket(vm_id, which) end
   if not fits then
     metrics.count("ctvnc_sessions_refused_total", { limit = which })
     audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
@@ -181,7 +190,8 @@ function _M.ws(vm_id)
     if not ok then return deny(vm_id, who) end
     user, view = who, v
   else
-    local doc, why = state.ticket.consume(t, vm_id)
+    local doc, why, kind = state.ticket.consume(t, vm_id)
+    if kind == "store" then return fail(vm_id, why, kind) end
     if not doc then
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
       return reply(403, { error = "denied", vm_id = vm_id })

@@ -10,8 +10,13 @@
 -- script (EVALSHA), and may refuse what was written before its server's
 -- last restart (run_id) where losing it would let a ticket be used twice.
 --
---   store:add(key, value, ttl)        -> true | false (the key exists) | nil, err
---       add-if-absent with expiry, atomic (a ticket's nonce is used once).
+--   store:add(key, value, ttl, epoch?) -> true | false (the key exists) | nil, err[, "epoch"]
+--       add-if-absent with expiry, atomic (a ticket's nonce is used once);
+--       with epoch, refused (nil, msg, "epoch") unless it is the store's.
+--   store:epoch()                     -> word | nil, err
+--       the store's epoch, made once per store life: a store that lost its
+--       keys (restarted empty) makes another, so the tickets minted before,
+--       which carry the old one, are refused.
 --   store:set(key, value, ttl)        -> true | nil, err
 --   store:get(key)                    -> value | nil (absent) | nil, err
 --   store:delete(key)                 -> true | nil, err
@@ -31,6 +36,7 @@
 --       the kill flag of a session, polled by its relay (a Redis backend
 --       may also publish it).
 local ngx = ngx
+local new_id = require("ctvnc.gateway.book").new_id
 local tostring, ipairs = tostring, ipairs
 
 local _M = {}
@@ -46,7 +52,18 @@ function _M.new(opts)
   return setmetatable({ dict = dict }, Store)
 end
 
-function Store:add(key, value, ttl)
+function Store:epoch()
+  local d = self.dict
+  local word, err = new_id()
+  if not word then return nil, err end
+  d:add("epoch", word)
+  return d:get("epoch")
+end
+
+function Store:add(key, value, ttl, epoch)
+  if epoch and self.dict:get("epoch") ~= epoch then
+    return nil, "the ticket was minted before the store's last restart", "epoch"
+  end
   local ok, err = self.dict:add(key, value, ttl)
   if ok then return true end
   if err == "exists" then return false end
