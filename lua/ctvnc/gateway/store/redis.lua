@@ -116,7 +116,8 @@ local function state_change(ok, err)
   if ok then
     if not up then
       up = true
-      log(ngx.NOTICE, "ctvnc: the session store answers again (down ",
+      -- at error level: the relays' locations log nothing below it
+      log(ngx.ERR, "ctvnc: the session store answers again (down ",
         ("%.1f"):format(ngx.now() - (down_since or ngx.now())), " s)")
       metrics.set("ctvnc_store_up", labels, 1)
     end
