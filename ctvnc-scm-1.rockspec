@@ -99,6 +99,7 @@ build = {
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",
     ["ctvnc.gateway.admin"] = "lua/ctvnc/gateway/admin.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",
+    ["ctvnc.gateway.store.redis"] = "lua/ctvnc/gateway/store/redis.lua",
     ["ctvnc.redis"] = "lua/ctvnc/redis.lua",
   },
   install = {
