@@ -35,13 +35,13 @@ describe("gateways on a Redis store #novalgrind", function()
 
   --- A node of the gateway on the Redis at redis_port (its password given
   -- in CTVNC_REDIS_PASSWORD, never in STORE).
-  local function start_node(name, redis_port, password, env)
+  local function start_node(name, redis_port, password, ...)
     node[name] = lab:start_gateway(name, common.tower_env(sim), {
       KEYS = dir .. "/keys", ADMIN_KEYS = dir .. "/admin-keys", MODE = "direct", SCHEME = "ws",
       CLUSTER_PORT = ws_port, CTVNC_TICKET_SECRET = SECRET, NODE_NAME = "node-" .. name,
       STORE = ("redis://127.0.0.1:%d/7"):format(redis_port), CTVNC_REDIS_PASSWORD = password,
       MAX_PER_VM = 1, MAX_PER_USER = 2, SLOT_TTL = 2,
-    }, env)
+    }, ...)
     return node[name]
   end
 
@@ -234,6 +234,24 @@ http {
     drained()
   end)
 
+  it("reaches a rediss:// store, its certificate verified against STORE_CA and its name checked",
+     function()
+    local dns = helpers.free_port("127.0.0.1")
+    lab:spawn("dns", ("lua5.4 %s/spec/gateway/dns.lua %d %s/dns.log localhost=127.0.0.1")
+      :format(ROOT, dns, dir))
+    lab:wait_output("dns", "ready")
+    local tls = { STORE = "rediss://localhost:" .. os.getenv("REDIS_TLS_PORT") .. "/7",
+      RESOLVER = "127.0.0.1:" .. dns, RESOLVER_IPV6 = "off" }
+    local e = start_node("e", 0, os.getenv("REDIS_PASSWORD"), tls, { STORE_CA = os.getenv("REDIS_CA") })
+    open(e, "vm-3", with_ticket(ticket(e, "vm-3"))):close()
+    -- the system store does not know the server's certificate: refused
+    local f = start_node("f", 0, os.getenv("REDIS_PASSWORD"), tls)
+    local status, body = http(f, "POST", "/console/vm-3/ticket", key(K1))
+    assert.are.same({ 503, "store" }, { status, cjson.decode(body).kind })
+    lab:stop_gateways("e", "f")
+    drained()
+  end)
+
   describe("when Redis fails", function()
     local rdir, renv, d
 
@@ -278,6 +296,11 @@ http {
       assert.are.same({ 503, "store" }, { st, cjson.decode(body).kind })
       st, _, c = common.ws(d, "vm-7", key(K2))
       assert.are.same({ 503, "store" }, { st, cjson.decode(c.body).kind })
+      -- the admin routes cannot see the sessions: they say so
+      st, body = http(d, "GET", "/admin/sessions", key(K_ADMIN))
+      assert.are.same({ 503, "store" }, { st, cjson.decode(body).kind })
+      st, body = http(d, "POST", "/admin/vms/vm-1/kill", key(K_ADMIN))
+      assert.are.same({ 503, "store" }, { st, cjson.decode(body).kind })
 
       -- the open session goes on past SLOT_TTL
       socket.sleep(2.5)

@@ -17,7 +17,7 @@ local audit = require "ctvnc.gateway.audit"
 local routes = require "ctvnc.gateway.routes"
 
 local ngx = ngx
-local ipairs = ipairs
+local ipairs, tostring = ipairs, tostring
 local reply, array, not_allowed, method_is = respond.reply, respond.array, respond.not_allowed,
   respond.method_is
 
@@ -27,9 +27,17 @@ local function denied()
   return reply(403, { error = "denied", kind = "denied" })
 end
 
+--- The store failed: 503 (logged).
+local function store_failed(err)
+  log(ngx.ERR, "ctvnc: admin: ", tostring(err), " (store)")
+  return reply(503, { error = respond.reason("store"), kind = "store" })
+end
+
 local function sessions()
   local list = {}
-  for i, r in ipairs(state.book:list()) do
+  local open, err = state.book:list()
+  if not open then return store_failed(err) end
+  for i, r in ipairs(open) do
     list[i] = { id = r.id, user = r.user, vm_id = r.vm_id, mode = r.mode,
       view_only = r.view_only == true, client = r.client, start = audit.iso(r.start or 0),
       bytes_in = r.bytes_in, bytes_out = r.bytes_out, node = r.node }
@@ -53,14 +61,17 @@ function _M.admin()
   end
   if not method_is("POST") then return not_allowed("POST") end
   if id then
-    if not state.book:kill(id, who) then
+    local asked, err = state.book:kill(id, who)
+    if err then return store_failed(err) end
+    if not asked then
       return reply(404, { error = "no such session", kind = "not_found" })
     end
     log(ngx.NOTICE, "ctvnc: session ", id, " killed by ", who)
     return reply(200, { killed = array({ id }) })
   end
   local vm_id = routes.unpercent(raw_vm)
-  local ids = state.book:kill_vm(vm_id, who)
+  local ids, err = state.book:kill_vm(vm_id, who)
+  if not ids then return store_failed(err) end
   log(ngx.NOTICE, "ctvnc: ", #ids, " session(s) of ", vm_id, " killed by ", who)
   return reply(200, { killed = array(ids), vm_id = vm_id })
 end
@@ -76,7 +87,7 @@ function _M.metrics()
   ngx.status = 200
   ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
   ngx.header["Cache-Control"] = "no-store"
-  ngx.print(metrics.prometheus(state.book:list()))
+  ngx.print(metrics.prometheus(state.book:list() or {}))
   return respond.finish(200)
 end
 

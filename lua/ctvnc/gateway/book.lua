@@ -45,10 +45,13 @@ local function encode(rec)
     bytes_in = rec.bytes_in or 0, bytes_out = rec.bytes_out or 0 })
 end
 
---- Every open session, oldest first (a list of records).
+--- Every open session, oldest first (a list of records) | nil, message
+-- (the store failed).
 function Book:list()
   local out = {}
-  for _, v in ipairs(self.store:list("s:") or {}) do
+  local values, err = self.store:list("s:")
+  if not values then return nil, err end
+  for _, v in ipairs(values) do
     local rec = cjson.decode(v)
     if type(rec) == "table" then out[#out + 1] = rec end
   end
@@ -59,7 +62,9 @@ end
 --- The open sessions whose `field` is `value`, oldest first.
 function Book:where(field, value)
   local out = {}
-  for _, rec in ipairs(self:list()) do
+  local list, err = self:list()
+  if not list then return nil, err end
+  for _, rec in ipairs(list) do
     if rec[field] == value then out[#out + 1] = rec end
   end
   return out
@@ -147,17 +152,22 @@ function Book:close(rec)
 end
 
 --- Asks the relay of session id to end it (within its next tick).
--- true | nil when there is no such session.
+-- true | nil when there is no such session | nil, message (the store failed).
 function Book:kill(id, who)
-  if type(id) ~= "string" or self.store:get("s:" .. id) == nil then return nil end
+  if type(id) ~= "string" then return nil end
+  local rec, err = self.store:get("s:" .. id)
+  if rec == nil then return nil, err end
   self.store:kill(id, tostring(who or "admin"), KILL_TTL)
   return true
 end
 
---- Asks every session of vm_id to end (but those asked already): the ids.
+--- Asks every session of vm_id to end (but those asked already): the ids
+-- | nil, message (the store failed).
 function Book:kill_vm(vm_id, who)
   local ids = {}
-  for _, rec in ipairs(self:where("vm_id", vm_id)) do
+  local recs, err = self:where("vm_id", vm_id)
+  if not recs then return nil, err end
+  for _, rec in ipairs(recs) do
     if not self:killer(rec.id) and self:kill(rec.id, who) then ids[#ids + 1] = rec.id end
   end
   return ids
