@@ -19,14 +19,7 @@ describe("gateways on a Redis store #novalgrind", function()
   local node = {}       -- name -> port
   local lb_port
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
   local function http(port, method, path, headers)
     local status, body, hs = lab:http(port, method, path, headers)

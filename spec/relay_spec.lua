@@ -96,14 +96,7 @@ describe("the gateway's relay #novalgrind", function()
     return n, hs
   end
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
   setup(function()
     sim = helpers.sim()

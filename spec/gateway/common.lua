@@ -19,6 +19,17 @@ function common.tower_env(sim)
   }
 end
 
+--- Polls pred every 50 ms until it is true (true) or timeout seconds (5)
+-- pass (pred's last answer).
+function common.wait_for(pred, timeout)
+  local deadline = socket.gettime() + (timeout or 5)
+  while socket.gettime() < deadline do
+    if pred() then return true end
+    socket.sleep(0.05)
+  end
+  return pred()
+end
+
 local Lab = {}
 Lab.__index = Lab
 
