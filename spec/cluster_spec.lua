@@ -273,6 +273,7 @@ http {
     it("refuses new consoles and tickets (503, kind store), keeps open sessions, and writes their "
        .. "slots back when it returns empty; a ticket used before is not used again", function()
       local used = ticket(d, "vm-3")
+      assert.truthy(select(2, http(d, "GET", "/metrics")):find('\nctvnc_store_up{node="node-d"} 1', 1, true))
       open(d, "vm-3", with_ticket(used)):close()
       local held = open(d, "vm-1")
       local fresh = ticket(d, "vm-5")

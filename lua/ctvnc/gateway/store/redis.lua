@@ -95,7 +95,7 @@ return redis.call('INCR', KEYS[2])
 local Store = {}
 Store.__index = Store
 
-local up = true          -- this worker's view of the store (log once a change)
+local up                 -- this worker's view of the store: nil before the first call
 local down_since
 
 --- new{ url = STORE's URL, password?, server_name?, node? }: a store
@@ -114,17 +114,19 @@ end
 local function state_change(ok, err)
   local labels = { node = _M.node_name }
   if ok then
-    if not up then
-      up = true
+    if up == false then
       -- at error level: the relays' locations log nothing below it
       log(ngx.ERR, "ctvnc: the session store answers again (down ",
-        ("%.1f"):format(ngx.now() - (down_since or ngx.now())), " s)")
+        ("%.1f"):format(ngx.now() - down_since), " s)")
+    end
+    if not up then
+      up = true
       metrics.set("ctvnc_store_up", labels, 1)
     end
     return
   end
   metrics.count("ctvnc_store_errors_total", labels)
-  if up then
+  if up ~= false then
     up, down_since = false, ngx.now()
     log(ngx.ERR, "ctvnc: the session store failed: ", tostring(err), " (store)")
     metrics.set("ctvnc_store_up", labels, 0)
