@@ -245,6 +245,23 @@ http {
     drained()
   end)
 
+  it("on the shdict store too, refuses after a restart the tickets used before it", function()
+    local function start_g()
+      return lab:start_gateway("g", common.tower_env(sim), {
+        KEYS = dir .. "/keys", MODE = "direct", SCHEME = "ws", CLUSTER_PORT = ws_port,
+        CTVNC_TICKET_SECRET = SECRET })
+    end
+    local g = start_g()
+    local used = ticket(g, "vm-5")
+    open(g, "vm-5", with_ticket(used)):close()
+    lab:stop_gateways("g")
+    lab.gateways.g = nil
+    g = start_g()   -- the same secret, the shared dicts empty
+    assert.are.equal(403, (common.ws(g, "vm-5", with_ticket(used))))
+    assert.are.equal(403, (http(g, "GET", "/console/vm-5?ticket=" .. used)))
+    open(g, "vm-5", with_ticket(ticket(g, "vm-5"))):close()
+  end)
+
   describe("when Redis fails", function()
     local rdir, renv, d
 
