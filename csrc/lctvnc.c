@@ -12,6 +12,7 @@
  *   lshot.c     shooter (the ctvnc.Shooter class over shot.c: RFB
  *               screenshots and banner probes over websockets)
  *   lresp.c     resp_reader (Redis replies, the ctvnc.RespReader class)
+ *   lrecording.c sha256, hmac_sha256, recording_writer, recording_reader
  *
  * Misuse (a wrong Lua type) raises; a bad value returns nil, message, kind.
  * Messages never quote tokens, passwords or the endpoint (it may carry a
@@ -86,7 +87,7 @@ void ctv_class(lua_State *L, const char *name, const luaL_Reg *meta,
 CTVNC_API int luaopen_ctvnc_core(lua_State *L) {
   static void (*const topics[])(lua_State *) = {
     ctv_open_url, ctv_open_session, ctv_open_sys, ctv_open_frames,
-    ctv_open_signal, ctv_open_shot, ctv_open_resp
+    ctv_open_signal, ctv_open_shot, ctv_open_resp, ctv_open_recording
   };
   size_t i;
   lua_newtable(L);

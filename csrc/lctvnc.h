@@ -27,6 +27,8 @@ void ctv_open_signal(lua_State *L);    /* lsignal.c: SIGINT/SIGTERM for the
 void ctv_open_shot(lua_State *L);      /* lshot.c: screenshots (the Shooter
                                           class over shot.c) */
 void ctv_open_resp(lua_State *L);      /* lresp.c: Redis reply reader */
+void ctv_open_recording(lua_State *L); /* lrecording.c: SHA-256, HMAC,
+                                          console recordings */
 
 /* Registers the metatable `name` (once): its metamethods `meta`, and
  * `methods` as its __index. Leaves the stack as it was. */

@@ -8,21 +8,23 @@
 # build/fuzz/artifacts/. Exits non-zero, naming the harness, on any crash,
 # leak, timeout, out-of-memory or UBSan report.
 #
-# Environment: CLANG (default clang), HARNESSES (default all eight), URL_C,
-# FRAMES_C, GROW_C, RFB_C, PNG_C and RESP_C (default csrc/url.c,
-# csrc/frames.c, csrc/grow.c, csrc/rfb.c, csrc/png.c, csrc/resp.c: point
-# them at a mutated copy to check the harnesses).
+# Environment: CLANG (default clang), HARNESSES (default all nine), URL_C,
+# FRAMES_C, GROW_C, RFB_C, PNG_C, RESP_C and RECORDING_C (default
+# csrc/url.c, csrc/frames.c, csrc/grow.c, csrc/rfb.c, csrc/png.c,
+# csrc/resp.c, csrc/recording.c: point them at a mutated copy to check
+# the harnesses).
 set -u
 
 SECONDS_EACH=${1:-30}
 CLANG=${CLANG:-clang}
-HARNESSES=${HARNESSES:-"encode host endpoint url frames rfb png resp"}
+HARNESSES=${HARNESSES:-"encode host endpoint url frames rfb png resp recording"}
 URL_C=${URL_C:-csrc/url.c}
 FRAMES_C=${FRAMES_C:-csrc/frames.c}
 GROW_C=${GROW_C:-csrc/grow.c}
 RFB_C=${RFB_C:-csrc/rfb.c}
 PNG_C=${PNG_C:-csrc/png.c}
 RESP_C=${RESP_C:-csrc/resp.c}
+RECORDING_C=${RECORDING_C:-csrc/recording.c}
 OUT=build/fuzz
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
@@ -43,6 +45,7 @@ for h in $HARNESSES; do
     rfb) src=$RFB_C; also="$GROW_C csrc/wsc.c"; libs=-lz ;;
     png) src=$PNG_C; also=$GROW_C; libs=-lz ;;
     resp) src=$RESP_C; also= ;;
+    recording) src=$RECORDING_C; also=csrc/sha256.c ;;
     *) src=$URL_C; also= ;;
   esac
   # shellcheck disable=SC2086 # also may name two files

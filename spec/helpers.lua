@@ -28,6 +28,18 @@ helpers.CLI = {
     .. "-u CTVNC_CA_FILE -u CTVNC_SOURCE -u CTVNC_INSECURE -u COLUMNS -u NO_COLOR ",
 }
 
+--- ctvnc.cli.main in this process, for the commands that ask no tower:
+-- args, env (a table of variables) -> exit status, stdout, stderr.
+function helpers.cli_main(args, env)
+  local out, err = {}, {}
+  local function sink(t)
+    return { write = function(_, ...) for _, s in ipairs({ ... }) do t[#t + 1] = s end end }
+  end
+  local rc = require("ctvnc.cli").main(args, function(k) return (env or {})[k] end,
+    { stdin = io.stdin, stdout = sink(out), stderr = sink(err) })
+  return rc, table.concat(out), table.concat(err)
+end
+
 --- Runs a shell command; returns its output and whether it exited 0.
 function helpers.run(cmd)
   local f = assert(helpers.popen(cmd .. " 2>&1; echo \"::rc=$?\""))

@@ -1,6 +1,6 @@
 --- ctvnc.jwt: JSON Web Token (RFC 7519) verification for the console
--- gateway: HS256 and RS256 (RFC 7518 section 3) checked with OpenSSL's
--- libcrypto through LuaJIT's FFI (nginx already links it; plain LuaJIT
+-- gateway: HS256 with ctvnc.core's HMAC-SHA256, RS256 (RFC 7518 section 3)
+-- with OpenSSL's libcrypto through LuaJIT's FFI (nginx already links it; plain LuaJIT
 -- loads libcrypto.so.3 or .1.1). LuaJIT only: under PUC Lua, `new` returns
 -- nil, message, "invalid".
 --
@@ -18,6 +18,7 @@
 -- else refused. The signature is checked before the claims are decoded.
 -- Reasons never quote the token or the key.
 local ok_ffi, ffi = pcall(require, "ffi")
+local core = require "ctvnc.core"
 local b64url_decode = require("ctvnc.b64url").decode
 
 -- JSON as RFC 8259 has it: lua-cjson's own instance, without the NaN,
@@ -42,8 +43,6 @@ local CDEFS = {
   "typedef struct bio_st BIO;",
   "typedef struct engine_st ENGINE;",
   "const EVP_MD *EVP_sha256(void);",
-  "unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,"
-    .. " const unsigned char *d, size_t n, unsigned char *md, unsigned int *md_len);",
   "int CRYPTO_memcmp(const void *a, const void *b, size_t len);",
   "BIO *BIO_new_mem_buf(const void *buf, int len);",
   "int BIO_free(BIO *a);",
@@ -76,7 +75,7 @@ local function crypto()
   for _, d in ipairs(CDEFS) do
     pcall(ffi.cdef, d)    -- another module may have declared it already
   end
-  if has(ffi.C, "EVP_DigestVerify") and has(ffi.C, "HMAC") then
+  if has(ffi.C, "EVP_DigestVerify") then
     C = ffi.C
     return C
   end
@@ -138,11 +137,7 @@ end
 
 local function hs256(self, input, sig)
   if #sig ~= 32 then return false end
-  local md = ffi.new("unsigned char[32]")
-  local mdlen = ffi.new("unsigned int[1]")
-  local r = C.HMAC(C.EVP_sha256(), self.secret, #self.secret, input, #input, md, mdlen)
-  if r == nil or mdlen[0] ~= 32 then return false end
-  return C.CRYPTO_memcmp(md, sig, 32) == 0
+  return C.CRYPTO_memcmp(core.hmac_sha256(self.secret, input), sig, 32) == 0
 end
 
 local function rs256(self, input, sig)

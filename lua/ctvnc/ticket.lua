@@ -1,12 +1,12 @@
 --- ctvnc.ticket: short-lived signed console tickets for the OpenResty
--- gateway (ngx_lua only: it uses ngx.hmac_sha1 and a lua_shared_dict).
+-- gateway (ngx_lua only: it uses ngx's time and a lua_shared_dict).
 --
 -- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
 -- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce,
 -- s = the store's epoch (ctvnc.gateway.store: a store restarted empty
 -- has another, and refuses the tickets minted before), r = 1 when the
 -- console is view-only (absent: full)} and
--- the mac is HMAC-SHA1(secret, payload). It is valid until its expiry (at
+-- the mac is HMAC-SHA256(secret, payload) (ctvnc.core's). It is valid until its expiry (at
 -- most 60 s after minting) and usable once wherever its store reaches:
 -- `consume` records the nonce in the store until the ticket expires (one
 -- node with the shdict store; every node sharing one Redis store and one
@@ -68,7 +68,7 @@ function _M.new(opts)
   assert(type(opts.store) == "table", "ticket.new: a store is needed")
   local self = { secret = opts.secret, store = opts.store, ttl = ttl }
 
-  local function mac(payload) return b64url(ngx.hmac_sha1(self.secret, payload)) end
+  local function mac(payload) return b64url(core.hmac_sha256(self.secret, payload)) end
 
   --- A ticket for vm_id and user (view-only when view_only is true):
   -- ticket, expires_in | nil, message, "system" (no random bytes) |

@@ -21,7 +21,8 @@ local _M = {
 }
 
 --- The commands, in the order --help lists them.
-local COMMANDS = { "url", "batch", "vms", "login", "shot", "check", "wall" }
+local COMMANDS = { "url", "batch", "vms", "login", "shot", "check", "wall", "recording",
+  "audit" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do
@@ -53,7 +54,8 @@ environment:
   CTVNC_PASSWORD, CTVNC_VNC_PASSWORD (shot, check), CTVNC_SOURCE,
   CTVNC_INSECURE (1 or true), CTVNC_CA_FILE,
   CTVNC_PROGRESS (1 or 0: force the batch progress bar on or off; by
-  default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM
+  default it shows when stderr is a terminal), COLUMNS, NO_COLOR, TERM,
+  CTVNC_RECORD_KEY and CTVNC_AUDIT_KEY (keys for recording and audit verify)
 
 Text output is one line per VM, fields separated by tabs:
   <vm id> <mode> <url>            or    <vm id> error <kind> <message>
@@ -98,6 +100,16 @@ function _M.main(args, env, stdio)
     end
     return 1
   end
+  -- the exit status of a command's ok | nil, msg, kind, its error written
+  local function status(ok, msg, kind, hint)
+    if ok == nil then
+      if flagset.is_usage(msg) then return fail(msg) end
+      err:write("ctvnc: ", printable(msg), " (", tostring(kind), ")\n")
+    end
+    if hint then err:write("ctvnc: ", hint, "\n") end
+    if ok == nil then return kind == "invalid" and 2 or 1 end
+    return ok and 0 or 1
+  end
 
   local flags, words = flagset.parse(args, known)
   if not flags then return fail(words) end
@@ -114,6 +126,7 @@ function _M.main(args, env, stdio)
   local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out, env = env }
   local e = check(command, flags, words, ctx)
   if e then return fail(e) end
+  if command.offline then return status(command.run(ctx)) end
 
   local opts, labels = connect.options(flags, env)
   if not opts then return fail(labels) end
@@ -154,13 +167,7 @@ function _M.main(args, env, stdio)
     err:write("ctvnc: interrupted\n")
     return 128 + sig
   end
-  if ok == nil then
-    if flagset.is_usage(msg) then return fail(msg) end
-    err:write("ctvnc: ", printable(msg), " (", tostring(kind), ")\n")
-  end
-  if tls then err:write("ctvnc: ", connect.tls_hint(opts), "\n") end
-  if ok == nil then return kind == "invalid" and 2 or 1 end
-  return ok and 0 or 1
+  return status(ok, msg, kind, tls and connect.tls_hint(opts))
 end
 
 return _M
