@@ -104,6 +104,8 @@ build = {
     ["ctvnc.gateway.audit"] = "lua/ctvnc/gateway/audit.lua",
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",
     ["ctvnc.gateway.admin"] = "lua/ctvnc/gateway/admin.lua",
+    ["ctvnc.gateway.shot"] = "lua/ctvnc/gateway/shot.lua",
+    ["ctvnc.gateway.wall"] = "lua/ctvnc/gateway/wall.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",
     ["ctvnc.gateway.store.redis"] = "lua/ctvnc/gateway/store/redis.lua",
     ["ctvnc.redis"] = "lua/ctvnc/redis.lua",
@@ -114,6 +116,7 @@ build = {
     lua = {
       ["ctvnc.gateway.console"] = "lua/ctvnc/gateway/console.html",
       ["ctvnc.gateway.error"] = "lua/ctvnc/gateway/error.html",
+      ["ctvnc.gateway.wall_page"] = "lua/ctvnc/gateway/wall_page.html",
     },
   },
 }

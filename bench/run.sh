@@ -8,7 +8,8 @@
 #   4. the OpenResty gateway under wrk, beside a static location
 #   5. the console relay vs nginx's proxy_pass vs websockify (bench/relay.sh)
 #   6. screenshots of 100 VMs at 20 ms latency, memory per screenshot in flight
-#   7. the session store: what Redis adds per console open over shdict (bench/store.sh)
+#   7. the gateway's screenshots under wrk (bench/gwshots.sh)
+#   8. the session store: what Redis adds per console open over shdict (bench/store.sh)
 # BENCH_URL_N sets the number of URL-building calls (default 1000000).
 # `sh bench/run.sh batch` (make bench-batch) runs the first alone, with its
 # perf profile.
@@ -69,6 +70,8 @@ echo
 sh bench/relay.sh "$tmp" || rc=1
 echo
 lua54 bench/shots.lua || rc=1
+echo
+sh bench/gwshots.sh "$tmp" || rc=1
 echo
 sh bench/store.sh "$tmp" || rc=1
 echo

@@ -1,5 +1,5 @@
 #!/bin/sh
-# 7. The session store: what a Redis store (a redis-server of its own on
+# 8. The session store: what a Redis store (a redis-server of its own on
 # loopback, spec/support/redis.sh) adds to each console open over the
 # shdict store. One nginx worker runs bench/store.lua: 2,000 sessions'
 # store work each way, one after another (a ticket minted and used, the
@@ -55,5 +55,5 @@ i=0
 until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
   i=$((i + 1)); [ $i -lt 50 ] || exit 1; sleep 0.1
 done
-echo "== 7. The session store: Redis over shdict, per console open (2,000 each, one worker) =="
+echo "== 8. The session store: Redis over shdict, per console open (2,000 each, one worker) =="
 curl -s -m 120 "http://127.0.0.1:$port/run" || exit 1

@@ -19,7 +19,7 @@
  *   filter:stats()             -> table of counters and the phase
  *   filter:close()             -> frees the buffers; also __gc, __close
  *   core.ws_frame(opcode, payload [, key [, fin]]) -> frame | nil, msg, kind
- *   core.ws_parse(bytes, role [, max_payload]) -> frame, size | false
+ *   core.ws_parse(bytes, role [, max_payload]) -> frame, size | false [, size]
  *                                                | nil, msg, "protocol"
  *   core.ws_mask(bytes, key [, offset]) -> bytes
  *   core.rfb_client_msg(bytes [, max_cut]) -> type, length, class | false
@@ -292,7 +292,8 @@ static int l_ws_frame(lua_State *L) {
 
 /* core.ws_parse(bytes, role [, max_payload]): the first frame of bytes,
  * sent by role "client" (masked) or "server": {fin=, opcode=, masked=,
- * payload=} and its size; false when bytes end before the frame does. */
+ * payload=} and its size; false when bytes end before the frame does (and
+ * then, once its header is in, the frame's whole size). */
 static int l_ws_parse(lua_State *L) {
   static const char *const roles[] = {"client", "server", NULL};
   size_t n;
@@ -307,10 +308,14 @@ static int l_ws_parse(lua_State *L) {
   r = ctv_ws_parse(p, n, role == 0 ? CTV_WS_FROM_CLIENT : CTV_WS_FROM_SERVER,
                    max >= 9007199254740992.0 ? UINT64_C(0x7fffffffffffffff)
                                              : (uint64_t)max, &fr);
-  if (r == CTV_WS_MORE
-      || (r == CTV_WS_OK && fr.payload_len > (uint64_t)(n - fr.header_len))) {
+  if (r == CTV_WS_MORE) {
     lua_pushboolean(L, 0);
     return 1;
+  }
+  if (r == CTV_WS_OK && fr.payload_len > (uint64_t)(n - fr.header_len)) {
+    lua_pushboolean(L, 0);   /* the header is in: the frame's whole size */
+    lua_pushnumber(L, (lua_Number)(fr.header_len + fr.payload_len));
+    return 2;
   }
   if (r != CTV_WS_OK)
     return ctv_fail(L, "protocol", "ws_parse: %s", ctv_ws_result_name(r));

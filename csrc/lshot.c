@@ -16,12 +16,27 @@
  * The callback runs under lua_pcall, its table built there too: no Lua
  * error ever longjmps through libcurl; an error stops the run and is
  * raised once every handle is back.
+ *
+ * And the RFB client alone (rfb.c), for callers that move the bytes
+ * themselves (the gateway, over nginx's cosockets):
+ *
+ *   core.rfb_client{password=, max_pixels=} -> client
+ *   client:feed(rfb_bytes) -> bytes_to_send, "more" | "done"
+ *                           | nil, message, "rfb" | "system"
+ *     rfb_bytes: the server's RFB stream (websocket payloads); the bytes
+ *     to send go back as the payload of one binary message (may be "").
+ *   client:png([width]) -> png, width, height | nil, message, "invalid"
+ *     once "done": the frame, scaled down to width when smaller.
+ *   client:info() -> {width=, height=, name=, version=} of the desktop
+ *   client:close() (also __gc, __close): frees the framebuffer and zlib.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "lctvnc.h"
+#include "png.h"
+#include "rfb.h"
 #include "shot.h"
 
 static int l_shooter(lua_State *L);
@@ -29,9 +44,16 @@ static int l_run(lua_State *L);
 static int l_close(lua_State *L);
 static int l_gc(lua_State *L);
 static int l_tostring(lua_State *L);
+static int l_rfb_client(lua_State *L);
+static int rc_feed(lua_State *L);
+static int rc_png(lua_State *L);
+static int rc_info(lua_State *L);
+static int rc_close(lua_State *L);
+static int rc_tostring(lua_State *L);
 
 static const luaL_Reg funcs[] = {
   {"shooter", l_shooter},
+  {"rfb_client", l_rfb_client},
   {NULL, NULL}
 };
 
@@ -48,7 +70,23 @@ static const luaL_Reg meta[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg rc_methods[] = {
+  {"feed", rc_feed},
+  {"png", rc_png},
+  {"info", rc_info},
+  {"close", rc_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg rc_meta[] = {
+  {"__gc", rc_close},
+  {"__close", rc_close},
+  {"__tostring", rc_tostring},
+  {NULL, NULL}
+};
+
 #define SHOOTER "ctvnc.Shooter"
+#define RFBCLIENT "ctvnc.RfbClient"
 
 static const char *const STAGES[CTV_SHOT_STAGES] = {
   "none", "tcp", "tls", "websocket", "rfb", "frame"
@@ -259,7 +297,113 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
+/* ---- the RFB client alone -------------------------------------------- */
+
+typedef struct rfbclient {
+  ctv_rfbc c;
+  int open;
+} rfbclient;
+
+static rfbclient *check_client(lua_State *L) {
+  rfbclient *rc = (rfbclient *)luaL_checkudata(L, 1, RFBCLIENT);
+  if (!rc->open) luaL_argerror(L, 1, "the RFB client is closed");
+  return rc;
+}
+
+/* core.rfb_client([opts]) */
+static int l_rfb_client(lua_State *L) {
+  size_t passlen = 0;
+  const char *password = NULL;
+  double max;
+  rfbclient *rc;
+  if (lua_isnoneornil(L, 1)) lua_newtable(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "password");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "rfb_client: password must be a string");
+    password = lua_tolstring(L, -1, &passlen);
+  }
+  lua_getfield(L, 1, "max_pixels");
+  max = lua_isnil(L, -1) ? 0 : lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+  if (!(max >= 0 && max <= 4294836225.0))
+    return luaL_error(L, "rfb_client: max_pixels must be 0-65535^2");
+  rc = (rfbclient *)lua_newuserdatauv(L, sizeof *rc, 0);
+  memset(rc, 0, sizeof *rc);
+  ctv_rfbc_init(&rc->c, password, passlen, (uint64_t)max, 0);
+  rc->open = 1;
+  luaL_setmetatable(L, RFBCLIENT);
+  return 1;
+}
+
+/* client:feed(bytes) */
+static int rc_feed(lua_State *L) {
+  rfbclient *rc = check_client(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  enum ctv_rfbc_result r = ctv_rfbc_feed(&rc->c, (const unsigned char *)p, n);
+  if (r == CTV_RFBC_ENOMEM) return ctv_fail(L, "system", "rfb_client: out of memory");
+  if (r != CTV_RFBC_MORE && r != CTV_RFBC_DONE) {
+    rc->c.outlen = 0;
+    return ctv_fail(L, "rfb", "%s", rc->c.why);
+  }
+  lua_pushlstring(L, (const char *)rc->c.out, rc->c.outlen);
+  rc->c.outlen = 0;
+  lua_pushstring(L, r == CTV_RFBC_DONE ? "done" : "more");
+  return 2;
+}
+
+/* client:png([width]) */
+static int rc_png(lua_State *L) {
+  rfbclient *rc = check_client(L);
+  lua_Integer width = luaL_optinteger(L, 2, 0);
+  unsigned char *png;
+  unsigned w, h;
+  size_t len;
+  if (width < 0 || width > 65535) return luaL_argerror(L, 2, "width must be 0-65535");
+  if (rc->c.state != CTV_RFBC_S_DONE || !rc->c.fb)
+    return ctv_fail(L, "invalid", "rfb_client: no whole frame yet");
+  png = ctv_png_thumb(rc->c.fb, rc->c.width, rc->c.height, (unsigned)width, &len, &w, &h);
+  if (!png) return ctv_fail(L, "system", "rfb_client: out of memory");
+  lua_pushlstring(L, (const char *)png, len);
+  free(png);
+  lua_pushinteger(L, (lua_Integer)w);
+  lua_pushinteger(L, (lua_Integer)h);
+  return 3;
+}
+
+/* client:info() */
+static int rc_info(lua_State *L) {
+  rfbclient *rc = check_client(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)rc->c.width);
+  lua_setfield(L, -2, "width");
+  lua_pushinteger(L, (lua_Integer)rc->c.height);
+  lua_setfield(L, -2, "height");
+  lua_pushlstring(L, rc->c.name, rc->c.namelen);
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, (lua_Integer)(rc->c.version > 0 ? rc->c.version : 0));
+  lua_setfield(L, -2, "version");
+  return 1;
+}
+
+static int rc_close(lua_State *L) {
+  rfbclient *rc = (rfbclient *)luaL_checkudata(L, 1, RFBCLIENT);
+  if (rc->open) ctv_rfbc_free(&rc->c);
+  rc->open = 0;
+  return 0;
+}
+
+static int rc_tostring(lua_State *L) {
+  rfbclient *rc = (rfbclient *)luaL_checkudata(L, 1, RFBCLIENT);
+  if (rc->open) lua_pushfstring(L, RFBCLIENT ": %p", (void *)rc);
+  else lua_pushliteral(L, RFBCLIENT ": closed");
+  return 1;
+}
+
 void ctv_open_shot(lua_State *L) {
+  ctv_class(L, RFBCLIENT, rc_meta, rc_methods);
   ctv_class(L, SHOOTER, meta, methods);
   luaL_setfuncs(L, funcs, 0);
 }

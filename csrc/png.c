@@ -159,3 +159,22 @@ unsigned ctv_scaled_height(unsigned sw, unsigned sh, unsigned dw) {
   if (h > sh) h = sh;
   return (unsigned)h;
 }
+
+unsigned char *ctv_png_thumb(const unsigned char *rgb, unsigned w, unsigned h,
+                             unsigned width, size_t *len, unsigned *pw,
+                             unsigned *ph) {
+  unsigned char *small = NULL, *png;
+  if (width && width < w) {
+    unsigned dh = ctv_scaled_height(w, h, width);
+    if ((small = malloc((size_t)width * dh * 3)) == NULL) return NULL;
+    ctv_rgb_scale(small, width, dh, rgb, w, h);
+    rgb = small;
+    w = width;
+    h = dh;
+  }
+  png = ctv_png_rgb(rgb, w, h, CTV_PNG_LEVEL, len);
+  free(small);
+  *pw = w;
+  *ph = h;
+  return png;
+}

@@ -17,6 +17,16 @@
 unsigned char *ctv_png_rgb(const unsigned char *rgb, unsigned w, unsigned h,
                            int level, size_t *len);
 
+/* The zlib level of every screenshot (fast: screens are flat areas). */
+#define CTV_PNG_LEVEL 3
+
+/* The PNG of rgb (w x h), scaled down to `width` pixels across (keeping
+ * the aspect) when 0 < width < w, at CTV_PNG_LEVEL; its size in *len and
+ * its own in *pw, *ph. NULL when out of memory. */
+unsigned char *ctv_png_thumb(const unsigned char *rgb, unsigned w, unsigned h,
+                             unsigned width, size_t *len, unsigned *pw,
+                             unsigned *ph);
+
 /* dst (dw x dh RGB) from src (sw x sh RGB): each destination pixel is the
  * rounded mean of the source box it covers, [x * sw / dw, (x + 1) * sw / dw)
  * across and the same down (area averaging on integer bounds).

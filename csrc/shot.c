@@ -23,7 +23,6 @@
 #include "wsc.h"
 
 #define MAX_FRAME ((uint64_t)1 << 30)   /* a server frame's payload */
-#define PNG_LEVEL 3
 
 enum phase { P_IDLE = 0, P_CONNECT, P_OPENING, P_RFB };
 
@@ -241,26 +240,9 @@ static int connected(job *j, CURLcode rc, ctv_random_fn random, void *rud) {
 /* The frame is whole: the PNG, scaled when asked. */
 static int picture(job *j) {
   const ctv_rfbc *c = &j->rfb;
-  unsigned w = c->width, h = c->height;
-  const unsigned char *rgb = c->fb;
-  unsigned char *small = NULL, *png;
-  size_t len;
-  if (j->spec->width && j->spec->width < w) {
-    unsigned dh = ctv_scaled_height(w, h, j->spec->width);
-    if ((small = malloc((size_t)j->spec->width * dh * 3)) == NULL) return -1;
-    ctv_rgb_scale(small, j->spec->width, dh, rgb, w, h);
-    rgb = small;
-    w = j->spec->width;
-    h = dh;
-  }
-  png = ctv_png_rgb(rgb, w, h, PNG_LEVEL, &len);
-  free(small);
-  if (!png) return -1;
-  j->res.png = png;
-  j->res.pnglen = len;
-  j->res.width = w;
-  j->res.height = h;
-  return 0;
+  j->res.png = ctv_png_thumb(c->fb, c->width, c->height, j->spec->width,
+                             &j->res.pnglen, &j->res.width, &j->res.height);
+  return j->res.png ? 0 : -1;
 }
 
 /* RFB bytes from the server. 1: the job is over (result set), 0: go on,

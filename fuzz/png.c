@@ -5,7 +5,8 @@
  * (chunk CRCs, IHDR, IDAT inflated by zlib, the Sub filter undone) and
  * must give the pixels exactly. The thumbnail is as tall as
  * ctv_scaled_height says (1 to h) and each of its channels lies within
- * the range of the source box it averages.
+ * the range of the source box it averages; ctv_png_thumb's PNG of it reads
+ * back to that thumbnail exactly.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ static void read_back(const unsigned char *png, size_t len, const unsigned char 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  unsigned w, h, dw, dh, x, y, i, j, c;
+  unsigned w, h, dw, dh, x, y, i, j, c, pw, ph;
   int level;
   unsigned char *rgb, *png, *small;
   size_t len, n, k;
@@ -103,6 +104,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           }
         check(small[(y * dw + x) * 3 + c] >= lo && small[(y * dw + x) * 3 + c] <= hi);
       }
+  png = ctv_png_thumb(rgb, w, h, dw, &len, &pw, &ph);
+  check(png != NULL && pw == dw && ph == dh);
+  read_back(png, len, small, dw, dh);
+  free(png);
   free(small);
   free(rgb);
   return 0;

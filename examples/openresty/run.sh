@@ -41,6 +41,10 @@
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
+#   SHOT_RATE (120: screenshots a minute per user; 0: no limit), WALL_REFRESH
+#   (30: seconds between /wall's refreshes), WALL_STILL (600: seconds a
+#   screen stays unchanged before /wall marks it), WALL_VMS (VM ids /wall
+#   shows when no ?vms= is given, space or comma separated)
 #   JWT (hs256 | rs256: the gateway.jwt hook; with KEYS, either may allow),
 #   CTVNC_JWT_SECRET (hs256), JWT_PUBLIC_KEY (PEM file, rs256), JWT_AUDIENCE,
 #   JWT_ISSUER, JWT_LEEWAY (0), JWT_COOKIE (cookie holding the token; empty: none)
@@ -213,6 +217,10 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@SLOT_TTL@|${SLOT_TTL:-10}|g" \
     -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
     -e "s|@STORE_CA@|$store_ca|g" \
+    -e "s|@SHOT_RATE@|${SHOT_RATE:-120}|g" \
+    -e "s|@WALL_REFRESH@|${WALL_REFRESH:-30}|g" \
+    -e "s|@WALL_STILL@|${WALL_STILL:-600}|g" \
+    -e "s|@WALL_VMS@|${WALL_VMS:-}|g" \
     -e "s|@TMP@|$tmp|g" \
     "$root/examples/openresty/nginx.conf" > "$dir/nginx.conf"
 # a setting configure refuses is told in one line, not a Lua traceback

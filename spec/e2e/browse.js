@@ -16,7 +16,10 @@
 //                  "reconnect": true,                            -- Disconnect, Connect
 //                  "type": "text", "at": [x, y],                 -- click the desktop at
 //                                                                -- (x, y), type text, Enter
-//                  "linger_ms": N } ] }                          -- stay N ms, then look again
+//                  "linger_ms": N,                               -- stay N ms, then look again
+//                  "headers": {..},                              -- sent with every request
+//                  "rounds": N } ] }                             -- the console wall: wait
+//                                                                -- for N refreshes
 // Prints one JSON line: {"results": [{name, title, state, status, pixel,
 // screenshot, text, urls, ws_urls, cad, ms}]}: the title noVNC's events
 // left ("connected", "failed", "disconnected"; for the gateway's page, the
@@ -28,7 +31,9 @@
 // Ctrl-Alt-Del keys went out on the websocket, whether noVNC's Connect
 // button connected again after its Disconnect, the pixel (10, 10) again 2 s
 // after typing (pixel_after), the state and text after lingering
-// (lingered, lingered_text), and the PNG saved as OUT/<name>.png.
+// (lingered, lingered_text), the console wall's tiles after `rounds`
+// refreshes (tiles: [{vm, href, class, hash, state, width}]), and the PNG
+// saved as OUT/<name>.png.
 
 const fs = require('fs');
 const os = require('os');
@@ -192,6 +197,7 @@ async function visit(page, base) {
   try {
     await tab.setViewport({ width: 1280, height: 720 });
     await tab.evaluateOnNewDocument(RECORD_WS);
+    if (page.headers) await tab.setExtraHTTPHeaders(page.headers);
     tab.on('request', (r) => urls.push(r.url()));
     tab.on('response', (r) => {
       if (r.request().isNavigationRequest() && r.request().frame() === tab.mainFrame()) {
@@ -282,13 +288,23 @@ async function visit(page, base) {
       }
       await sleep(200);    // let the page settle for the screenshot
     }
+    let tiles = null;
+    if (page.rounds) {
+      // the console wall (data-round counts its refreshes)
+      await tab.waitForFunction((n) => Number(document.documentElement.dataset.round || 0) >= n,
+        { timeout: CONNECT_WAIT + page.rounds * 3000 }, page.rounds).catch(() => {});
+      tiles = await tab.evaluate(() => Array.from(document.querySelectorAll('.tile'), (t) => ({
+        vm: t.dataset.vm, href: t.getAttribute('href'), class: t.className,
+        hash: t.dataset.hash || null, state: t.querySelector('.state').textContent,
+        width: t.querySelector('img').naturalWidth })));
+    }
     const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
       .catch(() => '');
     const file = path.join(job.out, `${page.name}.png`);
     await tab.screenshot({ path: file });
     return { name: page.name, title, status, pixel: pixel || null, screenshot: file, text,
       urls, ws_urls: wsUrls, cad, reconnected, pixel_after: pixelAfter, lingered,
-      lingered_text: lingeredText, ms: Date.now() - started };
+      lingered_text: lingeredText, tiles, ms: Date.now() - started };
   } finally {
     await tab.close().catch(() => {});
   }

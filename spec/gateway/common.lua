@@ -216,38 +216,15 @@ function common.ws_handshake(port, path, headers)
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
 end
 
---- A websocket client of the gateway's /console/<vm>/ws (subprotocol
--- binary): status, headers, conn (conn.body: a refusal's body; else
--- conn:send(bytes), conn:read(n, timeout), conn:wait_close(timeout),
--- conn:handshake() (RFB 3.8, security None, as spec/gateway/rfb.js
--- answers), conn:close()).
-function common.ws(port, vm, headers)
-  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
-  for k, v in pairs(headers or {}) do h[k] = v end
-  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+--- The RFB stream of a websocket the gateway (or a target) serves:
+-- conn:send(bytes) as one masked binary frame; conn:read(n[, timeout])
+-- the next n bytes | nil, close code, reason (conn.closed = {code, reason}
+-- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default).
+function common.ws_stream(sock)
   local conn = { sock = sock, buf = "", data = "" }
-  if status ~= 101 then
-    local len = tonumber(hs["content-length"] or "")
-    if len then
-      conn.body = sock:receive(len)
-    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
-      local parts = {}
-      while true do
-        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
-        if size == 0 then break end
-        parts[#parts + 1] = sock:receive(size)
-        sock:receive("*l")
-      end
-      conn.body = table.concat(parts)
-    end
-    sock:close()
-    return status, hs, conn
-  end
-  --- Sends bytes as one masked binary frame.
   function conn.send(_, bytes)
     return sock:send(core.ws_frame("binary", bytes, true))
   end
-  --- The next n bytes of the RFB stream | nil, close code, reason.
   function conn.read(_, n, timeout)
     local deadline = socket.gettime() + (timeout or 10)
     sock:settimeout(0.02)
@@ -272,6 +249,35 @@ function common.ws(port, vm, headers)
     local out = conn.data:sub(1, n)
     conn.data = conn.data:sub(n + 1)
     return out
+  end
+  return conn
+end
+
+--- A websocket client of the gateway's /console/<vm>/ws (subprotocol
+-- binary): status, headers, conn (conn.body: a refusal's body; else
+-- ws_stream's conn with conn:wait_close(timeout), conn:handshake() (RFB
+-- 3.8, security None, as spec/gateway/rfb.js answers), conn:close()).
+function common.ws(port, vm, headers)
+  local h = { ["Sec-WebSocket-Protocol"] = "binary" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
+  local conn = common.ws_stream(sock)
+  if status ~= 101 then
+    local len = tonumber(hs["content-length"] or "")
+    if len then
+      conn.body = sock:receive(len)
+    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
+      local parts = {}
+      while true do
+        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+        if size == 0 then break end
+        parts[#parts + 1] = sock:receive(size)
+        sock:receive("*l")
+      end
+      conn.body = table.concat(parts)
+    end
+    sock:close()
+    return status, hs, conn
   end
   --- Waits for the gateway's close frame: code, reason | nil, err.
   function conn.wait_close(_, timeout)

@@ -9,7 +9,8 @@ local ROOT = helpers.ROOT
 
 local _M = {}
 
---- Starts the server: { cluster_port =, dir =, stop = function }.
+--- Starts the server: { cluster_port =, proxy_port =, dir =, output =
+-- function (what it printed: its "clientinit" lines), stop = function }.
 function _M.start()
   local lab = common.lab(function(s) return s end)
   local proxy_port = helpers.free_port("127.0.0.1")
@@ -21,7 +22,9 @@ function _M.start()
   helpers.control("desktop", { ws = "http://127.0.0.1:" .. proxy_port })
   return {
     cluster_port = cluster_port,
+    proxy_port = proxy_port,
     dir = lab.dir,
+    output = function() return helpers.read_file(lab.dir .. "/rfbserver.out") or "" end,
     stop = function()
       pcall(helpers.control, "desktop", {})
       lab:stop()

@@ -21,6 +21,11 @@ out (vm-<n>). Scenarios by n (others: ZRLE, 64x48, RFB 3.8, None):
   21  RFB 3.8, VNC Authentication, password "secret" (reason on failure)
   23  the websocket handshake is refused (HTTP 403)
   25  says nothing after the handshake (timeouts)
+  27  a live desktop: Raw, 64x48, the whole screen for every request, for
+      as long as the client stays; it honours ClientInit's shared flag as
+      TigerVNC does (a non-shared client disconnects the others)
+  29  a changing desktop: Raw, 64x48, a different picture on each connection
+Every ClientInit is printed, "clientinit N shared=FLAG".
   n >= 1000: ZRLE, 1920x1080, all the same picture (benchmarks)
 --latency delays each answer (the 101 and every server message), as a
 network round trip would (bench/shots.lua).
@@ -57,6 +62,9 @@ def vnc_response(password, challenge):
 
 EXPECTED = vnc_response(PASSWORD, CHALLENGE)
 LATENCY = 0.0
+LIVE = {}                   # scenario 27: n -> its open connections
+LIVE_LOCK = threading.Lock()
+CHANGES = [0]               # scenario 29: connections so far
 
 
 class Conn:
@@ -261,7 +269,12 @@ def rfb(c, n, query):
         c.send(struct.pack(">I", 0))
     elif version == b"003.008":
         c.send(struct.pack(">I", 0))
-    if c.recv_exact(1) != b"\x01":                  # ClientInit: shared
+    shared = c.recv_exact(1)[0]                     # ClientInit
+    print("clientinit %d shared=%d" % (n, shared), flush=True)
+    if n == 27:
+        live(c, n, shared)
+        return
+    if shared != 1:
         return
     w, h = scenario_size(n, 0)
     name = b"bad\x07name" if n == 13 else b"desk-%d" % n
@@ -276,7 +289,13 @@ def rfb(c, n, query):
         inc, x, y, rw, rh = read_client_msgs(c)
         if inc != 0 or (x, y, rw, rh) != (0, 0, w, h):
             return
-    if n in (3, 7, 13):
+    if n == 29:
+        with LIVE_LOCK:
+            CHANGES[0] += 1
+            k = CHANGES[0]
+        body = rect(0, 0, w, h, 0) + raw_rect(rgb_rows(29 + 2 * k, w, h))
+        c.send(b"\x00\x00" + struct.pack(">H", 1) + body)
+    elif n in (3, 7, 13):
         body = rect(0, 0, w, h, 0) + cached(("raw", n), lambda: raw_rect(rgb_rows(n, w, h)))
         c.send(b"\x00\x00" + struct.pack(">H", 1) + body)
     elif n == 19:
@@ -291,6 +310,31 @@ def rfb(c, n, query):
         c.sock.recv(1)      # until the client leaves
     except OSError:
         pass
+
+
+def live(c, n, shared):
+    """Scenario 27: the whole screen in Raw for every request; a non-shared
+    ClientInit disconnects the desktop's other clients."""
+    with LIVE_LOCK:
+        others = LIVE.setdefault(n, set())
+        if not shared:
+            for other in others:
+                try:
+                    other.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        others.add(c)
+    try:
+        w, h = scenario_size(n, 0)
+        c.send(server_init(w, h, b"desk-%d" % n))
+        update = b"\x00\x00" + struct.pack(">H", 1) + rect(0, 0, w, h, 0) + raw_rect(
+            rgb_rows(n, w, h))
+        while True:
+            read_client_msgs(c)
+            c.send(update)
+    finally:
+        with LIVE_LOCK:
+            LIVE[n].discard(c)
 
 
 class Handler(socketserver.BaseRequestHandler):

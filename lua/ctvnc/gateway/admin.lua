@@ -94,6 +94,7 @@ end
 local ROUTES = {
   { "^/console/batch$", "batch" }, { "^/console/[^/]*/url$", "url" },
   { "^/console/[^/]*/ticket$", "ticket" }, { "^/console/[^/]*/ws$", "ws" },
+  { "^/console/[^/]*/screenshot%.png$", "screenshot" }, { "^/wall$", "wall" },
   { "^/console/[^/]*$", "page" }, { "^/admin/", "admin" }, { "^/metrics$", "metrics" },
   { "^/novnc/", "novnc" }, { "^/health$", "health" },
 }

@@ -36,7 +36,7 @@ end
 local AUDIT_FIELDS = { "event", "session", "user", "vm_id", "mode", "view_only", "client",
   "start", "end", "duration", "bytes_in", "bytes_out", "reason", "node" }
 
---- One audit line: event (open, close, refused, killed) and the fields of
+--- One audit line: event (open, close, refused, killed, screenshot) and the fields of
 -- the session. Only the listed fields are written: no caller can put a
 -- secret in by accident.
 function _M.write(event, f)

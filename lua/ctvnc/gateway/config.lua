@@ -71,6 +71,14 @@ batch_max        number1..            100                BATCH_MAX
     VM ids in one /console/batch
 id_rate          number0..            100                ID_RATE
     batch VM ids per second and client, at least batch_max (0: off)
+shot_rate        number0..            120                SHOT_RATE
+    screenshots a minute per user, a minute's worth at once (0: no limit)
+wall_refresh     number1..3600        30                 WALL_REFRESH
+    seconds between the refreshes of /wall's thumbnails
+wall_still       number1..            600                WALL_STILL
+    seconds a screen stays unchanged before /wall marks it
+wall_vms         list                 -                  WALL_VMS
+    VM ids /wall shows when no vms= is given (each one the hook allows)
 max_per_vm       number0..            0                  MAX_PER_VM
     concurrent consoles of one VM (0: no limit)
 max_per_user     number0..            0                  MAX_PER_USER

@@ -5,6 +5,7 @@
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
 --   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
+--   content_by_lua   gateway.screenshot(), gateway.wall()   (shot, wall)
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
 --   content_by_lua   gateway.admin(), .metrics()        (admin)
@@ -26,6 +27,8 @@ local audit = require "ctvnc.gateway.audit"
 local metrics = require "ctvnc.gateway.metrics"
 local routes = require "ctvnc.gateway.routes"
 local relay = require "ctvnc.gateway.relay"
+local shot = require "ctvnc.gateway.shot"
+local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
 
 local ngx = ngx
@@ -107,6 +110,7 @@ _M.key_file, _M.admin_keys, _M.jwt, _M.either = auth.key_file, auth.admin_keys, 
 _M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket, routes.page,
   routes.ws, routes.batch, routes.busy
 _M.relay = relay.relay
+_M.screenshot, _M.wall = shot.screenshot, wall.wall
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page
 

@@ -256,6 +256,7 @@ function _M.relay(hop)
     log(ngx.ERR, "ctvnc: the relay was reached without a plan (error)")
     return reply(500, { error = "no console plan", kind = "error" })
   end
+  if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
   local conf, book = state.conf, state.book
   local rec = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now() }

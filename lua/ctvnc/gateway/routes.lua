@@ -54,22 +54,29 @@ function _M.vm_of(suffix)
 end
 local vm_of = _M.vm_of
 
---- Counts n more VM ids against this client's budget of id_rate per
--- second (GCRA: the budget refills continuously, one second's worth at
--- most). Workers share it through a shared dict; two of them deciding at
--- the same instant may each let one batch through.
-local function id_budget(n)
+--- Counts n more against the budget `key` of `rate` a second, of which
+-- `span` seconds' worth may be spent at once (GCRA: the budget refills
+-- continuously). Workers share it through the ctvnc_rate shared dict
+-- (none: refused, fail closed); two of them deciding at the same instant
+-- may each let one request through.
+function _M.budget(key, n, rate, span)
+  if rate <= 0 then return true end
   local dict = ngx.shared.ctvnc_rate
-  local rate = state.conf.id_rate
-  if not dict or rate <= 0 then return true end
-  local key = "ids:" .. (ngx.var.binary_remote_addr or ngx.var.remote_addr or "?")
+  if not dict then return false end
   local t = ngx.now()
   local tat = dict:get(key) or t
   if tat < t then tat = t end
   local new = tat + n / rate
-  if new - t > 1 then return false end
+  if new - t > span then return false end
   dict:set(key, new, floor(new - t) + 2)
   return true
+end
+
+--- Counts n more VM ids against this client's budget of id_rate per
+-- second (one second's worth at most at once).
+local function id_budget(n)
+  local key = "ids:" .. (ngx.var.binary_remote_addr or ngx.var.remote_addr or "?")
+  return _M.budget(key, n, state.conf.id_rate, 1)
 end
 
 local function not_a_console()
