@@ -93,8 +93,8 @@ target_timeout   number0.1..120       10                 TARGET_TIMEOUT
     seconds for each step of the target's websocket handshake (connect, TLS, answer)
 cluster_tls      {verify,insecure}    verify             CLUSTER_TLS
     verify the clusters' certificates; insecure warns at every start
-store            string               shdict             STORE
-    where sessions, slots, kill flags and used tickets live: shdict (this node) or redis[s]://...
+store            secret               shdict             STORE
+    where sessions, slots, kill flags and used tickets live: shdict (this node) or redis[s]://... (a secret: a URL may hold a password)
 store_ca         string               -                  STORE_CA
     PEM bundle a rediss:// store's certificate is verified with (unset: the system store)
 node_name        string               -                  NODE_NAME
