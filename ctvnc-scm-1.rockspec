@@ -100,6 +100,7 @@ build = {
     ["ctvnc.gateway.routes"] = "lua/ctvnc/gateway/routes.lua",
     ["ctvnc.gateway.wsclient"] = "lua/ctvnc/gateway/wsclient.lua",
     ["ctvnc.gateway.relay"] = "lua/ctvnc/gateway/relay.lua",
+    ["ctvnc.gateway.watch"] = "lua/ctvnc/gateway/watch.lua",
     ["ctvnc.gateway.book"] = "lua/ctvnc/gateway/book.lua",
     ["ctvnc.gateway.audit"] = "lua/ctvnc/gateway/audit.lua",
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",

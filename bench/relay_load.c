@@ -13,13 +13,18 @@
  *   relay_load client HOST PORT PATH KEY SESSIONS flood SECONDS
  *   relay_load client HOST PORT PATH KEY SESSIONS echo ROUNDS INTERVAL_MS
  *   relay_load client HOST PORT PATH KEY SESSIONS hold MS
+ *   relay_load client HOST PORT PATH KEY SESSIONS opens COUNT
+ *   relay_load rfb-target ...  the target, sending an RFB server's banner
+ *     ("RFB 003.008\n") first on every connection, as a VNC server does
  *     SESSIONS websockets at once (KEY: an X-API-Key, or - for none).
  *     flood: MiB/s received by all of them together, after 0.5 s of warm-up.
  *     echo: ROUNDS 8-byte messages (a PointerEvent's size) a session, each
  *       timed from its send to its echo: one every INTERVAL_MS per session,
  *       spread evenly over the sessions (0: each sent when the last came
  *       back). hold: open them, print "open", keep them MS, close.
- *     Prints {"mib_s": .., "p50_ms": .., "p99_ms": .., "errors": 0|1}.
+ *     opens: COUNT websocket opens (upgrade, 101, close), SESSIONS at a time.
+ *     Prints {"mib_s": .., "p50_ms": .., "p99_ms": .., "opens_s": ..,
+ *     "errors": 0|1}.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -161,6 +166,8 @@ typedef struct {
 
 static unsigned char *flood_ws, *flood_tcp; /* one 1 MiB message, framed and raw */
 static size_t flood_ws_len;
+static int banner; /* rfb-target: the RFB banner first on every connection */
+static const unsigned char rfb_banner[] = "RFB 003.008\n";
 
 /* recv and send, through TLS for a wss peer (errno EAGAIN when it would block) */
 static ssize_t io(Peer *p, unsigned char *b, size_t n, int writing) {
@@ -259,6 +266,12 @@ static int on_head(Peer *p) {
            "Sec-WebSocket-Accept: %s\r\n%s\r\n",
            acc, strcasestr((char *)p->in, "binary") ? "Sec-WebSocket-Protocol: binary\r\n" : "");
   queue(p, (const unsigned char *)reply, strlen(reply));
+  if (banner) {
+    unsigned char h[10];
+    size_t hlen = frame_head(h, sizeof rfb_banner - 1, 0);
+    queue(p, h, hlen);
+    queue(p, rfb_banner, sizeof rfb_banner - 1);
+  }
   end += 4;
   p->have -= (size_t)(end - (char *)p->in);
   memmove(p->in, end, p->have);
@@ -355,6 +368,7 @@ static int target(const char *ws_host, int ws_port, int tcp_port, char **tls) {
           SSL_set_accept_state(p->ssl);
         }
         p->state = p->ws ? HEAD : MODE;
+        if (banner && !p->ws) queue(p, rfb_banner, sizeof rfb_banner - 1);
         ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
         ev.data.ptr = p;
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
@@ -380,6 +394,19 @@ typedef struct {
   int done;              /* rounds finished */
 } Session;
 
+/* The upgrade request of a websocket to PATH (KEY: an X-API-Key, or -). */
+static int upgrade_request(char *req, size_t size, const char *host, int port, const char *path,
+                           const char *key) {
+  int n = snprintf(req, size,
+                   "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Protocol: binary\r\n%s%s%s\r\n",
+                   path, host, port, strcmp(key, "-") ? "X-API-Key: " : "", strcmp(key, "-") ? key : "",
+                   strcmp(key, "-") ? "\r\n" : "");
+  if (n < 0 || (size_t)n >= size) die("request too long");
+  return n;
+}
+
 /* Opens one websocket (blocking until the 101), then makes it non-blocking. */
 static void ws_open(Session *s, const char *host, int port, const char *path, const char *key) {
   struct sockaddr_in a = address(host, port);
@@ -389,13 +416,7 @@ static void ws_open(Session *s, const char *host, int port, const char *path, co
   if (s->fd < 0 || connect(s->fd, (struct sockaddr *)&a, sizeof a) < 0)
     die("connect %s:%d: %s", host, port, strerror(errno));
   nodelay(s->fd);
-  n = snprintf(req, sizeof req,
-               "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-               "Sec-WebSocket-Protocol: binary\r\n%s%s%s\r\n",
-               path, host, port, strcmp(key, "-") ? "X-API-Key: " : "", strcmp(key, "-") ? key : "",
-               strcmp(key, "-") ? "\r\n" : "");
-  if (n < 0 || (size_t)n >= sizeof req) die("request too long");
+  n = upgrade_request(req, sizeof req, host, port, path, key);
   send_all(s->fd, (const unsigned char *)req, (size_t)n);
   for (;;) {
     char *end;
@@ -411,6 +432,75 @@ static void ws_open(Session *s, const char *host, int port, const char *path, co
     memmove(s->in, end, s->have);
     break;
   }
+}
+
+/* COUNT websocket opens, conc at a time (each: connect, upgrade, 101,
+ * close): opens per second. */
+typedef struct {
+  int fd, sent;
+  size_t have;
+  char in[1024];
+} Open;
+
+static double opens(const char *host, int port, const char *path, const char *key, int conc,
+                    int count) {
+  struct sockaddr_in a = address(host, port);
+  struct epoll_event ev, evs[256];
+  char req[1024];
+  int n = upgrade_request(req, sizeof req, host, port, path, key), ep = epoll_create1(0);
+  int started = 0, done = 0, i;
+  double t0 = now_s();
+  Open *ops = calloc((size_t)conc, sizeof *ops);
+  if (!ops) die("out of memory");
+  for (i = 0; i < conc; i++) ops[i].fd = -1;
+  for (;;) {
+    int k, e;
+    for (i = 0; i < conc && started < count; i++) {
+      Open *o = &ops[i];
+      if (o->fd >= 0) continue;
+      o->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      if (o->fd < 0) die("socket: %s", strerror(errno));
+      nodelay(o->fd);
+      if (connect(o->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS)
+        die("connect: %s", strerror(errno));
+      o->sent = 0;
+      o->have = 0;
+      ev.events = EPOLLOUT | EPOLLIN;
+      ev.data.ptr = o;
+      epoll_ctl(ep, EPOLL_CTL_ADD, o->fd, &ev);
+      started++;
+    }
+    if (done >= count) break;
+    k = epoll_wait(ep, evs, 256, 5000);
+    if (k == 0) die("no answer for 5 s");
+    for (e = 0; e < k; e++) {
+      Open *o = evs[e].data.ptr;
+      ssize_t r;
+      char *end;
+      if (!o->sent) {
+        if (send(o->fd, req, (size_t)n, MSG_NOSIGNAL) != n) die("send: %s", strerror(errno));
+        o->sent = 1;
+        ev.events = EPOLLIN;
+        ev.data.ptr = o;
+        epoll_ctl(ep, EPOLL_CTL_MOD, o->fd, &ev);
+        continue;
+      }
+      r = recv(o->fd, o->in + o->have, sizeof o->in - 1 - o->have, 0);
+      if (r < 0 && errno == EAGAIN) continue;
+      if (r <= 0) die("no answer to the upgrade");
+      o->have += (size_t)r;
+      o->in[o->have] = 0;
+      end = strstr(o->in, "\r\n\r\n");
+      if (!end && o->have < sizeof o->in - 1) continue;
+      if (strncmp(o->in + 8, " 101", 4) != 0) die("%.12s", o->in);
+      close(o->fd);
+      o->fd = -1;
+      done++;
+    }
+  }
+  free(ops);
+  close(ep);
+  return (double)count / (now_s() - t0);
 }
 
 static void set_nonblocking(int fd) {
@@ -445,7 +535,12 @@ static int client(char **argv) {
   unsigned char scratch[INBUF], f[16];
   struct epoll_event ev, evs[256];
   nsessions = atoi(argv[4]);
-  if (nsessions < 1 || nsessions > 10000) die("SESSIONS: 1-10000");
+  if (nsessions < 1 || nsessions > 20000) die("SESSIONS: 1-20000");
+  if (!strcmp(job, "opens")) {
+    printf("{\"errors\": 0, \"opens_s\": %.1f}\n",
+           opens(host, port, path, key, nsessions, atoi(argv[6])));
+    return 0;
+  }
   if (!strcmp(job, "flood")) seconds = atof(argv[6]);
   else if (!strcmp(job, "hold")) hold = atof(argv[6]) / 1000;
   else if (!strcmp(job, "echo") && argv[7]) {
@@ -454,7 +549,7 @@ static int client(char **argv) {
     if (rounds < 1) die("ROUNDS: at least 1");
     rtt = malloc(sizeof *rtt * (size_t)rounds * (size_t)nsessions);
     if (!rtt) die("out of memory");
-  } else die("job: flood, echo or hold");
+  } else die("job: flood, echo, hold or opens");
   sessions = calloc((size_t)nsessions, sizeof *sessions);
   if (!sessions) die("out of memory");
   for (i = 0; i < nsessions; i++) {
@@ -565,11 +660,12 @@ static int client(char **argv) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  if ((argc == 5 || argc == 8) && !strcmp(argv[1], "target"))
+  banner = !strcmp(argv[1], "rfb-target");
+  if ((argc == 5 || argc == 8) && (!strcmp(argv[1], "target") || banner))
     return target(argv[2], atoi(argv[3]), atoi(argv[4]), argc == 8 ? argv + 5 : NULL);
   if ((argc == 9 || argc == 10) && !strcmp(argv[1], "client")) return client(argv + 2);
-  fputs("usage: relay_load target WS_HOST WS_PORT TCP_PORT [WSS_PORT CERT KEY]\n"
+  fputs("usage: relay_load target|rfb-target WS_HOST WS_PORT TCP_PORT [WSS_PORT CERT KEY]\n"
         "       relay_load client HOST PORT PATH KEY SESSIONS flood SECONDS | echo ROUNDS INTERVAL_MS"
-        " | hold MS\n", stderr);
+        " | hold MS | opens COUNT\n", stderr);
   return 2;
 }

@@ -7,6 +7,8 @@
 #   3. RSS over repeated 10,000-VM batches
 #   4. the OpenResty gateway under wrk, beside a static location
 #   5. the console relay vs nginx's proxy_pass vs websockify (bench/relay.sh)
+#   6. one node at its limit: SCALE_N (10000) idle sessions, the relay beside
+#      proxy_pass (bench/scale.sh)
 #   6. screenshots of 100 VMs at 20 ms latency, memory per screenshot in flight
 #   7. the gateway's screenshots under wrk (bench/gwshots.sh)
 #   8. the session store: what Redis adds per console open over shdict (bench/store.sh)
@@ -68,6 +70,8 @@ echo
 sh bench/gateway.sh "$tmp" || rc=1
 echo
 sh bench/relay.sh "$tmp" || rc=1
+echo
+sh bench/scale.sh "$tmp" || rc=1
 echo
 lua54 bench/shots.lua || rc=1
 echo

@@ -41,6 +41,10 @@
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
+#   MAX_SESSIONS (1000: console sessions this node holds; sizes
+#   worker_connections, worker_rlimit_nofile and the session book),
+#   TOWER_KEEPALIVE (64: kept-alive connections to CloudTower per worker),
+#   USER_RATE (0: console requests per second of one authenticated user)
 #   SHOT_RATE (120: screenshots a minute per user; 0: no limit), WALL_REFRESH
 #   (30: seconds between /wall's refreshes), WALL_STILL (600: seconds a
 #   screen stays unchanged before /wall marks it), WALL_VMS (VM ids /wall
@@ -121,10 +125,23 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}"; do
+         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}" "${USER_RATE:-0}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE are numbers" ;; esac
 done
+# capacity from MAX_SESSIONS: two connections a session in any one worker,
+# 512 more (pages, API, /health, CloudTower), files 256 more; 2 KiB of
+# session book a session (1 MiB at least)
+max_sessions=${MAX_SESSIONS:-1000}
+case $max_sessions in *[!0-9]*|0) die "MAX_SESSIONS must be a whole number of 1 or more" ;; esac
+worker_connections=$((2 * max_sessions + 512))
+nofile=$((worker_connections + 256))
+book_kib=$((2 * max_sessions))
+[ "$book_kib" -ge 1024 ] || book_kib=1024
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$nofile" ]; then
+  echo "run.sh: WARNING: MAX_SESSIONS=$max_sessions needs $nofile open files a worker, the hard limit is $hard: nginx can raise it only with CAP_SYS_RESOURCE (systemd: LimitNOFILE=$nofile)" >&2
+fi
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
 
@@ -201,6 +218,7 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@BATCH_MAX@|${BATCH_MAX:-100}|g" \
     -e "s|@TICKET_TTL@|${TICKET_TTL:-60}|g" \
     -e "s|@ID_RATE@|${ID_RATE:-100}|g" \
+    -e "s|@USER_RATE@|${USER_RATE:-0}|g" \
     -e "s|@ALLOWED_ORIGINS@|${ALLOWED_ORIGINS:-}|g" \
     -e "s|@FRAME_ANCESTORS@|$frame_ancestors|g" \
     -e "s|@MAX_PER_VM@|${MAX_PER_VM:-0}|g" \
@@ -217,6 +235,11 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@SLOT_TTL@|${SLOT_TTL:-10}|g" \
     -e "s|@TARGET_TIMEOUT@|${TARGET_TIMEOUT:-10}|g" \
     -e "s|@STORE_CA@|$store_ca|g" \
+    -e "s|@MAX_SESSIONS@|$max_sessions|g" \
+    -e "s|@WORKER_CONNECTIONS@|$worker_connections|g" \
+    -e "s|@NOFILE@|$nofile|g" \
+    -e "s|@BOOK_SIZE@|${book_kib}k|g" \
+    -e "s|@TOWER_KEEPALIVE@|${TOWER_KEEPALIVE:-64}|g" \
     -e "s|@SHOT_RATE@|${SHOT_RATE:-120}|g" \
     -e "s|@WALL_REFRESH@|${WALL_REFRESH:-30}|g" \
     -e "s|@WALL_STILL@|${WALL_STILL:-600}|g" \

@@ -216,6 +216,22 @@ function common.ws_handshake(port, path, headers)
   return sock, tonumber(status_line:match("^HTTP/%S+ (%d+)")), hs
 end
 
+--- The body of an answer read by hand after ws_handshake (Content-Length
+-- or chunked) | nil.
+function common.read_body(sock, hs)
+  local len = tonumber(hs["content-length"] or "")
+  if len then return sock:receive(len) end
+  if (hs["transfer-encoding"] or ""):lower() ~= "chunked" then return nil end
+  local parts = {}
+  while true do
+    local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
+    if size == 0 then break end
+    parts[#parts + 1] = sock:receive(size)
+    sock:receive("*l")
+  end
+  return table.concat(parts)
+end
+
 --- The RFB stream of a websocket the gateway (or a target) serves:
 -- conn:send(bytes) as one masked binary frame; conn:read(n[, timeout])
 -- the next n bytes | nil, close code, reason (conn.closed = {code, reason}

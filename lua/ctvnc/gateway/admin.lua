@@ -2,8 +2,11 @@
 --- ctvnc.gateway.admin: the admin routes (admin_authorize; none: 403),
 -- /metrics and the count of every request.
 --
---   GET  /admin/sessions              -> {"sessions": [{id, user, vm_id, mode, view_only,
---                                         client, start, node, bytes_in, bytes_out}]}
+--   GET  /admin/sessions[?vm_id=&user=&limit=&cursor=]
+--                                     -> {"sessions": [{id, user, vm_id, mode, view_only,
+--                                         client, start, node, bytes_in, bytes_out}], "next": id}
+--                                        one page in id order; next: the cursor of the
+--                                        next page (none: the last page)
 --   POST /admin/sessions/<id>/kill    -> {"killed": [id]} | 404
 --   POST /admin/vms/<vm_id>/kill      -> {"killed": [ids]}
 --   GET  /metrics                     -> Prometheus text  (loopback, metrics_allow)
@@ -15,34 +18,50 @@ local auth = require "ctvnc.gateway.auth"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
 local routes = require "ctvnc.gateway.routes"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
-local ipairs, tostring = ipairs, tostring
+local ipairs, type, tonumber, tostring = ipairs, type, tonumber, tostring
 local reply, array, not_allowed, method_is = respond.reply, respond.array, respond.not_allowed,
   respond.method_is
 
 local _M = {}
 
+_M.LIMIT = 100       -- sessions in a page of /admin/sessions unless limit says
+_M.LIMIT_MAX = 1000  -- at most
+
 local function denied()
   return reply(403, { error = "denied", kind = "denied" })
 end
 
---- The store failed: 503 (logged).
-local function store_failed(err)
-  log(ngx.ERR, "ctvnc: admin: ", tostring(err), " (store)")
-  return reply(503, { error = respond.reason("store"), kind = "store" })
-end
-
+--- GET /admin/sessions[?vm_id=&user=&limit=&cursor=]: one page.
 local function sessions()
+  local args = ngx.req.get_uri_args(8)
+  local limit = tonumber(args.limit or _M.LIMIT)
+  if not limit or limit < 1 or limit % 1 ~= 0 then
+    return reply(400, { error = "limit must be a whole number of 1 or more", kind = "invalid" })
+  end
+  local match = {}
+  for _, field in ipairs({ "vm_id", "user", "cursor" }) do
+    if type(args[field]) ~= "string" and args[field] ~= nil then
+      return reply(400, { error = field .. " must be given once, with a value", kind = "invalid" })
+    end
+    match[field] = args[field]
+  end
+  local cursor = match.cursor
+  match.cursor = nil
+  local page, next_id = state.book:page(match, cursor, math.min(limit, _M.LIMIT_MAX))
+  if not page then
+    log(ngx.ERR, "ctvnc: the session book cannot be read: ", tostring(next_id), " (store)")
+    return reply(503, { error = respond.reason("store"), kind = "store" })
+  end
   local list = {}
-  local open, err = state.book:list()
-  if not open then return store_failed(err) end
-  for i, r in ipairs(open) do
+  for i, r in ipairs(page) do
     list[i] = { id = r.id, user = r.user, vm_id = r.vm_id, mode = r.mode,
       view_only = r.view_only == true, client = r.client, start = audit.iso(r.start or 0),
       bytes_in = r.bytes_in, bytes_out = r.bytes_out, node = r.node }
   end
-  return reply(200, { sessions = array(list) })
+  return reply(200, { sessions = array(list), next = next_id })
 end
 
 function _M.admin()
@@ -61,17 +80,23 @@ function _M.admin()
   end
   if not method_is("POST") then return not_allowed("POST") end
   if id then
-    local asked, err = state.book:kill(id, who)
-    if err then return store_failed(err) end
-    if not asked then
-      return reply(404, { error = "no such session", kind = "not_found" })
+    local killed, err = state.book:kill(id, who)
+    if not killed then
+      if not err then return reply(404, { error = "no such session", kind = "not_found" }) end
+      log(ngx.ERR, "ctvnc: session ", id, " cannot be killed: ", tostring(err), " (store)")
+      return reply(503, { error = respond.reason("store"), kind = "store" })
     end
+    watch.kick()
     log(ngx.NOTICE, "ctvnc: session ", id, " killed by ", who)
     return reply(200, { killed = array({ id }) })
   end
   local vm_id = routes.unpercent(raw_vm)
   local ids, err = state.book:kill_vm(vm_id, who)
-  if not ids then return store_failed(err) end
+  if not ids then
+    log(ngx.ERR, "ctvnc: the sessions of ", vm_id, " cannot be killed: ", tostring(err), " (store)")
+    return reply(503, { error = respond.reason("store"), kind = "store" })
+  end
+  if #ids > 0 then watch.kick() end
   log(ngx.NOTICE, "ctvnc: ", #ids, " session(s) of ", vm_id, " killed by ", who)
   return reply(200, { killed = array(ids), vm_id = vm_id })
 end
@@ -87,7 +112,8 @@ function _M.metrics()
   ngx.status = 200
   ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
   ngx.header["Cache-Control"] = "no-store"
-  ngx.print(metrics.prometheus(state.book:list() or {}))
+  local _, by_kind = watch.node()
+  ngx.print(metrics.prometheus(by_kind, state.conf.max_sessions))
   return respond.finish(200)
 end
 

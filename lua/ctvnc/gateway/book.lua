@@ -16,7 +16,6 @@ local cjson = require "cjson.safe"
 local random_bytes = require("ctvnc.core").random_bytes
 
 local type, tostring, ipairs, setmetatable = type, tostring, ipairs, setmetatable
-local sort = table.sort
 
 local _M = {}
 
@@ -45,29 +44,31 @@ local function encode(rec)
     bytes_in = rec.bytes_in or 0, bytes_out = rec.bytes_out or 0 })
 end
 
---- Every open session, oldest first (a list of records) | nil, message
--- (the store failed).
-function Book:list()
-  local out = {}
-  local values, err = self.store:list("s:")
-  if not values then return nil, err end
-  for _, v in ipairs(values) do
-    local rec = cjson.decode(v)
-    if type(rec) == "table" then out[#out + 1] = rec end
+--- One page of the open sessions, in id order: records whose fields
+-- equal those of `match` (vm_id, user; any when nil), after session id
+-- `after` ("" from the first), at most `limit` of them; and the id to ask
+-- after for the next page (nil: none left). A page reads at most
+-- SCAN records (a filter that matches few may give a short page with a
+-- next id): its time is bounded whatever the number of sessions.
+-- records, next | nil, err.
+_M.SCAN = 1000
+function Book:page(match, after, limit)
+  local filtered = match.vm_id ~= nil or match.user ~= nil
+  local kv, more = self.store:page("s:", after or "", filtered and _M.SCAN or limit)
+  if not kv then return nil, more end
+  local out, last = {}, nil
+  for i = 1, #kv, 2 do
+    local rec = cjson.decode(kv[i + 1])
+    last = kv[i]:sub(3)
+    if type(rec) == "table" and (match.vm_id == nil or rec.vm_id == match.vm_id)
+      and (match.user == nil or rec.user == match.user) then
+      out[#out + 1] = rec
+      if #out >= limit then
+        return out, (more or i + 1 < #kv) and last or nil
+      end
+    end
   end
-  sort(out, function(a, b) return (a.start or 0) < (b.start or 0) end)
-  return out
-end
-
---- The open sessions whose `field` is `value`, oldest first.
-function Book:where(field, value)
-  local out = {}
-  local list, err = self:list()
-  if not list then return nil, err end
-  for _, rec in ipairs(list) do
-    if rec[field] == value then out[#out + 1] = rec end
-  end
-  return out
+  return out, more and last or nil
 end
 
 --- The oldest of the sessions holding a full bucket's slots (a record or nil).
@@ -121,6 +122,7 @@ function Book:open(rec, limits)
     self:release(held, rec.id)
     return nil, "store", err or "the session id is taken"
   end
+  rec.written_in, rec.written_out = rec.bytes_in, rec.bytes_out
   return rec
 end
 
@@ -139,10 +141,21 @@ function Book:release(handles, id)
   for _, h in ipairs(handles) do self.store:release(h, id) end
 end
 
---- Keeps a running session's keys alive and publishes its byte counts.
+--- Keeps a running session's keys alive; its record is written again
+-- only when its byte counts moved (else its expiry alone is renewed).
 function Book:refresh(rec)
-  for _, h in ipairs(rec.slots or {}) do self.store:refresh(h, rec.id, self.ttl) end
-  self.store:set("s:" .. rec.id, encode(rec), self.ttl)
+  local store = self.store
+  for _, h in ipairs(rec.slots or {}) do store:refresh(h, rec.id, self.ttl) end
+  local key = "s:" .. rec.id
+  if rec.written_in == rec.bytes_in and rec.written_out == rec.bytes_out
+    and store:touch(key, self.ttl) then
+    return
+  end
+  if store:set(key, encode(rec), self.ttl) then
+    rec.written_in, rec.written_out = rec.bytes_in, rec.bytes_out
+  else
+    store:touch(key, self.ttl)   -- a full store: the old counts, still alive
+  end
 end
 
 --- Forgets a session: its slots and its record.
@@ -152,30 +165,39 @@ function Book:close(rec)
 end
 
 --- Asks the relay of session id to end it (within its next tick).
--- true | nil when there is no such session | nil, message (the store failed).
+-- true | nil when there is no such session | nil, err when the store failed.
 function Book:kill(id, who)
   if type(id) ~= "string" then return nil end
   local rec, err = self.store:get("s:" .. id)
   if rec == nil then return nil, err end
-  self.store:kill(id, tostring(who or "admin"), KILL_TTL)
-  return true
+  return self.store:kill(id, tostring(who or "admin"), KILL_TTL)
 end
 
 --- Asks every session of vm_id to end (but those asked already): the ids
 -- | nil, message (the store failed).
 function Book:kill_vm(vm_id, who)
-  local ids = {}
-  local recs, err = self:where("vm_id", vm_id)
-  if not recs then return nil, err end
-  for _, rec in ipairs(recs) do
-    if not self:killer(rec.id) and self:kill(rec.id, who) then ids[#ids + 1] = rec.id end
-  end
+  local ids, after = {}, ""
+  repeat
+    local page
+    page, after = self:page({ vm_id = vm_id }, after, _M.SCAN)
+    if not page then return nil, after end
+    for _, rec in ipairs(page) do
+      if not self:killer(rec.id) and self:kill(rec.id, who) then ids[#ids + 1] = rec.id end
+    end
+  until not after
   return ids
 end
 
 --- Who asked session id to end (nil: nobody).
 function Book:killer(id)
   return self.store:killer(id)
+end
+
+--- The store's count of kills on every node, when it keeps one (a shared
+-- store): nil otherwise (the node's own count tells).
+function Book:kills()
+  local store = self.store
+  return store.kills and store:kills()
 end
 
 return _M

@@ -71,6 +71,8 @@ batch_max        number1..            100                BATCH_MAX
     VM ids in one /console/batch
 id_rate          number0..            100                ID_RATE
     batch VM ids per second and client, at least batch_max (0: off)
+user_rate        number0..            0                  USER_RATE
+    console requests per second of one authenticated user, a second's worth at once (0: none)
 shot_rate        number0..            120                SHOT_RATE
     screenshots a minute per user, a minute's worth at once (0: no limit)
 wall_refresh     number1..3600        30                 WALL_REFRESH
@@ -87,6 +89,8 @@ max_session      number0..            0                  MAX_SESSION
     seconds a console may stay open (0: no cap)
 idle_timeout     number0..            0                  IDLE_TIMEOUT
     seconds without keys, pointer or clipboard from the browser (0: none)
+max_sessions     number1..1000000     1000               MAX_SESSIONS
+    console sessions this node holds at once (sizes nginx's connections, file limit and book)
 slot_ttl         number1..600         10                 SLOT_TTL
     seconds a session's slots outlive its relay: a crashed worker's heal after it
 target_timeout   number0.1..120       10                 TARGET_TIMEOUT
@@ -94,7 +98,7 @@ target_timeout   number0.1..120       10                 TARGET_TIMEOUT
 cluster_tls      {verify,insecure}    verify             CLUSTER_TLS
     verify the clusters' certificates; insecure warns at every start
 store            secret               shdict             STORE
-    where sessions, slots, kill flags and used tickets live: shdict (this node) or redis[s]://... (a secret: a URL may hold a password)
+    sessions, slots, kill flags, used tickets: shdict (this node) or redis[s]://... (a URL: secret)
 store_ca         string               -                  STORE_CA
     PEM bundle a rediss:// store's certificate is verified with (unset: the system store)
 node_name        string               -                  NODE_NAME

@@ -30,6 +30,7 @@ local relay = require "ctvnc.gateway.relay"
 local shot = require "ctvnc.gateway.shot"
 local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
 local ipairs, tostring = ipairs, tostring
@@ -75,6 +76,9 @@ function _M.configure(c)
   local sessions, used = open_store(conf)
   if not sessions then error("ctvnc: setting store: " .. tostring(used), 0) end
   conf.store, c.store = sessions.cfg and tostring(sessions.cfg) or conf.store, nil
+  if not ngx.shared[watch.DICT] then
+    error("ctvnc: no lua_shared_dict " .. watch.DICT .. " (the workers' open sessions)", 0)
+  end
   local secret = conf.ticket_secret
   if not secret then
     secret = assert(tickets.random_secret())

@@ -15,6 +15,7 @@ local HELP = {
   ctvnc_requests_total = { "counter", "Requests by route and result kind." },
   ctvnc_tower_request_seconds = { "histogram", "Latency of CloudTower console requests." },
   ctvnc_sessions_open = { "gauge", "Open console sessions by mode and access." },
+  ctvnc_sessions_capacity = { "gauge", "Console sessions this node holds at most (max_sessions)." },
   ctvnc_sessions_ended_total = { "counter", "Console sessions ended, by reason." },
   ctvnc_relay_bytes_total = { "counter", "Bytes relayed, by direction." },
   ctvnc_sessions_refused_total = { "counter", "Console sessions refused, by limit." },
@@ -38,17 +39,38 @@ local function sample(name, labels)
   return name .. "{" .. concat(parts, ",") .. "}"
 end
 
+-- The sample names made so far, by name and label values (a worker makes
+-- each once: an open counts several, and every request one).
+local made = {}
+
+--- The sample name of name{labels}, made once.
+local function sample_of(name, labels)
+  local key = name
+  if labels then
+    local keys = {}
+    for k in pairs(labels) do keys[#keys + 1] = k end
+    sort(keys)
+    for _, k in ipairs(keys) do key = key .. "\0" .. k .. "\0" .. tostring(labels[k]) end
+  end
+  local s = made[key]
+  if not s then
+    s = sample(name, labels)
+    made[key] = s
+  end
+  return s
+end
+
 --- Adds n (1) to a counter.
 function _M.count(name, labels, n)
   local d = ngx.shared[_M.DICT]
   if not d then return end
-  d:incr(sample(name, labels), n or 1, 0)
+  d:incr(sample_of(name, labels), n or 1, 0)
 end
 
 --- Sets a gauge.
 function _M.set(name, labels, v)
   local d = ngx.shared[_M.DICT]
-  if d then d:set(sample(name, labels), v) end
+  if d then d:set(sample_of(name, labels), v) end
 end
 
 --- Records one observation of a histogram (seconds), in BUCKETS or the
@@ -57,16 +79,17 @@ function _M.observe(name, value, buckets)
   local d = ngx.shared[_M.DICT]
   if not d then return end
   for _, le in ipairs(buckets or _M.BUCKETS) do
-    if value <= le then d:incr(sample(name .. "_bucket", { le = tostring(le) }), 1, 0) end
+    if value <= le then d:incr(sample_of(name .. "_bucket", { le = tostring(le) }), 1, 0) end
   end
-  d:incr(sample(name .. "_bucket", { le = "+Inf" }), 1, 0)
+  d:incr(sample_of(name .. "_bucket", { le = "+Inf" }), 1, 0)
   d:incr(name .. "_sum", value, 0)
   d:incr(name .. "_count", 1, 0)
 end
 
---- The Prometheus text exposition (version 0.0.4) of every metric; `open`
--- lists the open sessions (records with mode and view_only).
-function _M.prometheus(open_sessions)
+--- The Prometheus text exposition (version 0.0.4) of every metric, with
+-- the node's open sessions by kind ("<mode> <access>" -> n) and its
+-- capacity (max_sessions).
+function _M.prometheus(open_by_kind, capacity)
   local d = ngx.shared[_M.DICT]
   local by_name = {}
   local function add(name, line)
@@ -88,20 +111,15 @@ function _M.prometheus(open_sessions)
       end
     end
   end
-  -- open sessions from the book, zero included for each kind
-  local open = {}
+  -- open sessions as the workers count them, zero included for each kind
   for _, mode in ipairs({ "direct", "proxy" }) do
-    for _, access in ipairs({ "full", "view" }) do open[mode .. " " .. access] = 0 end
+    for _, access in ipairs({ "full", "view" }) do
+      add("ctvnc_sessions_open", ("%s %d"):format(
+        sample("ctvnc_sessions_open", { mode = mode, access = access }),
+        open_by_kind[mode .. " " .. access] or 0))
+    end
   end
-  for _, rec in ipairs(open_sessions) do
-    local key = tostring(rec.mode) .. " " .. (rec.view_only and "view" or "full")
-    open[key] = (open[key] or 0) + 1
-  end
-  for key, n in pairs(open) do
-    local mode, access = key:match("^(%S+) (%S+)$")
-    add("ctvnc_sessions_open", ("%s %d"):format(
-      sample("ctvnc_sessions_open", { mode = mode, access = access }), n))
-  end
+  add("ctvnc_sessions_capacity", ("ctvnc_sessions_capacity %d"):format(capacity))
   local names = {}
   for name in pairs(by_name) do names[#names + 1] = name end
   sort(names)

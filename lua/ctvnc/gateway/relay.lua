@@ -7,6 +7,9 @@
 -- kills it, or a view-only session breaks its rules. Every way out
 -- releases the slots and writes one audit line; every failure one
 -- error.log line naming the VM, the kind and the target without its query.
+-- A session is two light threads that wake on data only (one per side)
+-- while its request waits on a semaphore; this worker's one timer
+-- (ctvnc.gateway.watch) refreshes it, and ends it by waking that semaphore.
 local core = require "ctvnc.core"
 local cjson = require "cjson.safe"
 local viewonly = require "ctvnc.viewonly"
@@ -17,11 +20,14 @@ local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
 local wsclient = require "ctvnc.gateway.wsclient"
 local cookie = require "ctvnc.gateway.cookie"
+local watch = require "ctvnc.gateway.watch"
+local new_id = require("ctvnc.gateway.book").new_id
+local semaphore = require "ngx.semaphore"
 
 local ngx = ngx
 local type, tostring, pairs, ipairs, pcall = type, tostring, pairs, ipairs, pcall
 local floor = math.floor
-local spawn, wait, kill_thread = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
+local spawn, kill_thread = ngx.thread.spawn, ngx.thread.kill
 local KINDS, reply = respond.KINDS, respond.reply
 
 local _M = {}
@@ -43,14 +49,6 @@ local function where(plan)
     plan.path:match("^[^?#]*"))
 end
 _M.where = where
-
-local function publish_bytes(rec)
-  metrics.count("ctvnc_relay_bytes_total", { direction = "from_browser" },
-    rec.bytes_in - rec.published_in)
-  metrics.count("ctvnc_relay_bytes_total", { direction = "to_browser" },
-    rec.bytes_out - rec.published_out)
-  rec.published_in, rec.published_out = rec.bytes_in, rec.bytes_out
-end
 
 --- The audit fields of a session (a refused one has no id and no start).
 local function audit_fields(rec, extra)
@@ -77,9 +75,15 @@ end
 --- A session refused by a limit: 429; or 503 when the store or the
 -- system failed (fail closed).
 local function refused(rec, which, holder)
+  watch.leave(rec)
   metrics.count("ctvnc_sessions_refused_total", { limit = which })
   audit.write("refused", audit_fields(rec, { refused = true,
     reason = "limit " .. tostring(which) }))
+  if which == "full" then
+    log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " is refused: the gateway is ",
+      "full: ", tostring(holder), " (full)")
+    return reply(503, { error = KINDS.full.reason, kind = "full" })
+  end
   if which == "store" or which == "system" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " cannot be recorded: ",
       tostring(holder), " (", which, ")")
@@ -115,141 +119,198 @@ local function answer_upgrade(rec, protocol, renew)
   return down
 end
 
---- Why the gateway ends a session at time t, if it does: killed,
--- max_session, idle, shutdown or nil.
-local function time_to_end(rec, t)
-  local conf = state.conf
-  if state.book:killer(rec.id) then return "killed" end
-  if conf.max_session > 0 and t - rec.start >= conf.max_session then return "max_session" end
-  if conf.idle_timeout > 0 and t - rec.last_input >= conf.idle_timeout then return "idle" end
-  if ngx.worker.exiting() then return "shutdown" end
+-- Seconds a pump's read waits before it looks again: the relay's loops
+-- wake on data (and on the watcher's semaphore), not on a clock.
+local READ_WAIT = 86400 * 1000
+local RECEIVE = 65536
+
+--- Marks how the session ended (the first word stands) and wakes its relay.
+local function over(s, reason, msg)
+  if not s.result then s.result = { reason, msg } end
+  s.sema:post(1)
+  return reason, msg
+end
+
+--- The last word to the page: a close frame (retried while the other
+-- pump is writing to the browser).
+local function last_word(s, frame)
+  for _ = 1, 100 do
+    local sent, e = s.down:send(frame)
+    if sent or e ~= "socket busy writing" then return end
+    ngx.sleep(0.01)
+  end
+end
+
+--- Reads `sock` of session s until `handle(s, data)` returns how the
+-- session ended (and why), or the socket fails: then `ended(s, err)` says.
+local function pump(s, sock, handle, ended)
+  while true do
+    local data, e = sock:receiveany(RECEIVE)
+    if data then
+      local what, why = handle(s, data)
+      if what then return what, why end
+    elseif e ~= "timeout" then
+      return ended(s, e)
+    end
+  end
+end
+
+--- The browser's messages, through the filter, to the target.
+local function browser_data(s, data)
+  s.bytes_in = s.bytes_in + #data
+  local out, inputs, _, close = viewonly.from_browser(s.filter, data)
+  if not out then
+    s.ending = s.ending or "protocol"
+    last_word(s, close)
+    -- a moment for the browser's answer to the close frame
+    s.down:settimeout(1000)
+    for _ = 1, 64 do
+      if not s.down:receiveany(4096) then break end
+    end
+    return over(s, "protocol", "view-only: " .. tostring(inputs))
+  end
+  if inputs > 0 then s.last_input = ngx.now() end
+  if #out > 0 and not s.ending then
+    local sent, e = s.up:send(out)
+    if not sent then return over(s, "target", "target send: " .. tostring(e)) end
+  end
+end
+
+local function browser_ended(s, e)
+  s.browser_done = true
+  return over(s, "browser", "browser " .. tostring(e))
+end
+
+--- The target's stream, watched by the filter, to the browser.
+local function target_data(s, data)
+  local fine, msg = s.filter:from_target(data)
+  if not fine then
+    s.ending = s.ending or "protocol"
+    s.down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
+    return over(s, "protocol", "view-only: " .. tostring(msg))
+  end
+  if s.ending then return over(s, s.ending) end
+  local sent, e = s.down:send(data)
+  if not sent then return over(s, "browser", "browser send: " .. tostring(e)) end
+  s.bytes_out = s.bytes_out + #data
+end
+
+local function target_ended(s, e)
+  return over(s, "target", "target " .. tostring(e))
+end
+
+--- The watcher ended session s (killed, max_session, idle, shutdown): the
+-- page's last word, a moment for the browser's answer. reason, message.
+local function say_why(s)
+  local conf, why = state.conf, s.ending
+  local text = KINDS[why].close:format(why == "idle" and conf.idle_timeout or conf.max_session)
+  last_word(s, viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
+  local deadline = ngx.now() + 1
+  while not s.browser_done and ngx.now() < deadline do s.sema:wait(deadline - ngx.now()) end
+  return why, text
+end
+
+--- Did the watcher end session s? (Its reasons, killed, max_session, idle
+-- and shutdown, have a close text.)
+local function watcher_ended(s)
+  return s.ending and KINDS[s.ending].close
 end
 
 --- One relayed session, from the 101 to the end: reason, message.
-local function run_session(rec, up, protocol, renew)
-  local conf, book = state.conf, state.book
-  local down, failed, message = answer_upgrade(rec, protocol, renew)
+local function run_session(s, protocol, renew)
+  local down, failed, message = answer_upgrade(s, protocol, renew)
   if not down then return failed, message end
-  down:settimeout(30000)
-  up:settimeouts(5000, 30000, 30000)
-  local err
-
-  local filter
-  if rec.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
+  s.down = down
+  down:settimeouts(30000, 30000, READ_WAIT)
+  s.up:settimeouts(5000, 30000, READ_WAIT)
+  local filter, err
+  if s.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
   if not filter then return "error", "no filter: " .. tostring(err) end
-  rec.filter = filter
-  local now = ngx.now
-  rec.last_input = now()
-  -- st.reason: why the gateway ends the session, once decided; a thread
-  -- that decides sends the browser its close frame itself (killing the
-  -- thread that reads the browser closes that side at once).
-  local st = {}
-
-  --- The last word to the page: a close frame (retried while the other
-  -- pump is writing to the browser).
-  local function last_word(frame)
-    for _ = 1, 100 do
-      local sent, e = down:send(frame)
-      if sent or e ~= "socket busy writing" then return end
-      ngx.sleep(0.01)
+  s.filter = filter
+  s.last_input = ngx.now()
+  local threads = { spawn(pump, s, down, browser_data, browser_ended),
+    spawn(pump, s, s.up, target_data, target_ended) }
+  while not s.result and not watcher_ended(s) do
+    if s.orphan then
+      watch.look(s)
+      if not watcher_ended(s) then s.sema:wait(watch.TICK) end
+    else
+      s.sema:wait(READ_WAIT / 1000)
     end
   end
-
-  --- Reads `sock` until `handle(data)` returns what ended the session (and
-  -- why), or the socket fails: then `ended(err)` says so.
-  local function pump(sock, handle, ended)
-    while true do
-      local data, e = sock:receiveany(65536)
-      if data then
-        local what, why = handle(data)
-        if what then return what, why end
-      elseif e ~= "timeout" then
-        return ended(e)
-      end
-    end
+  local reason, msg
+  if watcher_ended(s) then
+    reason, msg = say_why(s)
+  else
+    reason, msg = s.result[1], s.result[2]
   end
-
-  local function from_browser()
-    return pump(down, function(data)
-      rec.bytes_in = rec.bytes_in + #data
-      local out, inputs, _, close = viewonly.from_browser(filter, data)
-      if not out then
-        st.reason = st.reason or "protocol"
-        last_word(close)
-        -- a moment for the browser's answer to the close frame
-        down:settimeout(1000)
-        for _ = 1, 64 do
-          if not down:receiveany(4096) then break end
-        end
-        return "protocol", "view-only: " .. tostring(inputs)
-      end
-      if inputs > 0 then rec.last_input = now() end
-      if #out > 0 and not st.reason then
-        local sent, e2 = up:send(out)
-        if not sent then return "target", "target send: " .. tostring(e2) end
-      end
-    end, function(e)
-      st.browser_done = true
-      return "browser", "browser " .. tostring(e)
-    end)
-  end
-
-  local function from_target()
-    return pump(up, function(data)
-      local fine, msg = filter:from_target(data)
-      if not fine then
-        st.reason = st.reason or "protocol"
-        down:send(viewonly.close_frame(viewonly.CLOSE_POLICY, "view-only: session closed"))
-        return "protocol", "view-only: " .. tostring(msg)
-      end
-      if st.reason then return st.reason end
-      local sent, e2 = down:send(data)
-      if not sent then return "browser", "browser send: " .. tostring(e2) end
-      rec.bytes_out = rec.bytes_out + #data
-    end, function(e)
-      return "target", "target " .. tostring(e)
-    end)
-  end
-
-  local function ticker()
-    local last_refresh = now()
-    while true do
-      ngx.sleep(0.25)
-      local t = now()
-      local why = time_to_end(rec, t)
-      if why then
-        local limit = why == "idle" and conf.idle_timeout or conf.max_session
-        local text = KINDS[why].close:format(limit)
-        st.reason = why
-        last_word(viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
-        -- a moment for the browser's answer, then the end
-        for _ = 1, 20 do
-          if st.browser_done then break end
-          ngx.sleep(0.05)
-        end
-        return why, text
-      end
-      if t - last_refresh >= conf.slot_ttl / 5 then
-        last_refresh = t
-        book:refresh(rec)
-        publish_bytes(rec)
-      end
-    end
-  end
-
-  local threads = { spawn(from_browser), spawn(from_target), spawn(ticker) }
-  local done, reason, msg = wait(threads[1], threads[2], threads[3])
   for _, th in ipairs(threads) do kill_thread(th) end
-  if not done then reason, msg = "error", tostring(reason) end
-  if st.reason and st.reason ~= reason then reason, msg = st.reason, KINDS[st.reason].close end
   if reason ~= "target" then
-    up:send(core.ws_frame("close", "\3\232", true))
+    s.up:send(core.ws_frame("close", "\3\232", true))
   end
   return reason, msg
 end
 
+--- The session's relay once it holds its place, its slots and its target:
+-- reason, message.
+local function relay_open(s, protocol, renew)
+  local book = state.book
+  book:refresh(s)
+  audit.write("open", audit_fields(s, {}))
+  s.published_in, s.published_out = 0, 0
+  local ok, reason, msg = pcall(run_session, s, protocol, renew)
+  if not ok then reason, msg = "error", tostring(reason) end
+  return reason, msg
+end
+
+--- The session s of plan once it holds its place on this node: its slots,
+-- its target, the relay, its end.
+local function session(s, plan)
+  local conf, book = state.conf, state.book
+  local opened, which, holder = book:open(s, conf)
+  if not opened then return refused(s, which, holder) end
+  local up, kind, err = wsclient.connect(plan, ngx.var.http_sec_websocket_protocol,
+    conf.target_timeout)
+  if not up then
+    book:close(s)
+    watch.leave(s)
+    log(ngx.ERR, "ctvnc: websocket of ", tostring(s.vm_id), " to ", where(plan),
+      " failed: ", tostring(err), " (", kind, ")")
+    audit.write("refused", audit_fields(s, { refused = true, reason = "target: " .. kind }))
+    ngx.header["X-Ctvnc-Error"] = kind
+    return reply(kind == "timeout" and 504 or 502,
+      { error = "the console's websocket could not be opened", kind = kind })
+  end
+  s.up = up
+  local reason, msg = relay_open(s, kind, plan.renew)
+  up:close()
+  local killed_by = reason == "killed" and book:killer(s.id)
+  book:close(s)
+  watch.leave(s)
+  if s.filter then
+    if s.view_only then
+      log(ngx.NOTICE, "ctvnc: view-only session ", s.id, ": ", viewonly.summary(s.filter))
+    end
+    s.filter:close()
+  end
+  ngx.update_time()
+  local t = ngx.now()
+  metrics.count("ctvnc_sessions_ended_total", { reason = reason })
+  watch.publish_bytes(s)
+  if reason == "protocol" or reason == "error" then
+    log(ngx.WARN, "ctvnc: session ", s.id, " of ", tostring(s.vm_id), " to ", where(plan),
+      " ended: ", tostring(msg), " (", reason, ")")
+  end
+  audit.write(reason == "killed" and "killed" or "close", audit_fields(s, {
+    ["end"] = t, duration = floor((t - s.start) * 1000 + 0.5) / 1000,
+    bytes_in = s.bytes_in, bytes_out = s.bytes_out,
+    reason = killed_by and ("killed by " .. killed_by) or (KINDS[reason] or {}).ended or reason }))
+end
+
 --- content_by_lua of the websocket's named location of hop ("cluster" or
--- "tower": its lua_ssl_trusted_certificate is that hop's CA).
+-- "tower": its lua_ssl_trusted_certificate is that hop's CA). A session
+-- first takes its place on the node (max_sessions), then its slots;
+-- whatever fails after that gives both back at once.
 function _M.relay(hop)
   local plan = cjson.decode(ngx.var[_M.VAR] or "")
   if type(plan) ~= "table" or (hop and hop ~= plan.hop) then
@@ -257,49 +318,23 @@ function _M.relay(hop)
     return reply(500, { error = "no console plan", kind = "error" })
   end
   if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
-  local conf, book = state.conf, state.book
-  local rec = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
-    view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now() }
-  local opened, which, holder = book:open(rec, conf)
-  if not opened then return refused(rec, which, holder) end
-  local up, kind, err = wsclient.connect(plan, ngx.var.http_sec_websocket_protocol,
-    conf.target_timeout)
-  local protocol = up and kind or nil
-  if not up then
-    book:close(rec)
-    log(ngx.ERR, "ctvnc: websocket of ", tostring(rec.vm_id), " to ", where(plan),
-      " failed: ", tostring(err), " (", kind, ")")
-    audit.write("refused", audit_fields(rec, { refused = true, reason = "target: " .. kind }))
-    ngx.header["X-Ctvnc-Error"] = kind
-    return reply(kind == "timeout" and 504 or 502,
-      { error = "the console's websocket could not be opened", kind = kind })
+  local s = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
+    view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now(),
+    last_input = ngx.now(), bytes_in = 0, bytes_out = 0, sema = semaphore.new() }
+  local id, why = new_id()
+  if not id then return refused(s, "system", why) end
+  s.id = id
+  local placed, which
+  placed, which, why = watch.admit(s, state.conf.max_sessions)
+  if not placed then return refused(s, which, why) end
+  local ok, err = pcall(session, s, plan)
+  if not ok then
+    state.book:close(s)
+    watch.leave(s)
+    log(ngx.ERR, "ctvnc: the session of ", tostring(s.vm_id), " failed: ", tostring(err),
+      " (error)")
+    return reply(500, { error = "the console could not be opened", kind = "error" })
   end
-  book:refresh(rec)
-  audit.write("open", audit_fields(rec, {}))
-  rec.published_in, rec.published_out = 0, 0
-  local ok, reason, msg = pcall(run_session, rec, up, protocol, plan.renew)
-  if not ok then reason, msg = "error", tostring(reason) end
-  up:close()
-  local killed_by = reason == "killed" and book:killer(rec.id)
-  book:close(rec)
-  if rec.filter then
-    if rec.view_only then
-      log(ngx.NOTICE, "ctvnc: view-only session ", rec.id, ": ", viewonly.summary(rec.filter))
-    end
-    rec.filter:close()
-  end
-  ngx.update_time()
-  local t = ngx.now()
-  metrics.count("ctvnc_sessions_ended_total", { reason = reason })
-  publish_bytes(rec)
-  if reason == "protocol" or reason == "error" then
-    log(ngx.WARN, "ctvnc: session ", rec.id, " of ", tostring(rec.vm_id), " to ", where(plan),
-      " ended: ", tostring(msg), " (", reason, ")")
-  end
-  audit.write(reason == "killed" and "killed" or "close", audit_fields(rec, {
-    ["end"] = t, duration = floor((t - rec.start) * 1000 + 0.5) / 1000,
-    bytes_in = rec.bytes_in, bytes_out = rec.bytes_out,
-    reason = killed_by and ("killed by " .. killed_by) or (KINDS[reason] or {}).ended or reason }))
 end
 
 return _M

@@ -55,6 +55,9 @@ local KINDS = {
   store = { status = 503, title = "Service unavailable",
     reason = "the console service cannot check access right now; try again",
     sentence = "The console service cannot check access right now; try again." },
+  full = { status = 503, title = "The gateway is full", reason = "the gateway is full",
+    sentence = "The gateway is full: it holds as many consoles as it may. Try again in a few "
+      .. "minutes, or tell your administrator." },
   novnc = { status = 502, title = "Console unavailable", reason = "noVNC is missing",
     sentence = "The console viewer is missing on this gateway. Please tell your "
       .. "administrator." },

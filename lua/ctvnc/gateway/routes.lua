@@ -22,6 +22,7 @@ local page = require "ctvnc.gateway.page"
 local relay = require "ctvnc.gateway.relay"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
+local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
 local type, tostring, tonumber, ipairs = type, tostring, tonumber, ipairs
@@ -79,6 +80,18 @@ local function id_budget(n)
   return _M.budget(key, n, state.conf.id_rate, 1)
 end
 
+--- One more console request of an authenticated user (user_rate): true,
+-- or the 429 answered (a page when html).
+local function user_budget(user, vm_id, html)
+  if user == nil or user == "" or _M.budget("user:" .. tostring(user), 1, state.conf.user_rate, 1)
+  then
+    return true
+  end
+  if html then return error_page(429, "busy", vm_id) end
+  return reply(429, { error = ("at most %d console requests per second per user")
+    :format(state.conf.user_rate), kind = "busy", vm_id = vm_id })
+end
+
 local function not_a_console()
   return fail(nil, "the path is not a console URL", "invalid")
 end
@@ -90,6 +103,7 @@ function _M.url(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local allowed, refusal, view_only = auth.authorize(vm_id)
   if not allowed then return deny(vm_id, refusal) end
+  if not user_budget(refusal, vm_id) then return end
   -- a view-only grant never gets the target's URL: it connects straight to
   -- the VM, past the relay that enforces view-only
   if view_only then
@@ -108,6 +122,7 @@ function _M.ticket(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local ok, user, view = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
+  if not user_budget(user, vm_id) then return end
   local t, ttl, kind = state.ticket.mint(vm_id, user, view)
   if not t then return fail(vm_id, ttl, kind) end
   return reply(200, { ticket = t, expires_in = ttl,
@@ -157,7 +172,17 @@ function _M.page(vm_id)
     if not ok then return deny(vm_id, who, true) end
     user = who
   end
-  -- a console that is full is told at once
+  if not user_budget(user, vm_id, true) then return end
+  -- a gateway or a console that is full is told at once
+  local open = watch.node()
+  if open >= state.conf.max_sessions then
+    metrics.count("ctvnc_sessions_refused_total", { limit = "full" })
+    audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
+      reason = "limit full" })
+    log(ngx.ERR, "ctvnc: the console page of ", vm_id, " is refused: the gateway is full: ",
+      open, " sessions open, max_sessions ", state.conf.max_sessions, " (full)")
+    return error_page(503, "full", vm_id)
+  end
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
   if which == "store" then return refuse_ticket(vm_id, which) end
   if not fits then
@@ -205,6 +230,7 @@ function _M.ws(vm_id)
     end
     user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
   end
+  if not user_budget(user, vm_id) then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return fail(vm_id, msg, kind) end
   plan.renew = renew

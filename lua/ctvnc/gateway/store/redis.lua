@@ -18,8 +18,9 @@
 --                      the slot's expiry (ms, Redis's clock); expired ones are
 --                      dropped by the script that counts them
 --   ctvnc:k:<id>       a kill flag (who), 60 s
---   ctvnc:kills        the count of kills, polled by every worker each KILL_POLL
---                      seconds: a session's own flag is read only when it moved
+--   ctvnc:kills        the count of kills, read by every worker's watch timer
+--                      each tick (ctvnc.gateway.watch): its sessions' own flags
+--                      are read only when it moved
 --
 -- Outage and recovery are written to error.log once per worker each,
 -- and /metrics counts them (ctvnc_store_errors_total, ctvnc_store_up,
@@ -31,7 +32,7 @@ local new_id = require("ctvnc.gateway.book").new_id
 
 local ngx = ngx
 local tostring, ipairs, setmetatable = tostring, ipairs, setmetatable
-local floor = math.floor
+local floor, sort = math.floor, table.sort
 local unpack = unpack or table.unpack
 local null = redis.null
 
@@ -41,7 +42,6 @@ _M.PREFIX = "ctvnc:"
 _M.TIMEOUT_MS = 1000   -- each socket step: connect, send, every read
 _M.POOL_SIZE = 64
 _M.IDLE_MS = 60000     -- a pooled connection kept that long
-_M.KILL_POLL = 0.25    -- seconds between two reads of the kill count, per worker
 _M.BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1 }
 
 -- KEYS[1] the bucket; ARGV: ms to live, holder, max (0: refresh only).
@@ -107,8 +107,7 @@ function _M.new(opts)
   local name = redis.script_sha
   return setmetatable({ cfg = cfg, server_name = opts.server_name, node = opts.node,
     sha = { take = name(TAKE), holders = name(HOLDERS), add = name(ADD),
-            epoch = name(EPOCH), kill = name(KILL) },
-    kills = nil, kills_at = -1, checked = {}, n_checked = 0 }, Store)
+            epoch = name(EPOCH), kill = name(KILL) } }, Store)
 end
 
 local function state_change(ok, err)
@@ -211,25 +210,55 @@ function Store:ping()
   return true
 end
 
---- SCAN (1000 keys a step) and MGET: the values of the keys under prefix.
-function Store:list(prefix)
+--- The keys (under P) that start with prefix, in no order: SCAN, 1000 a
+-- step (inside with()).
+local function scan(red, prefix)
   local pattern = (P .. prefix):gsub("[%*%?%[%]\\]", "\\%0") .. "*"
-  return self:with(function(red)
-    local out, cursor = {}, "0"
-    repeat
-      local r, err = red:scan(cursor, "MATCH", pattern, "COUNT", 1000)
-      if not r then return nil, err end
-      cursor = r[1]
-      if #r[2] > 0 then
-        local vals, e2 = red:mget(unpack(r[2]))
-        if not vals then return nil, e2 end
-        for _, v in ipairs(vals) do
-          if v ~= null then out[#out + 1] = v end
+  local keys, cursor = {}, "0"
+  repeat
+    local r, err = red:scan(cursor, "MATCH", pattern, "COUNT", 1000)
+    if not r then return nil, err end
+    cursor = r[1]
+    for _, k in ipairs(r[2]) do keys[#keys + 1] = k end
+  until cursor == "0"
+  return keys
+end
+
+--- The keys after `after` in key order, `limit` at most, with their values
+-- (every key read, then sorted: a page costs a pass over the prefix).
+function Store:page(prefix, after, limit)
+  local r, err = self:with(function(red)
+    local keys, e = scan(red, prefix)
+    if not keys then return nil, e end
+    local from, picked = P .. prefix .. after, {}
+    for _, k in ipairs(keys) do
+      if k > from then picked[#picked + 1] = k end
+    end
+    sort(picked)
+    local out, i = {}, 0
+    while i < #picked and #out < 2 * limit do
+      local chunk = {}
+      for j = i + 1, math.min(#picked, i + limit - #out / 2) do chunk[#chunk + 1] = picked[j] end
+      i = i + #chunk
+      local vals, e2 = red:mget(unpack(chunk))
+      if not vals then return nil, e2 end
+      for j, v in ipairs(vals) do
+        if v ~= null then
+          out[#out + 1] = chunk[j]:sub(#P + 1)
+          out[#out + 1] = v
         end
       end
-    until cursor == "0"
-    return out
+    end
+    return { out, i < #picked }
   end)
+  if not r then return nil, err end
+  return r[1], r[2]
+end
+
+function Store:touch(key, ttl)
+  local r, err = self:cmd("pexpire", P .. key, ms(ttl))
+  if not r then return nil, err end
+  return r == 1
 end
 
 function Store:take(bucket, max, holder, ttl)
@@ -266,25 +295,15 @@ function Store:kill(id, who, ttl)
   return true
 end
 
---- The kill flag of session id. Each worker reads the cluster's kill
--- count at most every KILL_POLL seconds; a session's own flag is read
--- once after each change of the count (and once at first).
 function Store:killer(id)
-  local t = ngx.now()
-  if t - self.kills_at >= _M.KILL_POLL then
-    self.kills_at = t
-    local n = self:cmd("get", P .. "kills")
-    if n ~= nil and n ~= self.kills then
-      self.kills, self.checked, self.n_checked = n, {}, 0
-    end
-  end
-  if self.checked[id] then return nil end
-  local who, err = self:get("k:" .. id)
-  if who then return who end
-  if err then return nil, err end
-  if self.n_checked > 100000 then self.checked, self.n_checked = {}, 0 end
-  self.checked[id], self.n_checked = true, self.n_checked + 1
-  return nil
+  return self:get("k:" .. id)
+end
+
+--- The count of kills of every node (the watch timers read it each tick).
+function Store:kills()
+  local n, err = self:cmd("get", P .. "kills")
+  if n == nil then return nil, err end
+  return n ~= null and n or "0"
 end
 
 return _M
