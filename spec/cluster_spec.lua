@@ -262,6 +262,24 @@ http {
     open(g, "vm-5", with_ticket(ticket(g, "vm-5"))):close()
   end)
 
+  it("fails at once, after a failed call, for half a second: a Redis that does not answer holds "
+     .. "no caller for its timeouts", function()
+    local silent = helpers.free_port("127.0.0.1")
+    lab:spawn("silent", ("lua5.4 -e 'local s = assert(require(\"socket\").bind(\"127.0.0.1\", %d)) "
+      .. "print(\"ready\") io.stdout:flush() local held = {} "
+      .. "while true do held[#held + 1] = s:accept() end'"):format(silent))
+    lab:wait_output("silent", "ready")
+    local h = start_node("h", silent, "unused")
+    local t0 = socket.gettime()
+    assert.are.equal(503, (http(h, "GET", "/console/vm-1", key(K1))))
+    assert.is_true(socket.gettime() - t0 >= 0.9)      -- the read timeout, 1 s
+    t0 = socket.gettime()
+    assert.are.equal(503, (http(h, "GET", "/console/vm-1", key(K1))))
+    assert.are.equal(503, (http(h, "POST", "/console/vm-1/ticket", key(K1))))
+    assert.is_true(socket.gettime() - t0 < 0.4)
+    lab:stop_gateways("h")
+  end)
+
   describe("when Redis fails", function()
     local rdir, renv, d
 

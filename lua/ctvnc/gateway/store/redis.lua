@@ -42,6 +42,7 @@ _M.PREFIX = "ctvnc:"
 _M.TIMEOUT_MS = 1000   -- each socket step: connect, send, every read
 _M.POOL_SIZE = 64
 _M.IDLE_MS = 60000     -- a pooled connection kept that long
+_M.RETRY = 0.5         -- seconds a worker fails at once after a failed call
 _M.BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1 }
 
 -- KEYS[1] the bucket; ARGV: ms to live, holder, max (0: refresh only).
@@ -96,7 +97,7 @@ local Store = {}
 Store.__index = Store
 
 local up                 -- this worker's view of the store: nil before the first call
-local down_since
+local down_since, retry_at = nil, 0
 
 --- new{ url = STORE's URL, password?, server_name?, node? }: a store
 -- (nothing connects yet: init_by_lua has no cosockets) | nil, message.
@@ -125,6 +126,7 @@ local function state_change(ok, err)
     return
   end
   metrics.count("ctvnc_store_errors_total", labels)
+  retry_at = ngx.now() + _M.RETRY
   if up ~= false then
     up, down_since = false, ngx.now()
     log(ngx.ERR, "ctvnc: the session store failed: ", tostring(err), " (store)")
@@ -136,6 +138,12 @@ end
 -- An error reply (false, msg) is a failure too.
 function Store:with(fn)
   local t0 = ngx.now()
+  if up == false and t0 < retry_at then
+    -- down: fail at once, but one call a RETRY seconds (a Redis that does
+    -- not answer would hold every caller for its timeouts)
+    metrics.count("ctvnc_store_errors_total", { node = _M.node_name })
+    return nil, "the session store is down (the next try within " .. _M.RETRY .. " s)"
+  end
   local red = redis.new()
   red:set_timeouts(_M.TIMEOUT_MS, _M.TIMEOUT_MS, _M.TIMEOUT_MS)
   local ok, err = red:connect_url(self.cfg, { server_name = self.server_name,
