@@ -210,7 +210,7 @@ static int deliver(lua_State *L) {
   lua_setfield(L, -2, "stage");
   lua_createtable(L, 0, CTV_SHOT_STAGES);
   for (s = 1; s <= r->stage; s++) {
-    if (s == CTV_SHOT_TLS && r->times[s] == 0) continue;   /* ws:// */
+    if (r->times[s] == 0) continue;   /* not timed: tls on ws://, tcp before a failed TLS */
     set_num(L, STAGES[s], r->times[s]);
   }
   lua_setfield(L, -2, "times");

@@ -12,6 +12,8 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -121,6 +123,18 @@ static void reached(job *j, int stage) {
   }
 }
 
+/* libcurl closes a socket whose TLS handshake failed without timing its TCP
+ * connect (CURLINFO_CONNECT_TIME_T stays 0): a socket with a peer at close
+ * was connected, so the job got as far as tcp (its time unknown, left 0). */
+static int on_close(void *clientp, curl_socket_t fd) {
+  job *j = clientp;
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof peer;
+  if (j->res.stage < CTV_SHOT_TCP && getpeername(fd, (struct sockaddr *)&peer, &len) == 0)
+    j->res.stage = CTV_SHOT_TCP;
+  return close(fd);
+}
+
 static int queue(job *j, const unsigned char *p, size_t n) {
   unsigned char *q = ctv_grow(j->send, &j->sendcap, j->sendlen, n, 1, (size_t)-1);
   if (!q) return -1;
@@ -183,6 +197,8 @@ static int start(ctv_shots *s, job *j, const ctv_shot_job *spec, size_t i) {
   curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(j->easy, CURLOPT_SHARE, s->share);
   curl_easy_setopt(j->easy, CURLOPT_PRIVATE, (void *)j);
+  curl_easy_setopt(j->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+  curl_easy_setopt(j->easy, CURLOPT_CLOSESOCKETDATA, (void *)j);
   curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->err);
   curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, timeout);
   curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, s->o.connect_timeout_ms < timeout

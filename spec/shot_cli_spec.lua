@@ -176,5 +176,20 @@ echo "$rc $(( ($(date +%%s%%N) - t0) / 1000000 ))"
         .. "rfb: the server refused: console in use", text)
       assert.matches("<redacted>", text, 1, true)
     end)
+
+    it("stops at tls when the target does not speak TLS, and at none when nothing listens",
+      function()
+        -- wss to the cluster's plain ws port: the TCP connect works, the TLS
+        -- handshake never ends (the server waits for an HTTP request)
+        local out = ctvnc(("check --format json --timeout 1 --scheme wss --port %d vm-1")
+          :format(lab.cluster_port))
+        local r = cjson.decode(out)[1]
+        assert.same({ "direct", false, "tcp", "timeout" }, { r.path, r.ok, r.stage, r.kind },
+          out)
+        assert.is_nil(r.tls)
+        -- vm-4's cluster is 127.0.0.3, where nothing listens
+        r = check("vm-4")[1]
+        assert.same({ "direct", false, "none", "connect" }, { r.path, r.ok, r.stage, r.kind })
+      end)
   end)
 end)
