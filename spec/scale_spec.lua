@@ -26,14 +26,7 @@ describe("one node at its limit #novalgrind", function()
     }, env)
   end
 
-  local function wait_for(pred, timeout)
-    local deadline = socket.gettime() + (timeout or 5)
-    while socket.gettime() < deadline do
-      if pred() then return true end
-      socket.sleep(0.05)
-    end
-    return pred()
-  end
+  local wait_for = common.wait_for
 
   --- A console websocket: status, the JSON body of a refusal, and for a
   -- 101 a connection with wait_close(timeout) -> close code | nil.

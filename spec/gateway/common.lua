@@ -279,19 +279,7 @@ function common.ws(port, vm, headers)
   local sock, status, hs = common.ws_handshake(port, ("/console/%s/ws"):format(vm), h)
   local conn = common.ws_stream(sock)
   if status ~= 101 then
-    local len = tonumber(hs["content-length"] or "")
-    if len then
-      conn.body = sock:receive(len)
-    elseif (hs["transfer-encoding"] or ""):lower() == "chunked" then
-      local parts = {}
-      while true do
-        local size = tonumber((sock:receive("*l") or "0"):match("^%x+") or "0", 16)
-        if size == 0 then break end
-        parts[#parts + 1] = sock:receive(size)
-        sock:receive("*l")
-      end
-      conn.body = table.concat(parts)
-    end
+    conn.body = common.read_body(sock, hs)
     sock:close()
     return status, hs, conn
   end
