@@ -92,13 +92,18 @@ void ctv_shots_free(ctv_shots *s) {
 
 /* ---- one job ---------------------------------------------------------- */
 
-/* Ends the job's connection and frees what it holds; the result stays. */
-static void release(ctv_shots *s, job *j) {
+/* Ends the job's connection (idempotent). */
+static void disconnect(ctv_shots *s, job *j) {
   if (j->easy) {
     curl_multi_remove_handle(s->multi, j->easy);
     curl_easy_cleanup(j->easy);
   }
   j->easy = NULL;
+}
+
+/* Ends the job's connection and frees what it holds; the result stays. */
+static void release(ctv_shots *s, job *j) {
+  disconnect(s, j);
   if (j->rfb_open) ctv_rfbc_free(&j->rfb);
   j->rfb_open = 0;
   free(j->send);
@@ -421,8 +426,10 @@ typedef struct run {
   int stop;
 } run;
 
-/* Hands j's result out and frees the job. */
+/* Hands j's result out and frees the job. Its connection goes first, so
+ * that on_close has said whether a failed connect reached tcp. */
 static void finish(run *r, job *j) {
+  disconnect(r->s, j);
   if (!r->stop && r->done(r->ud, j->index, &j->res)) r->stop = 1;
   free((void *)(uintptr_t)j->res.png);
   j->res.png = NULL;

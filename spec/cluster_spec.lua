@@ -77,7 +77,7 @@ describe("gateways on a Redis store #novalgrind", function()
     end
     write_file(dir .. "/keys", ("%s *\n%s *\n"):format(K1, K2))
     write_file(dir .. "/admin-keys", K_ADMIN .. "\n")
-    ws_port = lab:vnc_target()
+    ws_port = lab:rfb_cluster("rfb", dir .. "/rfb.jsonl")
     local port, password = tonumber(os.getenv("REDIS_PORT")), os.getenv("REDIS_PASSWORD")
     for _, name in ipairs({ "a", "b", "c" }) do start_node(name, port, password) end
     -- the balancer: round robin over the three nodes, websockets included

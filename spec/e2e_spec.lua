@@ -282,6 +282,24 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
         assert.same({ 800, 600, RGB[1], RGB[2], RGB[3] }, { v[1], v[2], v[3], v[4], v[5] })
         assert.are_not.same({ RGB[1], RGB[2], RGB[3] }, { v[6], v[7], v[8] }, "no terminal")
       end
+      -- the whole picture against what noVNC painted on the browser's canvas:
+      -- the pixels whose channels differ by more than 8 (Xvnc's cursor, the
+      -- canvas's rounding), at most 0.5% of them
+      local direct = credentials()
+      local r = browse({ { name = "canvas", ws = direct, canvas = true } })["canvas"]
+      assert_connected(r, "the canvas page")
+      assert.truthy(r.canvas, "no canvas pixels")
+      local out, ok = helpers.run(("python3 -c 'import sys; sys.path.insert(0, \"%s/spec/support\"); "
+        .. "import pngcheck; a = pngcheck.decode(open(\"%s\", \"rb\").read()); "
+        .. "b = pngcheck.decode(open(\"%s\", \"rb\").read()); "
+        .. "bad = sum(1 for ra, rb in zip(a[2], b[2]) for x, y in zip(ra, rb) if abs(x - y) > 8); "
+        .. "print(a[0], a[1], b[0], b[1], bad)'")
+        :format(ROOT, dir .. "/shot-direct.png", r.canvas))
+      assert(ok, out)
+      local w1, h1, w2, h2, bad = out:match("(%d+) (%d+) (%d+) (%d+) (%d+)")
+      assert.same({ "800", "600", "800", "600" }, { w1, h1, w2, h2 }, out)
+      assert.is_true(tonumber(bad) <= 800 * 600 * 3 * 0.005,
+        ("%s channel values differ between the screenshot and the canvas"):format(bad))
     end)
 
   it("opens the desktop in Debian's noVNC page through ctvnc.novnc_url links", function()

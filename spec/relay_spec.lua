@@ -43,13 +43,7 @@ describe("the gateway's relay #novalgrind", function()
     return out
   end
 
-  local function audit(name)
-    local out = {}
-    for line in (read_file(lab.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
-      out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
-    end
-    return out
-  end
+  local function audit(name) return lab:audit(name) end
 
   local ws = common.ws
 
@@ -105,7 +99,8 @@ describe("the gateway's relay #novalgrind", function()
     for _, s in ipairs({ K_FULL, K_VIEW, K_ADMIN, JWT_SECRET, "sim-token" }) do secret(s) end
     write_file(dir .. "/keys", ("%s vm-1,vm-3\n%s vm-1:view\n"):format(K_FULL, K_VIEW))
     write_file(dir .. "/admin-keys", "# admins\n" .. K_ADMIN .. "\n")
-    ws_port, rfb_log = lab:vnc_target()
+    rfb_log = dir .. "/rfb.jsonl"
+    ws_port = lab:rfb_cluster("rfb", rfb_log)
   end)
 
   teardown(function()

@@ -39,6 +39,10 @@
 #   store is verified with; default the system store), NODE_NAME (this
 #   node's name in sessions, audit lines and metrics; default the host name)
 #   AUDIT_LOG (path | error_log | off; default DIR/audit.log)
+#   RECORD (off | on | grant), RECORD_DIR (DIR/recordings: 0700, owned by the
+#   workers), RECORD_KEEP_DAYS, RECORD_MAX_MB (0: no limit), RECORD_REQUIRED
+#   (off | on), RECORD_KEYFRAME (10: seconds between keyframes), RECORD_KEY
+#   (environment: HMAC secret of recordings, 32+ bytes)
 #   METRICS_ALLOW (addresses or IPv4 CIDRs allowed /metrics besides loopback)
 #   RELAY_BUFFER (64k: the relay's read buffer, per side of a session)
 #   MAX_SESSIONS (1000: console sessions this node holds; sizes
@@ -125,9 +129,10 @@ if [ -n "$jwt_hook" ]; then
 fi
 for n in "${MAX_PER_VM:-0}" "${MAX_PER_USER:-0}" "${MAX_SESSION:-0}" "${IDLE_TIMEOUT:-0}" \
          "${JWT_LEEWAY:-0}" "${SLOT_TTL:-10}" "${TARGET_TIMEOUT:-10}" "${PROBE_TIMEOUT:-0.5}" \
-         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}" "${USER_RATE:-0}"; do
+         "${PROBE_TTL:-30}" "${MAX_SESSIONS:-1000}" "${TOWER_KEEPALIVE:-64}" "${USER_RATE:-0}" \
+         "${RECORD_KEEP_DAYS:-0}" "${RECORD_MAX_MB:-0}" "${RECORD_KEYFRAME:-10}"; do
   # numbers only: each is written into nginx.conf's Lua as it is
-  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE are numbers" ;; esac
+  case $n in ''|*[!0-9.]*) die "MAX_PER_VM, MAX_PER_USER, MAX_SESSION, IDLE_TIMEOUT, JWT_LEEWAY, SLOT_TTL, TARGET_TIMEOUT, PROBE_TIMEOUT, PROBE_TTL, MAX_SESSIONS, TOWER_KEEPALIVE, USER_RATE, RECORD_KEEP_DAYS, RECORD_MAX_MB, RECORD_KEYFRAME are numbers" ;; esac
 done
 # capacity from MAX_SESSIONS: two connections a session in any one worker,
 # 512 more (pages, API, /health, CloudTower), files 256 more; 2 KiB of
@@ -141,6 +146,13 @@ book_kib=$((2 * max_sessions))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$nofile" ]; then
   echo "run.sh: WARNING: MAX_SESSIONS=$max_sessions needs $nofile open files a worker, the hard limit is $hard: nginx can raise it only with CAP_SYS_RESOURCE (systemd: LimitNOFILE=$nofile)" >&2
+fi
+# recordings: DIR/recordings, made here for the workers (nobody when the
+# master is root) alone; a RECORD_DIR given is the operator's to prepare
+record_dir=${RECORD_DIR:-$(cd "$dir" && pwd)/recordings}
+if [ "${RECORD:-off}" != off ] && [ -z "${RECORD_DIR:-}" ]; then
+  mkdir -p "$record_dir" && chmod 700 "$record_dir"
+  if [ "$(id -u)" = 0 ]; then chown nobody "$record_dir"; fi
 fi
 if [ -n "${ADMIN_KEYS:-}" ]; then admin="gateway.admin_keys(\"$ADMIN_KEYS\")"; else admin=nil; fi
 store=/etc/ssl/certs/ca-certificates.crt
@@ -228,6 +240,12 @@ sed -e "s|@ROOT@|$root|g" \
     -e "s|@IDLE_TIMEOUT@|${IDLE_TIMEOUT:-0}|g" \
     -e "s|@ADMIN_AUTHORIZE@|$admin|g" \
     -e "s|@AUDIT_LOG@|${AUDIT_LOG:-}|g" \
+    -e "s|@RECORD@|${RECORD:-off}|g" \
+    -e "s|@RECORD_DIR@|$record_dir|g" \
+    -e "s|@RECORD_KEEP_DAYS@|${RECORD_KEEP_DAYS:-0}|g" \
+    -e "s|@RECORD_MAX_MB@|${RECORD_MAX_MB:-0}|g" \
+    -e "s|@RECORD_KEYFRAME@|${RECORD_KEYFRAME:-10}|g" \
+    -e "s|@RECORD_REQUIRED@|${RECORD_REQUIRED:-off}|g" \
     -e "s|@METRICS_ALLOW@|${METRICS_ALLOW:-}|g" \
     -e "s|@PROXY_SCHEME@|${PROXY_SCHEME:-}|g" \
     -e "s|@PROBE_TIMEOUT@|${PROBE_TIMEOUT:-0.5}|g" \

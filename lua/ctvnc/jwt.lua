@@ -14,7 +14,8 @@
 -- header is refused; `exp` is required unless require_exp = false; JSON
 -- without NaN, Infinity or hex numbers, and the claims ctvnc reads strictly
 -- typed (`exp`, `nbf` finite integers; `vms` "*" or a non-empty list of
--- strings; `view_only` a boolean or a non-empty list of strings), anything
+-- strings; `view_only` and `record` a boolean or a non-empty list of
+-- strings), anything
 -- else refused. The signature is checked before the claims are decoded.
 -- Reasons never quote the token or the key.
 local ok_ffi, ffi = pcall(require, "ffi")
@@ -124,7 +125,7 @@ end
 -- The claims the gateway acts on, strictly typed, so that a wrong type is
 -- refused instead of read as "no" (a view_only of "true" or 1 was full
 -- access): exp and nbf finite integers; vms "*" or a list of strings;
--- view_only a boolean or a list of strings. The first mistyped claim's
+-- view_only and record a boolean or a list of strings. The first mistyped claim's
 -- name, else nil.
 local function mistyped(claims)
   if claims.exp ~= nil and not integer(claims.exp) then return "exp" end
@@ -132,6 +133,8 @@ local function mistyped(claims)
   local vms, vo = claims.vms, claims.view_only
   if vms ~= nil and vms ~= "*" and not strings(vms) then return "vms" end
   if vo ~= nil and type(vo) ~= "boolean" and not strings(vo) then return "view_only" end
+  local rc = claims.record
+  if rc ~= nil and type(rc) ~= "boolean" and not strings(rc) then return "record" end
   return nil
 end
 
@@ -230,11 +233,13 @@ function _M.new(opts)
   return setmetatable(self, { __index = _M })
 end
 
-local function has_audience(aud, want)
-  if aud == want then return true end
-  if type(aud) == "table" then
-    for _, a in ipairs(aud) do
-      if a == want then return true end
+--- Does a claim name want: the claim itself, or a list holding it? (aud;
+-- view_only and record, which may also be true.)
+local function names(claim, want)
+  if claim == want then return true end
+  if type(claim) == "table" then
+    for _, v in ipairs(claim) do
+      if v == want then return true end
     end
   end
   return false
@@ -273,17 +278,18 @@ function _M.verify(self, token)
   if exp and now >= exp + leeway then return fail("token expired") end
   if nbf and now + leeway < nbf then return fail("token not yet valid (nbf)") end
   if self.issuer and claims.iss ~= self.issuer then return fail("token issuer refused") end
-  if self.audience and not has_audience(claims.aud, self.audience) then
+  if self.audience and not names(claims.aud, self.audience) then
     return fail("token audience refused")
   end
   return claims
 end
 
---- What verified claims grant on one VM: user, view_only | nil, reason,
--- "auth". `sub` (a non-empty string) is the user; `vms` is "*" or a list
--- of VM ids; `view_only` is true (every VM view-only), or a list of the VM
--- ids that are view-only; absent or false means full access. Any other
--- type of either is refused, as verify does.
+--- What verified claims grant on one VM: user, view_only, record | nil,
+-- reason, "auth". `sub` (a non-empty string) is the user; `vms` is "*" or
+-- a list of VM ids; `view_only` is true (every VM view-only), or a list of
+-- the VM ids that are view-only; absent or false means full access;
+-- `record` likewise asks for the VM's sessions to be recorded (RECORD
+-- grant). Any other type of these is refused, as verify does.
 function _M.grant(claims, vm_id)
   if type(claims) ~= "table" then error("ctvnc.jwt.grant: claims must be a table", 2) end
   if type(vm_id) ~= "string" or vm_id == "" then
@@ -304,14 +310,8 @@ function _M.grant(claims, vm_id)
     end
   end
   if not allowed then return fail("token does not grant this VM") end
-  local vo = claims.view_only
-  if vo == true then return user, true end
-  if type(vo) == "table" then
-    for _, v in ipairs(vo) do
-      if v == vm_id then return user, true end
-    end
-  end
-  return user, false
+  local vo, rc = claims.view_only, claims.record
+  return user, vo == true or names(vo, vm_id), rc == true or names(rc, vm_id)
 end
 
 --- The token of a request: from an `Authorization: Bearer` header value,

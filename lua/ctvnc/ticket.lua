@@ -70,10 +70,11 @@ function _M.new(opts)
 
   local function mac(payload) return b64url(core.hmac_sha256(self.secret, payload)) end
 
-  --- A ticket for vm_id and user (view-only when view_only is true):
-  -- ticket, expires_in | nil, message, "system" (no random bytes) |
-  -- "store" (the store's epoch is unknown).
-  function self.mint(vm_id, user, view_only)
+  --- A ticket for vm_id and user (view-only when view_only is true,
+  -- recorded under RECORD grant when record is true): ticket, expires_in |
+  -- nil, message, "system" (no random bytes) | "store" (the store's epoch
+  -- is unknown).
+  function self.mint(vm_id, user, view_only, record)
     local exp = floor(now()) + self.ttl
     local n, err, kind = nonce()
     if not n then return nil, err, kind end
@@ -81,7 +82,8 @@ function _M.new(opts)
     epoch, err = self.store:epoch()
     if not epoch then return nil, "no ticket: " .. tostring(err), "store" end
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-                                          n = n, s = epoch, r = view_only == true and 1 or nil }))
+                                          n = n, s = epoch, r = view_only == true and 1 or nil,
+                                          c = record == true and 1 or nil }))
     return payload .. "." .. mac(payload), self.ttl
   end
 
@@ -94,7 +96,7 @@ function _M.new(opts)
     local doc = cjson.decode(unb64url(payload) or "")
     if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
       or type(doc.n) ~= "string" or type(doc.s) ~= "string"
-      or (doc.r ~= nil and doc.r ~= 1) then
+      or (doc.r ~= nil and doc.r ~= 1) or (doc.c ~= nil and doc.c ~= 1) then
       return nil, "malformed"
     end
     local t = now()

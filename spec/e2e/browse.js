@@ -18,8 +18,10 @@
 //                                                                -- (x, y), type text, Enter
 //                  "linger_ms": N,                               -- stay N ms, then look again
 //                  "headers": {..},                              -- sent with every request
-//                  "rounds": N } ] }                             -- the console wall: wait
+//                  "rounds": N,                                  -- the console wall: wait
 //                                                                -- for N refreshes
+//                  "canvas": true } ] }                          -- save the canvas's own
+//                                                                -- pixels as a PNG
 // Prints one JSON line: {"results": [{name, title, state, status, pixel,
 // screenshot, text, urls, ws_urls, cad, ms}]}: the title noVNC's events
 // left ("connected", "failed", "disconnected"; for the gateway's page, the
@@ -32,8 +34,9 @@
 // button connected again after its Disconnect, the pixel (10, 10) again 2 s
 // after typing (pixel_after), the state and text after lingering
 // (lingered, lingered_text), the console wall's tiles after `rounds`
-// refreshes (tiles: [{vm, href, class, hash, state, width}]), and the PNG
-// saved as OUT/<name>.png.
+// refreshes (tiles: [{vm, href, class, hash, state, width}]), the PNG
+// saved as OUT/<name>.png and, with "canvas", the canvas's framebuffer
+// pixels as OUT/<name>-canvas.png (canvas: its path).
 
 const fs = require('fs');
 const os = require('os');
@@ -298,13 +301,24 @@ async function visit(page, base) {
         hash: t.dataset.hash || null, state: t.querySelector('.state').textContent,
         width: t.querySelector('img').naturalWidth })));
     }
+    let canvas = null;
+    if (page.canvas) {
+      const data = await tab.evaluate(() => {
+        const c = document.querySelector('canvas');
+        return c && c.width ? c.toDataURL('image/png') : null;
+      }).catch(() => null);
+      if (data) {
+        canvas = path.join(job.out, `${page.name}-canvas.png`);
+        fs.writeFileSync(canvas, Buffer.from(data.replace(/^data:image\/png;base64,/, ''), 'base64'));
+      }
+    }
     const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
       .catch(() => '');
     const file = path.join(job.out, `${page.name}.png`);
     await tab.screenshot({ path: file });
     return { name: page.name, title, status, pixel: pixel || null, screenshot: file, text,
       urls, ws_urls: wsUrls, cad, reconnected, pixel_after: pixelAfter, lingered,
-      lingered_text: lingeredText, tiles, ms: Date.now() - started };
+      lingered_text: lingeredText, tiles, canvas, ms: Date.now() - started };
   } finally {
     await tab.close().catch(() => {});
   }

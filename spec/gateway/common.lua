@@ -6,6 +6,7 @@ local helpers = require "helpers"
 local socket = require "socket"
 local luassert = require "luassert"
 local core = require "ctvnc.core"
+local cjson = require "cjson"
 
 local common = {}
 local ROOT = helpers.ROOT
@@ -17,17 +18,6 @@ function common.tower_env(sim)
     TOWER = "127.0.0.1:" .. sim.https_port, TOWER_CA = sim.cert, TOWER_NAME = "localhost",
     CTVNC_ENDPOINT = "https://127.0.0.1:" .. sim.https_port, CTVNC_TOKEN = helpers.STATIC_TOKEN,
   }
-end
-
---- Polls pred every 50 ms until it is true (true) or timeout seconds (5)
--- pass (pred's last answer).
-function common.wait_for(pred, timeout)
-  local deadline = socket.gettime() + (timeout or 5)
-  while socket.gettime() < deadline do
-    if pred() then return true end
-    socket.sleep(0.05)
-  end
-  return pred()
 end
 
 local Lab = {}
@@ -65,21 +55,6 @@ function Lab:spawn(name, cmd)
   assert(pid, "no pid for " .. name)
   self.started[#self.started + 1] = { name = name, pid = pid }
   return pid
-end
-
---- A VNC target for the relay: spec/gateway/rfb.js (it logs every client
--- message to <dir>/rfb.jsonl) behind websockify on 127.0.0.2, as vm-1's
--- cluster in direct mode. Returns websockify's port and the log's path.
-function Lab:vnc_target()
-  local rfb_port = helpers.free_port("127.0.0.1")
-  local rfb_log = self.dir .. "/rfb.jsonl"
-  helpers.write_file(rfb_log, "")
-  self:spawn("rfb", ("node %s/spec/gateway/rfb.js %d %s"):format(ROOT, rfb_port, rfb_log))
-  helpers.wait_port("127.0.0.1", rfb_port)
-  local ws_port = helpers.free_port("127.0.0.2")
-  self:spawn("websockify", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
-  helpers.wait_port("127.0.0.2", ws_port)
-  return ws_port, rfb_log
 end
 
 --- Waits (5 s at most) until the spawned process `name` has written `text`
@@ -235,9 +210,10 @@ end
 --- The RFB stream of a websocket the gateway (or a target) serves:
 -- conn:send(bytes) as one masked binary frame; conn:read(n[, timeout])
 -- the next n bytes | nil, close code, reason (conn.closed = {code, reason}
--- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default).
+-- after a close frame) | nil, "closed" | nil, "timeout" (10 s by default);
+-- conn.got holds every byte read.
 function common.ws_stream(sock)
-  local conn = { sock = sock, buf = "", data = "" }
+  local conn = { sock = sock, buf = "", data = "", got = {} }
   function conn.send(_, bytes)
     return sock:send(core.ws_frame("binary", bytes, true))
   end
@@ -264,15 +240,16 @@ function common.ws_stream(sock)
     end
     local out = conn.data:sub(1, n)
     conn.data = conn.data:sub(n + 1)
+    conn.got[#conn.got + 1] = out
     return out
   end
   return conn
 end
 
---- A websocket client of the gateway's /console/<vm>/ws (subprotocol
--- binary): status, headers, conn (conn.body: a refusal's body; else
--- ws_stream's conn with conn:wait_close(timeout), conn:handshake() (RFB
--- 3.8, security None, as spec/gateway/rfb.js answers), conn:close()).
+--- A websocket client of the gateway's console vm: status, headers, conn
+-- (common.ws_stream's, with conn.body when the answer is not a 101,
+-- conn:wait_close(t), conn:close(), conn:handshake() against
+-- spec/gateway/rfb.js).
 function common.ws(port, vm, headers)
   local h = { ["Sec-WebSocket-Protocol"] = "binary" }
   for k, v in pairs(headers or {}) do h[k] = v end
@@ -307,6 +284,39 @@ function common.ws(port, vm, headers)
     luassert.are.equal("rfb-spec", conn:read(nlen))
   end
   return status, hs, conn
+end
+
+--- pred() until it is truthy (its value) or timeout seconds (default 5) pass.
+function common.wait_for(pred, timeout)
+  local deadline = socket.gettime() + (timeout or 5)
+  while socket.gettime() < deadline do
+    local v = pred()
+    if v then return v end
+    socket.sleep(0.05)
+  end
+  return pred()
+end
+
+--- The audit lines of gateway name, decoded.
+function Lab:audit(name)
+  local out = {}
+  for line in (helpers.read_file(self.gateways[name].dir .. "/audit.log") or ""):gmatch("[^\n]+") do
+    out[#out + 1] = assert(cjson.decode(line), "not JSON: " .. line)
+  end
+  return out
+end
+
+--- A VM's cluster: spec/gateway/rfb.js (logging to log; mode "full" or
+-- nil) behind websockify on 127.0.0.2: the websockify port.
+function Lab:rfb_cluster(name, log, mode)
+  local rfb_port = helpers.free_port("127.0.0.1")
+  helpers.write_file(log, "")
+  self:spawn(name, ("node %s/spec/gateway/rfb.js %d %s %s"):format(ROOT, rfb_port, log, mode or ""))
+  helpers.wait_port("127.0.0.1", rfb_port)
+  local ws_port = helpers.free_port("127.0.0.2")
+  self:spawn(name .. "-ws", ("websockify 127.0.0.2:%d 127.0.0.1:%d"):format(ws_port, rfb_port))
+  helpers.wait_port("127.0.0.2", ws_port)
+  return ws_port
 end
 
 local LOGS = { "access.log", "error.log", "audit.log" }

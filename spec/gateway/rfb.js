@@ -6,12 +6,16 @@
 // (SetPixelFormat 0, SetEncodings 2, FramebufferUpdateRequest 3, KeyEvent
 // 4, PointerEvent 5, ClientCutText 6); "open" and "close" lines mark
 // connections. A FramebufferUpdateRequest is answered with an empty
-// FramebufferUpdate (0 rectangles). Prints "ready" once it listens.
+// FramebufferUpdate (0 rectangles); with a third argument "full", a
+// non-incremental one is answered with one Raw rectangle of the area asked
+// for (32 bits a pixel). SetEncodings lines list the encodings. Prints
+// "ready" once it listens.
 const fs = require('fs');
 const net = require('net');
 
 const port = Number(process.argv[2]);
 const log = process.argv[3];
+const full = process.argv[4] === 'full';
 const NAMES = { 0: 'SetPixelFormat', 2: 'SetEncodings', 3: 'FramebufferUpdateRequest',
   4: 'KeyEvent', 5: 'PointerEvent', 6: 'ClientCutText' };
 let next = 0;
@@ -77,8 +81,21 @@ const server = net.createServer((sock) => {
         const entry = { conn, type, name: NAMES[type] };
         if (type === 4) entry.key = msg.readUInt32BE(4);
         if (type === 6) entry.text = msg.subarray(8).toString('latin1');
+        if (type === 2) {
+          entry.encodings = [];
+          for (let i = 4; i < len; i += 4) entry.encodings.push(msg.readInt32BE(i));
+        }
         record(entry);
-        if (type === 3) sock.write(Buffer.from([0, 0, 0, 0]));   // FramebufferUpdate, 0 rects
+        if (type === 3 && full && msg[1] === 0) {     // one Raw rectangle of the area
+          const head = Buffer.alloc(16);
+          head.writeUInt16BE(1, 2);
+          msg.copy(head, 4, 2, 10);
+          head.writeInt32BE(0, 12);
+          const pixels = Buffer.alloc(msg.readUInt16BE(6) * msg.readUInt16BE(8) * 4, conn);
+          sock.write(Buffer.concat([head, pixels]));
+        } else if (type === 3) {
+          sock.write(Buffer.from([0, 0, 0, 0]));     // FramebufferUpdate, 0 rects
+        }
       }
     }
   });

@@ -34,17 +34,19 @@ def decode(data):
             break
         pos += 12 + length
     w, h, depth, colour, _, _, interlace = ihdr
-    assert depth == 8 and colour == 2 and interlace == 0, "not 8-bit RGB"
+    # 8-bit RGB (ctvnc's), or RGBA (a browser canvas's): rows come back RGB
+    assert depth == 8 and colour in (2, 6) and interlace == 0, "not 8-bit RGB(A)"
+    bpp = 3 if colour == 2 else 4
     raw = zlib.decompress(idat)
-    stride = w * 3
+    stride = w * bpp
     rows, prev = [], bytearray(stride)
     for y in range(h):
         f = raw[y * (stride + 1)]
         line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
         for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
+            a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
-            c = prev[i - 3] if i >= 3 else 0
+            c = prev[i - bpp] if i >= bpp else 0
             if f == 1:
                 line[i] = (line[i] + a) & 255
             elif f == 2:
@@ -57,7 +59,7 @@ def decode(data):
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
             else:
                 assert f == 0, "bad filter"
-        rows.append(bytes(line))
+        rows.append(bytes(line) if bpp == 3 else bytes(v for i, v in enumerate(line) if i % 4 != 3))
         prev = line
     return w, h, rows
 

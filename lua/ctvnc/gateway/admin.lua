@@ -9,6 +9,7 @@
 --                                        next page (none: the last page)
 --   POST /admin/sessions/<id>/kill    -> {"killed": [id]} | 404
 --   POST /admin/vms/<vm_id>/kill      -> {"killed": [ids]}
+--   GET  /admin/recordings...         -> ctvnc.gateway.recadmin
 --   GET  /metrics                     -> Prometheus text  (loopback, metrics_allow)
 -- Killed sessions end within a second (their relays poll the flag).
 local state = require "ctvnc.gateway.state"
@@ -18,6 +19,7 @@ local auth = require "ctvnc.gateway.auth"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
 local routes = require "ctvnc.gateway.routes"
+local recadmin = require "ctvnc.gateway.recadmin"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -69,6 +71,7 @@ function _M.admin()
   local ok, who = auth.admin()
   if not ok then return denied() end
   local path = ngx.var.request_uri:match("^[^?#]*")
+  if recadmin.owns(path) then return recadmin.route(path, who) end
   if path == "/admin/sessions" then
     if not method_is("GET") then return not_allowed("GET") end
     return sessions()

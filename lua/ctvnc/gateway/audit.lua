@@ -1,6 +1,7 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway.audit: the audit trail, one JSON line per session event
--- (open, close, refused, killed), to a file, nginx's error log or nowhere.
+-- (open, close, refused, killed) and recording event (recording_removed,
+-- recording_listed, recording_download, recording_verify), to a file, nginx's error log or nowhere.
 local ngx = ngx
 local cjson = require "cjson.safe"
 local log = require "ctvnc.gateway.log"
@@ -34,7 +35,8 @@ function _M.to(path, node_name)
 end
 
 local AUDIT_FIELDS = { "event", "session", "user", "vm_id", "mode", "view_only", "client",
-  "start", "end", "duration", "bytes_in", "bytes_out", "reason", "node" }
+  "start", "end", "duration", "bytes_in", "bytes_out", "reason", "recording", "recording_sha256",
+  "recording_complete", "admin", "node" }
 
 --- One audit line: event (open, close, refused, killed, screenshot) and the fields of
 -- the session. Only the listed fields are written: no caller can put a

@@ -1,7 +1,7 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway.auth: who may open which console, and who is an admin.
--- An authorize hook is hook(vm_id, ngx) -> true, user, view_only | false,
--- refusal, where a refusal is one record { status = 401 | 403, message =
+-- An authorize hook is hook(vm_id, ngx) -> true, user, view_only[, record]
+-- | false, refusal, where a refusal is one record { status = 401 | 403, message =
 -- why, kind = "unauthorized" | "denied", given = true when the request
 -- carried the hook's kind of credential } (Kong's `false, { status =,
 -- message = }`). Hooks written for earlier versions may still return
@@ -33,8 +33,9 @@ end
 
 --- The shipped authorize hook: a file of "<api key> <vm id>[,<vm id>...]"
 -- lines ("*" allows every VM; "#" starts a comment); "<vm id>:view" (or
--- "*:view") grants a view-only console. The key comes in the X-API-Key
--- header, never in a URL (browsers use tickets). The user named in
+-- "*:view") grants a view-only console, "<vm id>:record" one that is
+-- recorded when RECORD is grant (the two combine: "vm-1:view:record").
+-- The key comes in the X-API-Key header, never in a URL (browsers use tickets). The user named in
 -- tickets, limits and logs is "key#<line number>", never the key.
 function _M.key_file(path)
   local keys = {}
@@ -43,8 +44,13 @@ function _M.key_file(path)
     if key then
       local allowed = { [" user"] = "key#" .. n }
       for vm in vms:gmatch("[^,]+") do
-        local id = vm:match("^(.*):view$")
-        if id and id ~= "" then allowed[id] = "view" else allowed[vm] = "full" end
+        local grant = { view = false, record = false }
+        local id, flag = vm:match("^(.+):(%a+)$")
+        while id and grant[flag] == false do
+          grant[flag], vm = true, id
+          id, flag = vm:match("^(.+):(%a+)$")
+        end
+        allowed[vm] = grant
       end
       keys[key] = allowed
     end
@@ -54,7 +60,7 @@ function _M.key_file(path)
     if type(key) ~= "string" then return false, refusal(403, "no key") end
     local allowed = keys[key]
     local grant = allowed and (allowed[vm_id] or allowed["*"])
-    if grant then return true, allowed[" user"], grant == "view" end
+    if grant then return true, allowed[" user"], grant.view, grant.record end
     return false, refusal(403, "the key does not grant this VM", true)
   end
 end
@@ -79,8 +85,9 @@ end
 --- The shipped JWT authorize hook: gateway.jwt{ secret = ... (HS256) |
 -- public_key = PEM (RS256), alg, audience, issuer, leeway, cookie }. The
 -- token comes in "Authorization: Bearer" or the cookie named `cookie`;
--- `sub` is the user, `vms` ("*" or a list) grants VMs and `view_only`
--- (true, or a list of VM ids) makes them view-only (ctvnc.jwt.grant).
+-- `sub` is the user, `vms` ("*" or a list) grants VMs, `view_only`
+-- (true, or a list of VM ids) makes them view-only and `record` (likewise)
+-- recorded when RECORD is grant (ctvnc.jwt.grant).
 -- No or a bad token: 401 with the reason; a good one without this VM: 403.
 function _M.jwt(opts)
   local jwt = require "ctvnc.jwt"
@@ -96,15 +103,15 @@ function _M.jwt(opts)
     if not token then return false, refusal(401, "no token") end
     local claims, why = v:verify(token)
     if not claims then return false, refusal(401, why, true) end
-    local user, view_only = jwt.grant(claims, vm_id)
+    local user, view_only, record = jwt.grant(claims, vm_id)
     if not user then return false, refusal(403, view_only, true) end
-    return true, user, view_only
+    return true, user, view_only, record
   end
 end
 
---- A hook's answer as true, user, view_only | false, refusal record.
+--- A hook's answer as true, user, view_only, record | false, refusal record.
 local function read_answer(yes, a, b, c)
-  if yes == true then return true, a, b == true end
+  if yes == true then return true, a, b == true, c == true end
   if type(a) == "table" then
     return false, refusal(a.status == 401 and 401 or 403, tostring(a.message or "denied"),
       a.given)
@@ -121,15 +128,16 @@ function _M.either(...)
   return function(vm_id, ngx_)
     local first
     for _, h in ipairs(hooks) do
-      local ok, a, b = read_answer(h(vm_id, ngx_))
-      if ok then return true, a, b end
+      local ok, a, b, c = read_answer(h(vm_id, ngx_))
+      if ok then return true, a, b, c end
       if not first or (a.given and not first.given) then first = a end
     end
     return false, first
   end
 end
 
---- The operator's hook for vm_id: true, user, view_only | false, refusal.
+--- The operator's hook for vm_id: true, user, view_only, record | false,
+-- refusal.
 -- No hook, no access; a hook that fails refuses.
 function _M.authorize(vm_id)
   local hook = state.conf and state.conf.authorize

@@ -111,6 +111,20 @@ novnc_url        string               /novnc/            -
     where the page loads noVNC's assets from
 prefix           string               /console/          -
     the console routes' prefix
+record           {off,on,grant}       off                RECORD
+    record consoles: off, on (every session) or grant (grants with :record or a record claim)
+record_dir       string               -                  RECORD_DIR
+    where recordings are written, mode 0700, writable by the workers (unset: <prefix>/recordings)
+record_keep_days number0..            0                  RECORD_KEEP_DAYS
+    days a recording is kept, oldest removed first (0: no limit)
+record_max_mb    number0..            0                  RECORD_MAX_MB
+    megabytes all recordings may take, oldest removed first (0: no limit)
+record_required  {off,on}             off                RECORD_REQUIRED
+    on: a session that cannot be recorded is refused (else it goes on, marked incomplete)
+record_keyframe  number0..            10                 RECORD_KEYFRAME
+    seconds between a recording's keyframes (0: the first only; no encodings cut down)
+record_key       secret               -                  RECORD_KEY
+    HMAC secret (32+ bytes) that signs each recording's final hash
 ws_cluster       string               @ctvnc_ws_cluster  -
     the named location relaying to clusters
 ws_tower         string               @ctvnc_ws_tower    -
@@ -204,6 +218,9 @@ function _M.check(c)
   end
   if conf.ticket_secret and #conf.ticket_secret < 32 then
     return fail("ticket_secret", "must be at least 32 bytes")
+  end
+  if conf.record_key and #conf.record_key < 32 then
+    return fail("record_key", "must be at least 32 bytes")
   end
   if conf.id_rate ~= 0 and conf.id_rate < conf.batch_max then
     return fail("id_rate", "must be 0 (off) or at least batch_max")

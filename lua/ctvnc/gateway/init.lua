@@ -10,6 +10,7 @@
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
 --   content_by_lua   gateway.admin(), .metrics()        (admin)
 --   log_by_lua       gateway.log_request()
+--   init_worker_by_lua gateway.init_worker()          (recording retention)
 --   error_page 429   gateway.busy(), gateway.error_page(429, "busy")
 --
 -- Hooks: gateway.key_file(path), gateway.jwt{...}, gateway.either(...),
@@ -30,6 +31,7 @@ local relay = require "ctvnc.gateway.relay"
 local shot = require "ctvnc.gateway.shot"
 local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
+local recorder = require "ctvnc.gateway.recorder"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -117,5 +119,7 @@ _M.relay = relay.relay
 _M.screenshot, _M.wall = shot.screenshot, wall.wall
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page
+--- init_worker_by_lua: recording retention (worker 0, once a minute).
+_M.init_worker = recorder.init_worker
 
 return _M

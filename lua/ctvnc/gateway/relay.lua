@@ -21,6 +21,7 @@ local audit = require "ctvnc.gateway.audit"
 local wsclient = require "ctvnc.gateway.wsclient"
 local cookie = require "ctvnc.gateway.cookie"
 local watch = require "ctvnc.gateway.watch"
+local recorder = require "ctvnc.gateway.recorder"
 local new_id = require("ctvnc.gateway.book").new_id
 local semaphore = require "ngx.semaphore"
 
@@ -107,7 +108,7 @@ local function answer_upgrade(rec, protocol, renew)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
   if renew and rec.user ~= "" then
     -- no random bytes: no fresh ticket (the page asks for a new link)
-    local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only)
+    local t, ttl = state.ticket.mint(rec.vm_id, rec.user, rec.view_only, rec.record_grant)
     if t then ngx.header["Set-Cookie"] = cookie.ticket(t, ttl, rec.vm_id) end
   end
   local ok, err = ngx.send_headers()
@@ -134,11 +135,7 @@ end
 --- The last word to the page: a close frame (retried while the other
 -- pump is writing to the browser).
 local function last_word(s, frame)
-  for _ = 1, 100 do
-    local sent, e = s.down:send(frame)
-    if sent or e ~= "socket busy writing" then return end
-    ngx.sleep(0.01)
-  end
+  wsclient.send_between(s.down, frame)
 end
 
 --- Reads `sock` of session s until `handle(s, data)` returns how the
@@ -170,6 +167,7 @@ local function browser_data(s, data)
     return over(s, "protocol", "view-only: " .. tostring(inputs))
   end
   if inputs > 0 then s.last_input = ngx.now() end
+  out = recorder.from_browser(s.recording, out)
   if #out > 0 and not s.ending then
     local sent, e = s.up:send(out)
     if not sent then return over(s, "target", "target send: " .. tostring(e)) end
@@ -193,6 +191,7 @@ local function target_data(s, data)
   local sent, e = s.down:send(data)
   if not sent then return over(s, "browser", "browser send: " .. tostring(e)) end
   s.bytes_out = s.bytes_out + #data
+  recorder.chunk(s.recording, data, s.up)
 end
 
 local function target_ended(s, e)
@@ -269,9 +268,20 @@ local function session(s, plan)
   local conf, book = state.conf, state.book
   local opened, which, holder = book:open(s, conf)
   if not opened then return refused(s, which, holder) end
+  local unrecordable
+  s.recording, unrecordable = recorder.open(s, plan)
+  if unrecordable then
+    book:close(s)
+    watch.leave(s)
+    log(ngx.ERR, "ctvnc: session of ", tostring(s.vm_id), " refused: it cannot be recorded: ",
+      unrecordable, " (unrecordable)")
+    audit.write("refused", audit_fields(s, { refused = true, reason = "unrecordable" }))
+    return reply(503, { error = KINDS.unrecordable.sentence, kind = "unrecordable" })
+  end
   local up, kind, err = wsclient.connect(plan, ngx.var.http_sec_websocket_protocol,
     conf.target_timeout)
   if not up then
+    recorder.close(s.recording)
     book:close(s)
     watch.leave(s)
     log(ngx.ERR, "ctvnc: websocket of ", tostring(s.vm_id), " to ", where(plan),
@@ -284,6 +294,7 @@ local function session(s, plan)
   s.up = up
   local reason, msg = relay_open(s, kind, plan.renew)
   up:close()
+  local recorded = recorder.close(s.recording) or {}
   local killed_by = reason == "killed" and book:killer(s.id)
   book:close(s)
   watch.leave(s)
@@ -304,7 +315,9 @@ local function session(s, plan)
   audit.write(reason == "killed" and "killed" or "close", audit_fields(s, {
     ["end"] = t, duration = floor((t - s.start) * 1000 + 0.5) / 1000,
     bytes_in = s.bytes_in, bytes_out = s.bytes_out,
-    reason = killed_by and ("killed by " .. killed_by) or (KINDS[reason] or {}).ended or reason }))
+    reason = killed_by and ("killed by " .. killed_by) or (KINDS[reason] or {}).ended or reason,
+    recording = recorded.recording, recording_sha256 = recorded.recording_sha256,
+    recording_complete = recorded.recording_complete }))
 end
 
 --- content_by_lua of the websocket's named location of hop ("cluster" or
@@ -320,7 +333,8 @@ function _M.relay(hop)
   if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
   local s = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now(),
-    last_input = ngx.now(), bytes_in = 0, bytes_out = 0, sema = semaphore.new() }
+    last_input = ngx.now(), bytes_in = 0, bytes_out = 0, sema = semaphore.new(),
+    record_grant = plan.record }
   local id, why = new_id()
   if not id then return refused(s, "system", why) end
   s.id = id

@@ -55,6 +55,10 @@ local KINDS = {
   store = { status = 503, title = "Service unavailable",
     reason = "the console service cannot check access right now; try again",
     sentence = "The console service cannot check access right now; try again." },
+  unrecordable = { status = 503, title = "Recording unavailable",
+    reason = "the session cannot be recorded",
+    sentence = "This console must be recorded, and the gateway cannot write its recording "
+      .. "right now. Please tell your administrator." },
   full = { status = 503, title = "The gateway is full", reason = "the gateway is full",
     sentence = "The gateway is full: it holds as many consoles as it may. Try again in a few "
       .. "minutes, or tell your administrator." },

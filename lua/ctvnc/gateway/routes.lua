@@ -22,6 +22,7 @@ local page = require "ctvnc.gateway.page"
 local relay = require "ctvnc.gateway.relay"
 local metrics = require "ctvnc.gateway.metrics"
 local audit = require "ctvnc.gateway.audit"
+local recorder = require "ctvnc.gateway.recorder"
 local watch = require "ctvnc.gateway.watch"
 
 local ngx = ngx
@@ -120,10 +121,10 @@ function _M.ticket(vm_id)
   if not method_is("POST") then return not_allowed("POST") end
   vm_id = vm_id or vm_of("/ticket")
   if not vm_id or vm_id == "" then return not_a_console() end
-  local ok, user, view = auth.authorize(vm_id)
+  local ok, user, view, record = auth.authorize(vm_id)
   if not ok then return deny(vm_id, user) end
   if not user_budget(user, vm_id) then return end
-  local t, ttl, kind = state.ticket.mint(vm_id, user, view)
+  local t, ttl, kind = state.ticket.mint(vm_id, user, view, record)
   if not t then return fail(vm_id, ttl, kind) end
   return reply(200, { ticket = t, expires_in = ttl,
                       url = cookie.page_path(vm_id) .. "?ticket=" .. t })
@@ -162,15 +163,21 @@ function _M.page(vm_id)
     return respond.finish(303)
   end
   local t = cookie.given()
-  local user
+  local user, record
   if t then
     local doc, _, kind = state.ticket.check(t, vm_id)
     if not doc then return refuse_ticket(vm_id, kind) end
-    user = doc.u
+    user, record = doc.u, doc.c == 1
   else
-    local ok, who = auth.authorize(vm_id)
+    local ok, who, _, r = auth.authorize(vm_id)
     if not ok then return deny(vm_id, who, true) end
-    user = who
+    user, record = who, r
+  end
+  -- a console that must be recorded, and cannot be, is told at once
+  local recordable, why = recorder.can_open(record)
+  if not recordable then
+    log(ngx.ERR, "ctvnc: the console of ", vm_id, " cannot be recorded: ", why, " (unrecordable)")
+    return error_page(503, "unrecordable", vm_id)
   end
   if not user_budget(user, vm_id, true) then return end
   -- a gateway or a console that is full is told at once
@@ -216,11 +223,11 @@ function _M.ws(vm_id)
   end
   local t = cookie.given()
   local key = ngx.var.http_x_api_key
-  local user, view, renew
+  local user, view, renew, record
   if (key and key ~= "") or not t then
-    local ok, who, v = auth.authorize(vm_id)
+    local ok, who, v, r = auth.authorize(vm_id)
     if not ok then return deny(vm_id, who) end
-    user, view = who, v
+    user, view, record = who, v, r
   else
     local doc, why, kind = state.ticket.consume(t, vm_id)
     if kind == "store" then return fail(vm_id, why, kind) end
@@ -228,12 +235,13 @@ function _M.ws(vm_id)
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
       return reply(403, { error = "denied", vm_id = vm_id })
     end
-    user, view, renew = doc.u, doc.r == 1, true   -- a new ticket rides on the 101
+    -- a new ticket rides on the 101
+    user, view, record, renew = doc.u, doc.r == 1, doc.c == 1, true
   end
   if not user_budget(user, vm_id) then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
   if not plan then return fail(vm_id, msg, kind) end
-  plan.renew = renew
+  plan.renew, plan.record = renew, record
   return relay.hand_over(plan)
 end
 

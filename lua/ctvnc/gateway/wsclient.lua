@@ -83,4 +83,16 @@ function _M.connect(plan, protocol, timeout)
   return sock, headers["sec-websocket-protocol"]
 end
 
+--- Sends bytes on a cosocket another light thread may be writing to:
+-- retried while it is busy (a second at most). sent | nil, err.
+function _M.send_between(sock, bytes)
+  local sent, err
+  for _ = 1, 100 do
+    sent, err = sock:send(bytes)
+    if sent or err ~= "socket busy writing" then break end
+    ngx.sleep(0.01)
+  end
+  return sent, err
+end
+
 return _M
