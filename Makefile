@@ -119,5 +119,5 @@ clean:
 # The console gateway in front of the simulator and a real desktop, for a
 # browser on this machine; Ctrl-C stops it (examples/openresty/demo.sh).
 .PHONY: console-demo
-console-demo: deps build/jit/ctvnc/core.so
+console-demo: deps build
 	@sh examples/openresty/demo.sh

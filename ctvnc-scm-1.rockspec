@@ -109,6 +109,10 @@ build = {
     ["ctvnc.gateway.audit"] = "lua/ctvnc/gateway/audit.lua",
     ["ctvnc.gateway.metrics"] = "lua/ctvnc/gateway/metrics.lua",
     ["ctvnc.gateway.admin"] = "lua/ctvnc/gateway/admin.lua",
+    ["ctvnc.gateway.health"] = "lua/ctvnc/gateway/health.lua",
+    ["ctvnc.gateway.service"] = "lua/ctvnc/gateway/service.lua",
+    ["ctvnc.gateway.render"] = "lua/ctvnc/gateway/render.lua",
+    ["ctvnc.cli.gateway"] = "lua/ctvnc/cli/gateway.lua",
     ["ctvnc.gateway.shot"] = "lua/ctvnc/gateway/shot.lua",
     ["ctvnc.gateway.wall"] = "lua/ctvnc/gateway/wall.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",
@@ -117,10 +121,14 @@ build = {
   },
   install = {
     bin = { ctvnc = "bin/ctvnc" },
-    -- the page templates, beside ctvnc/gateway/respond.lua (read from there)
+    -- the page templates, beside ctvnc/gateway/respond.lua (read from there),
+    -- nginx.conf's template (ctvnc gateway start renders it) and the
+    -- commented default settings file, beside ctvnc/gateway/init.lua
     lua = {
       ["ctvnc.gateway.console"] = "lua/ctvnc/gateway/console.html",
       ["ctvnc.gateway.error"] = "lua/ctvnc/gateway/error.html",
+      ["ctvnc.gateway.nginx"] = "lua/ctvnc/gateway/nginx.tpl",
+      ["ctvnc.gateway.gateway"] = "lua/ctvnc/gateway/gateway.conf",
       ["ctvnc.gateway.wall_page"] = "lua/ctvnc/gateway/wall_page.html",
     },
   },

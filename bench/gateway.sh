@@ -1,6 +1,6 @@
 #!/bin/sh
 # 4. wrk against the example gateway's /console/<vm>/url for 10 s, the
-# simulator at 20 ms latency, beside a static location (/health) as the
+# simulator at 20 ms latency, beside /health (a Lua answer, no tower) as the
 # ceiling of this machine. Needs the simulator's env (SIM_*) and a temp dir.
 set -u
 tmp=$1
@@ -29,7 +29,7 @@ run() {  # label url
                  label, rps, p50, p99, n, bad == "" ? 0 : bad }' "$tmp/wrk.out"
 }
 run "/console/vm-1/url (ctvnc + CloudTower)" "http://127.0.0.1:$GATEWAY_PORT/console/vm-1/url"
-run "/health (static, the ceiling)" "http://127.0.0.1:$GATEWAY_PORT/health"
+run "/health (Lua, no tower: the ceiling)" "http://127.0.0.1:$GATEWAY_PORT/health"
 echo "  (each /url request waits 20 ms for the simulator: 32 connections can at best"
 echo "   reach 32 / 0.020 = 1600 req/s)"
 curl -s -X POST -d '{"latency_ms":0}' "http://127.0.0.1:$SIM_HTTP_PORT/_sim/config" > /dev/null

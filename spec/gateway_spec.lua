@@ -3,7 +3,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 local common = require "gateway.common"
 
--- The console gateway (ctvnc.gateway in examples/openresty/nginx.conf) as
+-- The console gateway (ctvnc.gateway in lua/ctvnc/gateway/nginx.tpl) as
 -- an attacker and a careless operator would try it, against loopback
 -- servers: the simulator as CloudTower, spec/gateway/upstream.js as the
 -- cluster or an impostor (it records every request that reaches it),
@@ -591,7 +591,7 @@ describe("the console gateway, secure by default #novalgrind", function()
     assert.are.equal("lua/ctvnc/gateway/init.lua", spec.build.modules["ctvnc.gateway"])
     assert.are.equal("lua/ctvnc/ticket.lua", spec.build.modules["ctvnc.ticket"])
     -- and the reference configuration requires the module, not a file of its own
-    local conf = read_file(ROOT .. "/examples/openresty/nginx.conf")
+    local conf = read_file(ROOT .. "/lua/ctvnc/gateway/nginx.tpl")
     assert.truthy(conf:find('require("ctvnc.gateway")', 1, true))
     assert.is_nil(io.open(ROOT .. "/examples/openresty/gateway.lua"))
   end)

@@ -58,7 +58,7 @@ describe("the OpenResty gateway #novalgrind", function()
     local ok, err = pcall(lab.start_gateway, lab, "ws-proxy", common.tower_env(sim),
       { KEYS = keys, PROXY_SCHEME = "ws" })
     assert.is_false(ok)
-    assert.truthy(tostring(err):find("ctvnc: setting proxy_scheme: ws would send console "
+    assert.truthy(tostring(err):find("PROXY_SCHEME (environment): ws would send console "
       .. "tokens in clear", 1, true), tostring(err))
     assert.is_nil(tostring(err):find("traceback", 1, true))
   end)

@@ -365,7 +365,7 @@ describe("the gateway's relay #novalgrind", function()
       c2:close()
     end)
 
-    it("ends sessions and frees their slots when nginx reloads", function()
+    it("keeps open sessions across a reload; a stop (QUIT) ends them", function()
       local c
       assert.is_true(wait_for(function()
         local st, _, conn = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
@@ -373,14 +373,26 @@ describe("the gateway's relay #novalgrind", function()
         return st == 101
       end, 3))
       c:handshake()
+      local before = worker()
       helpers.run("kill -HUP " .. master)
+      -- new workers serve; the old one keeps this session, which still relays
+      assert.is_true(wait_for(function()
+        local n = 0
+        for _ in helpers.run("pgrep -P " .. master):gmatch("%d+") do n = n + 1 end
+        return n >= 2
+      end, 3))
+      assert.are.equal("timeout", (c:wait_close(1.5)))   -- no close frame came
+      c:send(FBUR)
+      assert.are.equal("\0\0\0\0", c:read(4))
+      -- MAX_PER_VM = 1: its slot is still held, across the reload
+      assert.are.equal(429, (ws(p, "vm-1", { ["X-API-Key"] = K_FULL })))
+      assert.truthy(common.alive(before))
+      helpers.run("kill -QUIT " .. master)
       local code, reason = c:wait_close(3)
       assert.are.equal(1001, code)
       assert.truthy(reason:find("restarting", 1, true), reason)
       c:close()
-      assert.is_true(wait_for(function()
-        return (ws(p, "vm-1", { ["X-API-Key"] = K_FULL })) == 101
-      end, 2))
+      assert.is_true(wait_for(function() return not common.alive(master) end, 5))
       local shut_down
       for _, a in ipairs(audit("heal")) do
         if a.event == "close" and a.reason == "gateway shutdown" then shut_down = true end

@@ -1,5 +1,6 @@
 local helpers = require "helpers"
 local config = require "ctvnc.gateway.config"
+local service = require "ctvnc.gateway.service"
 
 -- The gateway's settings are declared once (ctvnc.gateway.config); the docs,
 -- run.sh and the reference nginx.conf follow the declaration, and a
@@ -26,11 +27,11 @@ local function table_after(text, heading)
   return rows
 end
 
---- The body of gateway.configure({ ... }) in the reference nginx.conf.
+--- The body of gateway.configure({ ... }) in the nginx.conf template.
 local function configure_block()
-  local conf = doc("examples/openresty/nginx.conf")
+  local conf = doc("lua/ctvnc/gateway/nginx.tpl")
   local body = conf:match("gateway%.configure%(%{(.-)\n%s*%}%)")
-  return assert(body, "no gateway.configure({...}) in nginx.conf")
+  return assert(body, "no gateway.configure({...}) in nginx.tpl")
 end
 
 describe("the gateway's settings", function()
@@ -75,28 +76,66 @@ describe("the gateway's settings", function()
     end
   end)
 
-  it("reach configure{} through run.sh and nginx.conf, and nothing else does", function()
+  it("reach configure{} through the nginx.conf template, and nothing else does", function()
     local body = configure_block()
-    local run = doc("examples/openresty/run.sh")
-    local conf = doc("examples/openresty/nginx.conf")
     local given = {}
-    for name in body:gsub("%-%-[^\n]*", ""):gmatch("([%a_][%w_]*)%s*=[^=]") do
-      given[name] = true
+    for name, value in body:gsub("%-%-[^\n]*", ""):gmatch("([%a_][%w_]*)%s*=%s*([^,\n]+)") do
+      given[name] = value
     end
+    local hooks = { authorize = "@AUTHORIZE@", admin_authorize = "@ADMIN_AUTHORIZE@" }
     local declared = {}
     for _, s in ipairs(config.SETTINGS) do
       declared[s.name] = true
       if s.env then
-        assert.truthy(given[s.name], s.name .. " is declared, not set in nginx.conf's configure{}")
-        local read = run:find("${" .. s.env, 1, true) or run:find("$" .. s.env, 1, true)
-          or conf:find("\nenv " .. s.env .. ";", 1, true)
-        assert.truthy(read, s.env .. " (" .. s.name .. ") is not read by run.sh or nginx.conf")
-        assert.truthy(run:find("#   [^\n]*" .. s.env), s.env .. " is not in run.sh's header")
+        local from_env = ('os.getenv("%s")'):format(s.env)   -- the secrets, and the endpoint
+        if given[s.name] ~= from_env then
+          assert.are.equal(hooks[s.name] or ("@=" .. s.env .. "@"), given[s.name],
+            s.name .. " is declared, not set from " .. s.env .. " in nginx.tpl's configure{}")
+        end
+        assert.truthy(service.named(s.env), s.env .. " is no setting of ctvnc gateway")
       end
     end
     for name in pairs(given) do
-      assert.truthy(declared[name], "nginx.conf sets " .. name .. ", which is not declared")
+      assert.truthy(declared[name], "nginx.tpl sets " .. name .. ", which is not declared")
     end
+  end)
+
+  it("keep secrets out of nginx.conf: each reaches the workers through nginx's environment",
+     function()
+    local tpl = doc("lua/ctvnc/gateway/nginx.tpl")
+    local n = 0
+    for _, s in ipairs(service.SETTINGS) do
+      if s.kind == "secret" then
+        n = n + 1
+        assert.truthy(tpl:find("\nenv " .. s.name .. ";", 1, true), s.name .. ": no env line")
+        assert.is_nil(tpl:find("@=?" .. s.name .. "@"), s.name .. " is written into nginx.conf")
+      end
+    end
+    assert.is_true(n >= 3)
+  end)
+
+  it("are all in the commented default settings file, with their defaults and docs", function()
+    local text = doc("lua/ctvnc/gateway/gateway.conf")
+    local seen = {}
+    for doc_line, name, value in text:gmatch("# ([^\n]*)\n#([%u%d_]+) =([^\n]*)\n") do
+      local s = service.named(name)
+      assert.truthy(s, name .. " is in gateway.conf, not declared")
+      assert.is_nil(seen[name], name .. " twice")
+      seen[name] = true
+      assert.are.equal(s.doc, doc_line, name)
+      local want = s.default ~= nil and " " .. tostring(s.default) .. (s.kind == "duration"
+        and "s" or "") or ""
+      assert.are.equal(want, value, name .. "'s default")
+    end
+    for _, s in ipairs(service.SETTINGS) do
+      assert.truthy(seen[s.name], s.name .. " is missing from gateway.conf")
+    end
+    -- every value there is one the check takes (all commented out: uncommented, they pass)
+    local uncommented = text:gsub("\n#([%u%d_]+ = )", "\n%1")
+    local v, problems = service.resolve(uncommented, function() end, "gateway.conf")
+    assert.is_nil(v)
+    assert.are.same({ "gateway.conf: CTVNC_TOKEN: is required (CloudTower's token or API key; "
+      .. "the environment will do)", "gateway.conf: CTVNC_ENDPOINT: is required" }, problems)
   end)
 
   it("are checked by configure: a bad value is one line naming the setting", function()

@@ -7,7 +7,7 @@
 --   local client = ctvnc.new{ endpoint = "https://tower", token = ...,
 --     transport = require("ctvnc.resty").transport{ location = "/_ctvnc" } }
 --
--- The internal location (see examples/openresty/nginx.conf) must set the
+-- The internal location (see lua/ctvnc/gateway/nginx.tpl) must set the
 -- request headers from ngx.ctx.ctvnc_headers:
 --
 --   location /_ctvnc/ {

@@ -22,7 +22,7 @@ local _M = {
 
 --- The commands, in the order --help lists them.
 local COMMANDS = { "url", "batch", "vms", "login", "shot", "check", "wall", "recording",
-  "audit" }
+  "audit", "gateway" }
 
 local commands, by_name = {}, {}
 for i, name in ipairs(COMMANDS) do
@@ -102,6 +102,7 @@ function _M.main(args, env, stdio)
   end
   -- the exit status of a command's ok | nil, msg, kind, its error written
   local function status(ok, msg, kind, hint)
+    if type(ok) == "number" then return ok end   -- the command's own exit status
     if ok == nil then
       if flagset.is_usage(msg) then return fail(msg) end
       err:write("ctvnc: ", printable(msg), " (", tostring(kind), ")\n")
@@ -123,7 +124,8 @@ function _M.main(args, env, stdio)
     return fail(usage_error("unknown command " .. printable(name)
       .. flagset.did_you_mean(name, COMMANDS)))
   end
-  local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out, env = env }
+  local ctx = { flags = flags, words = words, stdin = stdio.stdin, stdout = out, stderr = err,
+    env = env }
   local e = check(command, flags, words, ctx)
   if e then return fail(e) end
   if command.offline then return status(command.run(ctx)) end

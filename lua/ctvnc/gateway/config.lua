@@ -131,6 +131,21 @@ ws_tower         string               @ctvnc_ws_tower    -
     the named location relaying through CloudTower's proxy
 ]]
 
+--- A declared type word into s: s.type ("number" with s.min and s.max,
+-- "enum" with s.values, else the word itself). ctvnc.gateway.service
+-- declares its own settings with the same words.
+function _M.type_of(kind, s)
+  s.type = kind
+  local min, max = kind:match("^number([%d.]*)%.%.([%d.]*)$")
+  if min then s.type, s.min, s.max = "number", tonumber(min), tonumber(max) end
+  local words = kind:match("^{(.*)}$")
+  if words then
+    s.type, s.values = "enum", {}
+    for w in words:gmatch("[^,]+") do s.values[#s.values + 1] = w end
+  end
+  return s
+end
+
 local SETTINGS = {}
 for line in DECLARED:gmatch("[^\n]+") do
   local doc = line:match("^%s+(.-)%s*$")
@@ -138,15 +153,8 @@ for line in DECLARED:gmatch("[^\n]+") do
     SETTINGS[#SETTINGS].doc = doc
   else
     local name, kind, default, env = line:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)$")
-    local s = { name = name, type = kind, env = env ~= "-" and env or nil }
+    local s = _M.type_of(kind, { name = name, env = env ~= "-" and env or nil })
     if kind == "string!" then s.type, s.required = "string", true end
-    local min, max = kind:match("^number([%d.]*)%.%.([%d.]*)$")
-    if min then s.type, s.min, s.max = "number", tonumber(min), tonumber(max) end
-    local words = kind:match("^{(.*)}$")
-    if words then
-      s.type, s.values = "enum", {}
-      for w in words:gmatch("[^,]+") do s.values[#s.values + 1] = w end
-    end
     if default ~= "-" then s.default = s.type == "number" and tonumber(default) or default end
     SETTINGS[#SETTINGS + 1] = s
   end

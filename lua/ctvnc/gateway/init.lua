@@ -1,16 +1,17 @@
 -- luacheck: std max+ngx_lua
 --- ctvnc.gateway: a console gateway for OpenResty (ngx_lua), built on ctvnc.
--- examples/openresty/nginx.conf is the reference configuration; an
+-- ctvnc/gateway/nginx.tpl is the reference configuration; an
 -- operator's own nginx.conf calls the same handlers from its locations:
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
+--   init_worker_by_lua gateway.init_worker()           (recordings kept; a stop ends sessions)
 --   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
 --   content_by_lua   gateway.screenshot(), gateway.wall()   (shot, wall)
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
 --   content_by_lua   gateway.admin(), .metrics()        (admin)
+--   content_by_lua   gateway.health()                   GET /health[?ready=1]
 --   log_by_lua       gateway.log_request()
---   init_worker_by_lua gateway.init_worker()          (recording retention)
 --   error_page 429   gateway.busy(), gateway.error_page(429, "busy")
 --
 -- Hooks: gateway.key_file(path), gateway.jwt{...}, gateway.either(...),
@@ -31,6 +32,7 @@ local relay = require "ctvnc.gateway.relay"
 local shot = require "ctvnc.gateway.shot"
 local wall = require "ctvnc.gateway.wall"
 local admin = require "ctvnc.gateway.admin"
+local health = require "ctvnc.gateway.health"
 local recorder = require "ctvnc.gateway.recorder"
 local watch = require "ctvnc.gateway.watch"
 
@@ -97,6 +99,10 @@ function _M.configure(c)
   end
   audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"), conf.node_name)
   state.conf = conf
+  state.store = sessions
+  -- this configuration's number: a reload runs configure again in the
+  -- master before its old workers quit (relay: their sessions stay)
+  state.generation = ngx.shared.ctvnc_sessions:incr("generation", 1, 0)
   state.client = tower.client(conf, c)
   state.url_options = tower.url_options(conf)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
@@ -109,6 +115,22 @@ function _M.configure(c)
   for _, o in ipairs(config.items(conf.allowed_origins)) do state.origins[o:lower()] = true end
 end
 
+--- gateway.init_worker(): recording retention (worker 0, once a minute),
+-- and a worker of the newest configuration that exits marks the gateway as
+-- stopping (a reload's old workers then end their sessions too; see watch).
+-- Its timer fires early only when the worker exits.
+function _M.init_worker()
+  recorder.init_worker()
+  local generation = state.generation
+  local ok, err = ngx.timer.at(31536000, function(premature)
+    local dict = ngx.shared.ctvnc_sessions
+    if premature and dict:get("generation") == generation then
+      dict:safe_set("stopping", generation)
+    end
+  end)
+  if not ok then ngx.log(ngx.ERR, "ctvnc: no exit timer: ", err) end
+end
+
 -- the hooks
 _M.key_file, _M.admin_keys, _M.jwt, _M.either = auth.key_file, auth.admin_keys, auth.jwt,
   auth.either
@@ -119,7 +141,6 @@ _M.relay = relay.relay
 _M.screenshot, _M.wall = shot.screenshot, wall.wall
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
 _M.error_page = respond.error_page
---- init_worker_by_lua: recording retention (worker 0, once a minute).
-_M.init_worker = recorder.init_worker
+_M.health = health.health
 
 return _M

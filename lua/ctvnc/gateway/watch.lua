@@ -90,15 +90,27 @@ function _M.publish_bytes(s)
   s.published_in, s.published_out = s.bytes_in, s.bytes_out
 end
 
+--- Whether nginx stops (QUIT), not reloads: this worker exits and either
+-- its configuration is still the newest (a reload's init, in the master,
+-- counted a newer one before it told the old workers to quit) or the
+-- newest one's workers exit too (init.init_worker). Sessions of a reload's
+-- old workers stay open until they end.
+local function stopping()
+  if not ngx.worker.exiting() then return false end
+  local dict = ngx.shared.ctvnc_sessions
+  local newest = dict:get("generation")
+  return newest == state.generation or dict:get("stopping") == newest
+end
+
 --- Why the gateway ends session s at time t, if it does (a kill is looked
 -- up only when `kills` says the node's kill count moved): killed,
--- max_session, idle, shutdown or nil.
+-- max_session, idle, shutdown (nginx stops; a reload keeps it) or nil.
 local function decide(s, t, kills)
   local conf = state.conf
   if kills and state.book:killer(s.id) then return "killed" end
   if conf.max_session > 0 and t - s.start >= conf.max_session then return "max_session" end
   if conf.idle_timeout > 0 and t - s.last_input >= conf.idle_timeout then return "idle" end
-  if ngx.worker.exiting() then return "shutdown" end
+  if stopping() then return "shutdown" end
 end
 
 --- One look at session s at time t: ends it (marks it and wakes its

@@ -42,6 +42,9 @@
 --       a count of kills that moves with every kill on any node (a shared
 --       backend: the watch timers of other nodes read it; this one has
 --       none, the node's own count in ctvnc_node tells).
+--   store:ping()                      -> true | nil, err
+--       whether the backend answers now (GET /health?ready=1): one cheap
+--       round trip, nothing kept.
 -- A full store refuses (nil, "no memory"): nothing here evicts a live
 -- key to make room (safe_add, safe_set), so a full session book refuses
 -- new sessions instead of forgetting open ones (fail closed). New keys
@@ -92,6 +95,12 @@ function Store:add(key, value, ttl, epoch)
   if ok then return true end
   if err == "exists" then return false end
   return nil, err
+end
+
+function Store:ping()
+  local ok, err = self.dict:safe_set("ctvnc:ping", "1", 1)
+  if not ok then return nil, err end
+  return true
 end
 
 function Store:set(key, value, ttl)

@@ -3,9 +3,11 @@
 # (cosockets: view-only enforced in the stream, limits, time caps, kill,
 # audit.log, /metrics).
 #
-# The @NAME@ placeholders are filled by run.sh (run.sh start DIR); in your
-# own deployment write the values in place. Secrets (the CloudTower token,
-# the ticket secret) are read from the environment, never written here.
+# The template `ctvnc gateway start FILE` renders into its prefix directory
+# (ctvnc.gateway.render): a setting's name between at-signs is what it
+# makes of nginx's text, with "=" after the first at-sign its value in Lua. The rock installs it beside
+# ctvnc/gateway/init.lua. Secrets (the CloudTower token, the ticket and JWT
+# secrets) reach nginx through its environment, never written here.
 #
 # What is verified:
 #   - CloudTower, for its API (/_ctvnc/) and for its console proxy
@@ -37,11 +39,13 @@
 #     bytes, reason. Never a token, ticket or key. For the TLS reason of a cluster, ask openssl:
 #     openssl s_client -connect <cluster>:443 -CAfile <CLUSTER_CA> -verify_hostname <cluster>
 
+@USER_LINE@
 worker_processes @WORKERS@;
 pid nginx.pid;
 error_log error.log warn;
 daemon on;
-worker_shutdown_timeout 2s;   # long-lived console websockets must not hold a reload
+# no worker_shutdown_timeout: a reload's old workers keep their open
+# consoles until they end; a stop (QUIT) ends them (the relay sees it)
 
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
@@ -71,7 +75,7 @@ http {
     log_format ctvnc '$remote_addr [$time_local] "$request_method $uri $server_protocol" '
                      '$status $body_bytes_sent $request_time';
     access_log access.log ctvnc;
-    # temp files of the workers: a directory they can write (run.sh: TMP)
+    # temp files of the workers: a directory of theirs
     client_body_temp_path @TMP@/body;
     proxy_temp_path @TMP@/proxy;
     fastcgi_temp_path @TMP@/fastcgi;
@@ -90,7 +94,8 @@ http {
     # relay's cosockets here, the API's proxy_pass in /_ctvnc/.
     lua_ssl_protocols TLSv1.2 TLSv1.3;
     # a rediss:// store's certificate, verified in every location that
-    # reaches the store (run.sh adds STORE_CA to the relays' bundles too)
+    # reaches the store (`ctvnc gateway start` adds STORE_CA to the relays'
+    # bundles too)
     lua_ssl_trusted_certificate @STORE_CA@;
     lua_ssl_verify_depth 4;
     # a cosocket's own error line would carry the request line (a ticket in
@@ -99,9 +104,9 @@ http {
     lua_socket_log_errors off;
 
     # ctvnc: the Lua modules (ctvnc.gateway included) and the C core built
-    # for LuaJIT.
-    lua_package_path "@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;;";
-    lua_package_cpath "@ROOT@/build/jit/?.so;;";
+    # for LuaJIT (Lua 5.1's ABI), where `ctvnc gateway start` loads them from.
+    lua_package_path "@LUA_DIR@/?.lua;@LUA_DIR@/?/init.lua;;";
+    lua_package_cpath "@SO_DIR@/?.so;;";
 
     # Probe verdicts, shared by all workers; console credentials (only
     # when credential_ttl > 0: they may be single use); used tickets; the
@@ -128,6 +133,7 @@ http {
         keepalive @TOWER_KEEPALIVE@;
     }
 
+@REDIRECT@
     init_by_lua_block {
         local gateway = require "ctvnc.gateway"
         gateway.configure({
@@ -135,65 +141,68 @@ http {
             endpoint = os.getenv("CTVNC_ENDPOINT"),
             token = os.getenv("CTVNC_TOKEN"),
             ticket_secret = os.getenv("CTVNC_TICKET_SECRET"),
-            mode = "@MODE@",              -- auto, direct or proxy
-            scheme = "@SCHEME@",          -- of the cluster websocket: wss or ws
-            port = @CLUSTER_PORT@,        -- the cluster's websocket port (nil: 443/80)
-            proxy_scheme = "@PROXY_SCHEME@",  -- of CloudTower's console proxy ("": the tower's)
-            probe_timeout = @PROBE_TIMEOUT@,  -- seconds the auto mode's probe waits
-            probe_ttl = @PROBE_TTL@,          -- seconds a probe verdict is kept
+            mode = @=MODE@,              -- auto, direct or proxy
+            scheme = @=SCHEME@,          -- of the cluster websocket: wss or ws
+            port = @=CLUSTER_PORT@,        -- the cluster's websocket port (nil: 443/80)
+            proxy_scheme = @=PROXY_SCHEME@,  -- of CloudTower's console proxy ("": the tower's)
+            probe_timeout = @=PROBE_TIMEOUT@,  -- seconds the auto mode's probe waits
+            probe_ttl = @=PROBE_TTL@,          -- seconds a probe verdict is kept
             -- Who may open which console. Without an authorize hook every
             -- request is denied (403). The shipped one reads lines
             -- "<api key> <vm id>[,<vm id>...]" (or "*") from a file; the key
             -- comes in the X-API-Key header. Browsers get a ticket instead
             -- (POST /console/<vm>/ticket with the key).
             authorize = @AUTHORIZE@,
-            credential_ttl = @CREDENTIAL_TTL@,  -- seconds (at most 10) to cache credentials; 0: never
-            tower_timeout = @TOWER_TIMEOUT_S@,  -- seconds for a whole console request, retries included
-            allowed_origins = "@ALLOWED_ORIGINS@",  -- websocket Origins besides the gateway's own
-            frame_ancestors = "@FRAME_ANCESTORS@",  -- who may frame the pages (CSP)
-            ticket_ttl = @TICKET_TTL@,            -- seconds a ticket lives (at most 60)
-            batch_max = @BATCH_MAX@,              -- VM ids in one /console/batch
-            id_rate = @ID_RATE@,                  -- batch VM ids per second and client
-            user_rate = @USER_RATE@,              -- console requests per second and user (0: none)
-            tower_scheme = "@TOWER_SCHEME@",      -- of the /_ctvnc/ location: https or http
-            tower_tls = "@TOWER_TLS@",            -- verify | insecure (warns at start)
-            cluster_tls = "@CLUSTER_TLS@",        -- verify | insecure (warns at start)
-            tower_name = "@TOWER_NAME@",          -- checked in CloudTower's certificate (console proxy)
+            credential_ttl = @=CREDENTIAL_TTL@,  -- seconds (at most 10) to cache credentials; 0: never
+            tower_timeout = @=TOWER_TIMEOUT@,  -- seconds for a whole console request, retries included
+            allowed_origins = @=ALLOWED_ORIGINS@,  -- websocket Origins besides the gateway's own
+            frame_ancestors = @=FRAME_ANCESTORS@,  -- who may frame the pages (CSP)
+            ticket_ttl = @=TICKET_TTL@,            -- seconds a ticket lives (at most 60)
+            batch_max = @=BATCH_MAX@,              -- VM ids in one /console/batch
+            id_rate = @=ID_RATE@,                  -- batch VM ids per second and client
+            user_rate = @=USER_RATE@,              -- console requests per second and user (0: none)
+            tower_scheme = @=TOWER_SCHEME@,      -- of the /_ctvnc/ location: https or http
+            tower_tls = @=TOWER_TLS@,            -- verify | insecure (warns at start)
+            cluster_tls = @=CLUSTER_TLS@,        -- verify | insecure (warns at start)
+            tower_name = @=TOWER_NAME@,          -- checked in CloudTower's certificate (console proxy)
             novnc_dir = "/usr/share/novnc",       -- noVNC's vnc.html, served under /novnc/
-            max_per_vm = @MAX_PER_VM@,            -- concurrent consoles of one VM (0: no limit)
-            max_per_user = @MAX_PER_USER@,        -- concurrent consoles of one user (0: no limit)
-            max_session = @MAX_SESSION@,          -- seconds a console may stay open (0: no cap)
-            idle_timeout = @IDLE_TIMEOUT@,        -- seconds without keys/pointer/clipboard (0: none)
-            slot_ttl = @SLOT_TTL@,                -- seconds a crashed worker's slots outlive it
-            target_timeout = @TARGET_TIMEOUT@,    -- seconds for each step of the target's handshake
+            max_per_vm = @=MAX_PER_VM@,            -- concurrent consoles of one VM (0: no limit)
+            max_per_user = @=MAX_PER_USER@,        -- concurrent consoles of one user (0: no limit)
+            max_session = @=MAX_SESSION@,          -- seconds a console may stay open (0: no cap)
+            idle_timeout = @=IDLE_TIMEOUT@,        -- seconds without keys/pointer/clipboard (0: none)
+            slot_ttl = @=SLOT_TTL@,                -- seconds a crashed worker's slots outlive it
+            target_timeout = @=TARGET_TIMEOUT@,    -- seconds for each step of the target's handshake
             store = os.getenv("STORE"),           -- sessions, slots, kill flags, used tickets
-            store_ca = "@STORE_CA@",              -- PEM bundle of a rediss:// store
-            node_name = os.getenv("NODE_NAME"),   -- this node's name ("": the host name)
-            max_sessions = @MAX_SESSIONS@,        -- sessions this node holds (past it: 503, full)
+            store_ca = @=STORE_CA@,              -- PEM bundle of a rediss:// store
+            node_name = @=NODE_NAME@,            -- this node's name (nil: the host name)
+            max_sessions = @=MAX_SESSIONS@,        -- sessions this node holds (past it: 503, full)
             -- GET /admin/sessions, POST /admin/sessions/<id>/kill,
             -- /admin/vms/<vm>/kill: nil denies them all (403)
             admin_authorize = @ADMIN_AUTHORIZE@,
-            audit_log = "@AUDIT_LOG@",            -- path | error_log | off ("": DIR/audit.log)
-            metrics_allow = "@METRICS_ALLOW@",    -- /metrics from these (besides loopback)
-            record = "@RECORD@",                  -- off | on | grant (docs/gateway.md#recordings)
-            record_dir = "@RECORD_DIR@",          -- 0700, owned by the workers
-            record_keep_days = @RECORD_KEEP_DAYS@,  -- days a recording is kept (0: no limit)
-            record_max_mb = @RECORD_MAX_MB@,      -- MB all recordings may take (0: no limit)
-            record_required = "@RECORD_REQUIRED@",  -- on: refuse a session that cannot be recorded
-            record_keyframe = @RECORD_KEYFRAME@,  -- seconds between keyframes (0: the first only)
+            audit_log = @=AUDIT_LOG@,            -- path | error_log | off ("": DIR/audit.log)
+            metrics_allow = @=METRICS_ALLOW@,    -- /metrics from these (besides loopback)
+            record = @=RECORD@,                  -- off | on | grant (docs/gateway.md#recordings)
+            record_dir = @=RECORD_DIR@,          -- 0700, owned by the workers
+            record_keep_days = @=RECORD_KEEP_DAYS@,  -- days a recording is kept (0: no limit)
+            record_max_mb = @=RECORD_MAX_MB@,      -- MB all recordings may take (0: no limit)
+            record_required = @=RECORD_REQUIRED@,  -- on: refuse a session that cannot be recorded
+            record_keyframe = @=RECORD_KEYFRAME@,  -- seconds between keyframes (0: the first only)
             record_key = os.getenv("RECORD_KEY"), -- signs each recording's final hash
-            shot_rate = @SHOT_RATE@,              -- screenshots a minute per user (0: no limit)
-            wall_refresh = @WALL_REFRESH@,        -- seconds between /wall's refreshes
-            wall_still = @WALL_STILL@,            -- seconds unchanged before /wall marks a screen
-            wall_vms = "@WALL_VMS@",              -- VM ids /wall shows without ?vms=
+            shot_rate = @=SHOT_RATE@,              -- screenshots a minute per user (0: no limit)
+            wall_refresh = @=WALL_REFRESH@,        -- seconds between /wall's refreshes
+            wall_still = @=WALL_STILL@,            -- seconds unchanged before /wall marks a screen
+            wall_vms = @=WALL_VMS@,              -- VM ids /wall shows without ?vms=
         })
     }
 
-    # recording retention (RECORD_KEEP_DAYS, RECORD_MAX_MB): worker 0, each minute
+    # recording retention (RECORD_KEEP_DAYS, RECORD_MAX_MB): worker 0, each
+    # minute; and a stop (not a reload) ends the open consoles of every
+    # generation of workers
     init_worker_by_lua_block { require("ctvnc.gateway").init_worker() }
 
     server {
-        listen 127.0.0.1:@PORT@ reuseport;   # each worker its own queue: none fills alone
+@LISTEN@
+@TLS@
         merge_slashes off;            # /console//url is an empty VM id, not /console/url
         # requests by route and result kind, for /metrics
         log_by_lua_block { require("ctvnc.gateway").log_request() }
@@ -247,6 +256,7 @@ http {
             lua_ssl_trusted_certificate @CLUSTER_CA@;
             lua_ssl_verify_depth 4;
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
+            lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("cluster") }
         }
 
@@ -257,6 +267,7 @@ http {
             lua_ssl_trusted_certificate @TOWER_CA@;
             lua_ssl_verify_depth 4;
             lua_socket_buffer_size @RELAY_BUFFER@;   # bytes per read, per side of a session
+            lingering_close off;   # the relay closed the websocket: no 5 s linger at a stop
             content_by_lua_block { require("ctvnc.gateway").relay("tower") }
         }
 
@@ -312,9 +323,12 @@ http {
             content_by_lua_block { require("ctvnc.gateway").error_page(429, "busy") }
         }
 
-        # Liveness, and the ceiling of this machine in benchmarks.
+        # Liveness ({"status":"ok"}, no auth, nothing secret); ?ready=1 also
+        # asks CloudTower and the store (503 naming the part that is down).
         location = /health {
-            return 200 "ok\n";
+            limit_req zone=ctvnc burst=@BURST@ nodelay;   # ?ready=1 asks CloudTower: bounded
+            error_page 429 = @ctvnc_busy_json;
+            content_by_lua_block { require("ctvnc.gateway").health() }
         }
 
         # noVNC itself, from Debian's novnc package.
@@ -324,6 +338,7 @@ http {
             add_header X-Content-Type-Options nosniff always;
             add_header Referrer-Policy no-referrer always;
             add_header Content-Security-Policy "frame-ancestors @FRAME_ANCESTORS@" always;
+@HSTS@
         }
 
         # ctvnc's requests to CloudTower (ctvnc.resty): internal only. The
