@@ -630,12 +630,21 @@ static enum ctv_vo_result split(ctv_vo *vo, const unsigned char *q,
   return CTV_VO_OK;
 }
 
-/* Unmasked data from the browser. */
-static enum ctv_vo_result data(ctv_vo *vo, const unsigned char *q, size_t m) {
+/* Unmasked data from the browser, q[0..m): a copy the filter may change.
+ * The byte that ends the client's handshake is ClientInit's shared flag
+ * (ctv_rfb_hs_feed's CTV_HS_NORMAL comes after it): unless the session may
+ * be exclusive, a 0 there becomes 1 and *init its index in q. */
+static enum ctv_vo_result data(ctv_vo *vo, unsigned char *q, size_t m,
+                               size_t *init) {
   size_t used;
   enum ctv_hs_result r;
   if (!vo->hs.client_normal) {
     r = ctv_rfb_hs_feed(&vo->hs, CTV_RFB_CLIENT, q, m, &used);
+    if (r == CTV_HS_NORMAL && used > 0 && !vo->exclusive && q[used - 1] == 0) {
+      q[used - 1] = 1;
+      vo->shared_forced = 1;
+      *init = used - 1;
+    }
     if (!vo->watch && append(&vo->stage, q, used))
       return fail(vo, CTV_VO_ENOMEM, 0);
     if (r == CTV_HS_OK) return CTV_VO_OK;
@@ -646,10 +655,21 @@ static enum ctv_vo_result data(ctv_vo *vo, const unsigned char *q, size_t m) {
   return split(vo, q, m);
 }
 
+/* Watching: out becomes the input p[0..n) with the byte at `at` set to
+ * `wire` (a rewritten ClientInit, masked as its frame is). */
+static enum ctv_vo_result patch(ctv_vo *vo, const unsigned char *p, size_t n,
+                                size_t at, unsigned char wire) {
+  vo->out.len = 0;
+  if (append(&vo->out, p, n)) return fail(vo, CTV_VO_ENOMEM, 0);
+  vo->out.p[at] = wire;
+  return CTV_VO_OK;
+}
+
 enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
                                        size_t n) {
   unsigned char buf[4096];
-  size_t u = 0, used, off, k;
+  size_t u = 0, used, off, k, init;
+  uint64_t pos;
   ctv_ws_piece pc;
   enum ctv_ws_result r;
   enum ctv_vo_result e;
@@ -681,7 +701,14 @@ enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
     for (off = 0; off < pc.len; off += k) {
       k = pc.len - off < sizeof buf ? pc.len - off : sizeof buf;
       ctv_ws_mask(buf, pc.data + off, k, pc.frame->key, pc.offset + off);
-      if ((e = data(vo, buf, k)) != CTV_VO_OK) return e;
+      init = SIZE_MAX;
+      if ((e = data(vo, buf, k, &init)) != CTV_VO_OK) return e;
+      if (init != SIZE_MAX && vo->watch) {
+        pos = pc.offset + off + init;
+        e = patch(vo, p, n, (size_t)(pc.data - p) + off + init,
+                  (unsigned char)(buf[init] ^ pc.frame->key[pos & 3]));
+        if (e != CTV_VO_OK) return e;
+      }
     }
   }
   return flush(vo);

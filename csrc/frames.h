@@ -307,6 +307,11 @@ typedef struct ctv_vo {
   int watch;            /* 1: classify and count only; nothing is dropped
                            and no output is built (set after ctv_vo_init) */
   int target_done;      /* the server's handshake is over: stop looking */
+  int exclusive;        /* 1: ClientInit's shared flag passes as sent (set
+                           after ctv_vo_init); 0: a flag of 0 (exclusive:
+                           the server disconnects every other client) is
+                           sent as 1, so one session never drops the rest */
+  int shared_forced;    /* the filter turned ClientInit's 0 into 1 */
   ctv_bytes stage;      /* payload of the next data frame to send */
   ctv_bytes out;        /* frames to send */
   unsigned char keys[256];
@@ -329,7 +334,9 @@ void ctv_vo_free(ctv_vo *vo);
 
 /* Browser bytes in; on CTV_VO_OK vo->out.p[0..vo->out.len) is what to
  * send to the target (replaced by the next call). When watching, out stays
- * empty: the caller sends its input unchanged. */
+ * empty (the caller sends its input unchanged) except in the call that
+ * carries a ClientInit the filter makes shared: then out is the input with
+ * that one byte changed (masked with its frame's key). */
 enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
                                        size_t n);
 

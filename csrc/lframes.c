@@ -6,13 +6,19 @@
  *     opts.max_payload (65536), opts.max_cut_text (1048576),
  *     opts.max_string (65536): largest browser frame payload, client cut
  *     text, and server reason or desktop name; opts.mode "view" (default:
- *     input dropped, fail closed) or "watch" (nothing changed: the
- *     messages are only counted, for idle timeouts of full sessions).
+ *     input dropped, fail closed) or "watch" (nothing dropped: the
+ *     messages are only counted, for idle timeouts of full sessions);
+ *     opts.exclusive (false): true lets a watching filter pass ClientInit's
+ *     shared flag as sent; otherwise a 0 there (exclusive: the server drops
+ *     every other client) becomes 1. A view-only filter is always shared.
  *   filter:from_browser(bytes) -> bytes_for_target, inputs
  *                               | nil, msg, "protocol"
  *     inputs: key, pointer and clipboard messages seen in these bytes. A
- *     watching filter returns bytes itself; if it cannot follow the
- *     stream it goes "blind" (never an error) and counts any bytes as 1.
+ *     watching filter returns bytes itself (or, once, a copy with the
+ *     ClientInit flag made shared); if it cannot follow the stream after
+ *     ClientInit it goes "blind" (never an error) and counts any bytes as
+ *     1; before ClientInit, unless exclusive, that is an error (the flag
+ *     could not be made shared: fail closed).
  *   filter:from_target(bytes)  -> true | nil, msg, "protocol"
  *     Call it before sending the bytes on to the browser, so the filter
  *     knows the server's step before the browser answers it.
@@ -85,8 +91,9 @@ static filter *checkfilter(lua_State *L) {
 
 static int l_viewonly_filter(lua_State *L) {
   static const char *const known[] = {"max_payload", "max_cut_text",
-                                      "max_string", "mode", NULL};
-  int o = 0, watch = 0;
+                                      "max_string", "mode", "exclusive",
+                                      NULL};
+  int o = 0, watch = 0, exclusive = 0;
   double max_payload, max_cut, max_string;
   filter *f;
   if (!lua_isnoneornil(L, 1)) {
@@ -117,6 +124,12 @@ static int l_viewonly_filter(lua_State *L) {
                     "viewonly_filter: mode must be \"view\" or \"watch\"");
     }
     lua_pop(L, 1);
+    lua_getfield(L, o, "exclusive");
+    exclusive = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (exclusive && !watch)
+      return ctv_fail(L, "invalid",
+                  "viewonly_filter: a view-only session is always shared");
   }
   f = (filter *)lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
@@ -124,6 +137,7 @@ static int l_viewonly_filter(lua_State *L) {
   ctv_vo_init(&f->vo, (uint64_t)max_payload, (uint32_t)max_cut,
               (uint32_t)max_string, ctv_random, NULL);
   f->vo.watch = watch;
+  f->vo.exclusive = exclusive;
   f->open = 1;
   return 1;
 }
@@ -139,6 +153,7 @@ static int vo_from_browser(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   uint64_t before = f->vo.inputs;
+  int was_normal = f->vo.hs.client_normal;
   if (!f->open) return vo_fail(L, f, "browser");
   if (f->blind) {
     lua_settop(L, 2);
@@ -146,13 +161,15 @@ static int vo_from_browser(lua_State *L) {
     return 2;
   }
   if (ctv_vo_from_browser(&f->vo, (const unsigned char *)s, n) != CTV_VO_OK) {
-    if (!f->vo.watch) return vo_fail(L, f, "browser");
-    f->blind = 1;               /* a full session goes on, unwatched */
+    /* a full session goes on, unwatched, once its ClientInit is shared */
+    if (!f->vo.watch || (!was_normal && !f->vo.exclusive))
+      return vo_fail(L, f, "browser");
+    f->blind = 1;
     lua_settop(L, 2);
     lua_pushinteger(L, n > 0);
     return 2;
   }
-  if (f->vo.watch) lua_settop(L, 2);
+  if (f->vo.watch && !f->vo.out.len) lua_settop(L, 2);
   else if (f->vo.out.len)
     lua_pushlstring(L, (const char *)f->vo.out.p, f->vo.out.len);
   else lua_pushliteral(L, "");
@@ -198,6 +215,8 @@ static int vo_stats(lua_State *L) {
   lua_setfield(L, -2, "phase");
   lua_pushboolean(L, vo->target_done);
   lua_setfield(L, -2, "target_done");
+  lua_pushboolean(L, vo->shared_forced);
+  lua_setfield(L, -2, "shared_forced");
   lua_pushstring(L, vo->watch ? "watch" : "view");
   lua_setfield(L, -2, "mode");
   if (vo->hs.version > 0) {

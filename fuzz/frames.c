@@ -35,7 +35,12 @@
  *     browser's frames carried (counted on the wire by data_bytes below:
  *     a wrapped record lands inside a frame that raw bytes left open, and
  *     then its own header and key are payload too), plus the header of a
- *     message held back when the handshake ended.
+ *     message held back when the handshake ended. A watching filter fed
+ *     the same records hands back its input, but in the one record whose
+ *     ClientInit is 0: then (unless exclusive, bit 1 of the first byte)
+ *     one bit of the wire changes, the flag read as 1.
+ * The ClientInit flag of the canned handshake (bits 2-3 of the first byte:
+ * 0, 1 or 2) reaches the target as sent, but 0 as 1 unless exclusive.
  * Inputs are read only within [data, data + size): ASan checks the code
  * under test never reads past what it is given (each piece is copied into
  * a malloc of exactly its size first).
@@ -363,17 +368,24 @@ static void check_grow(const uint8_t *data, size_t size) {
 
 /* ---- filter sessions ---------------------------------------------------- */
 
-static void canned(ctv_vo *vo) {
+/* The canned 3.8 handshake, its ClientInit flag `shared`. What reaches the
+ * target is the browser's bytes, but a ClientInit of 0 becomes 1 unless
+ * the filter lets the session be exclusive: a view-only filter re-frames
+ * it, a watching one hands back the input with that byte re-masked. */
+static void canned(ctv_vo *vo, unsigned char shared) {
   static const unsigned char sv[] = "RFB 003.008\n", sinit[] = {
     4, 0, 3, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0,
     0, 0, 0, 2, 'h', 'i'};
   static const unsigned char types[] = {1, 1}, one[] = {1}, ok[] = {0, 0, 0, 0};
-  static const struct { int browser; const unsigned char *p; size_t n; } s[] = {
+  const unsigned char init[1] = {shared};
+  const struct { int browser; const unsigned char *p; size_t n; } s[] = {
     {0, sv, 12}, {1, sv, 12}, {0, types, 2}, {1, one, 1}, {0, ok, 4},
-    {1, one, 1}, {0, sinit, sizeof sinit}};
+    {1, init, 1}, {0, sinit, sizeof sinit}};
   size_t i;
+  int forced = shared == 0 && !vo->exclusive;
   for (i = 0; i < sizeof s / sizeof s[0]; i++) {
     buf w = {0}, d = {0};
+    int is_init = s[i].p == init;
     if (s[i].browser) {
       frame(&w, 1, 2, s[i].p, s[i].n);
     } else {
@@ -382,16 +394,21 @@ static void canned(ctv_vo *vo) {
       put(&w, s[i].p, s[i].n);
     }
     CHECK(feed(vo, s[i].browser, w.p, w.len) == CTV_VO_OK);
-    if (s[i].browser && vo->watch) {
+    if (s[i].browser && vo->watch && !(is_init && forced)) {
       CHECK(vo->out.len == 0);
     } else if (s[i].browser) {
       read_out(vo->out.p, vo->out.len, &d);
-      CHECK(d.len == s[i].n && memcmp(d.p, s[i].p, d.len) == 0);
+      CHECK(d.len == s[i].n);
+      if (is_init && forced) CHECK(d.p[0] == 1);
+      else CHECK(memcmp(d.p, s[i].p, d.len) == 0);
+      /* a watching filter changes that one byte of the wire, nothing else */
+      if (vo->watch) CHECK(vo->out.len == w.len && memcmp(vo->out.p, w.p, w.len - 1) == 0);
     }
     free(w.p);
     free(d.p);
   }
   CHECK(vo->hs.client_normal && vo->target_done);
+  CHECK(vo->shared_forced == forced);
 }
 
 static void structured(const uint8_t *data, size_t size) {
@@ -403,11 +420,13 @@ static void structured(const uint8_t *data, size_t size) {
   int bad, boundary, failed = 0, wfailed = 0;
   uint64_t inputs;
   rng = 0x9e3779b97f4a7c15u ^ (size > 3 ? (uint64_t)data[2] << 8 | data[3] : 7);
+  unsigned char shared = (unsigned char)(data[0] >> 2) % 3;
   ctv_vo_init(&vo, 70000, max_cut, 100, test_random, NULL);
-  canned(&vo);
+  canned(&vo, shared);
   ctv_vo_init(&watch, 70000, max_cut, 100, test_random, NULL);
   watch.watch = 1;
-  canned(&watch);
+  watch.exclusive = (data[0] >> 1) & 1;
+  canned(&watch, shared);
   /* frames of 1..300 bytes, some fragmented, pings between */
   for (i = 0; i < n; ) {
     size_t len = 1 + next(300), cont = 0;
@@ -497,12 +516,44 @@ static size_t data_bytes(const unsigned char *p, size_t n, size_t *at,
   return *whole;
 }
 
+/* A watching filter fed the same record as the view-only one: it hands
+ * back the input itself, or in the one call where the client's handshake
+ * ends with a ClientInit of 0 (and only if not exclusive) the input with
+ * exactly one byte changed, that byte read as 1 by the target. The two
+ * filters follow the same handshake, so they agree on that rewrite. */
+static void watch_record(ctv_vo *watch, const ctv_vo *vo, int browser,
+                         const buf *w, int *dead, int *changed) {
+  int was_normal = watch->hs.client_normal;
+  size_t k, diff = 0, where = 0;
+  if (*dead) return;
+  if (feed(watch, browser, w->p, w->len) != CTV_VO_OK) {
+    *dead = 1;
+    return;
+  }
+  if (!browser) return;
+  if (watch->out.len == 0) return;
+  CHECK(!was_normal && watch->hs.client_normal && !watch->exclusive);
+  CHECK(watch->shared_forced && !*changed);
+  *changed = 1;
+  CHECK(watch->out.len == w->len);
+  for (k = 0; k < w->len; k++)
+    if (watch->out.p[k] != w->p[k]) { diff++; where = k; }
+  CHECK(diff == 1);
+  /* 0 masked by some key byte became 1 masked by the same: one bit */
+  CHECK((watch->out.p[where] ^ w->p[where]) == 1);
+  CHECK(vo->shared_forced);
+}
+
 static void script(const uint8_t *data, size_t size) {
-  ctv_vo vo;
+  ctv_vo vo, watch;
   size_t i = 1, in_normal = 0, out_normal = 0, carry = 0, at = 0, whole = 0;
   buf wire = {0};              /* every browser byte fed so far */
+  int wdead = 0, changed = 0;
   rng = size;
   ctv_vo_init(&vo, 4096, 64, 64, test_random, NULL);
+  ctv_vo_init(&watch, 4096, 64, 64, test_random, NULL);
+  watch.watch = 1;
+  watch.exclusive = (data[0] >> 1) & 1;
   while (i + 2 <= size) {
     int flags = data[i], browser = flags & 1;
     size_t len = data[i + 1], was_normal = (size_t)vo.hs.client_normal;
@@ -526,6 +577,7 @@ static void script(const uint8_t *data, size_t size) {
     }
     if (browser) put(&wire, w.p, w.len);
     r = feed(&vo, browser, w.p, w.len);
+    watch_record(&watch, &vo, browser, &w, &wdead, &changed);
     if (r == CTV_VO_OK && browser) {
       read_out(vo.out.p, vo.out.len, &d);
       if ((flags & 2) && aligned && !vo.hs.client_normal)  /* unchanged */
@@ -555,7 +607,10 @@ static void script(const uint8_t *data, size_t size) {
     free(d.p);
     i += 2 + len;
   }
+  if (!watch.exclusive && vo.hs.client_normal && watch.hs.client_normal)
+    CHECK(vo.shared_forced == watch.shared_forced);
   ctv_vo_free(&vo);
+  ctv_vo_free(&watch);
   free(wire.p);
 }
 

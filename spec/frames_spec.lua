@@ -159,7 +159,7 @@ local HANDSHAKES = {
     { "s", "RFB 003.008\n" }, { "c", "RFB 003.008\n" },
     { "s", h "02 02 10" }, { "c", h "02" },
     { "s", rep(0x5a, 16) }, { "c", rep(0xa5, 16) }, { "s", h "00 00 00 00" },
-    { "c", h "00" }, { "s", SERVER_INIT },
+    { "c", h "02" }, { "s", SERVER_INIT },  -- any non-zero ClientInit is shared
   },
   ["3.7, None"] = {
     { "s", "RFB 003.007\n" }, { "c", "RFB 003.007\n" },
@@ -181,6 +181,14 @@ local HANDSHAKES = {
     { "s", h "00 00 00 01" }, { "c", h "01" }, { "s", SERVER_INIT },
   },
 }
+
+-- The 3.8, None handshake up to the ClientInit the caller sends.
+local function up_to_client_init(f)
+  local steps = HANDSHAKES["3.8, None"]
+  for i = 1, 5 do
+    if steps[i][1] == "s" then server(f, steps[i][2]) else client(f, steps[i][2]) end
+  end
+end
 
 local function session(name, opts)
   local f = assert(core.viewonly_filter(opts))
@@ -807,6 +815,49 @@ describe("core.viewonly_filter in watch mode", function()
     assert.same({ "", 0 }, { f:from_browser("") })
   end)
 
+  it("sends a ClientInit of 0 (exclusive: the others dropped) as 1, once, by one bit", function()
+    local f = assert(core.viewonly_filter { mode = "watch" })
+    up_to_client_init(f)
+    -- the ClientInit and a first message in one frame, cut in two calls
+    local wire = cframe(h "00" .. MSG.set_encodings)
+    local a = assert(f:from_browser(wire:sub(1, 3)))
+    local b = assert(f:from_browser(wire:sub(4)))
+    assert.equal(wire:sub(1, 3), a)
+    -- b is its input (the key's last 3 bytes, the payload) but the flag:
+    -- 1 masked with the key's first byte
+    assert.equal(wire:sub(4, 6) .. string.char(bxor(1, KEY:byte(1))) .. wire:sub(8), b)
+    assert.is_true(f:stats().shared_forced)
+    local later = cframe(MSG.key_event)
+    assert.equal(later, (f:from_browser(later)))
+  end)
+
+  it("lets a ClientInit of 0 pass only when exclusive, never in a view-only filter", function()
+    local f = assert(core.viewonly_filter { mode = "watch", exclusive = true })
+    up_to_client_init(f)
+    local wire = cframe(h "00")
+    assert.equal(wire, (f:from_browser(wire)))
+    assert.is_false(f:stats().shared_forced)
+    local g, msg, kind = core.viewonly_filter { exclusive = true }
+    assert.is_nil(g)
+    assert.equal("invalid", kind)
+    assert.matches("always shared", msg)
+  end)
+
+  it("fails closed when it loses the stream before a ClientInit it must make shared", function()
+    local f = assert(core.viewonly_filter { mode = "watch" })
+    server(f, "RFB 003.008\n")
+    local out, msg, kind = f:from_browser(cframe("RFB 009.000\n"))
+    assert.is_nil(out)
+    assert.equal("protocol", kind)
+    assert.matches("version", msg)
+    -- exclusive allowed: nothing to protect, it goes blind as before
+    local g = assert(core.viewonly_filter { mode = "watch", exclusive = true })
+    assert.is_true(g:from_target(sframe("RFB 003.008\n")))
+    local wire = cframe("RFB 009.000\n")
+    assert.equal(wire, (g:from_browser(wire)))
+    assert.equal("blind", g:stats().phase)
+  end)
+
   it("refuses an unknown mode", function()
     local f, msg, kind = core.viewonly_filter { mode = "edit" }
     assert.is_nil(f)
@@ -816,6 +867,14 @@ describe("core.viewonly_filter in watch mode", function()
 end)
 
 describe("ctvnc.viewonly", function()
+  it("sends a view-only session's ClientInit of 0 as 1", function()
+    local f = assert(viewonly.new())
+    up_to_client_init(f)
+    local out = assert(f:from_browser(cframe(h "00" .. MSG.key_event .. MSG.fb_update_request)))
+    assert.equal(h "01" .. MSG.fb_update_request, (read_frames(out)))
+    assert.is_true(f:stats().shared_forced)
+  end)
+
   it("makes a filter with the default limits", function()
     local f = assert(viewonly.new())
     -- 65536 bytes pass the default max_payload, 65537 do not
@@ -834,6 +893,16 @@ describe("ctvnc.viewonly", function()
     assert.equal("protocol", kind)
     assert.matches("turn", msg)
     assert.equal(h "88 1b 03 f0" .. "view-only: session closed", close)
+  end)
+
+  it("closes a full session it cannot follow to ClientInit, saying so", function()
+    local f = assert(viewonly.watch())
+    server(f, "RFB 003.008\n")
+    local out, _, kind, close = viewonly.from_browser(f, cframe("RFB 009.000\n"))
+    assert.is_nil(out)
+    assert.equal("protocol", kind)
+    assert.equal(viewonly.close_frame(1008, "the console's handshake could not be followed"),
+      close)
   end)
 
   it("writes close frames with a code and a reason cut on a character", function()

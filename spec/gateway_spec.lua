@@ -498,7 +498,7 @@ describe("the console gateway, secure by default #novalgrind", function()
       -- pad with whitespace JSON allows, to 12 KB
       body = body:sub(1, -2) .. (" "):rep(12 * 1024 - #body) .. "]"
       assert.is_true(#body >= 12 * 1024)
-      -- nginx's workers (nobody, under a root master) cannot enter this DIR:
+      -- nginx's workers (ctvnc, under a root master) cannot enter this DIR:
       -- run.sh gives them a temp directory they can write
       helpers.run("mkdir -m 700 " .. dir .. "/closed")
       local q = start_gateway("closed/gw", { MODE = "proxy", SCHEME = "ws", TOWER_TIMEOUT = "2s" })

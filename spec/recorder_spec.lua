@@ -338,8 +338,9 @@ describe("console recordings #novalgrind", function()
     local mnt
     setup(function()
       mnt = dir .. "/small"
+      -- the workers' user (WORKER_USER, ctvnc: made by the gateways started before)
       assert(helpers.run(("mkdir -p %s && mount -t tmpfs -o size=8k,mode=700 tmpfs %s && "
-        .. "chown nobody %s"):format(mnt, mnt, mnt)))
+        .. "chown ctvnc %s"):format(mnt, mnt, mnt)))
     end)
     teardown(function()
       lab:stop_gateways("full", "fullreq")
@@ -348,10 +349,12 @@ describe("console recordings #novalgrind", function()
 
     it("gives an incomplete recording while the console goes on", function()
       -- one page of the two taken: the recording fills the other
-      assert(helpers.run(("head -c 4096 /dev/zero > %s/filler && chown nobody %s/filler")
+      assert(helpers.run(("head -c 4096 /dev/zero > %s/filler && chown ctvnc %s/filler")
         :format(mnt, mnt)))
       local p = start_gateway("full", { RECORD_DIR = mnt })
-      session(p, K_FULL, 150, "")
+      -- 1,500 updates: 6,000 bytes of payload alone, past the free page
+      -- however the recorder gathers them into chunks
+      session(p, K_FULL, 1500, "")
       local a = closed("full", 1)
       assert.is_false(a.recording_complete)
       local r = records(mnt .. "/" .. a.recording .. ".ctvrec")

@@ -51,12 +51,14 @@ function _M.new(opts)
   return make("new", "view", opts)
 end
 
---- A watching filter for a full session: it changes nothing and never
--- fails; filter:from_browser(bytes) returns bytes itself and the number of
+--- A watching filter for a full session: it drops nothing;
+-- filter:from_browser(bytes) returns bytes itself (but a ClientInit of 0
+-- made shared, unless opts.exclusive) and the number of
 -- key, pointer and clipboard messages in them (noVNC sends update requests
 -- all the time, so "bytes arrived" is no sign of a person at the console:
--- this count is, for IDLE_TIMEOUT). A stream it cannot follow makes it
--- "blind": then any bytes count as one input.
+-- this count is, for IDLE_TIMEOUT). A stream it cannot follow after
+-- ClientInit makes it "blind": then any bytes count as one input; before
+-- ClientInit that is an error unless opts.exclusive (fail closed).
 function _M.watch(opts)
   return make("watch", "watch", opts)
 end
@@ -67,7 +69,10 @@ end
 function _M.from_browser(filter, bytes)
   local out, msg, kind = filter:from_browser(bytes)
   if out then return out, msg end
-  return nil, msg, kind, _M.close_frame(_M.CLOSE_POLICY, "view-only: session closed")
+  -- a watching filter fails only before a ClientInit it must make shared
+  local why = filter:stats().mode == "watch" and "the console's handshake could not be followed"
+    or "view-only: session closed"
+  return nil, msg, kind, _M.close_frame(_M.CLOSE_POLICY, why)
 end
 
 --- A server close frame for the browser: status code and a reason cut to

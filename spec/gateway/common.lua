@@ -27,7 +27,7 @@ Lab.__index = Lab
 -- (optional) makes a gateway's start output safe to quote; by default the
 -- registered secrets are scrubbed from it. mktemp -d makes the directory
 -- in one step (os.tmpname, remove, mkdir leaves the name free for a
--- moment); chmod 755 lets nginx's workers (user nobody) reach their temp
+-- moment); chmod 755 lets nginx's workers (WORKER_USER) reach their temp
 -- directories inside it.
 function common.lab(show)
   local out, ok = helpers.run("d=$(mktemp -d /tmp/ctvnc-lab.XXXXXXXX) && chmod 755 \"$d\" && echo \"$d\"")
@@ -170,11 +170,14 @@ function Lab:http(port, method, path, headers, body)
   return status, helpers.read_file(dir .. "/out") or "", hs, raw
 end
 
---- A websocket handshake by hand with 127.0.0.1:port: the socket (10 s
--- timeout), the status and the answer's headers (lower-case names).
-function common.ws_handshake(port, path, headers)
-  local sock = assert(socket.connect("127.0.0.1", port))
+--- A websocket handshake by hand with 127.0.0.1:port (from the address
+-- `source`, default 127.0.0.1): the socket (10 s timeout), the status and
+-- the answer's headers (lower-case names).
+function common.ws_handshake(port, path, headers, source)
+  local sock = socket.tcp()
+  assert(sock:bind(source or "127.0.0.1", 0))
   sock:settimeout(10)
+  assert(sock:connect("127.0.0.1", port))
   local lines = { ("GET %s HTTP/1.1"):format(path), ("Host: 127.0.0.1:%d"):format(port),
     "Upgrade: websocket", "Connection: Upgrade",
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13" }

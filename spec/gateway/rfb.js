@@ -5,7 +5,8 @@
 // Each client message becomes one JSON line in LOG: {conn, type, name}
 // (SetPixelFormat 0, SetEncodings 2, FramebufferUpdateRequest 3, KeyEvent
 // 4, PointerEvent 5, ClientCutText 6); "open" and "close" lines mark
-// connections. A FramebufferUpdateRequest is answered with an empty
+// connections, an "init" line the ClientInit's shared flag. A
+// FramebufferUpdateRequest is answered with an empty
 // FramebufferUpdate (0 rectangles); with a third argument "full", a
 // non-incremental one is answered with one Raw rectangle of the area asked
 // for (32 bits a pixel). SetEncodings lines list the encodings. Prints
@@ -47,6 +48,7 @@ const server = net.createServer((sock) => {
         phase = 'init';
       } else if (phase === 'init') {
         if (buf.length < 1) return;
+        record({ conn, event: 'init', shared: buf[0] });
         buf = buf.subarray(1);
         const name = Buffer.from('rfb-spec');
         const init = Buffer.alloc(24);

@@ -132,8 +132,24 @@ local function temp_dir(ctx, dir, v, root)
   return tmp
 end
 
---- Renders DIR/nginx.conf (or `name` in DIR) -> port | nil (told on err).
-local function write_conf(ctx, v, dir, name, root, tmp)
+--- WORKER_USER's group, the user made when missing (a user of their own)
+-- | nil (told on err). Only a root master switches its workers' user.
+local function worker_group(ctx, v)
+  local user = q(v.WORKER_USER)
+  if not line_of(format("id -u %s 2>/dev/null", user)) then
+    sh(format("useradd --system --no-create-home --home-dir /nonexistent --shell "
+      .. "/usr/sbin/nologin %s 2>/dev/null", user))
+  end
+  local group = line_of(format("id -gn %s 2>/dev/null", user))
+  if not group then
+    return fail(ctx, nil, "WORKER_USER ", v.WORKER_USER, ": no such user, and none could be made")
+  end
+  return group
+end
+
+--- Renders DIR/nginx.conf (or `name` in DIR), the workers' user and group
+-- when `group` is given -> port | nil (told on err).
+local function write_conf(ctx, v, dir, name, group, tmp)
   local where, why = render.locate(package.path, package.cpath, ctx.abi, ctx.cwd)
   if not where then ctx.stderr:write("ctvnc: ", why, "\n") return nil end
   local port = v.GATEWAY_PORT or (not v.LISTEN and free_port()) or nil
@@ -141,12 +157,8 @@ local function write_conf(ctx, v, dir, name, root, tmp)
     ctx.stderr:write("ctvnc: set LISTEN or GATEWAY_PORT (no LuaSocket to pick a free port)\n")
     return nil
   end
-  local group = root and line_of(format("id -gn %s 2>/dev/null", q(v.WORKER_USER)))
-  if root and not group then
-    return fail(ctx, nil, "WORKER_USER ", v.WORKER_USER, ": no such user")
-  end
   local conf, first = render.render(v, { template = slurp(where.template), lua = where.lua,
-    so = where.so, tmp = tmp, port = port, group = group or nil })
+    so = where.so, tmp = tmp, port = port, group = group })
   if not conf then ctx.stderr:write("ctvnc: ", why or first, "\n") return nil end
   assert(spit(dir .. "/" .. name, conf, "644"))
   return first
@@ -197,6 +209,8 @@ function verbs.start(ctx, v)
     end
   end
   local root = is_root()
+  local group = root and worker_group(ctx, v)
+  if root and not group then return 1 end
   local tmp = temp_dir(ctx, dir, v, root)
   if not tmp then return fail(ctx, 1, "no temp directory for the workers in ", dir) end
   -- recordings: DIR/recordings, made here for the workers alone; a
@@ -206,7 +220,7 @@ function verbs.start(ctx, v)
     sh(format("mkdir -p %s && chmod 700 %s", rec, rec))
     if root then sh(format("chown %s %s", q(v.WORKER_USER), rec)) end
   end
-  local port = write_conf(ctx, v, dir, "nginx.conf", root, tmp)
+  local port = write_conf(ctx, v, dir, "nginx.conf", group or nil, tmp)
   if not port then return 1 end
   local ok, said = nginx(ctx, v, dir, "nginx.conf")
   if not ok then
@@ -260,7 +274,10 @@ function verbs.reload(ctx, v)
   if v then
     -- the new configuration is tested (configure included) before it replaces the old
     local tmp = (slurp(dir .. "/tmpdir") or ""):match("^[^\n]+") or dir .. "/tmp"
-    if not write_conf(ctx, v, dir, "nginx.conf.new", is_root(), tmp) then return 1 end
+    local group = is_root() and worker_group(ctx, v)
+    if group == nil or not write_conf(ctx, v, dir, "nginx.conf.new", group or nil, tmp) then
+      return 1
+    end
     local ok, said = nginx(ctx, v, dir, "nginx.conf.new", true)
     if not ok then
       os.remove(dir .. "/nginx.conf.new")

@@ -113,8 +113,8 @@ function _M.metrics()
   end
   if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
   ngx.status = 200
+  respond.common_headers(false)
   ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
-  ngx.header["Cache-Control"] = "no-store"
   local _, by_kind = watch.node()
   ngx.print(metrics.prometheus(by_kind, state.conf.max_sessions))
   return respond.finish(200)

@@ -21,6 +21,11 @@ local _M = {}
 
 local KILL_TTL = 60   -- seconds a kill flag outlives a relay that never polled it
 
+--- Seconds a target's host name lookup may take at most: nginx's
+-- resolver_timeout (the reference nginx.conf: 5 s) must not exceed it, or
+-- an opening session's slots could lapse before its relay refreshes them.
+_M.RESOLVE_MAX = 30
+
 local Book = {}
 Book.__index = Book
 

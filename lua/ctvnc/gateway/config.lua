@@ -61,6 +61,8 @@ ticket_secret    secret               -                  CTVNC_TICKET_SECRET
     HMAC secret of tickets, 32+ bytes (unset: random per start, one node only)
 ticket_ttl       number1..60          60                 TICKET_TTL
     seconds a ticket lives
+trusted_proxies  list                 -                  TRUSTED_PROXIES
+    addresses or IPv4 CIDRs of TLS terminators whose X-Forwarded-Proto is believed
 allowed_origins  list                 -                  ALLOWED_ORIGINS
     websocket Origins allowed besides the gateway's own
 frame_ancestors  string               'self'             FRAME_ANCESTORS
@@ -94,7 +96,11 @@ max_sessions     number1..1000000     1000               MAX_SESSIONS
 slot_ttl         number1..600         10                 SLOT_TTL
     seconds a session's slots outlive its relay: a crashed worker's heal after it
 target_timeout   number0.1..120       10                 TARGET_TIMEOUT
-    seconds for each step of the target's websocket handshake (connect, TLS, answer)
+    seconds for the whole websocket handshake with the target (connect, TLS, answer)
+handshake_timeout number1..3600       60                 HANDSHAKE_TIMEOUT
+    seconds a session has for the browser's RFB handshake (to ClientInit)
+exclusive_consoles {off,on}           off                EXCLUSIVE_CONSOLES
+    on: a full session may ask for the console alone (ClientInit shared 0 drops the others)
 cluster_tls      {verify,insecure}    verify             CLUSTER_TLS
     verify the clusters' certificates; insecure warns at every start
 store            secret               shdict             STORE

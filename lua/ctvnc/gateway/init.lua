@@ -106,9 +106,10 @@ function _M.configure(c)
   state.client = tower.client(conf, c)
   state.url_options = tower.url_options(conf)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
-  -- the slots outlive the target's handshake (three steps, each bounded)
+  -- while a session opens its slots live open_ttl: past the target's
+  -- handshake (one deadline) and a host name's lookup (RESOLVE_MAX)
   state.book = book.new(sessions, { slot_ttl = conf.slot_ttl, node = conf.node_name,
-                                    open_ttl = 3 * conf.target_timeout + conf.slot_ttl })
+    open_ttl = conf.target_timeout + book.RESOLVE_MAX + conf.slot_ttl })
   state.novnc_html = page.load(conf.novnc_dir)
   state.metrics_allow = metrics.address_set(conf.metrics_allow)
   state.origins = {}
@@ -140,7 +141,7 @@ _M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket
 _M.relay = relay.relay
 _M.screenshot, _M.wall = shot.screenshot, wall.wall
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request
-_M.error_page = respond.error_page
+_M.error_page, _M.nginx_error = respond.error_page, respond.nginx_error
 _M.health = health.health
 
 return _M

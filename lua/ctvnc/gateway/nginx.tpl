@@ -39,8 +39,10 @@
 #     bytes, reason. Never a token, ticket or key. For the TLS reason of a cluster, ask openssl:
 #     openssl s_client -connect <cluster>:443 -CAfile <CLUSTER_CA> -verify_hostname <cluster>
 
-@USER_LINE@
 worker_processes @WORKERS@;
+# Workers run as WORKER_USER (ctvnc, created when missing; never
+# root, and not the nobody other daemons share) when the master is root.
+@USER_LINE@
 pid nginx.pid;
 error_log error.log warn;
 daemon on;
@@ -83,6 +85,35 @@ http {
     scgi_temp_path @TMP@/scgi;
     include /etc/nginx/mime.types;
     server_tokens off;
+
+    # Bounded connections: a request head must arrive within HEADER_TIMEOUT
+    # (a connection that sends nothing is closed, or reclaimed when the
+    # worker runs out), and one client address holds at most LIMIT_CONN
+    # requests and websockets at a time (429 past it, logged at info: the
+    # request line may hold a ticket).
+    client_header_timeout @HEADER_TIMEOUT@;
+    client_body_timeout @HEADER_TIMEOUT@;
+    limit_conn_zone $binary_remote_addr zone=ctvnc_conn:1m;
+    limit_conn_status 429;
+    limit_conn_log_level info;
+
+    # The client address behind TLS terminators and balancers: taken from
+    # X-Forwarded-For only when the connection comes from TRUSTED_PROXIES
+    # (realip; $realip_remote_addr keeps the proxy's own address).
+    @REAL_IP@
+
+    # Host names this gateway answers (SERVER_NAMES): any other Host is 421
+    # (but the error page's own internal redirect).
+    map $host $ctvnc_host_ok {
+        default 0;
+        @SERVER_NAMES_MAP@
+    }
+    map "$ctvnc_host_ok$uri" $ctvnc_misdirected {
+        volatile;                   # read again after the internal redirect
+        default 1;
+        "~^1" 0;
+        "0/_ctvnc_error" 0;
+    }
 
     # DNS for targets named by host name (clusters, CloudTower's proxy):
     # RESOLVER, by default the nameservers of /etc/resolv.conf. In your own
@@ -175,6 +206,9 @@ http {
             store = os.getenv("STORE"),           -- sessions, slots, kill flags, used tickets
             store_ca = @=STORE_CA@,              -- PEM bundle of a rediss:// store
             node_name = @=NODE_NAME@,            -- this node's name (nil: the host name)
+            handshake_timeout = @=HANDSHAKE_TIMEOUT@,  -- seconds for the browser's RFB handshake
+            exclusive_consoles = @=EXCLUSIVE_CONSOLES@,  -- off: ClientInit is always shared
+            trusted_proxies = @=TRUSTED_PROXIES@,  -- whose X-Forwarded-* is believed
             max_sessions = @=MAX_SESSIONS@,        -- sessions this node holds (past it: 503, full)
             -- GET /admin/sessions, POST /admin/sessions/<id>/kill,
             -- /admin/vms/<vm>/kill: nil denies them all (403)
@@ -204,6 +238,15 @@ http {
 @LISTEN@
 @TLS@
         merge_slashes off;            # /console//url is an empty VM id, not /console/url
+        if ($ctvnc_misdirected) { return 421; }
+        limit_conn ctvnc_conn @LIMIT_CONN@;
+        # nginx's own error pages (bad requests, unknown paths, a wrong Host,
+        # limits) are the gateway's page, with its security headers
+        error_page 400 403 404 405 411 413 414 421 429 494 500 502 503 504 /_ctvnc_error;
+        location = /_ctvnc_error {
+            internal;
+            content_by_lua_block { require("ctvnc.gateway").nginx_error() }
+        }
         # requests by route and result kind, for /metrics
         log_by_lua_block { require("ctvnc.gateway").log_request() }
 
@@ -329,6 +372,11 @@ http {
             limit_req zone=ctvnc burst=@BURST@ nodelay;   # ?ready=1 asks CloudTower: bounded
             error_page 429 = @ctvnc_busy_json;
             content_by_lua_block { require("ctvnc.gateway").health() }
+        }
+
+        # Any other path: 404 (the gateway's page), no file looked up.
+        location / {
+            return 404;
         }
 
         # noVNC itself, from Debian's novnc package.

@@ -103,6 +103,7 @@ end
 -- reason, message.
 local function answer_upgrade(rec, protocol, renew)
   ngx.status = 101
+  respond.common_headers(false)
   ngx.header["Upgrade"] = "websocket"
   ngx.header["Sec-WebSocket-Accept"] = wsclient.accept(ngx.var.http_sec_websocket_key)
   if protocol then ngx.header["Sec-WebSocket-Protocol"] = protocol end
@@ -202,15 +203,16 @@ end
 -- page's last word, a moment for the browser's answer. reason, message.
 local function say_why(s)
   local conf, why = state.conf, s.ending
-  local text = KINDS[why].close:format(why == "idle" and conf.idle_timeout or conf.max_session)
+  local text = KINDS[why].close:format(why == "idle" and conf.idle_timeout
+    or why == "handshake" and conf.handshake_timeout or conf.max_session)
   last_word(s, viewonly.close_frame(viewonly.CLOSE_GOING_AWAY, text))
   local deadline = ngx.now() + 1
   while not s.browser_done and ngx.now() < deadline do s.sema:wait(deadline - ngx.now()) end
   return why, text
 end
 
---- Did the watcher end session s? (Its reasons, killed, max_session, idle
--- and shutdown, have a close text.)
+--- Did the watcher end session s? (Its reasons, killed, handshake,
+-- max_session, idle and shutdown, have a close text.)
 local function watcher_ended(s)
   return s.ending and KINDS[s.ending].close
 end
@@ -223,7 +225,11 @@ local function run_session(s, protocol, renew)
   down:settimeouts(30000, 30000, READ_WAIT)
   s.up:settimeouts(5000, 30000, READ_WAIT)
   local filter, err
-  if s.view_only then filter, err = viewonly.new() else filter, err = viewonly.watch() end
+  if s.view_only then
+    filter, err = viewonly.new()
+  else
+    filter, err = viewonly.watch({ exclusive = state.conf.exclusive_consoles == "on" })
+  end
   if not filter then return "error", "no filter: " .. tostring(err) end
   s.filter = filter
   s.last_input = ngx.now()

@@ -9,6 +9,7 @@ local format, concat = string.format, table.concat
 local type, tostring, ipairs, pairs = type, tostring, ipairs, pairs
 
 local service = require "ctvnc.gateway.service"
+local config = require "ctvnc.gateway.config"
 
 local _M = {}
 
@@ -40,10 +41,10 @@ end
 -- nil, why. `path` and `cpath`: package.path and package.cpath; `abi` the
 -- running Lua's ("5.4"); `cwd` makes relative entries absolute.
 function _M.locate(path, cpath, abi, cwd)
-  local config = search("ctvnc.gateway.config", path)
+  local found = search("ctvnc.gateway.config", path)
   local core = search("ctvnc.core", cpath)
-  if not config or not core then return nil, "ctvnc's modules are not on this Lua's paths" end
-  local lua_dir = absolute(config, cwd):match("^(.*)/ctvnc/gateway/config%.lua$")
+  if not found or not core then return nil, "ctvnc's modules are not on this Lua's paths" end
+  local lua_dir = absolute(found, cwd):match("^(.*)/ctvnc/gateway/config%.lua$")
   core = absolute(core, cwd)
   if abi ~= "5.1" then
     local jit = core:gsub("/5%.%d(/ctvnc/core%.so)$", "/5.1%1")
@@ -174,6 +175,15 @@ function _M.render(v, opts)
   local lua = {}
   for k, x in pairs(v) do lua[k] = x end
   lua.TOWER_NAME = v.TOWER_NAME or tower_host
+  local names = { '"" 1;' }    -- no Host (HTTP/1.0 health checks): no browser sends none
+  for n in v.SERVER_NAMES:gmatch("%S+") do names[#names + 1] = format('"%s" 1;', n:lower()) end
+  local real_ip = {}
+  for _, a in ipairs(config.items(v.TRUSTED_PROXIES)) do
+    real_ip[#real_ip + 1] = "set_real_ip_from " .. a .. ";"
+  end
+  if #real_ip > 0 then
+    real_ip[#real_ip + 1] = "real_ip_header X-Forwarded-For; real_ip_recursive on;"
+  end
   -- two connections a session in any one worker, 512 more (pages, API,
   -- /health, CloudTower), files 256 more; 2 KiB of session book a session
   local connections = 2 * v.MAX_SESSIONS + 512
@@ -190,6 +200,8 @@ function _M.render(v, opts)
     WORKER_CONNECTIONS = tostring(connections), NOFILE = tostring(connections + 256),
     BOOK_SIZE = math.max(2 * v.MAX_SESSIONS, 1024) .. "k",
     TOWER_KEEPALIVE = tostring(v.TOWER_KEEPALIVE),
+    LIMIT_CONN = tostring(v.LIMIT_CONN), HEADER_TIMEOUT = v.HEADER_TIMEOUT,
+    SERVER_NAMES_MAP = concat(names, " "), REAL_IP = concat(real_ip, " "),
     USER_LINE = opts.group and ("user " .. v.WORKER_USER .. " " .. opts.group .. ";")
       or "# (no user line: the master does not start as root)",
     WORKERS = tostring(v.WORKERS), TMP = opts.tmp, LUA_DIR = opts.lua, SO_DIR = opts.so,

@@ -8,7 +8,8 @@ local state = require "ctvnc.gateway.state"
 local log = require "ctvnc.gateway.log"
 
 local ngx = ngx
-local type, tostring, pairs, pcall, select = type, tostring, pairs, pcall, select
+local type, tostring, tonumber, pairs, pcall, select = type, tostring, tonumber, pairs, pcall,
+  select
 local getmetatable, setmetatable, concat = getmetatable, setmetatable, table.concat
 local io_open = io.open
 
@@ -39,6 +40,10 @@ local KINDS = {
   in_use = { status = 429, title = "Too many requests", reason = "the console is in use" },
   timeout = { status = 504, title = "CloudTower timed out", reason = "CloudTower timed out",
     canonical = true },
+  no_route = { status = 404, title = "Not found", reason = "no such route",
+    sentence = "There is nothing at this address." },
+  misdirected = { status = 421, title = "Wrong host name", reason = "not served here",
+    canonical = true, sentence = "This gateway does not answer for that host name." },
   tls = { status = 502, title = UNREACHABLE, reason = "TLS with CloudTower failed" },
   http = { status = 502, title = UNREACHABLE, reason = "CloudTower answered with an error",
     canonical = true },
@@ -68,6 +73,7 @@ local KINDS = {
   -- how a session ends
   max_session = { close = "the console's time limit of %d s is reached", ended = "time limit" },
   idle = { close = "closed after %d s without input", ended = "idle timeout" },
+  handshake = { close = "the console did not start within %d s", ended = "handshake timeout" },
   killed = { close = "closed by an administrator", ended = "killed" },
   shutdown = { close = "the gateway is restarting", ended = "gateway shutdown" },
   browser = { ended = "the browser closed" },
@@ -185,6 +191,16 @@ function _M.error_page(status, kind, vm_id, sentence)
   return finish(status)
 end
 local error_page = _M.error_page
+
+--- content_by_lua of nginx's error_page location: an error nginx itself
+-- found (a bad request, an unknown path, a wrong Host, a limit) as the
+-- gateway's HTML page, with its headers.
+function _M.nginx_error()
+  local status = tonumber(ngx.var.status) or 500
+  local kind = status == 404 and "no_route" or _M.kind_of(status)
+  ngx.ctx.ctvnc_kind = kind
+  return error_page(status, kind)
+end
 
 --- A failure of kind (from ctvnc or the gateway): logged, then answered
 -- as JSON. ctvnc's messages hold no secrets.

@@ -34,8 +34,14 @@ HSTS_MAX_AGE     number0..            31536000
     seconds of Strict-Transport-Security on HTTPS answers (0: none)
 WORKERS          number1..64          1
     nginx worker processes
-WORKER_USER      word                 nobody
-    the user nginx's workers run as when the gateway starts as root; their temp files are theirs
+WORKER_USER      word                 ctvnc
+    the user nginx's workers run as under a root master (created when missing; never root)
+LIMIT_CONN       number1..            100
+    requests and websockets at a time per client address (429 past it)
+HEADER_TIMEOUT   time                 10s
+    for a request's head or body (nginx's client_header_timeout, client_body_timeout)
+SERVER_NAMES     words                localhost 127.0.0.1
+    Host names answered, between spaces; any other Host is 421
 TOWER            word                 -
     CloudTower's host:port, the upstream of its API (unset: CTVNC_ENDPOINT's)
 TOWER_PREFIX     word                 -
@@ -89,7 +95,8 @@ for line in DECLARED:gmatch("[^\n]+") do
   if doc then
     SETTINGS[#SETTINGS].doc = doc
   else
-    local name, kind, default = line:match("^(%S+)%s+(%S+)%s+(%S+)$")
+    -- a default may hold spaces
+    local name, kind, default = line:match("^(%S+)%s+(%S+)%s+(.-)%s*$")
     local s = config.type_of(kind, { name = name, default = default ~= "-" and default or nil })
     s.kind, s.type = s.type, nil
     declare(s)
@@ -203,6 +210,10 @@ local KIND = {
     if not l then return nil, why end
     return v
   end,
+  time = function(v)
+    if not v:match("^%d+[smh]?$") then return nil, "must be like 10s, 1m or 30" end
+    return v
+  end,
   rate = function(v)
     if not v:match("^%d+r/[sm]$") then return nil, "must be like 50r/s or 600r/m" end
     return v
@@ -307,7 +318,15 @@ function _M.resolve(text, env, file)
   if (v.TLS_CERT or v.TLS_KEY) and not v.tls then
     problem(v.TLS_CERT and "TLS_CERT" or "TLS_KEY", "is set, but no LISTEN address has ssl")
   end
-  if v.WORKER_USER == "root" then problem("WORKER_USER", "must not be root") end
+  if v.WORKER_USER == "root" or not v.WORKER_USER:match("^[a-z_][a-z0-9_-]*$") then
+    problem("WORKER_USER", "must be a user name other than root")
+  end
+  for _, a in ipairs(config.items(v.TRUSTED_PROXIES)) do
+    if a:find("[^%x.:/]") then problem("TRUSTED_PROXIES", "lists addresses or CIDRs: " .. a) end
+  end
+  for n in (v.SERVER_NAMES or ""):gmatch("%S+") do
+    if n:find("[^%w.:_%[%]-]") then problem("SERVER_NAMES", "lists host names: " .. n) end
+  end
   if not v.CTVNC_TOKEN then   -- username and password are configure's only
     problem("CTVNC_TOKEN", "is required (CloudTower's token or API key; the environment will do)")
   end

@@ -6,9 +6,11 @@
 -- Every tick (TICK seconds) the timer
 --   - ends the sessions an admin killed (only when the node's kill count
 --     moved since the last tick: kill() bumps it; or a shared store's count
---     of every node's kills), those past max_session
---     and those idle past idle_timeout: it marks the session (s.ending) and
---     wakes its relay (s.sema), which says the last word to the page;
+--     of every node's kills), those whose browser has
+--     not finished its RFB handshake handshake_timeout after the start,
+--     those past max_session and those idle past idle_timeout: it marks the
+--     session (s.ending) and wakes its relay (s.sema), which says the last
+--     word to the page;
 --   - refreshes the keys of sessions whose last refresh is slot_ttl / 5 old
 --     (the book: a crashed worker's sessions expire after slot_ttl);
 --   - publishes this worker's counts for the node.
@@ -102,12 +104,24 @@ local function stopping()
   return newest == state.generation or dict:get("stopping") == newest
 end
 
+--- Has the browser of session s sent its RFB ClientInit? Asked of its
+-- filter once the handshake deadline is past (a session still opening has
+-- no filter yet: its target's handshake has a deadline of its own).
+local function rfb_ready(s)
+  if not s.rfb_ready and s.filter then
+    local phase = s.filter:stats().phase
+    s.rfb_ready = phase == "normal" or phase == "blind"
+  end
+  return s.rfb_ready or not s.filter
+end
+
 --- Why the gateway ends session s at time t, if it does (a kill is looked
 -- up only when `kills` says the node's kill count moved): killed,
--- max_session, idle, shutdown (nginx stops; a reload keeps it) or nil.
+-- handshake, max_session, idle, shutdown (nginx stops; a reload keeps it) or nil.
 local function decide(s, t, kills)
   local conf = state.conf
   if kills and state.book:killer(s.id) then return "killed" end
+  if t - s.start >= conf.handshake_timeout and not rfb_ready(s) then return "handshake" end
   if conf.max_session > 0 and t - s.start >= conf.max_session then return "max_session" end
   if conf.idle_timeout > 0 and t - s.last_input >= conf.idle_timeout then return "idle" end
   if stopping() then return "shutdown" end

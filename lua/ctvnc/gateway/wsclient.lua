@@ -24,18 +24,29 @@ local function failed(sock, err, kind, msg)
 end
 
 --- connect(plan, protocol, timeout): sock, subprotocol | nil, kind
--- (connect, tls, timeout, http, system), message. `timeout` (seconds)
--- bounds the connect, the TLS handshake and each read and write of the
--- handshake.
+-- (connect, tls, timeout, http, system), message. `timeout` (seconds) is
+-- one deadline for the whole handshake: the connect, TLS, the request and
+-- every line of the answer (a target that dribbles its headers is cut at
+-- it). A host name's lookup is bounded by nginx's resolver_timeout.
 function _M.connect(plan, protocol, timeout)
   local nonce, no_bytes, kind = random_bytes(16)
   if not nonce then return nil, kind, no_bytes end
   local sock = ngx.socket.tcp()
-  local ms = timeout * 1000
-  sock:settimeouts(ms, ms, ms)
+  ngx.update_time()
+  local deadline = ngx.now() + timeout
+  --- The socket's timeouts set to what is left of the deadline | nil.
+  local function left()
+    ngx.update_time()
+    local ms = (deadline - ngx.now()) * 1000
+    if ms < 1 then return nil end
+    sock:settimeouts(ms, ms, ms)
+    return true
+  end
+  left()
   local ok, err = sock:connect(plan.host, plan.port)
   if not ok then return failed(nil, err, "connect") end
   if plan.tls then
+    if not left() then return failed(sock, "timeout") end
     -- lua-resty-core 0.1.25 (Debian 12) asserts when a handshake fails at
     -- once rather than after a yield: a raised error is a failed handshake
     -- too, never a pass
@@ -52,9 +63,11 @@ function _M.connect(plan, protocol, timeout)
   if protocol and protocol:match("^[%w%-%._, ]+$") then
     req[#req + 1] = "Sec-WebSocket-Protocol: " .. protocol
   end
+  if not left() then return failed(sock, "timeout") end
   ok, err = sock:send(concat(req, "\r\n") .. "\r\n\r\n")
   if not ok then return failed(sock, err, "connect") end
   local line
+  if not left() then return failed(sock, "timeout") end
   line, err = sock:receive("*l")
   if not line then
     return failed(sock, err, "http", "no answer to the handshake: " .. tostring(err))
@@ -63,6 +76,7 @@ function _M.connect(plan, protocol, timeout)
   local headers = {}
   for _ = 1, 100 do
     local h
+    if not left() then return failed(sock, "timeout") end
     h, err = sock:receive("*l")
     if not h then return failed(sock, err, "http", "the handshake's answer broke off") end
     if h == "" then break end
