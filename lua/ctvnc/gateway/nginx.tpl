@@ -126,9 +126,8 @@ http {
     lua_ssl_protocols TLSv1.2 TLSv1.3;
     # a rediss:// store's certificate, verified in every location that
     # reaches the store (`ctvnc gateway start` adds STORE_CA to the relays'
-    # bundles too)
-    lua_ssl_trusted_certificate @STORE_CA@;
-    lua_ssl_verify_depth 4;
+    # bundles too); no line without one
+    @STORE_TRUST@
     # a cosocket's own error line would carry the request line (a ticket in
     # its query): the gateway logs the failures of the store and the relay
     # itself, without it

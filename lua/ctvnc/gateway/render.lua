@@ -191,7 +191,9 @@ function _M.render(v, opts)
   -- bundles trust STORE_CA as well (written beside the workers' temp files)
   local store_ca = v.STORE_CA or SYSTEM_CA
   local tower_ca, cluster_ca = v.TOWER_CA or SYSTEM_CA, v.CLUSTER_CA or SYSTEM_CA
+  local store_trust = "# (no rediss:// store)"
   if (v.STORE or os.getenv("STORE") or ""):match("^rediss:") then
+    store_trust = "lua_ssl_trusted_certificate " .. store_ca .. "; lua_ssl_verify_depth 4;"
     tower_ca = bundle(opts.tmp .. "/tower-ca.pem", tower_ca, store_ca)
     cluster_ca = bundle(opts.tmp .. "/cluster-ca.pem", cluster_ca, store_ca)
     if not tower_ca or not cluster_ca then return nil, "the CA bundles cannot be written" end
@@ -210,7 +212,7 @@ function _M.render(v, opts)
     RATE = v.RATE, BURST = tostring(v.BURST), RELAY_BUFFER = v.RELAY_BUFFER,
     TOWER = v.TOWER, TOWER_SCHEME = v.TOWER_SCHEME, TOWER_PREFIX = v.TOWER_PREFIX,
     TOWER_VERIFY = v.TOWER_TLS == "insecure" and "off" or "on",
-    TOWER_CA = tower_ca, CLUSTER_CA = cluster_ca, STORE_CA = store_ca,
+    TOWER_CA = tower_ca, CLUSTER_CA = cluster_ca, STORE_TRUST = store_trust,
     TOWER_NAME = lua.TOWER_NAME,
     TOWER_TIMEOUT = format("%dms", math.ceil(v.TOWER_TIMEOUT * 1000)),
     FRAME_ANCESTORS = v.FRAME_ANCESTORS,
