@@ -684,6 +684,7 @@ enum ctv_vo_result ctv_vo_from_browser(ctv_vo *vo, const unsigned char *p,
     if (vo->closed) return fail(vo, CTV_VO_ECLOSED, 0);
     if (pc.first) vo->frames_in++;
     if (pc.opcode & 8) {             /* control: gather, then re-frame */
+      if (pc.opcode == CTV_WS_CLOSE && !vo->closer) vo->closer = CTV_VO_BROWSER;
       if (vo->watch) {
         if (pc.last && pc.opcode == CTV_WS_CLOSE) vo->closed = 1;
         continue;
@@ -721,12 +722,20 @@ enum ctv_vo_result ctv_vo_from_target(ctv_vo *vo, const unsigned char *p,
   enum ctv_ws_result r;
   enum ctv_hs_result h;
   if (vo->error) return CTV_VO_EDEAD;
-  while (u < n && !vo->target_done) {
+  while (u < n && !vo->target_lost) {
     r = ctv_ws_decode(&vo->target, p + u, n - u, &used, &pc);
     u += used;
     if (r == CTV_WS_MORE) break;
-    if (r != CTV_WS_OK) return fail(vo, CTV_VO_EWS, r);
-    if (pc.opcode & 8) continue;     /* the target's pings and close */
+    if (r != CTV_WS_OK) {
+      if (!vo->target_done) return fail(vo, CTV_VO_EWS, r);
+      vo->target_lost = 1;           /* past the handshake: only who closed */
+      break;
+    }
+    if (pc.opcode & 8) {             /* the target's pings and close */
+      if (pc.opcode == CTV_WS_CLOSE && !vo->closer) vo->closer = CTV_VO_TARGET;
+      continue;
+    }
+    if (vo->target_done) continue;
     if (pc.opcode == CTV_WS_TEXT) return fail(vo, CTV_VO_ETEXT, 0);
     h = ctv_rfb_hs_feed(&vo->hs, CTV_RFB_SERVER, pc.data, pc.len, &hu);
     if (h == CTV_HS_NORMAL || h == CTV_HS_FAILED) vo->target_done = 1;

@@ -290,6 +290,8 @@ enum ctv_vo_drop {
   CTV_DROP_KINDS
 };
 
+enum { CTV_VO_BROWSER = 1, CTV_VO_TARGET = 2 };
+
 typedef struct ctv_vo {
   ctv_ws_decoder browser, target;
   ctv_rfb_hs hs;
@@ -306,7 +308,12 @@ typedef struct ctv_vo {
   int closed;           /* the browser sent a close frame */
   int watch;            /* 1: classify and count only; nothing is dropped
                            and no output is built (set after ctv_vo_init) */
-  int target_done;      /* the server's handshake is over: stop looking */
+  int target_done;      /* the server's handshake is over: stop looking
+                           at its messages (its frames are still followed) */
+  int target_lost;      /* a bad server frame after its handshake: its
+                           frames are no longer followed */
+  int closer;           /* who sent the first close frame: 0 nobody yet,
+                           CTV_VO_BROWSER or CTV_VO_TARGET */
   int exclusive;        /* 1: ClientInit's shared flag passes as sent (set
                            after ctv_vo_init); 0: a flag of 0 (exclusive:
                            the server disconnects every other client) is

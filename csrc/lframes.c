@@ -22,7 +22,10 @@
  *   filter:from_target(bytes)  -> true | nil, msg, "protocol"
  *     Call it before sending the bytes on to the browser, so the filter
  *     knows the server's step before the browser answers it.
- *   filter:stats()             -> table of counters and the phase
+ *   filter:stats()             -> table of counters and the phase;
+ *     closed_by: "browser" or "target", whichever sent a close frame first
+ *     (the relay calls from_browser and from_target in the order the bytes
+ *     came, so the other side's close is only ever the answer)
  *   filter:close()             -> frees the buffers; also __gc, __close
  *   core.ws_frame(opcode, payload [, key [, fin]]) -> frame | nil, msg, kind
  *   core.ws_parse(bytes, role [, max_payload]) -> frame, size | false [, size]
@@ -215,6 +218,10 @@ static int vo_stats(lua_State *L) {
   lua_setfield(L, -2, "phase");
   lua_pushboolean(L, vo->target_done);
   lua_setfield(L, -2, "target_done");
+  if (vo->closer) {
+    lua_pushstring(L, vo->closer == CTV_VO_BROWSER ? "browser" : "target");
+    lua_setfield(L, -2, "closed_by");
+  }
   lua_pushboolean(L, vo->shared_forced);
   lua_setfield(L, -2, "shared_forced");
   lua_pushstring(L, vo->watch ? "watch" : "view");

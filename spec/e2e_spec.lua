@@ -242,7 +242,8 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       local r = browse({
         { name = "direct", ws = direct },
         { name = "proxy", ws = proxy },
-        { name = "gateway", url = link1, cad = true, reconnect = true },
+        { name = "gateway", url = link1, cad = true, reconnect = true,
+          wait_text = "Console of web-1 (vm-1): connected" },
         { name = "gateway-proxy", url = link2 },
       })
       assert_connected(r.direct, "direct URL")
@@ -253,7 +254,9 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       assert_no_secret_in_urls(r["gateway-proxy"], "gateway-proxy", ticket2)
       -- noVNC's full page: its toolbar's Ctrl-Alt-Del went out on the websocket
       assert.is_true(r.gateway.cad, "Ctrl-Alt-Del was not sent")
-      assert.truthy(r.gateway.text:find("Console of vm-1: connected", 1, true), r.gateway.text)
+      -- its status line names the VM (from /console/vm-1/about)
+      assert.truthy(r.gateway.text:find("Console of web-1 (vm-1): connected", 1, true),
+        r.gateway.text)
       -- and its Connect button connects again after a Disconnect
       assert.is_true(r.gateway.reconnected, "noVNC did not connect again")
     end)
@@ -346,9 +349,11 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
     local used = ticket_link(gw_direct, "vm-1")
     local pages = {
       -- the page asks CloudTower nothing: an unknown VM or a failing tower
-      -- is the websocket's failure, told in the status line
-      { name = "console-not-found", url = (ticket_link(gw_direct, "nope")) },
-      { name = "console-tower-fails", url = (ticket_link(gw_direct, "fault-500")) },
+      -- is the websocket's failure, its reason told in the status line
+      { name = "console-not-found", url = (ticket_link(gw_direct, "nope")),
+        wait_text = "no such VM (not_found)" },
+      { name = "console-tower-fails", url = (ticket_link(gw_direct, "fault-500")),
+        wait_text = "(http)" },
       { name = "error-denied", url = ("http://127.0.0.1:%d/console/vm-1?ticket=%s")
         :format(gw_direct, "eyJ2Ijoidm0tMSJ9.AAAA"), status = 403,
         text = "You may not open this console." },
@@ -374,12 +379,21 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       end
     end
     assert_connected(r["console-used"], "the console before its ticket was used")
-    for _, name in ipairs({ "console-not-found", "console-tower-fails" }) do
+    -- the gateway's reason, not noVNC's bare "Failed to connect to server"
+    for name, reason in pairs({
+      ["console-not-found"] = "Console of nope: no such VM (not_found). Open a new console link "
+        .. "to try again.",
+      ["console-tower-fails"] = "Console of fault-500: CloudTower answered with an error (http).",
+    }) do
       local got = r[name]
       assert_not_connected(got, name)
       assert.are.equal(200, got.status, name)
       assert.are.equal("failed", got.title, name)
-      assert.truthy(got.text:find("the connection failed", 1, true), name .. ": " .. got.text)
+      assert.truthy(got.text:find(reason, 1, true), name .. ": " .. got.text)
+      assert.is_nil(got.text:find("the connection failed", 1, true), name .. ": " .. got.text)
+      assert.is_nil(got.text:find("Failed to connect", 1, true), name .. ": " .. got.text)
+      local png = read_file(got.screenshot)
+      assert.truthy(png and #png > 1000, name .. ": no screenshot")
     end
   end)
 
@@ -391,10 +405,15 @@ describe("the console in headless Chromium #e2e #novalgrind", function()
       helpers.run(("xsetroot -display :%s -solid '%s'"):format(display, COLOUR))
     end)
     local r = browse({
-      { name = "typed-view-only", url = view_link, type = cmd, at = { 560, 380 } },
+      { name = "typed-view-only", url = view_link, type = cmd, at = { 560, 380 },
+        wait_text = "Console of web-1 (vm-1), view only: connected" },
       { name = "typed-full", url = full_link, type = cmd, at = { 560, 380 } },
     })
     assert_connected(r["typed-view-only"], "view-only console")
+    -- its status line says so (out/e2e/typed-view-only.png)
+    assert.truthy(r["typed-view-only"].text:find("Console of web-1 (vm-1), view only: connected",
+      1, true), r["typed-view-only"].text)
+    assert.is_nil(r["typed-full"].text:find("view only", 1, true), r["typed-full"].text)
     assert.are.same(RGB, r["typed-view-only"].pixel_after, "the view-only console changed the desktop")
     assert_connected(r["typed-full"], "full console")
     assert.are.same(TYPED_RGB, r["typed-full"].pixel_after, "the full console's keys did not arrive")

@@ -609,6 +609,29 @@ describe("core.viewonly_filter", function()
     assert.is_true(f:from_target(h "ff ff ff ff 00 01 02"))
   end)
 
+  -- issue 20.4: the audit's "the browser closed" / "the target closed"
+  it("tells which side sent the first close frame, in either mode", function()
+    local close = h "88 02 03 e8"
+    for _, mode in ipairs({ "view", "watch" }) do
+      local f = session(nil, { mode = mode })
+      assert.is_true(f:from_target(sframe(MSG.fb_update_request)))
+      assert.is_nil(f:stats().closed_by)
+      assert.truthy(f:from_browser(cframe("\3\232", 8)))
+      assert.is_true(f:from_target(close))         -- the target's answer
+      assert.equal("browser", f:stats().closed_by, mode)
+      f = session(nil, { mode = mode })
+      assert.is_true(f:from_target(sframe(("x"):rep(300)) .. close:sub(1, 1)))
+      assert.is_true(f:from_target(close:sub(2)))  -- a frame split across reads
+      assert.truthy(f:from_browser(cframe("\3\232", 8)))
+      assert.equal("target", f:stats().closed_by, mode)
+      -- a bad frame past the handshake: no more following, no failure
+      f = session(nil, { mode = mode })
+      assert.is_true(f:from_target(h "ff ff ff ff"))
+      assert.is_true(f:from_target(close))
+      assert.is_nil(f:stats().closed_by)
+    end
+  end)
+
   it("reports a server's refusal as 'failed' and then refuses the browser", function()
     local f = assert(core.viewonly_filter())
     server(f, "RFB 003.008\n")

@@ -1,6 +1,7 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local socket = require "socket"
+local core = require "ctvnc.core"
 local common = require "gateway.common"
 
 -- The gateway's own relay (issue 13) against real servers on loopback: a
@@ -230,7 +231,15 @@ describe("the gateway's relay #novalgrind", function()
       assert.are.equal("key#1", doc.in_use_by)
       local status, body = http(p, "GET", "/console/vm-1", { ["X-API-Key"] = K_VIEW })
       assert.are.equal(429, status)
+      assert.truthy(body:find("<h1>Console in use</h1>", 1, true), body)
       assert.truthy(body:find("in use by key#1 since 20%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d UTC"), body)
+      -- a browser's websocket (Origin) is closed with the reason instead
+      local s3, _, c3 = ws(p, "vm-1", { ["X-API-Key"] = K_VIEW, Origin = "http://127.0.0.1:" .. p })
+      assert.are.equal(101, s3)
+      local _, code, reason = c3:read(1)
+      c3:close()
+      assert.are.equal(4429, code)
+      assert.truthy(reason:find("^busy: This console is in use by key#1 since 20%d%d%-"), reason)
       -- another VM is free; the slot is free again once the first closes
       assert.are.equal(200, (http(p, "GET", "/console/vm-3", { ["X-API-Key"] = K_FULL })))
       c1:close()
@@ -241,7 +250,7 @@ describe("the gateway's relay #novalgrind", function()
       for _, a in ipairs(audit("per-vm")) do
         if a.event == "refused" and a.reason == "limit vm" then refused = refused + 1 end
       end
-      assert.are.equal(2, refused)
+      assert.are.equal(3, refused)
     end)
 
     it("refuses a user's console beyond MAX_PER_USER", function()
@@ -301,6 +310,55 @@ describe("the gateway's relay #novalgrind", function()
       assert.truthy(reason:find("without input", 1, true), reason)
       assert.is_true(took >= 1.5 and took < 3.5, ("closed after %.2f s"):format(took))
       c:close()
+    end)
+  end)
+
+  -- issue 20.4: identical runs used to record either side
+  describe("who ended a session", function()
+    it("is the side whose close frame came first, the same in each of 20 runs", function()
+      local p = start_gateway("closer")
+      local RUNS, BYE = 20, "\6\0\0\0\0\0\0\3bye"
+      for _ = 1, RUNS do
+        -- the browser closes: its close frame, the target's answer, both ends drop
+        local status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+        assert.are.equal(101, status)
+        c:handshake()
+        c.sock:send(core.ws_frame("close", "\3\232", true))
+        c:wait_close(5)
+        c:close()
+        -- the target closes: the VNC server ends its connection, websockify
+        -- sends its close frame, the browser answers
+        status, _, c = ws(p, "vm-1", { ["X-API-Key"] = K_FULL })
+        assert.are.equal(101, status)
+        c:handshake()
+        c:send(BYE)
+        assert.truthy(c:wait_close(5))
+        c.sock:send(core.ws_frame("close", "\3\232", true))
+        c:close()
+      end
+      local lines
+      assert.is_true(wait_for(function()
+        lines = audit("closer")
+        local closes = 0
+        for _, a in ipairs(lines) do if a.event == "close" then closes = closes + 1 end end
+        return closes == 2 * RUNS
+      end, 10))
+      -- sessions opened in turn: browser, target, browser, ...
+      local want, n = {}, 0
+      for _, a in ipairs(lines) do
+        if a.event == "open" then
+          n = n + 1
+          want[a.session] = n % 2 == 1 and "the browser closed" or "the target closed"
+        end
+      end
+      local got = { ["the browser closed"] = 0, ["the target closed"] = 0 }
+      for _, a in ipairs(lines) do
+        if a.event == "close" then
+          assert.are.equal(want[a.session], a.reason)
+          got[a.reason] = got[a.reason] + 1
+        end
+      end
+      assert.are.same({ ["the browser closed"] = RUNS, ["the target closed"] = RUNS }, got)
     end)
   end)
 
@@ -508,7 +566,7 @@ describe("the gateway's relay #novalgrind", function()
         <= samples['ctvnc_tower_request_seconds_bucket{le="10"}'])
       -- and the refusals by limit, from the per-VM gateway
       local _, other = http(lab.gateways["per-vm"].port, "GET", "/metrics")
-      assert.truthy(other:find('ctvnc_sessions_refused_total{limit="vm"} 2', 1, true), other)
+      assert.truthy(other:find('ctvnc_sessions_refused_total{limit="vm"} 3', 1, true), other)
     end)
   end)
 
@@ -591,7 +649,7 @@ describe("the gateway's relay #novalgrind", function()
       local cases = {
         { { Authorization = "Bearer " .. bad }, 401, "signature" },
         { { Authorization = "Bearer " .. token({ vms = { "vm-2" } }) }, 403, "does not grant" },
-        { { ["X-API-Key"] = "k-unknown" }, 403, "does not grant this VM" },
+        { { ["X-API-Key"] = "k-unknown" }, 403, "unknown key" },
         { { ["X-API-Key"] = K_FULL, Authorization = "Bearer " .. bad }, 200 },
         { { Authorization = "Bearer " .. token() }, 200 },
         { nil, 403, "no key" },

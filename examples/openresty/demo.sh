@@ -8,16 +8,29 @@
 #   - the gateway (examples/openresty/run.sh) with the key "demo-key" for
 #     vm-1,
 # prints a ticket link (one use, 60 s) and how to get more, and stops
-# everything on Ctrl-C. Loopback only.
+# everything on Ctrl-C (or any other signal; a second Ctrl-C does not cut
+# the stop short). Loopback only.
 set -eu
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 dir=$(mktemp -d)
 pids=""
+sleeper=""
 
+# Stops everything this script started, once; further signals are ignored
+# meanwhile, by the commands it runs too.
 stop() {
-  trap - EXIT INT TERM
+  trap '' INT TERM HUP QUIT
+  trap - EXIT
+  if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null || true; fi
+  gw_pid=$(cat "$dir/gw/nginx.pid" 2>/dev/null || true)
   sh examples/openresty/run.sh stop "$dir/gw" 2>/dev/null || true
+  if [ -n "$gw_pid" ]; then   # the gateway's nginx, gone within 5 s or killed with its workers
+    i=0
+    while kill -0 "$gw_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    pkill -KILL -P "$gw_pid" 2>/dev/null || true
+    kill -KILL "$gw_pid" 2>/dev/null || true
+  fi
   for p in $pids; do kill -TERM "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in $pids; do kill -KILL "-$p" 2>/dev/null || true; done
@@ -26,7 +39,7 @@ stop() {
   echo "console-demo: stopped"
 }
 trap stop EXIT
-trap 'exit 130' INT TERM
+trap 'stop; exit 130' INT TERM HUP QUIT
 
 spawn() {  # name command...
   name=$1
@@ -56,6 +69,8 @@ vnc_port=$(free_port 127.0.0.1)
 spawn xvnc Xvnc -displayfd 3 -rfbport "$vnc_port" -localhost -nolisten tcp -SecurityTypes None \
   -geometry 1024x768 -depth 24 -desktop ctvnc-demo 3> "$dir/display"
 wait_port 127.0.0.1 "$vnc_port" xvnc
+i=0   # Xvnc may listen before it writes its display number
+until [ -s "$dir/display" ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
 xsetroot -display ":$(cat "$dir/display")" -solid '#2a6f97'
 
 desk_port=$(free_port 127.0.0.1)
@@ -97,9 +112,10 @@ ctvnc console gateway on $gw (simulator, desktop and gateway on loopback)
 
 Ctrl-C stops everything.
 EOF
-# a signal ends `wait` at once (a plain sleep would run to its end first)
+# a signal ends `wait` at once (a plain sleep would run to its end first);
+# stop kills the sleep
 while :; do
   sleep 3600 &
   sleeper=$!
-  wait $sleeper || { kill "$sleeper" 2>/dev/null; exit 130; }
+  wait "$sleeper" || true
 done

@@ -17,6 +17,8 @@
 //                  "type": "text", "at": [x, y],                 -- click the desktop at
 //                                                                -- (x, y), type text, Enter
 //                  "linger_ms": N,                               -- stay N ms, then look again
+//                  "wait_text": "...",                           -- wait (5 s at most) for
+//                                                                -- this text before the shot
 //                  "headers": {..},                              -- sent with every request
 //                  "rounds": N,                                  -- the console wall: wait
 //                                                                -- for N refreshes
@@ -311,6 +313,11 @@ async function visit(page, base) {
         canvas = path.join(job.out, `${page.name}-canvas.png`);
         fs.writeFileSync(canvas, Buffer.from(data.replace(/^data:image\/png;base64,/, ''), 'base64'));
       }
+    }
+    if (page.wait_text) {
+      // text the page shows a moment later (the VM's name, asked after connecting)
+      await tab.waitForFunction((t) => document.body && document.body.innerText.includes(t),
+        { timeout: 5000 }, page.wait_text).catch(() => {});
     }
     const text = await tab.evaluate(() => (document.body ? document.body.innerText : ''))
       .catch(() => '');

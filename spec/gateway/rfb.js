@@ -9,7 +9,8 @@
 // FramebufferUpdateRequest is answered with an empty
 // FramebufferUpdate (0 rectangles); with a third argument "full", a
 // non-incremental one is answered with one Raw rectangle of the area asked
-// for (32 bits a pixel). SetEncodings lines list the encodings. Prints
+// for (32 bits a pixel). SetEncodings lines list the encodings. A
+// ClientCutText "bye" ends the connection (the VM's side closing). Prints
 // "ready" once it listens.
 const fs = require('fs');
 const net = require('net');
@@ -98,6 +99,7 @@ const server = net.createServer((sock) => {
         } else if (type === 3) {
           sock.write(Buffer.from([0, 0, 0, 0]));     // FramebufferUpdate, 0 rects
         }
+        if (type === 6 && entry.text === 'bye') sock.end();       // the VM ends the console
       }
     }
   });

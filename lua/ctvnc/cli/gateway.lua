@@ -208,6 +208,10 @@ function verbs.start(ctx, v)
       ctx.stderr:write("ctvnc: WARNING: ", hop[1], "=insecure: ", hop[2], " not verified\n")
     end
   end
+  if not v.KEYS and not v.JWT then
+    ctx.stderr:write("ctvnc: WARNING: neither KEYS nor JWT: the gateway denies every console "
+      .. "request\n")
+  end
   local root = is_root()
   local group = root and worker_group(ctx, v)
   if root and not group then return 1 end

@@ -32,8 +32,11 @@ local _M = {}
 _M.LIMIT = 100       -- sessions in a page of /admin/sessions unless limit says
 _M.LIMIT_MAX = 1000  -- at most
 
-local function denied()
-  return reply(403, { error = "denied", kind = "denied" })
+--- 403; `why` "off": no admin_authorize hook, and how to set one.
+local function denied(why)
+  return reply(403, { error = "denied", kind = "denied", reason = why == "off"
+    and "the admin routes are off: give admin keys (ADMIN_KEYS, a file of keys, one a line) "
+      .. "or an admin_authorize hook" or nil })
 end
 
 --- GET /admin/sessions[?vm_id=&user=&limit=&cursor=]: one page.
@@ -69,7 +72,7 @@ end
 function _M.admin()
   ngx.ctx.ctvnc_route = "admin"
   local ok, who = auth.admin()
-  if not ok then return denied() end
+  if not ok then return denied(who) end
   local path = ngx.var.request_uri:match("^[^?#]*")
   if recadmin.owns(path) then return recadmin.route(path, who) end
   if path == "/admin/sessions" then
@@ -123,6 +126,7 @@ end
 local ROUTES = {
   { "^/console/batch$", "batch" }, { "^/console/[^/]*/url$", "url" },
   { "^/console/[^/]*/ticket$", "ticket" }, { "^/console/[^/]*/ws$", "ws" },
+  { "^/console/[^/]*/about$", "about" },
   { "^/console/[^/]*/screenshot%.png$", "screenshot" }, { "^/wall$", "wall" },
   { "^/console/[^/]*$", "page" }, { "^/admin/", "admin" }, { "^/metrics$", "metrics" },
   { "^/novnc/", "novnc" }, { "^/health$", "health" },

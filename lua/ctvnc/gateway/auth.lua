@@ -59,7 +59,8 @@ function _M.key_file(path)
     local key = ngx_.req.get_headers()["x-api-key"]
     if type(key) ~= "string" then return false, refusal(403, "no key") end
     local allowed = keys[key]
-    local grant = allowed and (allowed[vm_id] or allowed["*"])
+    if not allowed then return false, refusal(403, "unknown key", true) end
+    local grant = allowed[vm_id] or allowed["*"]
     if grant then return true, allowed[" user"], grant.view, grant.record end
     return false, refusal(403, "the key does not grant this VM", true)
   end
@@ -150,10 +151,11 @@ function _M.authorize(vm_id)
   return read_answer(yes, a, b, c)
 end
 
---- The admin_authorize hook: true, admin | false.
+--- The admin_authorize hook: true, admin | false, why ("off" when the
+-- gateway has no such hook).
 function _M.admin()
   local hook = state.conf and state.conf.admin_authorize
-  if type(hook) ~= "function" then return false end
+  if type(hook) ~= "function" then return false, "off" end
   local ok, yes, who = pcall(hook, ngx)
   if not ok then
     log(ngx.ERR, "ctvnc: admin_authorize hook failed: ", tostring(yes))

@@ -5,7 +5,7 @@
 --
 --   init_by_lua      gateway.configure{ ... }          (config: every setting)
 --   init_worker_by_lua gateway.init_worker()           (recordings kept; a stop ends sessions)
---   content_by_lua   gateway.url(), .ticket(), .page(), .batch()   (routes)
+--   content_by_lua   gateway.url(), .ticket(), .page(), .about(), .batch()   (routes)
 --   content_by_lua   gateway.screenshot(), gateway.wall()   (shot, wall)
 --   access_by_lua    gateway.ws()        the websocket: its plan, to the relay
 --   content_by_lua   gateway.relay(hop)  in @ctvnc_ws_cluster / @ctvnc_ws_tower
@@ -97,6 +97,10 @@ function _M.configure(c)
         " are NOT verified: anyone on the path can read the console credentials")
     end
   end
+  if type(conf.authorize) ~= "function" then
+    ngx.log(ngx.WARN, "ctvnc: no authorize hook (KEYS, JWT or authorize): the gateway "
+      .. "denies every console request")
+  end
   audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"), conf.node_name)
   state.conf = conf
   state.store = sessions
@@ -136,8 +140,8 @@ end
 _M.key_file, _M.admin_keys, _M.jwt, _M.either = auth.key_file, auth.admin_keys, auth.jwt,
   auth.either
 -- the routes and phases
-_M.url, _M.ticket, _M.page, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket, routes.page,
-  routes.ws, routes.batch, routes.busy
+_M.url, _M.ticket, _M.page, _M.about, _M.ws, _M.batch, _M.busy = routes.url, routes.ticket,
+  routes.page, routes.about, routes.ws, routes.batch, routes.busy
 _M.relay = relay.relay
 _M.screenshot, _M.wall = shot.screenshot, wall.wall
 _M.admin, _M.metrics, _M.log_request = admin.admin, admin.metrics, admin.log_request

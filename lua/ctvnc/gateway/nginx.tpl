@@ -265,6 +265,15 @@ http {
             content_by_lua_block { require("ctvnc.gateway").ticket() }
         }
 
+        # JSON: {"vm_id", "name", "view_only"} for the console page's status
+        # line (one get-vms call to CloudTower); GET, HEAD; the page's cookie
+        # ticket (not used up) or X-API-Key.
+        location ~ ^/console/([^/]*)/about$ {
+            limit_req zone=ctvnc burst=@BURST@ nodelay;
+            error_page 429 = @ctvnc_busy_json;
+            content_by_lua_block { require("ctvnc.gateway").about() }
+        }
+
         # JSON: POST an array of at most BATCH_MAX VM ids, get client:batch's
         # results. Bodies larger than the buffer are read from nginx's file.
         location = /console/batch {

@@ -24,23 +24,25 @@ function _M.load(dir)
   return html
 end
 
---- The page of vm_id, or nil without noVNC.
-local function html(vm_id)
+--- The page of vm_id (view: a view-only grant), or nil without noVNC.
+local function html(vm_id, view)
   local conf = state.conf
   if not state.novnc_html then return nil end
   local js = cjson.encode(vm_id):gsub("</", "<\\/")
   local head = HEAD:gsub("@(%u+)@", function(name)
     if name == "VM" then return js end
+    if name == "VIEW" then return view and "true" or "false" end
     if name == "NOVNC" then return html_escape(conf.novnc_url) end
     if name == "PREFIX" then return html_escape(conf.prefix) end
   end)
   return (state.novnc_html:gsub("<head>", function() return head end, 1))
 end
 
---- Answers the page of vm_id (HEAD: its headers only).
-function _M.serve(vm_id)
+--- Answers the page of vm_id (HEAD: its headers only); view_only: the
+-- status line says "view only".
+function _M.serve(vm_id, view_only)
   local is_head = ngx.req.get_method() == "HEAD"
-  local text = not is_head and html(vm_id)
+  local text = not is_head and html(vm_id, view_only)
   if not is_head and not text then
     log(ngx.ERR, "ctvnc: noVNC's vnc.html is missing (novnc_dir)")
     return respond.error_page(502, "novnc", vm_id)

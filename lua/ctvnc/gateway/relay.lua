@@ -83,19 +83,19 @@ local function refused(rec, which, holder)
   if which == "full" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " is refused: the gateway is ",
       "full: ", tostring(holder), " (full)")
-    return reply(503, { error = KINDS.full.reason, kind = "full" })
+    return _M.refuse(503, { error = KINDS.full.reason, kind = "full" })
   end
   if which == "store" or which == "system" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " cannot be recorded: ",
       tostring(holder), " (", which, ")")
-    return reply(503, { error = respond.reason(which), kind = which })
+    return _M.refuse(503, { error = respond.reason(which), kind = which })
   end
   local body = { error = _M.in_use_sentence(which, holder), kind = "busy", limit = which,
     vm_id = rec.vm_id }
   if type(holder) == "table" then
     body.in_use_by, body.since = holder.user, audit.iso(holder.start or 0)
   end
-  return reply(429, body)
+  return _M.refuse(429, body)
 end
 
 --- The browser's side: the gateway answers the upgrade itself (a fresh
@@ -119,6 +119,22 @@ local function answer_upgrade(rec, protocol, renew)
   down, err = ngx.req.socket(true)
   if not down then return nil, "error", "no raw socket: " .. tostring(err) end
   return down
+end
+
+--- A refused websocket: the status and JSON body; for a browser's (it
+-- sends an Origin, which routes.ws let through: the gateway's own or an
+-- allowed one) the upgrade answered and closed at once, code 4000 + status
+-- and the reason "<kind>: <words>", which the console page shows: a page
+-- cannot read the status of a refused handshake.
+function _M.refuse(status, body)
+  if ngx.var.http_origin == nil then return reply(status, body) end
+  ngx.ctx.ctvnc_kind = body.kind
+  local down = answer_upgrade({}, nil, false)
+  if not down then return end
+  down:send(viewonly.close_frame(4000 + status,
+    tostring(body.kind) .. ": " .. tostring(body.reason or body.error)))
+  down:settimeout(1000)
+  down:receiveany(1024)    -- the browser's answer to the close frame
 end
 
 -- Seconds a pump's read waits before it looks again: the relay's loops
@@ -249,6 +265,11 @@ local function run_session(s, protocol, renew)
   else
     reason, msg = s.result[1], s.result[2]
   end
+  -- a side's end: the side whose close frame came first, not whichever
+  -- connection the workers saw drop first (after a close handshake both do)
+  if reason == "browser" or reason == "target" then
+    reason = filter:stats().closed_by or reason
+  end
   for _, th in ipairs(threads) do kill_thread(th) end
   if reason ~= "target" then
     s.up:send(core.ws_frame("close", "\3\232", true))
@@ -294,7 +315,7 @@ local function session(s, plan)
       " failed: ", tostring(err), " (", kind, ")")
     audit.write("refused", audit_fields(s, { refused = true, reason = "target: " .. kind }))
     ngx.header["X-Ctvnc-Error"] = kind
-    return reply(kind == "timeout" and 504 or 502,
+    return _M.refuse(kind == "timeout" and 504 or 502,
       { error = "the console's websocket could not be opened", kind = kind })
   end
   s.up = up
@@ -336,6 +357,7 @@ function _M.relay(hop)
     log(ngx.ERR, "ctvnc: the relay was reached without a plan (error)")
     return reply(500, { error = "no console plan", kind = "error" })
   end
+  if plan.refuse then return _M.refuse(plan.refuse.status, plan.refuse.body) end
   if plan.shot then return require("ctvnc.gateway.shot").take(plan) end
   local s = { user = plan.user, vm_id = plan.vm_id, mode = plan.mode,
     view_only = plan.view_only, client = ngx.var.remote_addr, start = ngx.now(),

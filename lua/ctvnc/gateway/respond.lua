@@ -37,7 +37,7 @@ local KINDS = {
   busy = { status = 429, title = "Too many requests", reason = "too many requests",
     canonical = true,
     sentence = "Too many consoles were asked for at once. Wait a moment and try again." },
-  in_use = { status = 429, title = "Too many requests", reason = "the console is in use" },
+  in_use = { status = 429, title = "Console in use", reason = "the console is in use" },
   timeout = { status = 504, title = "CloudTower timed out", reason = "CloudTower timed out",
     canonical = true },
   no_route = { status = 404, title = "Not found", reason = "no such route",
@@ -204,23 +204,37 @@ end
 
 --- A failure of kind (from ctvnc or the gateway): logged, then answered
 -- as JSON. ctvnc's messages hold no secrets.
-function _M.fail(vm_id, msg, kind)
+-- as JSON. ctvnc's messages hold no secrets. failed: the same, logged,
+-- as status and body for the caller to answer.
+function _M.failed(vm_id, msg, kind)
   log(ngx.WARN, "ctvnc: ", msg, " (", kind, ")")
-  return reply(_M.status(kind), { error = _M.reason(kind), kind = kind, vm_id = vm_id })
+  return _M.status(kind), { error = _M.reason(kind), kind = kind, vm_id = vm_id }
 end
 
---- A refusal record of ctvnc.gateway.auth ({ status, message }) answered.
-function _M.deny(vm_id, refusal, html)
+function _M.fail(vm_id, msg, kind)
+  return reply(_M.failed(vm_id, msg, kind))
+end
+
+--- A refusal record of ctvnc.gateway.auth ({ status, message, kind }) as
+-- status and JSON body (a 401's WWW-Authenticate header set).
+function _M.refused(vm_id, refusal)
   local status = refusal.status or 403
   if status == 401 then ngx.header["WWW-Authenticate"] = "Bearer" end
+  return status, { error = "denied", kind = refusal.kind, reason = refusal.message,
+                   vm_id = vm_id }
+end
+
+--- A refusal record answered (html: as the error page).
+function _M.deny(vm_id, refusal, html)
+  local status, body = _M.refused(vm_id, refusal)
   if html then return error_page(status, "denied", vm_id) end
-  return reply(status, { error = "denied", reason = refusal.message, vm_id = vm_id })
+  return reply(status, body)
 end
 
 function _M.not_allowed(allow, html)
   ngx.header["Allow"] = allow
   if html then return error_page(405, "method") end
-  return reply(405, { error = "method not allowed", allow = allow })
+  return reply(405, { error = "method not allowed", kind = "method", allow = allow })
 end
 
 --- Is the request's method one of these?

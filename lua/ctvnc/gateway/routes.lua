@@ -6,6 +6,8 @@
 --   GET|HEAD /console/<vm>?ticket= -> 303 to /console/<vm>, the ticket in a cookie
 --   GET|HEAD /console/<vm>         -> noVNC's full page, no CloudTower call
 --                                     (cookie ticket or X-API-Key)
+--   GET|HEAD /console/<vm>/about   -> {"vm_id", "name", "view_only"}: the
+--                                     page's status line (cookie ticket)
 --   GET      /console/<vm>/ws      -> access phase: the plan, handed to the relay
 --   POST     /console/batch        -> client:batch's results          (X-API-Key)
 --
@@ -81,16 +83,26 @@ local function id_budget(n)
   return _M.budget(key, n, state.conf.id_rate, 1)
 end
 
+--- A refusal of the websocket, in the relay's content phase (which closes
+-- a browser's with the reason: relay.refuse).
+local function ws_refuse(status, body)
+  if ngx.var.http_origin == nil then return reply(status, body) end
+  return relay.hand_over({ refuse = { status = status, body = body }, hop = "tower" })
+end
+
 --- One more console request of an authenticated user (user_rate): true,
--- or the 429 answered (a page when html).
-local function user_budget(user, vm_id, html)
+-- or the 429 answered: `how` "html" a page, "ws" the websocket's refusal
+-- (ws_refuse), else JSON.
+local function user_budget(user, vm_id, how)
   if user == nil or user == "" or _M.budget("user:" .. tostring(user), 1, state.conf.user_rate, 1)
   then
     return true
   end
-  if html then return error_page(429, "busy", vm_id) end
-  return reply(429, { error = ("at most %d console requests per second per user")
-    :format(state.conf.user_rate), kind = "busy", vm_id = vm_id })
+  if how == "html" then return error_page(429, "busy", vm_id) end
+  local body = { error = ("at most %d console requests per second per user")
+    :format(state.conf.user_rate), kind = "busy", vm_id = vm_id }
+  if how == "ws" then return ws_refuse(429, body) end
+  return reply(429, body)
 end
 
 local function not_a_console()
@@ -138,6 +150,37 @@ local function refuse_ticket(vm_id, kind)
   return error_page(503, "store", vm_id)
 end
 
+--- Who opens the page of vm_id: its cookie ticket (checked, not used up:
+-- the websocket uses it) or the authorize hook: true, user, view_only,
+-- record | false, refusal[, "store"].
+local function page_access(vm_id)
+  local t = cookie.given()
+  if not t then return auth.authorize(vm_id) end
+  local doc, _, kind = state.ticket.check(t, vm_id)
+  if not doc then
+    -- kind "store": the store cannot tell (the page says so, fail closed)
+    return false, auth.refusal(403, "the console link has expired or was used already"), kind
+  end
+  return true, doc.u, doc.r == 1, doc.c == 1
+end
+
+--- GET|HEAD /console/<vm>/about (the page's cookie ticket or the
+-- authorize hook): {"vm_id", "name", "view_only"} for the page's status
+-- line, the name from CloudTower (one get-vms call; HEAD asks nothing).
+function _M.about(vm_id)
+  if not method_is("GET", "HEAD") then return not_allowed("GET, HEAD") end
+  vm_id = vm_id or vm_of("/about")
+  if not vm_id or vm_id == "" then return not_a_console() end
+  local ok, who, view = page_access(vm_id)
+  if not ok then return deny(vm_id, who) end
+  if ngx.req.get_method() == "HEAD" then return reply(200, {}) end
+  resty.deadline(state.conf.tower_timeout)
+  local vms, msg, kind = state.client:find_vms({ id = vm_id }, { first = 1 })
+  if not vms then return fail(vm_id, msg, kind) end
+  if not vms[1] then return fail(vm_id, "find_vms: no such VM", "not_found") end
+  return reply(200, { vm_id = vm_id, name = vms[1].name, view_only = view })
+end
+
 --- GET|HEAD /console/<vm>[?ticket=]: noVNC's page, or an error page. The
 -- page asks CloudTower nothing: its websocket does.
 function _M.page(vm_id)
@@ -162,16 +205,10 @@ function _M.page(vm_id)
     respond.common_headers(true)
     return respond.finish(303)
   end
-  local t = cookie.given()
-  local user, record
-  if t then
-    local doc, _, kind = state.ticket.check(t, vm_id)
-    if not doc then return refuse_ticket(vm_id, kind) end
-    user, record = doc.u, doc.c == 1
-  else
-    local ok, who, _, r = auth.authorize(vm_id)
-    if not ok then return deny(vm_id, who, true) end
-    user, record = who, r
+  local ok, user, view, record = page_access(vm_id)
+  if not ok then
+    if view == "store" then return refuse_ticket(vm_id, view) end
+    return deny(vm_id, user, true)
   end
   -- a console that must be recorded, and cannot be, is told at once
   local recordable, why = recorder.can_open(record)
@@ -179,7 +216,7 @@ function _M.page(vm_id)
     log(ngx.ERR, "ctvnc: the console of ", vm_id, " cannot be recorded: ", why, " (unrecordable)")
     return error_page(503, "unrecordable", vm_id)
   end
-  if not user_budget(user, vm_id, true) then return end
+  if not user_budget(user, vm_id, "html") then return end
   -- a gateway or a console that is full is told at once
   local open = watch.node()
   if open >= state.conf.max_sessions then
@@ -196,9 +233,10 @@ function _M.page(vm_id)
     metrics.count("ctvnc_sessions_refused_total", { limit = which })
     audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
       reason = "limit " .. which })
-    return error_page(429, "in_use", vm_id, relay.in_use_sentence(which, holder))
+    return error_page(429, which == "vm" and "in_use" or "busy", vm_id,
+      relay.in_use_sentence(which, holder))
   end
-  return page.serve(vm_id)
+  return page.serve(vm_id, view)
 end
 
 --- access_by_lua of the websocket location: checks the method, Origin,
@@ -210,44 +248,52 @@ function _M.ws(vm_id)
   if not vm_id or vm_id == "" then return not_a_console() end
   local upgrade = ngx.var.http_upgrade
   if not upgrade or upgrade:lower() ~= "websocket" then
-    return reply(400, { error = "a websocket upgrade is expected", vm_id = vm_id })
+    return reply(400, { error = "a websocket upgrade is expected", kind = "invalid",
+                        vm_id = vm_id })
   end
   local wskey = ngx.var.http_sec_websocket_key
   if ngx.var.http_sec_websocket_version ~= "13" or not wskey
     or not wskey:match("^[%w+/]+=*$") or #wskey ~= 24 then
-    return reply(400, { error = "a websocket handshake (version 13) is expected", vm_id = vm_id })
+    return reply(400, { error = "a websocket handshake (version 13) is expected",
+                        kind = "invalid", vm_id = vm_id })
   end
   if not auth.origin_ok() then
     log(ngx.WARN, "ctvnc: websocket for ", vm_id, " from a foreign origin refused")
-    return reply(403, { error = "foreign origin", vm_id = vm_id })
+    return reply(403, { error = "foreign origin", kind = "denied", vm_id = vm_id })
   end
   local t = cookie.given()
   local key = ngx.var.http_x_api_key
   local user, view, renew, record
   if (key and key ~= "") or not t then
     local ok, who, v, r = auth.authorize(vm_id)
-    if not ok then return deny(vm_id, who) end
+    if not ok then return ws_refuse(respond.refused(vm_id, who)) end
     user, view, record = who, v, r
   else
     local doc, why, kind = state.ticket.consume(t, vm_id)
     if kind == "store" then return fail(vm_id, why, kind) end
     if not doc then
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ", why)
-      return reply(403, { error = "denied", vm_id = vm_id })
+      return ws_refuse(403, { error = "denied", kind = "denied", vm_id = vm_id,
+        reason = "the console link has expired or was used already" })
     end
     -- a new ticket rides on the 101
     user, view, record, renew = doc.u, doc.r == 1, doc.c == 1, true
   end
-  if not user_budget(user, vm_id) then return end
+  if not user_budget(user, vm_id, "ws") then return end
   local plan, msg, kind = tower.plan(vm_id, tostring(user or ""), view)
-  if not plan then return fail(vm_id, msg, kind) end
+  if not plan then return ws_refuse(respond.failed(vm_id, msg, kind)) end
   plan.renew, plan.record = renew, record
   return relay.hand_over(plan)
 end
 
---- error_page 429 of the JSON routes (limit_req).
+--- error_page 429 of the JSON routes (limit_req); a browser's websocket
+-- is closed with the reason (relay.refuse).
 function _M.busy()
-  return reply(429, { error = respond.reason("busy"), kind = "busy" })
+  local body = { error = respond.reason("busy"), kind = "busy" }
+  if (ngx.var.http_upgrade or ""):lower() == "websocket" and auth.origin_ok() then
+    return relay.refuse(429, body)
+  end
+  return reply(429, body)
 end
 
 --- The request body, also when nginx buffered it to a file.
