@@ -117,6 +117,7 @@ build = {
     ["ctvnc.gateway.shot"] = "lua/ctvnc/gateway/shot.lua",
     ["ctvnc.gateway.wall"] = "lua/ctvnc/gateway/wall.lua",
     ["ctvnc.gateway.store.shdict"] = "lua/ctvnc/gateway/store/shdict.lua",
+    ["ctvnc.gateway.store.redis"] = "lua/ctvnc/gateway/store/redis.lua",
     ["ctvnc.redis"] = "lua/ctvnc/redis.lua",
   },
   install = {

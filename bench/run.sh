@@ -11,6 +11,7 @@
 #      proxy_pass (bench/scale.sh)
 #   6. screenshots of 100 VMs at 20 ms latency, memory per screenshot in flight
 #   7. the gateway's screenshots under wrk (bench/gwshots.sh)
+#   8. the session store: what Redis adds per console open over shdict (bench/store.sh)
 # BENCH_URL_N sets the number of URL-building calls (default 1000000).
 # `sh bench/run.sh batch` (make bench-batch) runs the first alone, with its
 # perf profile.
@@ -75,6 +76,8 @@ echo
 lua54 bench/shots.lua || rc=1
 echo
 sh bench/gwshots.sh "$tmp" || rc=1
+echo
+sh bench/store.sh "$tmp" || rc=1
 echo
 echo "bench: done in $(( $(date +%s) - start )) s"
 exit $rc

@@ -152,7 +152,10 @@ describe("the gateway's settings", function()
       { with("mode", "fast"), "ctvnc: setting mode: must be one of auto, direct, proxy" },
       { with("port", 70000), "ctvnc: setting port: must be an integer 1-65535" },
       { with("authorize", "keys.txt"), "ctvnc: setting authorize: must be a function" },
-      { with("store", "memcached"), "ctvnc: setting store: must be one of shdict" },
+      { with("store", "memcached"), "ctvnc: setting store: must be shdict or a redis:// or "
+        .. "rediss:// URL" },
+      { with("store", "redis://:pw@[::1/0"), "ctvnc: setting store: STORE: no valid host in "
+        .. "the URL" },
       { with("max_per_mv", 1), "ctvnc: setting max_per_mv: no such setting" },
       { with("proxy_scheme", "ws"), "ctvnc: setting proxy_scheme: ws would send console "
         .. "tokens in clear to a tower reached over https" },

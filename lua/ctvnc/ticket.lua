@@ -3,17 +3,18 @@
 --
 -- A ticket is `<payload>.<mac>`, both base64url: the payload is the JSON
 -- object {v = vm id, u = user, e = expiry (epoch seconds), n = nonce,
--- r = 1 when the console is view-only (absent: full), f = the end of its
--- family, g = the grant's reference, x = the grant's expiry} and
+-- s = the store's epoch (ctvnc.gateway.store: a store restarted empty
+-- has another, and refuses the tickets minted before), r = 1 when the
+-- console is view-only (absent: full), f = the end of its family, g = the
+-- grant's reference, x = the grant's expiry} and
 -- the mac is HMAC-SHA256(secret, payload) (ctvnc.core's). It is valid until its expiry (at
--- most 60 s after minting, never past x, a renewal never past f) and usable once per gateway
--- node: `consume` records the nonce in the store until the ticket expires
--- (a store that cannot record it refuses the ticket: fail closed). A
--- ticket's renewals are its family: they carry f, g and x unchanged, so
--- renewing never extends access. Tickets
--- minted on one node are refused by a node with another secret; with one
--- shared secret (CTVNC_TICKET_SECRET) a ticket could be used once on *each*
--- node, so a random per-start secret (the default) means single-node only.
+-- most 60 s after minting, never past x, a renewal never past f) and usable once wherever
+-- its store reaches: `consume` records the nonce in the store until the ticket expires (one
+-- node with the shdict store; every node sharing one Redis store and one
+-- CTVNC_TICKET_SECRET; a store that cannot record it refuses the ticket: fail closed).
+-- A ticket's renewals are its family: they carry f, g and x unchanged, so
+-- renewing never extends access. Tickets minted on one node are refused by
+-- a node with another secret (a random per-start secret, the default).
 local ngx = ngx
 local cjson = require "cjson.safe"
 local core = require "ctvnc.core"
@@ -59,7 +60,7 @@ function _M.random_secret()
 end
 
 --- ticket.new{ secret = string (>= 32 bytes), ttl = 60, store = a store of
--- the gateway's seam (ctvnc.gateway.store.*: add, get) }: used nonces live
+-- the gateway's seam (ctvnc.gateway.store.*: add, get, epoch) }: used nonces live
 -- in the store, so a ticket is used once wherever the store reaches.
 function _M.new(opts)
   assert(type(opts) == "table", "ticket.new: table expected")
@@ -78,8 +79,9 @@ function _M.new(opts)
   -- recorded under RECORD grant, first = true for the family's first
   -- ticket }: ticket, expires_in | nil, message,
   -- "system" (no random bytes) | "expired" (the family or the grant has
-  -- ended). The grant's expiry bounds every ticket, the family's end every
-  -- renewal (the first ticket has its whole ttl to be used).
+  -- ended) | "store" (the store's epoch is unknown). The grant's expiry
+  -- bounds every ticket, the family's end every renewal (the first ticket
+  -- has its whole ttl to be used).
   function self.mint(vm_id, user, view_only, family)
     local t = floor(now())
     local exp = t + self.ttl
@@ -89,8 +91,11 @@ function _M.new(opts)
     if exp <= t then return nil, "the ticket's family or grant has ended", "expired" end
     local n, err, kind = nonce()
     if not n then return nil, err, kind end
+    local epoch
+    epoch, err = self.store:epoch()
+    if not epoch then return nil, "no ticket: " .. tostring(err), "store" end
     local payload = b64url(cjson.encode({ v = vm_id, u = tostring(user or ""), e = exp,
-      n = n, r = view_only == true and 1 or nil, c = family.record == true and 1 or nil,
+      n = n, s = epoch, r = view_only == true and 1 or nil, c = family.record == true and 1 or nil,
       f = family.ends, g = family.ref, x = family.expires }))
     return payload .. "." .. mac(payload), exp - t
   end
@@ -101,15 +106,16 @@ function _M.new(opts)
     return mac("grant\0" .. s):sub(1, 22)
   end
 
-  --- The ticket's fields when it is well signed, unexpired, for vm_id and
-  -- not used yet: doc | nil, reason (never the ticket).
-  function self.check(ticket, vm_id)
+  --- The ticket's fields when it is well signed, unexpired and for vm_id
+  -- (the store is not asked): doc | nil, reason (never the ticket).
+  local function verify(ticket, vm_id)
     if type(ticket) ~= "string" or #ticket > 1024 then return nil, "no ticket" end
     local payload, sig = ticket:match("^([%w%-_]+)%.([%w%-_]+)$")
     if not payload or not same(mac(payload), sig) then return nil, "bad signature" end
     local doc = cjson.decode(unb64url(payload) or "")
     if type(doc) ~= "table" or type(doc.v) ~= "string" or type(doc.e) ~= "number"
-      or type(doc.n) ~= "string" or (doc.r ~= nil and doc.r ~= 1) or type(doc.f) ~= "number"
+      or type(doc.n) ~= "string" or type(doc.s) ~= "string"
+      or (doc.r ~= nil and doc.r ~= 1) or type(doc.f) ~= "number"
       or (doc.g ~= nil and type(doc.g) ~= "string")
       or (doc.x ~= nil and type(doc.x) ~= "number") or (doc.c ~= nil and doc.c ~= 1) then
       return nil, "malformed"
@@ -117,19 +123,39 @@ function _M.new(opts)
     local t = now()
     if doc.e <= t or doc.e > t + MAX_TTL + 1 then return nil, "expired" end
     if doc.v ~= vm_id then return nil, "for another VM" end
-    if self.store:get("n:" .. doc.n) then return nil, "already used" end
     return doc
   end
 
-  --- check, then mark the ticket used: doc | nil, reason[, "store" when
-  -- the store could not record it].
+  local function store_failed(err)
+    return nil, "cannot check the ticket: " .. tostring(err), "store"
+  end
+
+  --- The ticket's fields when it is well signed, unexpired, for vm_id,
+  -- minted in the store's epoch and not used yet: doc | nil, reason
+  -- [, "store" when the store cannot tell: refuse].
+  function self.check(ticket, vm_id)
+    local doc, why = verify(ticket, vm_id)
+    if not doc then return nil, why end
+    local epoch, err = self.store:epoch()
+    if not epoch then return store_failed(err) end
+    if doc.s ~= epoch then return nil, "minted before the store's last restart" end
+    local used
+    used, err = self.store:get("n:" .. doc.n)
+    if used then return nil, "already used" end
+    if err then return store_failed(err) end
+    return doc
+  end
+
+  --- Marks the ticket used (one atomic step of the store, which also
+  -- checks the epoch): doc | nil, reason [, "store"].
   function self.consume(ticket, vm_id)
-    local doc, why = self.check(ticket, vm_id)
+    local doc, why = verify(ticket, vm_id)
     if not doc then return nil, why end
     local left = doc.e - now() + 1
-    local ok, err = self.store:add("n:" .. doc.n, "1", left)
+    local ok, err, kind = self.store:add("n:" .. doc.n, "1", left, doc.s)
     if ok == false then return nil, "already used" end
-    if not ok then return nil, "cannot record the ticket: " .. tostring(err), "store" end
+    if kind == "epoch" then return nil, err end
+    if not ok then return store_failed(err) end
     return doc
   end
 

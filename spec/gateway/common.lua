@@ -328,7 +328,7 @@ function common.ws(port, vm, headers)
     conn:send("\1")
     luassert.are.equal("\0\0\0\0", conn:read(4))
     conn:send("\1")
-    local init = assert(conn:read(24))
+    local init = luassert(conn:read(24))
     local nlen = init:byte(21) * 16777216 + init:byte(22) * 65536 + init:byte(23) * 256
       + init:byte(24)
     luassert.are.equal("rfb-spec", conn:read(nlen))

@@ -4,7 +4,7 @@
 --
 --   GET  /admin/sessions[?vm_id=&user=&limit=&cursor=]
 --                                     -> {"sessions": [{id, user, vm_id, mode, view_only,
---                                         client, start, bytes_in, bytes_out}], "next": id}
+--                                         client, start, node, bytes_in, bytes_out}], "next": id}
 --                                        one page in id order; next: the cursor of the
 --                                        next page (none: the last page)
 --   POST /admin/sessions/<id>/kill    -> {"killed": [id]} | 404
@@ -69,7 +69,7 @@ local function sessions()
   for i, r in ipairs(page) do
     list[i] = { id = r.id, user = r.user, vm_id = r.vm_id, mode = r.mode,
       view_only = r.view_only == true, client = r.client, start = audit.iso(r.start or 0),
-      bytes_in = r.bytes_in, bytes_out = r.bytes_out }
+      bytes_in = r.bytes_in, bytes_out = r.bytes_out, node = r.node }
   end
   return reply(200, { sessions = array(list), next = next_id })
 end
@@ -132,7 +132,11 @@ function _M.admin()
     return reply(200, { killed = array({ id }) })
   end
   local vm_id = routes.unpercent(raw_vm)
-  local ids = state.book:kill_vm(vm_id, who)
+  local ids, err = state.book:kill_vm(vm_id, who)
+  if not ids then
+    log(ngx.ERR, "ctvnc: the sessions of ", vm_id, " cannot be killed: ", tostring(err), " (store)")
+    return reply(503, { error = respond.reason("store"), kind = "store" })
+  end
   if #ids > 0 then watch.kick() end
   log(ngx.NOTICE, "ctvnc: ", #ids, " session(s) of ", vm_id, " killed by ", who)
   return reply(200, { killed = array(ids), vm_id = vm_id })

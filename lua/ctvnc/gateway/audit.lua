@@ -26,17 +26,18 @@ function _M.iso(t)
   return os_date("!%Y-%m-%dT%H:%M:%S", floor(t)) .. ("." .. ("%03d"):format(ms)) .. "Z"
 end
 
-local audit_file, audit_path, audit_key
+local audit_file, audit_path, audit_key, node
 
 local LOCK_TTL = 1   -- seconds a crashed writer's lock outlives it
 
 --- Where audit lines go: a file path, "error_log" (nginx's error log at
--- notice), or "off"; key: the chain's HMAC key (nil: SHA-256). A file is
--- opened here, at configure time (nginx's master, before workers drop
--- privileges): ctvnc.gateway.auditfile; the chain goes on from the head
--- the dict holds (a reload), else from the file's last line. nil | message.
-function _M.to(path, key)
-  audit_path, audit_key = path, key
+-- notice), or "off"; key: the chain's HMAC key (nil: SHA-256); node_name
+-- names this node in every line. A file is opened here, at configure time
+-- (nginx's master, before workers drop privileges): ctvnc.gateway.auditfile;
+-- the chain goes on from the head the dict holds (a reload), else from the
+-- file's last line. nil | message.
+function _M.to(path, key, node_name)
+  audit_path, audit_key, node = path, key, node_name
   if audit_file then audit_file:close() end
   audit_file = nil
   if path == "off" or path == "error_log" or not path then return end
@@ -81,7 +82,7 @@ end
 
 local AUDIT_FIELDS = { "event", "session", "user", "vm_id", "mode", "view_only", "client",
   "start", "end", "duration", "bytes_in", "bytes_out", "reason", "recording", "recording_sha256",
-  "recording_complete", "admin" }
+  "recording_complete", "admin", "node" }
 
 --- One audit line: event (open, close, refused, killed, screenshot) and the fields of
 -- the session. Only the listed fields are written: no caller can put a
@@ -91,7 +92,7 @@ function _M.write(event, f)
   local doc = {}
   f = f or {}
   for _, k in ipairs(AUDIT_FIELDS) do doc[k] = f[k] end
-  doc.event = event
+  doc.event, doc.node = event, node
   if type(doc.start) == "number" then doc.start = _M.iso(doc.start) end
   if type(doc["end"]) == "number" then doc["end"] = _M.iso(doc["end"]) end
   local line = cjson.encode(doc)

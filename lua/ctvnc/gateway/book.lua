@@ -3,7 +3,7 @@
 -- a shared backend, by every node).
 --
 --   s:<id>       JSON of an open session (id, user, vm_id, mode, view_only,
---                client, start, bytes_in, bytes_out)
+--                client, start, node, bytes_in, bytes_out)
 --   v:<vm>       the slots of a VM (max_per_vm), each holding a session id
 --   u:<user>     the slots of a user (max_per_user)
 --   kill flag    set by the admin routes, polled by the session's relay
@@ -33,10 +33,11 @@ _M.RESOLVE_MAX = 30
 local Book = {}
 Book.__index = Book
 
---- new(store, { slot_ttl, open_ttl, kill_lock }): a book on that store.
+--- new(store, { slot_ttl, open_ttl, kill_lock, node }): a book on that
+-- store; node names this node in the sessions it opens.
 function _M.new(store, opts)
   return setmetatable({ store = store, ttl = opts.slot_ttl, open_ttl = opts.open_ttl,
-    kill_lock = opts.kill_lock }, Book)
+    kill_lock = opts.kill_lock, node = opts.node }, Book)
 end
 
 --- A fresh session id: 16 hex digits from the kernel | nil, message.
@@ -48,7 +49,7 @@ end
 
 local function encode(rec)
   return cjson.encode({ id = rec.id, user = rec.user, vm_id = rec.vm_id, mode = rec.mode,
-    view_only = rec.view_only, client = rec.client, start = rec.start,
+    view_only = rec.view_only, client = rec.client, start = rec.start, node = rec.node,
     bytes_in = rec.bytes_in or 0, bytes_out = rec.bytes_out or 0 })
 end
 
@@ -113,6 +114,7 @@ function Book:open(rec, limits)
     rec.id = id
   end
   rec.bytes_in, rec.bytes_out = rec.bytes_in or 0, rec.bytes_out or 0
+  rec.node = rec.node or self.node
   local held = {}
   for _, b in ipairs(buckets(rec.vm_id, rec.user, limits)) do
     local handle, holders = store:take(b[1], b[2], rec.id, self.open_ttl)
@@ -134,10 +136,11 @@ function Book:open(rec, limits)
 end
 
 --- Would a session of user on vm_id fit now? true | nil, "vm" | "user",
--- the oldest session in the way. Takes nothing.
+-- the oldest session in the way | nil, "store", message. Takes nothing.
 function Book:fits(vm_id, user, limits)
   for _, b in ipairs(buckets(vm_id, user, limits)) do
-    local holders = self.store:holders(b[1], b[2]) or {}
+    local holders, err = self.store:holders(b[1], b[2])
+    if not holders then return nil, "store", err end
     if #holders >= b[2] then return nil, b[3], self:oldest(holders) end
   end
   return true
@@ -233,13 +236,15 @@ function Book:kill(id, who)
   return self.store:kill(id, tostring(who or "admin"), KILL_TTL)
 end
 
---- Asks every session of vm_id to end (but those asked already): the ids.
+--- Asks every session of vm_id to end (but those asked already): the ids
+-- | nil, message (the store failed).
 function Book:kill_vm(vm_id, who)
   local ids, after = {}, ""
   repeat
     local page
     page, after = self:page({ vm_id = vm_id }, after, _M.SCAN)
-    for _, rec in ipairs(page or {}) do
+    if not page then return nil, after end
+    for _, rec in ipairs(page) do
       if not self:killer(rec.id) and self:kill(rec.id, who) then ids[#ids + 1] = rec.id end
     end
   until not after
@@ -249,6 +254,13 @@ end
 --- Who asked session id to end (nil: nobody).
 function Book:killer(id)
   return self.store:killer(id)
+end
+
+--- The store's count of kills on every node, when it keeps one (a shared
+-- store): nil otherwise (the node's own count tells).
+function Book:kills()
+  local store = self.store
+  return store.kills and store:kills()
 end
 
 return _M

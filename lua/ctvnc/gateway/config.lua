@@ -109,8 +109,12 @@ exclusive_consoles {off,on}           off                EXCLUSIVE_CONSOLES
     on: a full session may ask for the console alone (ClientInit shared 0 drops the others)
 cluster_tls      {verify,insecure}    verify             CLUSTER_TLS
     verify the clusters' certificates; insecure warns at every start
-store            {shdict}             shdict             STORE
-    where sessions, slots, kill flags and used tickets live (shdict: this node)
+store            secret               shdict             STORE
+    sessions, slots, kill flags, used tickets: shdict (this node) or redis[s]://... (a URL: secret)
+store_ca         string               -                  STORE_CA
+    PEM bundle a rediss:// store's certificate is verified with (unset: the system store)
+node_name        string               -                  NODE_NAME
+    this node's name in sessions, audit lines and metrics (unset: the host name)
 audit_log        string               -                  AUDIT_LOG
     audit trail: a path, error_log or off (unset: <nginx prefix>/audit.log)
 audit_key        secret               -                  CTVNC_AUDIT_KEY
@@ -242,6 +246,13 @@ function _M.check(c)
   end
   if conf.id_rate ~= 0 and conf.id_rate < conf.batch_max then
     return fail("id_rate", "must be 0 (off) or at least batch_max")
+  end
+  if conf.store ~= "shdict" then
+    if not conf.store:match("^rediss?://") then
+      return fail("store", "must be shdict or a redis:// or rediss:// URL")
+    end
+    local ok, why = require("ctvnc.redis").parse_url(conf.store, "-")
+    if not ok then return fail("store", why) end
   end
   if conf.proxy_scheme == "ws" and not conf.endpoint:lower():match("^http://") then
     return fail("proxy_scheme", "ws would send console tokens in clear to a tower reached "

@@ -41,6 +41,34 @@ local ipairs, tostring = ipairs, tostring
 
 local _M = {}
 
+--- This machine's name (NODE_NAME's default).
+local function host_name()
+  local f = io.open("/proc/sys/kernel/hostname")
+  local name = f and f:read("*l")
+  if f then f:close() end
+  return name or "gateway"
+end
+
+--- The store of sessions and the store of used tickets: one Redis for
+-- both, or two of this node's shared dicts. sessions, used | nil, message.
+local function open_store(conf)
+  if conf.store == "shdict" then
+    local shdict = require "ctvnc.gateway.store.shdict"
+    local sessions, why = shdict.new({ dict = "ctvnc_sessions" })
+    local used = sessions and shdict.new({ dict = "ctvnc_tickets" })
+    if not used then return nil, why or "no lua_shared_dict ctvnc_tickets" end
+    return sessions, used
+  end
+  local ca = conf.store:match("^rediss:") and conf.store_ca
+  local f = ca and io.open(ca)
+  if ca and not f then return nil, "STORE_CA " .. ca .. " cannot be read" end
+  if f then f:close() end
+  local s, why = require("ctvnc.gateway.store.redis").new({ url = conf.store,
+    node = conf.node_name })
+  if not s then return nil, why end
+  return s, s
+end
+
 --- gateway.configure{ settings }: checks them against the declared
 -- settings (ctvnc.gateway.config; an error names the setting), then makes
 -- the CloudTower client, the ticket minter, the session book on its store
@@ -48,10 +76,10 @@ local _M = {}
 function _M.configure(c)
   local conf, err = config.check(c)
   if not conf then error(err, 0) end
-  local backend = require("ctvnc.gateway.store." .. conf.store)
-  local sessions, why = backend.new({ dict = "ctvnc_sessions" })
-  local used = sessions and backend.new({ dict = "ctvnc_tickets" })
-  if not used then error("ctvnc: setting store: " .. tostring(why or "no ctvnc_tickets"), 0) end
+  conf.node_name = conf.node_name or host_name()
+  local sessions, used = open_store(conf)
+  if not sessions then error("ctvnc: setting store: " .. tostring(used), 0) end
+  conf.store, c.store = sessions.cfg and tostring(sessions.cfg) or conf.store, nil
   if not ngx.shared[watch.DICT] then
     error("ctvnc: no lua_shared_dict " .. watch.DICT .. " (the workers' open sessions)", 0)
   end
@@ -73,7 +101,8 @@ function _M.configure(c)
     ngx.log(ngx.WARN, "ctvnc: no authorize hook (KEYS, JWT or authorize): the gateway "
       .. "denies every console request")
   end
-  local no_audit = audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"), conf.audit_key)
+  local no_audit = audit.to(conf.audit_log or (ngx.config.prefix() .. "audit.log"),
+    conf.audit_key, conf.node_name)
   conf.audit_key, c.audit_key = nil, nil
   if no_audit then error("ctvnc: setting audit_log: " .. no_audit, 0) end
   state.conf = conf
@@ -86,7 +115,7 @@ function _M.configure(c)
   state.ticket = tickets.new({ secret = secret, ttl = conf.ticket_ttl, store = used })
   -- while a session opens its slots live open_ttl: past the target's
   -- handshake (one deadline) and a host name's lookup (RESOLVE_MAX)
-  state.book = book.new(sessions, { slot_ttl = conf.slot_ttl,
+  state.book = book.new(sessions, { slot_ttl = conf.slot_ttl, node = conf.node_name,
     open_ttl = conf.target_timeout + book.RESOLVE_MAX + conf.slot_ttl,
     kill_lock = conf.kill_lock })
   state.novnc_html = page.load(conf.novnc_dir)

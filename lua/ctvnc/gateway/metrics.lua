@@ -19,6 +19,9 @@ local HELP = {
   ctvnc_sessions_ended_total = { "counter", "Console sessions ended, by reason." },
   ctvnc_relay_bytes_total = { "counter", "Bytes relayed, by direction." },
   ctvnc_sessions_refused_total = { "counter", "Console sessions refused, by limit." },
+  ctvnc_store_errors_total = { "counter", "Calls to the session store that failed." },
+  ctvnc_store_up = { "gauge", "1 while the session store answers, 0 after a failed call." },
+  ctvnc_store_seconds = { "histogram", "Latency of calls to the session store." },
 }
 _M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 
@@ -64,11 +67,18 @@ function _M.count(name, labels, n)
   d:incr(sample_of(name, labels), n or 1, 0)
 end
 
---- Records one observation of a histogram (seconds).
-function _M.observe(name, value)
+--- Sets a gauge.
+function _M.set(name, labels, v)
+  local d = ngx.shared[_M.DICT]
+  if d then d:set(sample_of(name, labels), v) end
+end
+
+--- Records one observation of a histogram (seconds), in BUCKETS or the
+-- buckets given.
+function _M.observe(name, value, buckets)
   local d = ngx.shared[_M.DICT]
   if not d then return end
-  for _, le in ipairs(_M.BUCKETS) do
+  for _, le in ipairs(buckets or _M.BUCKETS) do
     if value <= le then d:incr(sample_of(name .. "_bucket", { le = tostring(le) }), 1, 0) end
   end
   d:incr(sample_of(name .. "_bucket", { le = "+Inf" }), 1, 0)

@@ -59,6 +59,9 @@ env CTVNC_ENDPOINT;       # the tower as browsers and ctvnc address it
 env CTVNC_TICKET_SECRET;  # HMAC secret of tickets (32+ bytes); unset: random per start, one node
 env CTVNC_AUDIT_KEY;      # HMAC key of audit.log's hash chain (32+ bytes); unset: SHA-256
 env CTVNC_JWT_SECRET;     # HS256 secret of JWT users (32+ bytes), with JWT=hs256
+env STORE;                # shdict | redis://host[:port][/db] | rediss://... (several nodes)
+env CTVNC_REDIS_PASSWORD; # the Redis store's password (never in the URL, logs or pages)
+env NODE_NAME;            # this node's name in sessions, audit and metrics (unset: host name)
 env RECORD_KEY;           # HMAC secret that signs recordings (32+ bytes), with RECORD
 
 # console recordings are written by these threads: a slow disk never
@@ -124,6 +127,14 @@ http {
     # TLS 1.2 or 1.3 on every hop (nginx 1.22's defaults stop at 1.2): the
     # relay's cosockets here, the API's proxy_pass in /_ctvnc/.
     lua_ssl_protocols TLSv1.2 TLSv1.3;
+    # a rediss:// store's certificate, verified in every location that
+    # reaches the store (`ctvnc gateway start` adds STORE_CA to the relays'
+    # bundles too); no line without one
+    @STORE_TRUST@
+    # a cosocket's own error line would carry the request line (a ticket in
+    # its query): the gateway logs the failures of the store and the relay
+    # itself, without it
+    lua_socket_log_errors off;
 
     # ctvnc: the Lua modules (ctvnc.gateway included) and the C core built
     # for LuaJIT (Lua 5.1's ABI), where `ctvnc gateway start` loads them from.
@@ -200,7 +211,9 @@ http {
             idle_timeout = @=IDLE_TIMEOUT@,        -- seconds without keys/pointer/clipboard (0: none)
             slot_ttl = @=SLOT_TTL@,                -- seconds a crashed worker's slots outlive it
             target_timeout = @=TARGET_TIMEOUT@,    -- seconds for each step of the target's handshake
-            store = @=STORE@,                    -- sessions, slots, kill flags, used tickets
+            store = os.getenv("STORE"),           -- sessions, slots, kill flags, used tickets
+            store_ca = @=STORE_CA@,              -- PEM bundle of a rediss:// store
+            node_name = @=NODE_NAME@,            -- this node's name (nil: the host name)
             handshake_timeout = @=HANDSHAKE_TIMEOUT@,  -- seconds for the browser's RFB handshake
             exclusive_consoles = @=EXCLUSIVE_CONSOLES@,  -- off: ClientInit is always shared
             trusted_proxies = @=TRUSTED_PROXIES@,  -- whose X-Forwarded-* is believed

@@ -88,7 +88,7 @@ local function refused(rec, which, holder)
   if which == "store" or which == "system" then
     log(ngx.ERR, "ctvnc: the session of ", tostring(rec.vm_id), " cannot be recorded: ",
       tostring(holder), " (", which, ")")
-    return _M.refuse(503, { error = "the console cannot be opened right now", kind = which })
+    return _M.refuse(503, { error = respond.reason(which), kind = which })
   end
   local body = { error = _M.in_use_sentence(which, holder), kind = "busy", limit = which,
     vm_id = rec.vm_id }

@@ -150,6 +150,20 @@ local function listeners(v, port)
   return concat(main, "\n"), tls, hsts, redirect, list[1].port
 end
 
+--- A file of the PEM files a and b, one after the other: its path | nil.
+local function bundle(path, a, b)
+  local out = io.open(path, "w")
+  if not out then return nil end
+  for _, f in ipairs({ a, b }) do
+    local src = io.open(f)
+    if not src then out:close() return nil end
+    out:write(src:read("*a"), "\n")
+    src:close()
+  end
+  out:close()
+  return path
+end
+
 --- render(v, opts) -> nginx.conf's text, the first port | nil, why.
 -- v: service.resolve's settings; opts: { template = text, lua = dir, so =
 -- dir, tmp = dir, port = GATEWAY_PORT or a free one, group = WORKER_USER's group
@@ -173,6 +187,17 @@ function _M.render(v, opts)
   -- two connections a session in any one worker, 512 more (pages, API,
   -- /health, CloudTower), files 256 more; 2 KiB of session book a session
   local connections = 2 * v.MAX_SESSIONS + 512
+  -- a rediss:// store is reached from the relays' locations too: their
+  -- bundles trust STORE_CA as well (written beside the workers' temp files)
+  local store_ca = v.STORE_CA or SYSTEM_CA
+  local tower_ca, cluster_ca = v.TOWER_CA or SYSTEM_CA, v.CLUSTER_CA or SYSTEM_CA
+  local store_trust = "# (no rediss:// store)"
+  if (v.STORE or os.getenv("STORE") or ""):match("^rediss:") then
+    store_trust = "lua_ssl_trusted_certificate " .. store_ca .. "; lua_ssl_verify_depth 4;"
+    tower_ca = bundle(opts.tmp .. "/tower-ca.pem", tower_ca, store_ca)
+    cluster_ca = bundle(opts.tmp .. "/cluster-ca.pem", cluster_ca, store_ca)
+    if not tower_ca or not cluster_ca then return nil, "the CA bundles cannot be written" end
+  end
   local text = {
     WORKER_CONNECTIONS = tostring(connections), NOFILE = tostring(connections + 256),
     BOOK_SIZE = math.max(2 * v.MAX_SESSIONS, 1024) .. "k",
@@ -188,7 +213,7 @@ function _M.render(v, opts)
     RELAY_BUFFER = v.RELAY_BUFFER,
     TOWER = v.TOWER, TOWER_SCHEME = v.TOWER_SCHEME, TOWER_PREFIX = v.TOWER_PREFIX,
     TOWER_VERIFY = v.TOWER_TLS == "insecure" and "off" or "on",
-    TOWER_CA = v.TOWER_CA or SYSTEM_CA, CLUSTER_CA = v.CLUSTER_CA or SYSTEM_CA,
+    TOWER_CA = tower_ca, CLUSTER_CA = cluster_ca, STORE_TRUST = store_trust,
     TOWER_NAME = lua.TOWER_NAME,
     TOWER_TIMEOUT = format("%dms", math.ceil(v.TOWER_TIMEOUT * 1000)),
     FRAME_ANCESTORS = v.FRAME_ANCESTORS,

@@ -60,7 +60,9 @@ local KINDS = {
     reason = "CloudTower's answer was too large" },
   system = { status = 503, title = "Service unavailable", reason = "the gateway cannot do "
     .. "this right now" },
-  store = { status = 503, title = "Service unavailable", reason = "the session store failed" },
+  store = { status = 503, title = "Service unavailable",
+    reason = "the console service cannot check access right now; try again",
+    sentence = "The console service cannot check access right now; try again." },
   unrecordable = { status = 503, title = "Recording unavailable",
     reason = "the session cannot be recorded",
     sentence = "This console must be recorded, and the gateway cannot write its recording "

@@ -195,10 +195,17 @@ function _M.ticket(vm_id)
   return reply(200, { ticket = t, expires_in = ttl, url = link })
 end
 
+--- The page of a refused ticket: 403, or 503 when the store cannot tell
+-- (fail closed: logged).
+local function refuse_ticket(vm_id, kind)
+  if kind ~= "store" then return error_page(403, "denied", vm_id) end
+  log(ngx.ERR, "ctvnc: the console of ", vm_id, " refused: the session store failed (store)")
+  return error_page(503, "store", vm_id)
+end
+
 --- Who opens the page of vm_id: its cookie ticket (checked, not used up:
 -- the websocket uses it; its grant still holding) or the authorize hook:
--- true, user, view_only,
--- record | false, refusal.
+-- true, user, view_only, record | false, refusal[, "store"].
 local function page_access(vm_id)
   local t = cookie.given()
   if not t then
@@ -206,11 +213,12 @@ local function page_access(vm_id)
     if not ok then return false, who end
     return true, who, view, grant.record
   end
-  local doc = state.ticket.check(t, vm_id)
+  local doc, _, kind = state.ticket.check(t, vm_id)
   local holds, still_view = false, false
   if doc then holds, still_view = grant_holds(doc, vm_id) end
   if not holds then
-    return false, auth.refusal(403, "the console link has expired or was used already")
+    -- kind "store": the store cannot tell (the page says so, fail closed)
+    return false, auth.refusal(403, "the console link has expired or was used already"), kind
   end
   return true, doc.u, doc.r == 1 or still_view, doc.c == 1
 end
@@ -248,8 +256,8 @@ function _M.page(vm_id)
   if given ~= nil then
     -- the link's ticket goes into a cookie for this console's path, and
     -- the browser comes back without it in the URL
-    local doc = type(given) == "string" and state.ticket.check(given, vm_id)
-    if not doc then return error_page(403, "denied", vm_id) end
+    local doc, _, kind = state.ticket.check(given, vm_id)
+    if not doc then return refuse_ticket(vm_id, kind) end
     ngx.header["Set-Cookie"] = cookie.ticket(given, floor(doc.e - ngx.now()), vm_id)
     ngx.header["Location"] = cookie.page_path(vm_id)
     ngx.status = 303
@@ -257,7 +265,10 @@ function _M.page(vm_id)
     return respond.finish(303)
   end
   local ok, user, view, record = page_access(vm_id)
-  if not ok then return deny(vm_id, user, true) end
+  if not ok then
+    if view == "store" then return refuse_ticket(vm_id, view) end
+    return deny(vm_id, user, true)
+  end
   -- a console that must be recorded, and cannot be, is told at once
   local recordable, why = recorder.can_open(record)
   if not recordable then
@@ -278,6 +289,7 @@ function _M.page(vm_id)
     return error_page(503, "full", vm_id)
   end
   local fits, which, holder = state.book:fits(vm_id, tostring(user or ""), state.conf)
+  if which == "store" then return refuse_ticket(vm_id, which) end
   if not fits then
     metrics.count("ctvnc_sessions_refused_total", { limit = which })
     audit.write("refused", { user = user, vm_id = vm_id, client = ngx.var.remote_addr,
@@ -319,12 +331,12 @@ function _M.ws(vm_id)
     user, view, record = who, v, g.record
   else
     local doc, why, kind = state.ticket.consume(t, vm_id)
+    if kind == "store" then return fail(vm_id, why, kind) end
     local holds, still_view = false, false
     if doc then holds, still_view = grant_holds(doc, vm_id) end
     if not holds then
       log(ngx.WARN, "ctvnc: websocket ticket for ", vm_id, " refused: ",
         doc and "its grant is gone" or why)
-      if kind == "store" then return ws_refuse(respond.failed(vm_id, why, kind)) end
       return ws_refuse(403, { error = "denied", kind = "denied", vm_id = vm_id,
         reason = "the console link has expired or was used already" })
     end

@@ -5,7 +5,8 @@
 --
 -- Every tick (TICK seconds) the timer
 --   - ends the sessions an admin killed (only when the node's kill count
---     moved since the last tick: kill() bumps it), those whose browser has
+--     moved since the last tick: kill() bumps it; or a shared store's count
+--     of every node's kills), those whose browser has
 --     not finished its RFB handshake handshake_timeout after the start,
 --     those past max_session and those idle past idle_timeout: it marks the
 --     session (s.ending) and wakes its relay (s.sema), which says the last
@@ -26,7 +27,8 @@ local metrics = require "ctvnc.gateway.metrics"
 local log = require "ctvnc.gateway.log"
 
 local ngx = ngx
-local pairs, ipairs, tostring, tonumber, pcall = pairs, ipairs, tostring, tonumber, pcall
+local pairs, ipairs, tostring, tonumber, pcall, next = pairs, ipairs, tostring, tonumber, pcall,
+  next
 local concat = table.concat
 
 local _M = {}
@@ -164,6 +166,10 @@ local function tick(premature)
   local t = ngx.now()
   local d = ngx.shared[_M.DICT]
   local k = d and d:get("kills")
+  if next(open) then
+    -- a shared store counts the kills asked on every node
+    k = tostring(k) .. ":" .. tostring(state.book:kills())
+  end
   local kills = k ~= last_kills
   last_kills = k
   for _, s in pairs(open) do

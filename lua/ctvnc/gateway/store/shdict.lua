@@ -10,8 +10,13 @@
 -- script (EVALSHA), and may refuse what was written before its server's
 -- last restart (run_id) where losing it would let a ticket be used twice.
 --
---   store:add(key, value, ttl)        -> true | false (the key exists) | nil, err
---       add-if-absent with expiry, atomic (a ticket's nonce is used once).
+--   store:add(key, value, ttl, epoch?) -> true | false (the key exists) | nil, err[, "epoch"]
+--       add-if-absent with expiry, atomic (a ticket's nonce is used once);
+--       with epoch, refused (nil, msg, "epoch") unless it is the store's.
+--   store:epoch()                     -> word | nil, err
+--       the store's epoch, made once per store life: a store that lost its
+--       keys (restarted empty) makes another, so the tickets minted before,
+--       which carry the old one, are refused.
 --   store:set(key, value, ttl)        -> true | nil, err
 --   store:touch(key, ttl)             -> true | false (absent) | nil, err
 --       a live key's expiry set anew, its value kept.
@@ -34,8 +39,11 @@
 --   store:release(handle, holder)     -> true | nil, err (only holder's slot)
 --   store:kill(id, who, ttl)          -> true | nil, err
 --   store:killer(id)                  -> who | nil (no kill flag) | nil, err
---       the kill flag of a session, polled by its relay (a Redis backend
---       may also publish it).
+--       the kill flag of a session, read by the watch timer.
+--   store:kills()                     -> count | nil, err       (optional)
+--       a count of kills that moves with every kill on any node (a shared
+--       backend: the watch timers of other nodes read it; this one has
+--       none, the node's own count in ctvnc_node tells).
 --   store:ping()                      -> true | nil, err
 --       whether the backend answers now (GET /health?ready=1): one cheap
 --       round trip, nothing kept.
@@ -45,6 +53,7 @@
 -- (add, take) leave a reserve of RESERVE of the dict free, so that the
 -- sessions already open can still be refreshed and killed.
 local ngx = ngx
+local new_id = require("ctvnc.gateway.book").new_id
 local tostring, ipairs, setmetatable = tostring, ipairs, setmetatable
 local sort, floor = table.sort, math.floor
 
@@ -70,7 +79,18 @@ function Store:room()
   return nil, "no memory (the rest is kept for the open sessions)"
 end
 
-function Store:add(key, value, ttl)
+function Store:epoch()
+  local d = self.dict
+  local word, err = new_id()
+  if not word then return nil, err end
+  d:safe_add("epoch", word)
+  return d:get("epoch")
+end
+
+function Store:add(key, value, ttl, epoch)
+  if epoch and self.dict:get("epoch") ~= epoch then
+    return nil, "the ticket was minted before the store's last restart", "epoch"
+  end
   local room, full = self:room()
   if not room then return nil, full end
   local ok, err = self.dict:safe_add(key, value, ttl)
