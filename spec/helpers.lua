@@ -184,9 +184,10 @@ function helpers.free_port(host)
   return tonumber(port)
 end
 
---- Waits (up to 5 s) until host:port accepts connections.
+--- Waits (up to 15 s: node and websockify start slowly on a loaded
+-- machine) until host:port accepts connections.
 function helpers.wait_port(host, port)
-  for _ = 1, 100 do
+  for _ = 1, 300 do
     local c = socket.connect(host, port)
     if c then c:close() return true end
     socket.sleep(0.05)
