@@ -106,6 +106,10 @@ describe("one node at its limit #novalgrind", function()
       :format(ROOT, dir))
     assert.is_false(ok)
     assert.truthy(out:find("MAX_SESSIONS", 1, true), out)
+    -- the refused start stopped the simulator it had started
+    assert.truthy(read_file(dir .. "/bad/sim/env"), "run.sh did not start its simulator")
+    assert.is_false(select(2, helpers.run(("pgrep -f -- '%s/bad/sim/[n]ginx.conf'"):format(dir))),
+      "the simulator of a refused start still runs")
   end)
 
   it("past MAX_SESSIONS answers a logged 503 'the gateway is full'; /health still answers", function()

@@ -57,6 +57,7 @@ if [ -z "${TOWER:-}" ]; then      # the bundled simulator
     echo "run.sh: the bundled simulator; API key demo-key (X-API-Key) for every VM" >&2
   fi
 fi
-"$ctvnc" gateway start --prefix "$dir" /dev/null >&2 || die "the gateway did not start"
+# a start that fails stops the simulator it started, too
+"$ctvnc" gateway start --prefix "$dir" /dev/null >&2 || { stop; die "the gateway did not start"; }
 trap - INT TERM HUP QUIT
 cat "$dir/env"
